@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install everything the project needs on a fresh Debian/Ubuntu machine:
+# the Prometheus package (real binary for the local stack) and a virtualenv
+# with the project and its pinned dependencies. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+
+need_apt() { ! command -v "$1" >/dev/null 2>&1; }
+
+if need_apt prometheus || need_apt promtool; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "setup: installing the Prometheus package (apt)"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends prometheus
+    # The Debian package starts a system Prometheus on :9090; the harness runs its own.
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+      $SUDO systemctl stop prometheus || true
+    fi
+  else
+    echo "setup: Prometheus is not installed and apt-get is unavailable." >&2
+    echo "       macOS: brew install prometheus; elsewhere: put prometheus and promtool on PATH" >&2
+    echo "       (or set PROMETHEUS_BIN). Continuing: only the stack tests need it." >&2
+  fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q -e '.[dev]'
+echo "setup: done ($("$VENV/bin/python" --version), prometheus: $(command -v prometheus || echo missing))"

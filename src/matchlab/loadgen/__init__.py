@@ -1,0 +1,1 @@
+"""Open-model load generation: order flows, seeding, pacing and client-side latency."""

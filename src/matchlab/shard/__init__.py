@@ -1,0 +1,1 @@
+"""The matching-engine shard: order books, journal, events, HTTP API."""

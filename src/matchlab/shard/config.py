@@ -1,0 +1,58 @@
+"""Shard configuration from the environment (DESIGN.md §3.1)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from matchlab.errors import ConfigError
+from matchlab.envparse import env_bool, env_int, env_port
+
+DEFAULT_SYMBOLS = {
+    "a": "TEST-ASSET-A,TEST-ASSET-B,TEST-ASSET-C,TEST-ASSET-D",
+    "b": "TEST-ASSET-E,TEST-ASSET-F,TEST-ASSET-G,TEST-ASSET-H",
+    "c": "TEST-ASSET-I,TEST-ASSET-J,TEST-ASSET-K,TEST-ASSET-L",
+}
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    shard_id: str
+    symbols: frozenset[str]
+    http_port: int
+    metrics_port: int
+    bind_host: str
+    kafka_bootstrap: str
+    wal_path: Path
+    wal_size_mb: int
+    ring_buffer_size: int
+    fsync: bool
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ShardConfig:
+        env = os.environ if env is None else env
+        shard_id = env.get("SHARD_ID", "a").strip()
+        if not shard_id or not shard_id.isalnum():
+            raise ConfigError(f"SHARD_ID must be a short alphanumeric id, got {shard_id!r}")
+        raw_symbols = env.get("SHARD_SYMBOLS", DEFAULT_SYMBOLS.get(shard_id, ""))
+        symbols = frozenset(s.strip() for s in raw_symbols.split(",") if s.strip())
+        if not symbols:
+            raise ConfigError(f"SHARD_SYMBOLS is empty: shard {shard_id!r} would own no symbol")
+        ring = env_int(env, "RING_BUFFER_SIZE", 131072, minimum=2)
+        if ring & (ring - 1):
+            raise ConfigError(f"RING_BUFFER_SIZE must be a power of two, got {ring}")
+        return cls(
+            shard_id=shard_id,
+            symbols=symbols,
+            http_port=env_port(env, "HTTP_PORT", 8080),
+            metrics_port=env_port(env, "METRICS_PORT", 9091),
+            bind_host=env.get("BIND_HOST", "127.0.0.1"),
+            kafka_bootstrap=env.get("KAFKA_BOOTSTRAP", "localhost:9092").strip(),
+            wal_path=Path(env.get("WAL_PATH", f"./data/wal-{shard_id}.log")),
+            wal_size_mb=env_int(env, "WAL_SIZE_MB", 64, minimum=1),
+            ring_buffer_size=ring,
+            # Benchmarks only: measures what durability costs. Never in experiments.
+            fsync=env_bool(env, "WAL_FSYNC", True),
+        )

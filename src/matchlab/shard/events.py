@@ -1,0 +1,142 @@
+"""Publishing MATCH_EXECUTED / ORDER_PLACED events over the Kafka protocol.
+
+``produce()`` only enqueues into librdkafka's local queue, so publishing never
+blocks the matching path, and a broker outage only lengthens that queue. The
+producer is idempotent with acks=all and a delivery timeout far longer than
+any planned outage, so events wait and arrive once the broker is back, with
+no loss and no duplicates. Delivery reports are served by a loop timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from time import perf_counter
+
+from confluent_kafka import KafkaError, Producer
+
+from matchlab.shard.metrics import ShardMetrics
+
+log = logging.getLogger(__name__)
+LOG_REPEAT_S = 30.0
+
+TOPIC_MATCHES = "matches"
+TOPIC_ORDERS = "orders"
+POLL_INTERVAL_S = 0.05
+# Longer than any outage the experiments inject (A4: 120 s), so none loses events.
+DELIVERY_TIMEOUT_MS = 600_000
+LOCAL_QUEUE_MESSAGES = 2_000_000
+
+
+class _OncePerInterval(logging.Filter):
+    """librdkafka repeats a down broker's error every reconnect; say it once per interval."""
+
+    def __init__(self, interval_s: float) -> None:
+        super().__init__()
+        self._interval = interval_s
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # librdkafka logs ("%s [%s] %s", facility, client, text): key on facility.
+        key = str(record.args[0]) if isinstance(record.args, tuple) and record.args else str(record.msg)
+        now = record.created
+        if now - self._last.get(key, -self._interval) < self._interval:
+            return False
+        self._last[key] = now
+        return True
+
+
+def _librdkafka_logger(client_id: str) -> logging.Logger:
+    logger = logging.getLogger(f"librdkafka.{client_id}")
+    if not logger.filters:
+        logger.addFilter(_OncePerInterval(LOG_REPEAT_S))
+    return logger
+
+
+class EventPublisher:
+    """Fire-and-forget publishing with delivery failures counted, not raised."""
+
+    def __init__(self, bootstrap: str, client_id: str, metrics: ShardMetrics) -> None:
+        self._metrics = metrics
+        self.delivered = 0
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "client.id": client_id,
+                "enable.idempotence": True,
+                "acks": "all",
+                # Topics are the harness's to create (12 partitions); a producer
+                # that reaches the broker first must not auto-create them.
+                "allow.auto.create.topics": False,
+                "linger.ms": 2,
+                "message.timeout.ms": DELIVERY_TIMEOUT_MS,
+                "queue.buffering.max.messages": LOCAL_QUEUE_MESSAGES,
+                "reconnect.backoff.max.ms": 1000,
+                "error_cb": self._on_error,
+                "logger": _librdkafka_logger(client_id),
+            }
+        )
+        self._poll_task: asyncio.Task | None = None
+        self._last_error = ""
+
+    def start(self) -> None:
+        self._poll_task = asyncio.get_running_loop().create_task(self._poll_forever())
+
+    async def _poll_forever(self) -> None:
+        while True:
+            self._producer.poll(0)
+            await asyncio.sleep(POLL_INTERVAL_S)
+
+    def _on_error(self, err: KafkaError) -> None:
+        # The broker being down is expected (A4); say so once per kind of error.
+        text = err.str()
+        if text != self._last_error:
+            self._last_error = text
+            log.warning("kafka: %s", text)
+
+    def _on_delivery(self, err: KafkaError | None, _msg) -> None:
+        if err is None:
+            self.delivered += 1
+        else:
+            self._metrics.publish_errors.inc()
+            log.error("event delivery failed: %s", err.str())
+
+    def publish(self, topic: str, key: bytes, value: bytes) -> None:
+        t0 = perf_counter()
+        try:
+            self._producer.produce(topic, value, key, on_delivery=self._on_delivery)
+        except BufferError:
+            self._metrics.publish_errors.inc()
+            log.error("event dropped: producer queue full (%d messages)", LOCAL_QUEUE_MESSAGES)
+        self._metrics.publish.observe(perf_counter() - t0)
+
+    def queued(self) -> int:
+        return len(self._producer)
+
+    async def close(self, timeout_s: float) -> int:
+        """Flush for at most ``timeout_s``; return how many events stayed undelivered."""
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+        remaining = await asyncio.get_running_loop().run_in_executor(None, self._producer.flush, timeout_s)
+        if remaining:
+            log.error("%d events undelivered at shutdown (broker unreachable)", remaining)
+        return remaining
+
+
+class NullPublisher:
+    """Used when KAFKA_BOOTSTRAP is empty: events are counted, not sent."""
+
+    def __init__(self) -> None:
+        self.delivered = 0
+
+    def start(self) -> None:
+        pass
+
+    def publish(self, topic: str, key: bytes, value: bytes) -> None:
+        self.delivered += 1
+
+    def queued(self) -> int:
+        return 0
+
+    async def close(self, timeout_s: float) -> int:
+        return 0

@@ -1,0 +1,190 @@
+"""The shard's HTTP API (DESIGN.md §3.1) and its metrics endpoint.
+
+Routes:
+    POST /orders          one order; 200 once durable and queued, 400, 413, 415, 503
+    POST /seed            {"orders": [...]}: resting orders inserted without matching
+    POST /admin/reset     empty every book (journaled, so it survives a restart)
+    GET  /book/{symbol}   the book's levels, best first (for checks and reports)
+    GET  /health
+    GET  /metrics         on METRICS_PORT
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from time import perf_counter, time
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from matchlab.errors import QueueFullError
+from matchlab.shard.config import ShardConfig
+from matchlab.shard.engine import MatchingEngine
+from matchlab.shard.events import EventPublisher, NullPublisher
+from matchlab.shard.metrics import ShardMetrics
+from matchlab.shard.orders import OrderRejected, parse_order, parse_seed
+from matchlab.shard.pipeline import OrderPipeline
+from matchlab.shard.wal import WalError
+
+log = logging.getLogger(__name__)
+
+MAX_ORDER_BYTES = 4 * 1024
+MAX_SEED_BYTES = 32 * 1024 * 1024
+SHUTDOWN_GRACE_S = 10.0
+PRODUCER_FLUSH_S = 10.0
+JSON = "application/json"
+
+
+def json_response(status: int, doc: dict) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(doc), content_type=JSON)
+
+
+def rejection(status: int, reason: str, order_id: str | None = None) -> web.Response:
+    return json_response(status, {"status": "REJECTED", "orderId": order_id, "reason": reason})
+
+
+async def read_json_body(request: web.Request, limit: int) -> bytes | web.Response:
+    """The raw body, or a 4xx response for a wrong content type or an oversized body.
+
+    The declared length is checked before reading, so an oversized body is
+    refused without being buffered.
+    """
+    if request.content_type != JSON:
+        return rejection(415, f"content-type must be {JSON}, got {request.content_type!r}")
+    if request.content_length is not None and request.content_length > limit:
+        return rejection(413, f"body of {request.content_length} bytes exceeds the {limit}-byte limit")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        return rejection(413, f"body exceeds the {limit}-byte limit")
+    return body
+
+
+class ShardServer:
+    """Wires config, engine, pipeline, publisher and metrics into a service."""
+
+    def __init__(self, config: ShardConfig) -> None:
+        self.config = config
+        self.metrics = ShardMetrics(config.shard_id)
+        self.engine = MatchingEngine(config.shard_id, config.symbols)
+        if config.kafka_bootstrap:
+            self.publisher = EventPublisher(config.kafka_bootstrap, f"me-shard-{config.shard_id}", self.metrics)
+        else:
+            self.publisher = NullPublisher()
+        self.pipeline = OrderPipeline(self.engine, self.metrics, self.publisher, config.ring_buffer_size)
+        self.metrics.bind_state(self.engine.depth, self.engine.price_levels, self.pipeline.utilization)
+        self._symbols = config.symbols
+        self._runners: list[web.AppRunner] = []
+
+    # -- handlers --------------------------------------------------------
+
+    async def post_order(self, request: web.Request) -> web.Response:
+        received_at = perf_counter()
+        body = await read_json_body(request, MAX_ORDER_BYTES)
+        if not isinstance(body, bytes):
+            return body
+        try:
+            order = parse_order(body, self._symbols)
+        except OrderRejected as exc:
+            return rejection(400, exc.reason, exc.order_id)
+        self.metrics.validation.observe(perf_counter() - received_at)
+        try:
+            await self.pipeline.submit_order(order, received_at)
+        except QueueFullError as exc:
+            return rejection(503, str(exc), order.orderId)
+        except WalError as exc:
+            return rejection(503, f"journal unavailable: {exc}", order.orderId)
+        return json_response(
+            200,
+            {
+                "status": "ACCEPTED",
+                "orderId": order.orderId,
+                "shardId": self.config.shard_id,
+                "timestamp": int(time() * 1000),
+            },
+        )
+
+    async def post_seed(self, request: web.Request) -> web.Response:
+        body = await read_json_body(request, MAX_SEED_BYTES)
+        if not isinstance(body, bytes):
+            return body
+        try:
+            orders = parse_seed(body, self._symbols)
+        except OrderRejected as exc:
+            return rejection(400, exc.reason, exc.order_id)
+        await self.pipeline.submit_seed(orders)
+        return json_response(200, {"seeded": len(orders)})
+
+    async def post_reset(self, _request: web.Request) -> web.Response:
+        await self.pipeline.submit_reset()
+        return json_response(200, {"status": "RESET", "shardId": self.config.shard_id})
+
+    async def get_book(self, request: web.Request) -> web.Response:
+        book = self.engine.books.get(request.match_info["symbol"])
+        if book is None:
+            return rejection(404, f"symbol: {request.match_info['symbol']!r} is not traded on this shard")
+        return json_response(200, book.snapshot())
+
+    async def get_health(self, _request: web.Request) -> web.Response:
+        return json_response(200, {"status": "UP", "shardId": self.config.shard_id})
+
+    async def get_metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def api_app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_SEED_BYTES)
+        app.router.add_post("/orders", self.post_order)
+        app.router.add_post("/seed", self.post_seed)
+        app.router.add_post("/admin/reset", self.post_reset)
+        app.router.add_get("/book/{symbol}", self.get_book)
+        app.router.add_get("/health", self.get_health)
+        return app
+
+    def metrics_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", self.get_metrics)
+        app.router.add_get("/health", self.get_health)
+        return app
+
+    async def start(self) -> None:
+        started = perf_counter()
+        replayed = await self.pipeline.start(self.config.wal_path, self.config.fsync)
+        self.publisher.start()
+        for app, port in ((self.metrics_app(), self.config.metrics_port), (self.api_app(), self.config.http_port)):
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+            await runner.setup()
+            self._runners.append(runner)
+            await web.TCPSite(runner, self.config.bind_host, port, reuse_address=True).start()
+        log.info(
+            "shard %s up on %s:%d (metrics %d), %d journal records replayed in %.3fs, book depth bid=%d ask=%d",
+            self.config.shard_id, self.config.bind_host, self.config.http_port, self.config.metrics_port,
+            replayed, perf_counter() - started, self.engine.depth("bid"), self.engine.depth("ask"),
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, finish in-flight requests, drain, flush journal and producer."""
+        api = self._runners[-1:] if self._runners else []
+        for runner in api:  # the API first: no new orders
+            await runner.cleanup()
+        await self.pipeline.close()
+        undelivered = await self.publisher.close(PRODUCER_FLUSH_S)
+        for runner in self._runners[:-1]:
+            await runner.cleanup()
+        log.info("shard %s stopped (%d events undelivered)", self.config.shard_id, undelivered)
+
+
+async def serve(config: ShardConfig) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    server = ShardServer(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    await stop.wait()
+    log.info("signal received: shutting down")
+    await server.stop()

@@ -1,0 +1,179 @@
+"""Write-ahead log: length-prefixed, checksummed records with group commit.
+
+Record layout (little-endian)::
+
+    u32 length of (kind + payload) | u32 crc32 of (kind + payload) | u8 kind | payload
+
+The event loop appends records to an open batch (a bytearray: no syscall on
+the request path). One committer thread takes the whole batch, writes it and
+fsyncs once (group commit), then hands the batch back to the loop, which
+resolves the batch's future and receives the batch's attachments in append
+order. Nothing is acknowledged before the fsync covering it has returned.
+
+On open, the log is scanned; the first record whose header or checksum does
+not hold (a torn write from a crash) and everything after it is truncated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+HEADER = struct.Struct("<II")
+# A record longer than this is treated as corruption, not allocated.
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+
+
+class WalError(OSError):
+    """The journal could not be written or synced; nothing in the batch is durable."""
+
+
+def encode_record(kind: int, payload: bytes) -> bytes:
+    body = bytes((kind,)) + payload
+    return HEADER.pack(len(body), zlib.crc32(body)) + body
+
+
+def scan(path: Path) -> tuple[list[tuple[int, bytes]], int, int]:
+    """Read every intact record; return (records, valid_end_offset, file_size)."""
+    data = path.read_bytes() if path.exists() else b""
+    records: list[tuple[int, bytes]] = []
+    offset, size = 0, len(data)
+    while offset + HEADER.size <= size:
+        length, crc = HEADER.unpack_from(data, offset)
+        start, end = offset + HEADER.size, offset + HEADER.size + length
+        if length == 0 or length > MAX_RECORD_BYTES or end > size:
+            break
+        body = data[start:end]
+        if zlib.crc32(body) != crc:
+            break
+        records.append((body[0], body[1:]))
+        offset = end
+    return records, offset, size
+
+
+def recover(path: Path) -> list[tuple[int, bytes]]:
+    """Scan the log, truncate a torn tail in place, return the intact records."""
+    records, valid_end, size = scan(path)
+    if valid_end < size:
+        log.warning(
+            "journal %s: torn or corrupt record at byte %d; truncating %d trailing bytes",
+            path, valid_end, size - valid_end,
+        )
+        with open(path, "r+b") as f:
+            f.truncate(valid_end)
+            os.fsync(f.fileno())
+    return records
+
+
+class _Batch:
+    __slots__ = ("buf", "count", "attachments", "future")
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.count = 0
+        self.attachments: list[Any] = []
+        self.future: asyncio.Future | None = None
+
+
+class GroupCommitLog:
+    """The append side of the journal; one instance owns the file while open."""
+
+    def __init__(
+        self,
+        path: Path,
+        loop: asyncio.AbstractEventLoop,
+        on_durable: Callable[[list[Any], float], None],
+        fsync: bool = True,
+    ) -> None:
+        self.path = path
+        self._loop = loop
+        self._on_durable = on_durable
+        self._fsync = fsync
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._cond = threading.Condition()
+        self._open = _Batch()
+        self._closing = False
+        self._failed: WalError | None = None
+        self.pending_records = 0  # appended but not yet durable
+        self.bytes_written = os.fstat(self._fd).st_size
+        self._thread = threading.Thread(target=self._commit_loop, name="wal-commit", daemon=True)
+        self._thread.start()
+
+    def append(self, kind: int, payload: bytes, attachment: Any = None) -> asyncio.Future:
+        """Append one record; the returned future resolves once it is durable.
+
+        Called on the event loop only. Records appended before the committer
+        wakes share one batch, one write and one fsync.
+        """
+        if self._failed is not None:
+            raise self._failed
+        if self._closing:
+            raise WalError("journal is closing")
+        record = encode_record(kind, payload)
+        with self._cond:
+            batch = self._open
+            if batch.future is None:
+                batch.future = self._loop.create_future()
+            batch.buf += record
+            batch.count += 1
+            if attachment is not None:
+                batch.attachments.append(attachment)
+            self.pending_records += 1
+            self._cond.notify()
+        return batch.future
+
+    def _commit_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._open.buf and not self._closing:
+                    self._cond.wait()
+                if not self._open.buf and self._closing:
+                    return
+                batch, self._open = self._open, _Batch()
+            error: WalError | None = None
+            try:
+                os.write(self._fd, batch.buf)
+                if self._fsync:
+                    os.fsync(self._fd)
+            except OSError as exc:
+                error = WalError(exc.errno, f"journal write failed: {exc.strerror}")
+            try:
+                self._loop.call_soon_threadsafe(self._complete, batch, error, time.perf_counter())
+            except RuntimeError:  # loop already closed during interpreter shutdown
+                return
+
+    def _complete(self, batch: _Batch, error: WalError | None, durable_at: float) -> None:
+        self.pending_records -= batch.count
+        fut = batch.future
+        if error is not None:
+            self._failed = error
+            log.error("%s", error)
+            if fut is not None and not fut.done():
+                fut.set_exception(error)
+                fut.exception()  # mark retrieved: callers may have gone away
+            return
+        self.bytes_written += len(batch.buf)
+        self._on_durable(batch.attachments, durable_at)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    async def close(self) -> None:
+        """Commit what is open, stop the committer, close the file."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        # Let the committer's last call_soon_threadsafe callback run.
+        await asyncio.sleep(0)
+        os.close(self._fd)
+

@@ -1,0 +1,1 @@
+"""Standing the system under test up and down: services, processes, backends."""

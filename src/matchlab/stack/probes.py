@@ -1,0 +1,63 @@
+"""Readiness probes: small objects whose ``check()`` returns truthy once a service is ready."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+from dataclasses import dataclass
+from typing import Protocol
+
+PROBE_TIMEOUT_S = 1.0
+
+
+class Probe(Protocol):
+    def check(self) -> bool: ...
+
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class HttpProbe:
+    """Ready when GET ``url`` answers with ``status``."""
+
+    url: str
+    status: int = 200
+
+    def check(self) -> bool:
+        with urllib.request.urlopen(self.url, timeout=PROBE_TIMEOUT_S) as resp:  # noqa: S310 - loopback URLs
+            return resp.status == self.status
+
+    def describe(self) -> str:
+        return f"HTTP {self.status} from {self.url}"
+
+
+@dataclass(frozen=True)
+class PortProbe:
+    """Ready when a TCP connection to ``host:port`` succeeds."""
+
+    host: str
+    port: int
+
+    def check(self) -> bool:
+        with socket.create_connection((self.host, self.port), timeout=PROBE_TIMEOUT_S):
+            return True
+
+    def describe(self) -> str:
+        return f"TCP connect to {self.host}:{self.port}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free right now on ``host``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+        return False

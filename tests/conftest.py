@@ -1,0 +1,81 @@
+"""Fixtures for the service tests: real shard processes and a real broker on 127.0.0.1."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from matchlab.stack.broker import TansuBroker
+from matchlab.stack.probes import HttpProbe, free_port
+from matchlab.stack.process import ManagedProcess
+
+SHARD_READY_S = 20.0
+SYMBOLS_A = ["TEST-ASSET-A", "TEST-ASSET-B", "TEST-ASSET-C", "TEST-ASSET-D"]
+
+
+@dataclass
+class ShardHandle:
+    """A shard process under test and how to reach it."""
+
+    process: ManagedProcess
+    shard_id: str
+    http_port: int
+    metrics_port: int
+    wal_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def start(self) -> ShardHandle:
+        self.process.start()
+        self.process.wait_ready(HttpProbe(f"{self.url}/health"), SHARD_READY_S)
+        return self
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10.0)
+
+
+@pytest.fixture
+def shard_factory(tmp_path: Path) -> Iterator:
+    """Start shards with free ports and a private journal; all are stopped afterwards."""
+    started: list[ShardHandle] = []
+
+    def make(shard_id: str = "a", kafka: str = "", start: bool = True, **extra: str) -> ShardHandle:
+        http_port, metrics_port = free_port(), free_port()
+        wal = tmp_path / f"wal-{shard_id}-{len(started)}.log"
+        env = {
+            "SHARD_ID": shard_id,
+            "HTTP_PORT": str(http_port),
+            "METRICS_PORT": str(metrics_port),
+            "WAL_PATH": str(wal),
+            "KAFKA_BOOTSTRAP": kafka,
+            **extra,
+        }
+        proc = ManagedProcess(
+            f"shard-{shard_id}", [sys.executable, "-m", "matchlab.shard"], tmp_path / f"shard-{shard_id}-{len(started)}.log", env
+        )
+        handle = ShardHandle(proc, shard_id, http_port, metrics_port, wal, env)
+        started.append(handle)
+        return handle.start() if start else handle
+
+    yield make
+    for handle in started:
+        handle.process.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
+    log = tmp_path_factory.mktemp("broker") / "broker.log"
+    with TansuBroker(free_port(), log) as b:
+        yield b

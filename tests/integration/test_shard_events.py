@@ -1,0 +1,99 @@
+"""Events over the Kafka protocol against a real broker (Tansu), consumed with confluent-kafka."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from matchlab.stack.broker import PARTITIONS, TansuBroker, create_topics
+from matchlab.stack.probes import free_port
+
+pytestmark = pytest.mark.integration
+
+SYM = "TEST-ASSET-A"
+CONSUME_TIMEOUT_S = 20.0
+
+
+def consume(bootstrap: str, topic: str, want: int, timeout: float = CONSUME_TIMEOUT_S) -> list[dict]:
+    """Read a topic from the beginning (partitions assigned directly: no group join delay)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tests", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    events: list[dict] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and len(events) < want:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                events.append({**orjson.loads(msg.value()), "_key": msg.key()})
+        # Linger briefly so that duplicates, if any, would show up too.
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            msg = consumer.poll(0.1)
+            if msg is not None and not msg.error():
+                events.append({**orjson.loads(msg.value()), "_key": msg.key()})
+    finally:
+        consumer.close()
+    return events
+
+
+def order(oid: str, side: str, qty: int, price: int) -> dict:
+    return {"orderId": oid, "symbol": SYM, "side": side, "type": "LIMIT", "price": price, "quantity": qty}
+
+
+def test_seeded_sell_and_crossing_buy_yield_one_match_event(shard_factory, broker):
+    shard = shard_factory("a", kafka=broker.bootstrap)
+    tag = f"ev{time.monotonic_ns()}"
+    with shard.client() as c:
+        assert c.post("/seed", json={"orders": [order(f"{tag}-s", "SELL", 10, 15005)]}).status_code == 200
+        assert c.post("/orders", json=order(f"{tag}-b", "BUY", 4, 15010)).status_code == 200
+    events = [e for e in consume(broker.bootstrap, "matches", want=10, timeout=5) if e["takerOrderId"].startswith(tag)]
+    assert len(events) == 1
+    e = events[0]
+    assert e["type"] == "MATCH_EXECUTED" and e["_key"] == SYM.encode()
+    assert (e["makerOrderId"], e["takerOrderId"]) == (f"{tag}-s", f"{tag}-b")
+    assert (e["executionPrice"], e["executionQuantity"], e["takerSide"]) == (15005, 4, "BUY")
+    assert e["symbol"] == SYM and e["matchId"].startswith("a-") and isinstance(e["timestamp"], int)
+    placed = [e for e in consume(broker.bootstrap, "orders", want=1000, timeout=3) if e["orderId"] == f"{tag}-b"]
+    assert len(placed) == 1 and placed[0]["type"] == "ORDER_PLACED" and placed[0]["price"] == 15010
+
+
+def test_shard_serves_without_broker_and_delivers_once_it_appears(shard_factory, tmp_path):
+    port = free_port()
+    shard = shard_factory("a", kafka=f"127.0.0.1:{port}")
+    with shard.client() as c:
+        assert c.post("/seed", json={"orders": [order("late-s", "SELL", 5, 15001)]}).status_code == 200
+        assert c.post("/orders", json=order("late-b", "BUY", 5, 15001)).status_code == 200
+    with TansuBroker(port, tmp_path / "late-broker.log") as late:
+        events = consume(late.bootstrap, "matches", want=1, timeout=CONSUME_TIMEOUT_S)
+    assert [(e["makerOrderId"], e["takerOrderId"]) for e in events] == [("late-s", "late-b")]
+
+
+def test_broker_outage_loses_and_duplicates_nothing(shard_factory, tmp_path):
+    port = free_port()
+    with TansuBroker(port, tmp_path / "outage-broker.log") as b:
+        shard = shard_factory("a", kafka=b.bootstrap)
+        with shard.client() as c:
+            n = 0
+
+            def matched_pair() -> None:
+                nonlocal n
+                n += 1
+                assert c.post("/seed", json={"orders": [order(f"m{n}-s", "SELL", 1, 15001)]}).status_code == 200
+                assert c.post("/orders", json=order(f"m{n}-b", "BUY", 1, 15001)).status_code == 200
+
+            for _ in range(20):
+                matched_pair()
+            b.process.suspend()
+            try:
+                for _ in range(40):  # matching goes on while the broker is frozen
+                    matched_pair()
+            finally:
+                b.process.resume()
+            for _ in range(20):
+                matched_pair()
+        events = consume(b.bootstrap, "matches", want=80, timeout=60)
+    takers = sorted(e["takerOrderId"] for e in events)
+    assert takers == sorted(f"m{i}-b" for i in range(1, 81))  # each exactly once
