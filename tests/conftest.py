@@ -74,6 +74,28 @@ def shard_factory(tmp_path: Path) -> Iterator:
         handle.process.stop()
 
 
+@pytest.fixture
+def trivial_server(tmp_path: Path) -> Iterator:
+    """Start trivial HTTP targets (optionally stalling once); all are stopped afterwards."""
+    started: list[ManagedProcess] = []
+
+    def make(*args: str) -> str:
+        port = free_port()
+        proc = ManagedProcess(
+            "trivial-server",
+            [sys.executable, "-m", "matchlab.loadgen.trivial_server", "--port", str(port), *args],
+            tmp_path / f"trivial-{len(started)}.log",
+        )
+        started.append(proc)
+        proc.start()
+        proc.wait_ready(HttpProbe(f"http://127.0.0.1:{port}/health"), SHARD_READY_S)
+        return f"http://127.0.0.1:{port}"
+
+    yield make
+    for proc in started:
+        proc.stop()
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
     log = tmp_path_factory.mktemp("broker") / "broker.log"

@@ -38,3 +38,15 @@ class ProcessError(MatchlabError):
 
 class PrerequisiteError(MatchlabError):
     """A tool or binary the run needs is missing; the message says how to install it."""
+
+
+class UsageError(MatchlabError):
+    """Command-line arguments or options that do not fit together."""
+
+
+class SeedError(MatchlabError):
+    """A seed request was refused; the message carries the server's reason."""
+
+
+class CalibrationError(MatchlabError):
+    """A calibration run could not measure a usable fills-per-order ratio."""

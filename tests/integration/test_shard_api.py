@@ -113,3 +113,31 @@ def test_sigterm_drains_and_exits_zero(shard_factory):
             assert post(c, "/orders", {**GOOD, "orderId": f"t{i}"}).status_code == 200
     assert shard.process.stop() == 0
     assert "stopped" in shard.process.log_tail()
+
+
+def test_large_seed_and_chunked_bodies(shard_factory):
+    """A seed far larger than one socket read arrives whole; a chunked order body too."""
+    shard = shard_factory("a")
+    seed = [
+        {"orderId": f"s{i}", "symbol": SYM, "side": "SELL", "type": "LIMIT", "price": 20_000 + i % 50, "quantity": 10}
+        for i in range(20_000)
+    ]
+    with shard.client() as c:
+        r = c.post("/seed", json={"orders": seed})
+        assert r.status_code == 200 and r.json() == {"seeded": 20_000}
+        book = c.get(f"/book/{SYM}").json()
+        assert sum(len(orders) for _, orders in book["asks"]) == 20_000
+
+        def chunks():
+            yield b'{"orderId":"c1","symbol":"TEST-ASSET-A",'
+            yield b'"side":"BUY","type":"LIMIT","price":100,"quantity":1}'
+
+        r = c.post("/orders", content=chunks(), headers={"content-type": "application/json"})
+        assert r.status_code == 200, r.text
+
+        def big_chunks():
+            for _ in range(10):
+                yield b" " * 1000
+
+        r = c.post("/orders", content=big_chunks(), headers={"content-type": "application/json"})
+        assert r.status_code == 413

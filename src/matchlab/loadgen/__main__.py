@@ -1,0 +1,178 @@
+"""``python -m matchlab.loadgen``: open-model order load from the command line.
+
+Examples::
+
+    # 200 orders/s for 30 s straight to shard a, books seeded first
+    python -m matchlab.loadgen --shard a=http://127.0.0.1:8080 --seed-books 500/50 --rate 200 --duration 30
+
+    # 5,000 matches/min through the gateway; the order rate is calibrated first
+    python -m matchlab.loadgen --gateway http://127.0.0.1:8000 --shards a,b,c \\
+        --metrics http://127.0.0.1:9091/metrics --metrics http://127.0.0.1:9092/metrics \\
+        --metrics http://127.0.0.1:9093/metrics --matches-per-min 5000 --duration 300
+
+    # a k6-style ramp: 10/s -> 50/s over 60 s, hold 60 s
+    python -m matchlab.loadgen --shard a=http://127.0.0.1:8080 --start-rate 10 --stages 60:50,60:50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from matchlab.errors import MatchlabError, UsageError
+from matchlab.loadgen.calibration import calibrate
+from matchlab.loadgen.flow import STATIONARY, OrderFlow, hot_symbol_mix
+from matchlab.loadgen.profile import LoadProfile
+from matchlab.loadgen.remote_write import RemoteWriteExporter
+from matchlab.loadgen.runner import DEFAULT_MAX_IN_FLIGHT, run_load
+from matchlab.loadgen.seeding import seed_books
+from matchlab.promtext import scrape_counter
+from matchlab.loadgen.targets import SHARD_SYMBOLS, direct_targets, flow_source, gateway_targets
+
+CALIBRATION_RATE = 50.0
+
+
+
+def parse_pairs(values: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for value in values:
+        key, sep, url = value.partition("=")
+        if not sep or not key or not url:
+            raise UsageError(f"{what} must look like ID=URL, got {value!r}")
+        out[key] = url
+    return out
+
+
+def parse_stages(text: str) -> list[tuple[float, float]]:
+    stages = []
+    for part in text.split(","):
+        duration, sep, rate = part.strip().partition(":")
+        try:
+            stages.append((float(duration.rstrip("s")), float(rate)))
+        except ValueError:
+            raise UsageError(f"--stages wants DURATION:RATE[,...] (seconds, orders/s), got {part!r}") from None
+        if not sep:
+            raise UsageError(f"--stages wants DURATION:RATE[,...], got {part!r}")
+    return stages
+
+
+def parse_seed(text: str) -> tuple[int, int]:
+    count, sep, levels = text.partition("/")
+    if not sep or not count.isdigit() or not levels.isdigit():
+        raise UsageError(f"--seed-books wants COUNT/LEVELS (e.g. 500/50), got {text!r}")
+    return int(count), int(levels)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m matchlab.loadgen",
+        description="Open-model order load with client-side latency (HdrHistogram, measured from the schedule).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("Examples::", 1)[1],
+    )
+    where = p.add_argument_group("where orders go (one of)")
+    where.add_argument("--shard", action="append", default=[], metavar="ID=URL", help="send straight to a shard")
+    where.add_argument("--gateway", metavar="URL", help="send through the edge gateway")
+    where.add_argument("--shards", default="a,b,c", help="with --gateway: shards whose symbols to trade")
+    rate = p.add_argument_group("how much (one of)")
+    rate.add_argument("--rate", type=float, help="orders per second (constant)")
+    rate.add_argument("--matches-per-min", type=float, help="target match rate; calibrates the order rate first")
+    rate.add_argument("--stages", help="ramp: DURATION:RATE[,...] in seconds and orders/s (k6 semantics)")
+    p.add_argument("--start-rate", type=float, default=0.0, help="with --stages: the rate at t=0")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds, for --rate/--matches-per-min")
+    p.add_argument("--metrics", action="append", default=[], metavar="URL", help="shard /metrics (calibration)")
+    p.add_argument("--calibrate-seconds", type=float, default=10.0)
+    p.add_argument("--mix", choices=("stationary", "hot"), default="stationary")
+    p.add_argument("--hot-symbol", default="TEST-ASSET-A")
+    p.add_argument("--seed-books", metavar="COUNT/LEVELS", help="seed every symbol before the run")
+    p.add_argument("--seed", type=int, default=1, help="random seed of the order flow")
+    p.add_argument("--max-in-flight", type=int, default=DEFAULT_MAX_IN_FLIGHT)
+    p.add_argument("--remote-write", metavar="URL", help="Prometheus remote-write endpoint for client metrics")
+    p.add_argument("--json", type=Path, help="write the result as JSON here")
+    p.add_argument("--quiet", action="store_true", help="no per-second progress on stderr")
+    return p
+
+
+def progress_line(snap: dict) -> None:
+    print(
+        f"\r[{snap['elapsed_s']:6.1f}s / -{snap['remaining_s']:5.1f}s] target {snap['target_rate']:8.1f}/s "
+        f"sent {snap['sent']:>8} ok {snap['ok']:>8} err {snap['errors']:>5} drop {snap['dropped']:>5} "
+        f"p99 {snap['p99_ms']:8.2f} ms",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (MatchlabError, ValueError) as exc:
+        print(f"loadgen: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    if bool(args.shard) == bool(args.gateway):
+        raise UsageError("give either --shard ID=URL (repeatable) or --gateway URL")
+    if sum(x is not None for x in (args.rate, args.matches_per_min, args.stages)) != 1:
+        raise UsageError("give exactly one of --rate, --matches-per-min, --stages")
+    if args.gateway:
+        shards = [s.strip() for s in args.shards.split(",") if s.strip()]
+        unknown = [s for s in shards if s not in SHARD_SYMBOLS]
+        if unknown:
+            raise UsageError(f"unknown shard ids {unknown}; known: {sorted(SHARD_SYMBOLS)}")
+        targets = gateway_targets(args.gateway, shards)
+        seed_bases = {s: args.gateway for s in shards}
+    else:
+        shard_urls = parse_pairs(args.shard, "--shard")
+        unknown = [s for s in shard_urls if s not in SHARD_SYMBOLS]
+        if unknown:
+            raise UsageError(f"unknown shard ids {unknown}; known: {sorted(SHARD_SYMBOLS)}")
+        targets = direct_targets(shard_urls)
+        seed_bases = shard_urls
+    symbols = sorted(targets)
+    mix = hot_symbol_mix(args.hot_symbol) if args.mix == "hot" else STATIONARY
+
+    if args.seed_books:
+        count, levels = parse_seed(args.seed_books)
+        seeded = seed_books(seed_bases, SHARD_SYMBOLS, count, levels, via_gateway=bool(args.gateway))
+        print(f"seeded {seeded}", file=sys.stderr)
+
+    flow = OrderFlow(symbols, mix, seed=args.seed)
+    source = flow_source(flow, targets)
+    calibration = None
+    if args.matches_per_min is not None:
+        if not args.metrics:
+            raise UsageError("--matches-per-min needs --metrics URL of every shard to calibrate against")
+        calibration = calibrate(source, lambda: scrape_counter(args.metrics), CALIBRATION_RATE, args.calibrate_seconds)
+        order_rate = calibration.order_rate_for(args.matches_per_min)
+        print(
+            f"calibrated: {calibration.fills_per_order:.3f} fills/order -> {order_rate:.1f} orders/s "
+            f"for {args.matches_per_min:.0f} matches/min",
+            file=sys.stderr,
+        )
+        profile = LoadProfile.constant(order_rate, args.duration)
+    elif args.stages:
+        profile = LoadProfile.ramping(args.start_rate, parse_stages(args.stages))
+    else:
+        profile = LoadProfile.constant(args.rate, args.duration)
+
+    exporter = RemoteWriteExporter(args.remote_write) if args.remote_write else None
+    result = run_load(profile, source, args.max_in_flight, None if args.quiet else progress_line, exporter)
+    if not args.quiet:
+        print(file=sys.stderr)
+    if calibration is not None:
+        result.extra["calibration"] = calibration.to_dict()
+    print(result.summary_line())
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result.to_dict(), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
