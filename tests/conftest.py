@@ -74,6 +74,50 @@ def shard_factory(tmp_path: Path) -> Iterator:
         handle.process.stop()
 
 
+@dataclass
+class GatewayHandle:
+    process: ManagedProcess
+    http_port: int
+    metrics_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=15.0)
+
+
+@pytest.fixture
+def gateway_factory(tmp_path: Path) -> Iterator:
+    """Start gateways in front of given shard URLs; all are stopped afterwards."""
+    started: list[GatewayHandle] = []
+
+    def make(shard_urls: dict[str, str], start: bool = True, **extra: str) -> GatewayHandle:
+        http_port, metrics_port = free_port(), free_port()
+        env = {
+            "HTTP_PORT": str(http_port),
+            "METRICS_PORT": str(metrics_port),
+            "ME_SHARD_MAP": ",".join(f"{s}={u}" for s, u in shard_urls.items()),
+            **extra,
+        }
+        proc = ManagedProcess("gateway", [sys.executable, "-m", "matchlab.gateway"], tmp_path / f"gateway-{len(started)}.log", env)
+        handle = GatewayHandle(proc, http_port, metrics_port)
+        started.append(handle)
+        if start:
+            proc.start()
+            proc.wait_ready(HttpProbe(f"{handle.url}/health"), SHARD_READY_S)
+        return handle
+
+    yield make
+    for handle in started:
+        handle.process.stop()
+
+
 @pytest.fixture
 def trivial_server(tmp_path: Path) -> Iterator:
     """Start trivial HTTP targets (optionally stalling once); all are stopped afterwards."""

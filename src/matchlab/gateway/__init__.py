@@ -1,0 +1,1 @@
+"""The edge gateway: routes each order to the shard that owns its symbol."""

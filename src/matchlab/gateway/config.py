@@ -1,0 +1,100 @@
+"""Gateway configuration: ``ME_SHARD_MAP`` and ``SHARD_SYMBOLS_MAP`` (DESIGN.md §3.6).
+
+Both maps are parsed strictly; any inconsistency (a symbol on two shards, a
+shard with symbols but no URL, bad syntax) refuses to start with a message
+naming the entry at fault.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from matchlab.envparse import env_port
+from matchlab.errors import ConfigError
+
+DEFAULT_SHARD_MAP = "a=http://127.0.0.1:8081,b=http://127.0.0.1:8082,c=http://127.0.0.1:8083"
+DEFAULT_SYMBOLS_MAP = (
+    "a=TEST-ASSET-A:TEST-ASSET-B:TEST-ASSET-C:TEST-ASSET-D,"
+    "b=TEST-ASSET-E:TEST-ASSET-F:TEST-ASSET-G:TEST-ASSET-H,"
+    "c=TEST-ASSET-I:TEST-ASSET-J:TEST-ASSET-K:TEST-ASSET-L"
+)
+
+
+def _entries(raw: str, var: str) -> list[tuple[str, str]]:
+    entries = []
+    seen: set[str] = set()
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        shard, sep, value = part.partition("=")
+        shard, value = shard.strip(), value.strip()
+        if not sep or not shard or not value:
+            raise ConfigError(f"{var}: entry {part!r} is not SHARD=VALUE")
+        if not shard.isalnum():
+            raise ConfigError(f"{var}: shard id {shard!r} must be alphanumeric")
+        if shard in seen:
+            raise ConfigError(f"{var}: shard {shard!r} appears twice")
+        seen.add(shard)
+        entries.append((shard, value))
+    if not entries:
+        raise ConfigError(f"{var} is empty")
+    return entries
+
+
+def parse_shard_map(raw: str) -> dict[str, str]:
+    urls = {}
+    for shard, url in _entries(raw, "ME_SHARD_MAP"):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"ME_SHARD_MAP: shard {shard!r} has an invalid URL {url!r} (want http://host:port)")
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError:
+            raise ConfigError(f"ME_SHARD_MAP: shard {shard!r} URL {url!r} has a malformed port") from None
+        urls[shard] = url.rstrip("/")
+    return urls
+
+
+def parse_symbols_map(raw: str) -> dict[str, str]:
+    """symbol -> shard id."""
+    owner: dict[str, str] = {}
+    for shard, symbols in _entries(raw, "SHARD_SYMBOLS_MAP"):
+        names = [s.strip() for s in symbols.split(":")]
+        if any(not s for s in names):
+            raise ConfigError(f"SHARD_SYMBOLS_MAP: shard {shard!r} has an empty symbol in {symbols!r}")
+        for symbol in names:
+            if symbol in owner:
+                raise ConfigError(
+                    f"SHARD_SYMBOLS_MAP: symbol {symbol!r} is on two shards ({owner[symbol]!r} and {shard!r})"
+                )
+            owner[symbol] = shard
+    return owner
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    http_port: int
+    metrics_port: int
+    bind_host: str
+    shard_urls: dict[str, str]
+    symbol_owner: dict[str, str]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
+        env = os.environ if env is None else env
+        urls = parse_shard_map(env.get("ME_SHARD_MAP", DEFAULT_SHARD_MAP))
+        owner = parse_symbols_map(env.get("SHARD_SYMBOLS_MAP", DEFAULT_SYMBOLS_MAP))
+        missing = sorted({shard for shard in owner.values() if shard not in urls})
+        if missing:
+            raise ConfigError(f"shards {missing} own symbols in SHARD_SYMBOLS_MAP but have no URL in ME_SHARD_MAP")
+        return cls(
+            http_port=env_port(env, "HTTP_PORT", 8080),
+            metrics_port=env_port(env, "METRICS_PORT", 9091),
+            bind_host=env.get("BIND_HOST", "127.0.0.1"),
+            shard_urls=urls,
+            symbol_owner=owner,
+        )

@@ -1,0 +1,30 @@
+"""The gateway's metrics (DESIGN.md §3.5): requests, duration per shard, routing errors."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+from matchlab.shard.metrics import MATCH_BUCKETS, new_registry
+
+ROUTING_REASONS = ("unknown_symbol", "shard_unavailable", "timeout")
+STATUS_CLASSES = ("2xx", "4xx", "5xx")
+
+
+class GatewayMetrics:
+    def __init__(self, shards: list[str]) -> None:
+        self.registry = r = new_registry()
+        requests = Counter("gw_requests_total", "Requests by owning shard and status class", ["shard", "status"], registry=r)
+        duration = Histogram(
+            "gw_request_duration_seconds", "Gateway receipt to reply, per shard", ["shard"], buckets=MATCH_BUCKETS, registry=r
+        )
+        routing = Counter("gw_routing_errors_total", "Requests that could not be routed", ["reason"], registry=r)
+        # Children bound once (and so exported from the start, at zero).
+        labels = [*shards, "none"]
+        self.requests = {(s, c): requests.labels(shard=s, status=c) for s in labels for c in STATUS_CLASSES}
+        self.duration = {s: duration.labels(shard=s) for s in labels}
+        self.routing = {reason: routing.labels(reason=reason) for reason in ROUTING_REASONS}
+
+    def observe(self, shard: str, status: int, seconds: float) -> None:
+        status_class = "5xx" if status >= 500 else "4xx" if status >= 400 else "2xx"
+        self.requests[(shard, status_class)].inc()
+        self.duration[shard].observe(seconds)

@@ -1,0 +1,156 @@
+"""The gateway's HTTP side: route by symbol, forward unchanged, pass the reply through.
+
+Routes:
+    POST /orders            -> owning shard's /orders (400 unknown symbol, 502 unreachable, 504 timeout)
+    POST /seed/{shardId}    -> that shard's /seed (404 unknown shard)
+    GET  /health
+    GET  /metrics           on METRICS_PORT
+
+Each shard has its own keep-alive connection pool, so a dead or stalled
+shard exhausts only its own pool and never delays orders for the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from time import perf_counter
+
+import aiohttp
+import msgspec
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from matchlab.gateway.config import GatewayConfig
+from matchlab.gateway.metrics import GatewayMetrics
+from matchlab.shard.server import MAX_ORDER_BYTES, MAX_SEED_BYTES, json_response, read_json_body, rejection
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 2.0
+REQUEST_TIMEOUT_S = 5.0
+SEED_TIMEOUT_S = 120.0
+POOL_SIZE_PER_SHARD = 512
+KEEPALIVE_S = 60.0
+SHUTDOWN_GRACE_S = 10.0
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+class _SymbolOnly(msgspec.Struct):
+    """Decodes just the routing key; msgspec skips every other field unparsed."""
+
+    symbol: str
+
+
+_decode_symbol = msgspec.json.Decoder(_SymbolOnly).decode
+
+
+class GatewayServer:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.metrics = GatewayMetrics(sorted(config.shard_urls))
+        self._owner = config.symbol_owner
+        self._orders_url = {s: f"{u}/orders" for s, u in config.shard_urls.items()}
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._runners: list[web.AppRunner] = []
+
+    def _session(self, shard: str) -> aiohttp.ClientSession:
+        session = self._sessions.get(shard)
+        if session is None:
+            connector = aiohttp.TCPConnector(limit=POOL_SIZE_PER_SHARD, keepalive_timeout=KEEPALIVE_S)
+            timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+            session = self._sessions[shard] = aiohttp.ClientSession(
+                connector=connector, timeout=timeout, skip_auto_headers=("User-Agent",)
+            )
+        return session
+
+    async def _forward(
+        self, shard: str, url: str, body: bytes, started: float, timeout: aiohttp.ClientTimeout | None = None
+    ) -> web.Response:
+        # aiohttp reads timeout=None as "no timeout": pass one only when overriding.
+        extra = {"timeout": timeout} if timeout is not None else {}
+        try:
+            async with self._session(shard).post(url, data=body, headers=JSON_HEADERS, **extra) as resp:
+                payload = await resp.read()
+                reply = web.Response(status=resp.status, body=payload, content_type=resp.content_type)
+        except asyncio.TimeoutError:
+            self.metrics.routing["timeout"].inc()
+            reply = rejection(504, f"shard {shard!r} did not answer within {REQUEST_TIMEOUT_S:g}s")
+        except aiohttp.ClientError as exc:
+            self.metrics.routing["shard_unavailable"].inc()
+            reply = rejection(502, f"shard {shard!r} unreachable: {exc}")
+        self.metrics.observe(shard, reply.status, perf_counter() - started)
+        return reply
+
+    async def post_order(self, request: web.Request) -> web.Response:
+        started = perf_counter()
+        body = await read_json_body(request, MAX_ORDER_BYTES)
+        if not isinstance(body, bytes):
+            self.metrics.observe("none", body.status, perf_counter() - started)
+            return body
+        try:
+            symbol = _decode_symbol(body).symbol
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            self.metrics.observe("none", 400, perf_counter() - started)
+            return rejection(400, f"cannot route: {exc}")
+        shard = self._owner.get(symbol)
+        if shard is None:
+            self.metrics.routing["unknown_symbol"].inc()
+            self.metrics.observe("none", 400, perf_counter() - started)
+            return rejection(400, f"symbol: unknown symbol {symbol!r} (no shard owns it)")
+        return await self._forward(shard, self._orders_url[shard], body, started)
+
+    async def post_seed(self, request: web.Request) -> web.Response:
+        started = perf_counter()
+        shard = request.match_info["shard"]
+        if shard not in self.config.shard_urls:
+            return json_response(404, {"status": "REJECTED", "reason": f"unknown shard id {shard!r}"})
+        body = await read_json_body(request, MAX_SEED_BYTES)
+        if not isinstance(body, bytes):
+            return body
+        url = f"{self.config.shard_urls[shard]}/seed"
+        return await self._forward(shard, url, body, started, aiohttp.ClientTimeout(total=SEED_TIMEOUT_S))
+
+    async def get_health(self, _request: web.Request) -> web.Response:
+        return json_response(200, {"status": "UP", "component": "edge-gateway"})
+
+    async def get_metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def start(self) -> None:
+        api = web.Application(client_max_size=MAX_SEED_BYTES)
+        api.router.add_post("/orders", self.post_order)
+        api.router.add_post("/seed/{shard}", self.post_seed)
+        api.router.add_get("/health", self.get_health)
+        metrics = web.Application()
+        metrics.router.add_get("/metrics", self.get_metrics)
+        metrics.router.add_get("/health", self.get_health)
+        for app, port in ((metrics, self.config.metrics_port), (api, self.config.http_port)):
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+            await runner.setup()
+            self._runners.append(runner)
+            await web.TCPSite(runner, self.config.bind_host, port, reuse_address=True).start()
+        routes = ", ".join(f"{s}={u}" for s, u in sorted(self.config.shard_urls.items()))
+        log.info("edge gateway up on %s:%d (metrics %d) -> %s", self.config.bind_host, self.config.http_port,
+                 self.config.metrics_port, routes)
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish, close the pools."""
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        for session in self._sessions.values():
+            await session.close()
+        log.info("edge gateway stopped")
+
+
+async def serve(config: GatewayConfig) -> None:
+    server = GatewayServer(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    await stop.wait()
+    log.info("signal received: shutting down")
+    await server.stop()
