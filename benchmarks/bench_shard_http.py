@@ -47,8 +47,12 @@ def start_shard(workdir: Path, bootstrap: str, fsync: bool, tag: str) -> tuple[M
     proc = ManagedProcess(f"shard-{tag}", [sys.executable, "-m", "matchlab.shard"], workdir / f"shard-{tag}.log", env)
     proc.start()
     url = f"http://127.0.0.1:{http}"
-    proc.wait_ready(HttpProbe(f"{url}/health"), 20)
-    seed_books({"a": url}, SHARD_SYMBOLS, 500, 50)
+    try:
+        proc.wait_ready(HttpProbe(f"{url}/health"), 20)
+        seed_books({"a": url}, SHARD_SYMBOLS, 500, 50)
+    except BaseException:
+        proc.stop()
+        raise
     return proc, url, f"http://127.0.0.1:{metrics}/metrics"
 
 

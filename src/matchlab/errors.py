@@ -50,3 +50,7 @@ class SeedError(MatchlabError):
 
 class CalibrationError(MatchlabError):
     """A calibration run could not measure a usable fills-per-order ratio."""
+
+
+class QueryError(MatchlabError):
+    """Prometheus refused or failed a query; the message names the query."""

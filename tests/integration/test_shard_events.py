@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 
-import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
-from matchlab.stack.broker import PARTITIONS, TansuBroker, create_topics
+from matchlab.observe.events import read_topic
+from matchlab.stack.broker import TansuBroker
 from matchlab.stack.probes import free_port
 
 pytestmark = pytest.mark.integration
@@ -18,25 +17,7 @@ CONSUME_TIMEOUT_S = 20.0
 
 
 def consume(bootstrap: str, topic: str, want: int, timeout: float = CONSUME_TIMEOUT_S) -> list[dict]:
-    """Read a topic from the beginning (partitions assigned directly: no group join delay)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tests", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-    events: list[dict] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and len(events) < want:
-            msg = consumer.poll(0.2)
-            if msg is not None and not msg.error():
-                events.append({**orjson.loads(msg.value()), "_key": msg.key()})
-        # Linger briefly so that duplicates, if any, would show up too.
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end:
-            msg = consumer.poll(0.1)
-            if msg is not None and not msg.error():
-                events.append({**orjson.loads(msg.value()), "_key": msg.key()})
-    finally:
-        consumer.close()
-    return events
+    return read_topic(bootstrap, topic, want=want, timeout=timeout)
 
 
 def order(oid: str, side: str, qty: int, price: int) -> dict:
@@ -52,7 +33,7 @@ def test_seeded_sell_and_crossing_buy_yield_one_match_event(shard_factory, broke
     events = [e for e in consume(broker.bootstrap, "matches", want=10, timeout=5) if e["takerOrderId"].startswith(tag)]
     assert len(events) == 1
     e = events[0]
-    assert e["type"] == "MATCH_EXECUTED" and e["_key"] == SYM.encode()
+    assert e["type"] == "MATCH_EXECUTED" and e["_key"] == SYM
     assert (e["makerOrderId"], e["takerOrderId"]) == (f"{tag}-s", f"{tag}-b")
     assert (e["executionPrice"], e["executionQuantity"], e["takerSide"]) == (15005, 4, "BUY")
     assert e["symbol"] == SYM and e["matchId"].startswith("a-") and isinstance(e["timestamp"], int)

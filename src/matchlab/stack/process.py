@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from matchlab.errors import ProcessError
+from matchlab.stack.pidfile import PidRegistry
 from matchlab.stack.probes import Probe
 from matchlab.waiting import wait_until
 
@@ -33,8 +34,10 @@ class ManagedProcess:
         log_path: Path,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        registry: PidRegistry | None = None,
     ) -> None:
         self.name = name
+        self.registry = registry
         self.argv = list(argv)
         self.log_path = log_path
         self.env = dict(env or {})
@@ -62,6 +65,8 @@ class ManagedProcess:
                 )
             except OSError as exc:
                 raise ProcessError(f"cannot start {self.name} ({self.argv[0]}): {exc.strerror}") from None
+        if self.registry is not None:
+            self.registry.add(self._proc.pid, self.argv)
         log.debug("started %s as PID %d: %s", self.name, self._proc.pid, " ".join(self.argv))
         return self
 
@@ -110,6 +115,8 @@ class ManagedProcess:
         if self.running():
             os.killpg(self._proc.pid, signal.SIGKILL)
             self._proc.wait(KILL_WAIT_S)
+            if self.registry is not None:
+                self.registry.remove(self._proc.pid)
 
     def stop(self, grace: float = STOP_GRACE_S) -> int | None:
         """SIGTERM, wait up to ``grace``, then SIGKILL. Returns the exit code."""
@@ -127,6 +134,8 @@ class ManagedProcess:
                 proc.wait(KILL_WAIT_S)
             except ProcessLookupError:
                 pass
+        if self.registry is not None:
+            self.registry.remove(proc.pid)
         return proc.poll()
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:

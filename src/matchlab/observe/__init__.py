@@ -1,0 +1,1 @@
+"""Reading the experiment's evidence: Prometheus queries, verdicts, reports."""

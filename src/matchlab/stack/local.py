@@ -1,0 +1,182 @@
+"""The embedded local backend: every service a process on 127.0.0.1.
+
+Start order: broker (topics created) -> shards (in parallel) -> gateway ->
+Prometheus (targets known by then) -> Grafana when installed. Each stop is
+registered the moment its service has started, so a failure half-way, an
+exception or Ctrl-C tears down exactly what had started, in reverse order.
+Logs go to ``<run_dir>/logs/<service>.log``; journals to ``<run_dir>/data``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from matchlab.errors import ProcessError
+from matchlab.stack.broker import TansuBroker
+from matchlab.stack.grafana import GrafanaServer, find_grafana
+from matchlab.stack.pidfile import PidRegistry
+from matchlab.stack.probes import HttpProbe, free_port
+from matchlab.stack.process import ManagedProcess
+from matchlab.stack.prometheus import PrometheusServer, find_binary
+from matchlab.stack.prometheus_config import render_config
+from matchlab.stack.spec import Endpoints, Role, ServiceSpec, Topology, app_services
+
+log = logging.getLogger(__name__)
+
+APP_READY_TIMEOUT_S = 30.0
+PID_FILE = "stack-pids.json"
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, reports_dir: Path) -> None:
+        self.registry = PidRegistry(reports_dir / PID_FILE)
+        self._stack = ExitStack()
+        self._apps: dict[str, tuple[ManagedProcess, str]] = {}  # name -> (process, health URL)
+        self.broker: TansuBroker | None = None
+        self.prometheus: PrometheusServer | None = None
+        self.grafana: GrafanaServer | None = None
+        self.grafana_absent_reason = ""
+        self.cold_start_s = 0.0
+
+    # -- bring up ------------------------------------------------------------
+
+    def start(self, topology: Topology, run_dir: Path) -> Endpoints:
+        find_binary()  # fail fast, before starting anything, if Prometheus is missing
+        self.registry.reap()
+        logs, data = run_dir / "logs", run_dir / "data"
+        started = time.perf_counter()
+        try:
+            self.broker = TansuBroker(free_port(), logs / "broker.log")
+            self.broker.process.registry = self.registry
+            self._stack.callback(self.broker.stop)
+            self.broker.start()
+            shards, shard_metrics, targets = self._start_apps(topology, logs, data)
+            gateway = gateway_metrics = None
+            if topology.has_gateway:
+                gateway, gateway_metrics, target = self._start_gateway(topology, shards, logs)
+                targets.append(target)
+            self.prometheus = PrometheusServer(free_port(), run_dir / "prometheus", render_config(targets))
+            self.prometheus.process.registry = self.registry
+            self._stack.callback(self.prometheus.stop)
+            self.prometheus.start()
+            grafana_url = self._start_grafana(run_dir)
+        except BaseException:
+            self.stop()
+            raise
+        self.cold_start_s = time.perf_counter() - started
+        return Endpoints(
+            shards=shards,
+            shard_metrics=shard_metrics,
+            gateway=gateway,
+            gateway_metrics=gateway_metrics,
+            prometheus=self.prometheus.url,
+            broker=self.broker.bootstrap,
+            grafana=grafana_url,
+        )
+
+    def _process(self, spec: ServiceSpec, env: dict[str, str], logs: Path) -> ManagedProcess:
+        proc = ManagedProcess(
+            spec.name, [sys.executable, "-m", spec.module], logs / f"{spec.name}.log", env, registry=self.registry
+        )
+        self._stack.callback(proc.stop)
+        return proc.start()
+
+    def _start_apps(self, topology: Topology, logs: Path, data: Path):
+        shards, shard_metrics, targets, waiting = {}, {}, [], []
+        for spec in app_services(topology):
+            if spec.role is not Role.SHARD:
+                continue
+            http, metrics = free_port(), free_port()
+            env = {
+                **spec.env,
+                "HTTP_PORT": str(http),
+                "METRICS_PORT": str(metrics),
+                "BIND_HOST": "127.0.0.1",
+                "KAFKA_BOOTSTRAP": self.broker.bootstrap,
+                "WAL_PATH": str(data / f"wal-{spec.shard}.log"),
+            }
+            proc = self._process(spec, env, logs)  # all shards start at once...
+            url = f"http://127.0.0.1:{http}"
+            self._apps[spec.name] = (proc, f"{url}/health")
+            waiting.append(proc)
+            shards[spec.shard] = url
+            shard_metrics[spec.shard] = f"http://127.0.0.1:{metrics}/metrics"
+            targets.append(("matching-engine", f"127.0.0.1:{metrics}", spec.labels))
+        for proc in waiting:  # ...then each is awaited
+            proc.wait_ready(HttpProbe(self._apps[proc.name][1]), APP_READY_TIMEOUT_S)
+        return shards, shard_metrics, targets
+
+    def _start_gateway(self, topology: Topology, shards: dict[str, str], logs: Path):
+        spec = next(s for s in app_services(topology) if s.role is Role.GATEWAY)
+        http, metrics = free_port(), free_port()
+        env = {
+            **spec.env,
+            "HTTP_PORT": str(http),
+            "METRICS_PORT": str(metrics),
+            "BIND_HOST": "127.0.0.1",
+            "ME_SHARD_MAP": ",".join(f"{s}={u}" for s, u in shards.items()),
+        }
+        proc = self._process(spec, env, logs)
+        url = f"http://127.0.0.1:{http}"
+        self._apps[spec.name] = (proc, f"{url}/health")
+        proc.wait_ready(HttpProbe(f"{url}/health"), APP_READY_TIMEOUT_S)
+        return url, f"http://127.0.0.1:{metrics}/metrics", ("edge-gateway", f"127.0.0.1:{metrics}", spec.labels)
+
+    def _start_grafana(self, run_dir: Path) -> str | None:
+        binary = find_grafana()
+        if binary is None:
+            self.grafana_absent_reason = "no grafana or grafana-server binary on PATH"
+            log.info("Grafana absent: %s (the report renders the dashboard's panels itself)", self.grafana_absent_reason)
+            return None
+        self.grafana = GrafanaServer(binary, free_port(), run_dir / "grafana", self.prometheus.url)
+        self.grafana.process.registry = self.registry
+        self._stack.callback(self.grafana.stop)
+        self.grafana.start()
+        return self.grafana.url
+
+    # -- operations ----------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stack.close()
+
+    def pause_broker(self) -> None:
+        self.broker.process.suspend()
+
+    def resume_broker(self) -> None:
+        self.broker.process.resume()
+
+    def _app(self, name: str) -> tuple[ManagedProcess, str]:
+        if name not in self._apps:
+            raise ProcessError(f"no service named {name!r}; known: {sorted(self._apps)}")
+        return self._apps[name]
+
+    def kill_service(self, name: str) -> None:
+        self._app(name)[0].kill()
+
+    def restart_service(self, name: str) -> None:
+        proc, health = self._app(name)
+        proc.stop()
+        proc.start()
+        proc.wait_ready(HttpProbe(health), APP_READY_TIMEOUT_S)
+
+    def processes(self) -> dict[str, ManagedProcess]:
+        procs = {name: p for name, (p, _) in self._apps.items()}
+        for name, svc in (("broker", self.broker), ("prometheus", self.prometheus), ("grafana", self.grafana)):
+            if svc is not None:
+                procs[name] = svc.process
+        return procs
+
+    def log_tails(self) -> dict[str, str]:
+        return {name: p.log_tail() for name, p in self.processes().items()}
+
+    def facts(self) -> dict[str, str]:
+        facts = {"backend": "local (processes on 127.0.0.1)", "cold start": f"{self.cold_start_s:.1f} s"}
+        if self.grafana is None:
+            facts["grafana"] = f"absent ({self.grafana_absent_reason})"
+        return facts

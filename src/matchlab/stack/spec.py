@@ -1,0 +1,93 @@
+"""What runs, described once, independent of where it runs.
+
+A ``Topology`` names the shards (and whether a gateway fronts them); from it
+``app_services`` derives each application service's identity, settings and
+labels. Backends decide the rest: ports, addresses, processes or pods.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from matchlab.loadgen.targets import SHARD_SYMBOLS
+
+APP_HTTP_PORT = 8080  # in-cluster ports (DESIGN.md §2); the local backend picks free ones
+APP_METRICS_PORT = 9091
+TOPICS = ("matches", "orders")
+
+
+class Topology(enum.Enum):
+    SINGLE = "single"  # shard a, straight (ASR 1)
+    MULTI = "multi"  # shards a, b, c behind the edge gateway (ASR 2)
+
+    @property
+    def shards(self) -> tuple[str, ...]:
+        return ("a",) if self is Topology.SINGLE else ("a", "b", "c")
+
+    @property
+    def has_gateway(self) -> bool:
+        return self is Topology.MULTI
+
+
+class Role(enum.Enum):
+    SHARD = "shard"
+    GATEWAY = "gateway"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One application service: its name, module, settings and labels."""
+
+    name: str
+    role: Role
+    module: str
+    env: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    shard: str | None = None
+
+
+def shard_spec(shard: str) -> ServiceSpec:
+    return ServiceSpec(
+        name=f"me-shard-{shard}",
+        role=Role.SHARD,
+        module="matchlab.shard",
+        env={"SHARD_ID": shard, "SHARD_SYMBOLS": ",".join(SHARD_SYMBOLS[shard])},
+        labels={"app": "matching-engine", "shard": shard},
+        shard=shard,
+    )
+
+
+def gateway_spec(shards: tuple[str, ...]) -> ServiceSpec:
+    return ServiceSpec(
+        name="edge-gateway",
+        role=Role.GATEWAY,
+        module="matchlab.gateway",
+        env={"SHARD_SYMBOLS_MAP": ",".join(f"{s}={':'.join(SHARD_SYMBOLS[s])}" for s in shards)},
+        labels={"app": "edge-gateway"},
+    )
+
+
+def app_services(topology: Topology) -> list[ServiceSpec]:
+    """Shards first, then the gateway (which needs their addresses)."""
+    services = [shard_spec(s) for s in topology.shards]
+    if topology.has_gateway:
+        services.append(gateway_spec(topology.shards))
+    return services
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """How experiments reach a running stack, whatever the backend."""
+
+    shards: dict[str, str]  # shard id -> base URL
+    shard_metrics: dict[str, str]  # shard id -> /metrics URL
+    gateway: str | None
+    gateway_metrics: str | None
+    prometheus: str
+    broker: str  # bootstrap servers
+    grafana: str | None = None
+
+    @property
+    def remote_write(self) -> str:
+        return f"{self.prometheus}/api/v1/write"
