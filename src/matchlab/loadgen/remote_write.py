@@ -1,7 +1,8 @@
 """Pushing the generator's own metrics to Prometheus' remote-write receiver.
 
 Dashboards then show the client's view beside the server's (DESIGN.md §4):
-``loadgen_requests_total{target,status}`` and the histogram
+``loadgen_requests_total{target,status}`` (status "dropped" for requests the
+in-flight cap kept from being sent) and the histogram
 ``loadgen_request_duration_seconds{target}``, cumulative since the run began,
 pushed every few seconds and once more at the end.
 
@@ -85,8 +86,10 @@ class RemoteWriteExporter:
         self.pushes = 0
         self.failures = 0
 
-    def __call__(self, latency_us: int, status: str, target: str) -> None:
+    def __call__(self, latency_us: int | None, status: str, target: str) -> None:
         self.requests[(target, status)] += 1
+        if latency_us is None:  # dropped: never sent, so no latency
+            return
         seconds = latency_us / 1e6
         self.buckets[target][bisect.bisect_left(BUCKETS_S, seconds)] += 1
         self.sums[target] += seconds

@@ -93,7 +93,7 @@ class Recorder:
         self.scheduled = self.sent = self.ok = self.dropped = 0
         self._seconds: dict[int, SecondStats] = {}
         self._second_hists: dict[int, HdrHistogram] = {}
-        self.listeners: list = []  # callables(latency_us, status, target) e.g. remote write
+        self.listeners: list = []  # callables(latency_us or None if dropped, status, target): remote write
 
     def _second(self, s: int) -> SecondStats:
         stats = self._seconds.get(s)
@@ -109,6 +109,8 @@ class Recorder:
     def on_dropped(self, second: int) -> None:
         self.dropped += 1
         self._second(second).dropped += 1
+        for listener in self.listeners:
+            listener(None, "dropped", "")
 
     def on_sent(self, second: int, lag_us: int) -> None:
         self.sent += 1

@@ -1,0 +1,67 @@
+"""Experiment durations and verdict windows per profile (DESIGN.md §5-§6).
+
+``full`` is DESIGN.md's table. ``quick`` shortens every run so both ASR
+suites finish in about ten minutes here, while each window a verdict reads
+still holds at least 30 s of data at the ASR rates; the verdict windows
+(sustain, gap, warm-up exclusion, rate window) shrink with it, and
+``scaling_note`` says how, for the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    name: str
+    # verdict windows
+    warmup_exclusion_s: float  # excluded from the start of a measured run
+    sustain_s: float  # ASR 2: ">= 4 consecutive minutes"
+    max_gap_s: float  # ASR 2: "never below for more than 30 s"
+    rate_window_s: int  # window of rate() in time series verdicts
+    # run lengths
+    calibration_s: float
+    a1_s: float
+    a2_s: float
+    a3_s: float  # each depth sub-test
+    a4_s: float
+    a4_pause_at_s: float
+    a4_pause_for_s: float
+    b1_s: float
+    b2_s: float
+    b3_stages_s: tuple[float, float, float, float]  # 1,000 -> 2,500 -> 5,000 ramps, then the 5,000 hold
+    b4_s: float
+    isolation_s: float  # each phase: shard b idle, then loaded
+    capacity_step_s: float
+    progress_every_s: float
+
+    @property
+    def scaling_note(self) -> str:
+        if self.name == "full":
+            return "full profile: DESIGN.md durations and windows"
+        return (
+            f"{self.name} profile: runs shortened (A2 {self.a2_s:g} s instead of 300 s, B2 {self.b2_s:g} s instead of 300 s); "
+            f"verdict windows scaled: sustain 240 s -> {self.sustain_s:g} s, gap 30 s -> {self.max_gap_s:g} s, "
+            f"warm-up exclusion 30 s -> {self.warmup_exclusion_s:g} s, rate window 30 s -> {self.rate_window_s} s; "
+            "every verdict window still holds >= 30 s of data"
+        )
+
+
+FULL = ProfileSettings(
+    name="full",
+    warmup_exclusion_s=30, sustain_s=240, max_gap_s=30, rate_window_s=30,
+    calibration_s=20, a1_s=120, a2_s=300, a3_s=180, a4_s=180, a4_pause_at_s=60, a4_pause_for_s=120,
+    b1_s=180, b2_s=300, b3_stages_s=(120, 120, 120, 240), b4_s=300, isolation_s=90,
+    capacity_step_s=30, progress_every_s=10,
+)
+
+QUICK = ProfileSettings(
+    name="quick",
+    warmup_exclusion_s=10, sustain_s=60, max_gap_s=10, rate_window_s=15,
+    calibration_s=8, a1_s=15, a2_s=45, a3_s=40, a4_s=80, a4_pause_at_s=40, a4_pause_for_s=30,
+    b1_s=35, b2_s=80, b3_stages_s=(10, 10, 10, 40), b4_s=35, isolation_s=35,
+    capacity_step_s=12, progress_every_s=5,
+)
+
+PROFILES = {p.name: p for p in (FULL, QUICK)}

@@ -1,0 +1,114 @@
+"""What a run produced, as plain data: experiments, phases, verdicts, ASR outcomes.
+
+The report and the JSON results file render a ``RunRecord``; nothing here
+refers to live processes or clients.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from matchlab import __version__
+from matchlab.loadgen.results import LoadResult
+from matchlab.observe.verdicts import AsrOutcome, Verdict, asr1_status, asr2_status
+
+
+@dataclass
+class PhaseRecord:
+    name: str
+    start: float  # unix seconds
+    end: float
+    matches_per_min_target: float | None
+    order_rate: float  # mean orders/s scheduled
+    shards: list[str]
+    load: LoadResult
+
+    def to_dict(self) -> dict:
+        doc = asdict(self)
+        doc["load"] = self.load.to_dict()
+        return doc
+
+
+@dataclass
+class ExperimentRecord:
+    id: str
+    title: str
+    asr: str
+    route: str  # "shard a direct", "gateway"
+    seed: str
+    phases: list[PhaseRecord] = field(default_factory=list)
+    calibration: dict | None = None
+    notes: list[str] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def start(self) -> float:
+        return self.phases[0].start if self.phases else 0.0
+
+    @property
+    def end(self) -> float:
+        return self.phases[-1].end if self.phases else 0.0
+
+    def phase(self, name: str) -> PhaseRecord:
+        return next(p for p in self.phases if p.name == name)
+
+    def to_dict(self) -> dict:
+        doc = asdict(self)
+        doc["phases"] = [p.to_dict() for p in self.phases]
+        return doc
+
+
+@dataclass
+class RunRecord:
+    backend: str
+    profile: str
+    scaling_note: str
+    facts: dict[str, str] = field(default_factory=dict)
+    experiments: dict[str, ExperimentRecord] = field(default_factory=dict)
+    verdicts: list[Verdict] = field(default_factory=list)
+    log_tails: dict[str, str] = field(default_factory=dict)
+
+    def add_verdicts(self, verdicts: list[Verdict]) -> None:
+        self.verdicts.extend(verdicts)
+
+    def outcomes(self) -> list[AsrOutcome]:
+        out = []
+        for asr, rule in (("ASR 1", asr1_status), ("ASR 2", asr2_status)):
+            if any(v.criterion.asr == asr for v in self.verdicts):
+                out.append(rule(self.verdicts))
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "backend": self.backend,
+            "profile": self.profile,
+            "scaling": self.scaling_note,
+            "facts": self.facts,
+            "asr": [
+                {"asr": o.asr, "status": o.status.value, "reason": o.reason} for o in self.outcomes()
+            ],
+            "criteria": [v.to_dict() for v in self.verdicts],
+            "experiments": {k: e.to_dict() for k, e in self.experiments.items()},
+        }
+
+    def write_json(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1, default=str))
+
+
+def machine_facts() -> dict[str, str]:
+    import aiohttp
+    import confluent_kafka
+
+    return {
+        "matchlab": __version__,
+        "python": platform.python_version(),
+        "machine cores": str(os.cpu_count()),
+        "platform": platform.platform(terse=True),
+        "aiohttp": aiohttp.__version__,
+        "librdkafka": confluent_kafka.libversion()[0],
+    }
