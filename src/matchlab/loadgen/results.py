@@ -15,7 +15,7 @@ from hdrh.histogram import HdrHistogram
 
 LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS = 1, 120_000_000, 3
 TIMELINE_DIGITS = 2  # per-second histograms only need p50/p99
-PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
+PERCENTILES = (50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99)
 
 
 def new_histogram(digits: int = SIGNIFICANT_DIGITS) -> HdrHistogram:

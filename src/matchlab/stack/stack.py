@@ -31,6 +31,7 @@ class Stack:
         self._endpoints: Endpoints | None = None
         self.started_at = 0.0
         self.cold_start_s = 0.0
+        self._prom: PromClient | None = None
 
     @property
     def endpoints(self) -> Endpoints:
@@ -52,6 +53,9 @@ class Stack:
             return
         self.backend.stop()
         self._endpoints = None
+        if self._prom is not None:
+            self._prom.close()
+            self._prom = None
 
     def __enter__(self) -> Stack:
         return self.start()
@@ -60,7 +64,10 @@ class Stack:
         self.stop()
 
     def prometheus(self) -> PromClient:
-        return PromClient(self.endpoints.prometheus)
+        """One client per stack: building an HTTP client (TLS context included) costs milliseconds."""
+        if self._prom is None or self._prom.url != self.endpoints.prometheus.rstrip("/"):
+            self._prom = PromClient(self.endpoints.prometheus)
+        return self._prom
 
     def reset_shard(self, shard: str) -> None:
         """Empty every book of a shard (journaled: survives a restart)."""

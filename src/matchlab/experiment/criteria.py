@@ -1,0 +1,247 @@
+"""DESIGN.md §6 criteria, evaluated from Prometheus over each experiment's own window.
+
+Every verdict keeps the exact PromQL it was computed from (with its
+evaluation time) and, where there is one, the client-side cross-check.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from matchlab.experiment.profiles import ProfileSettings
+from matchlab.experiment.record import ExperimentRecord, PhaseRecord
+from matchlab.observe.promql import PromClient
+from matchlab.observe.verdicts import (
+    Criterion,
+    Role,
+    Verdict,
+    judge,
+    monotonic_growth,
+    relative_change_ok,
+    sustained,
+)
+
+ASR1, ASR2 = "ASR 1", "ASR 2"
+P99_BAR_S = 0.2
+P99_SECONDARY_S = 0.05
+MAX_ERROR_RATIO = 0.01
+ASR2_BAR = 4750.0
+SCALING_FACTOR = 0.9
+DECOUPLING_RATIO = 0.10
+ISOLATION_RATIO = 0.05
+# Histogram buckets sit a fraction of a millisecond apart: differences below
+# this are measurement resolution, not a change in latency.
+LATENCY_RESOLUTION_S = 0.0005
+SCRAPE_S = 5.0
+
+
+def p99_query(shard: str, seconds: float) -> str:
+    return (
+        f'histogram_quantile(0.99, sum by (le) (increase(me_match_duration_seconds_bucket{{shard="{shard}"}}'
+        f"[{max(5, round(seconds))}s])))"
+    )
+
+
+def p99_over(prom: PromClient, shard: str, start: float, end: float) -> tuple[float | None, str]:
+    """Server-side p99 match latency of one shard over [start, end] (end includes the last scrape)."""
+    query = p99_query(shard, end - start)
+    return prom.scalar(query, at=end), f"{query} @ {end:.0f}"
+
+
+def matches_per_minute(prom: PromClient, shards: list[str], start: float, end: float) -> tuple[float | None, str]:
+    seconds = max(5, round(end - start))
+    sel = "|".join(shards)
+    query = f'sum(increase(me_matches_total{{shard=~"{sel}"}}[{seconds}s])) * 60 / {seconds}'
+    return prom.scalar(query, at=end), f"{query} @ {end:.0f}"
+
+
+def measured_window(phase: PhaseRecord, profile: ProfileSettings) -> tuple[float, float]:
+    """The phase minus its warm-up, extended to the scrape after the load stopped."""
+    return phase.start + profile.warmup_exclusion_s, phase.end + SCRAPE_S
+
+
+def error_rate(prom: PromClient, run_id: str, exp: ExperimentRecord, criterion: Criterion) -> Verdict:
+    """Errors and dropped requests over all requests, from the client's remote-written counters."""
+    sel = f'run="{run_id}",experiment="{exp.id}"'
+    seconds = round(exp.end - exp.start + 2 * SCRAPE_S)
+    at = exp.end + SCRAPE_S
+    total_q = f"sum(max_over_time(loadgen_requests_total{{{sel}}}[{seconds}s]))"
+    bad_q = f'sum(max_over_time(loadgen_requests_total{{{sel},status!="200"}}[{seconds}s]))'
+    total = prom.scalar(total_q, at=at)
+    bad = prom.scalar(bad_q, at=at) or 0.0  # no non-200 series at all means no errors
+    client_total = sum(p.load.scheduled for p in exp.phases)
+    client_bad = sum(sum(p.load.errors.values()) + p.load.dropped for p in exp.phases)
+    detail = f"client-side: {client_bad} of {client_total} scheduled requests failed or were dropped"
+    if total is not None and abs(total - client_total) > 0.01 * client_total:
+        detail += f"; Prometheus saw {total:.0f} requests (client {client_total}): remote write incomplete"
+    ratio = None if not total else bad / total
+    return judge(criterion, ratio, f"({bad_q}) / ({total_q}) @ {at:.0f}", detail)
+
+
+def client_p99_note(phase: PhaseRecord) -> str:
+    lat = phase.load.latency_ms
+    return f"client-side (from scheduled send): p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms over {lat['count']} requests"
+
+
+# -- ASR 1 -------------------------------------------------------------------------
+
+
+def a2_verdicts(prom: PromClient, run_id: str, exp: ExperimentRecord, profile: ProfileSettings) -> list[Verdict]:
+    phase = exp.phases[0]
+    start, end = measured_window(phase, profile)
+    p99, query = p99_over(prom, "a", start, end)
+    window = (start, end)
+    note = client_p99_note(phase) + f"; first {profile.warmup_exclusion_s:g} s excluded"
+    return [
+        judge(Criterion(ASR1, "A2", "p99 match latency (shard a)", Role.PRIMARY, "<", P99_BAR_S, "s"), p99, query, note, window),
+        judge(Criterion(ASR1, "A2", "p99 match latency, secondary bar", Role.SECONDARY, "<", P99_SECONDARY_S, "s"),
+              p99, query, note, window),
+        error_rate(prom, run_id, exp, Criterion(ASR1, "A2", "error rate", Role.ERROR_RATE, "<", MAX_ERROR_RATIO)),
+    ]
+
+
+def a3_verdicts(prom: PromClient, exp: ExperimentRecord, profile: ProfileSettings) -> list[Verdict]:
+    out = []
+    for phase in exp.phases:
+        start, end = measured_window(phase, profile)
+        p99, query = p99_over(prom, "a", start, end)
+        c = Criterion(ASR1, "A3", f"p99 match latency at depth {phase.name}", Role.SECONDARY, "<", P99_BAR_S, "s")
+        out.append(judge(c, p99, query, client_p99_note(phase), (start, end)))
+    return out
+
+
+def a4_verdicts(
+    prom: PromClient, exp: ExperimentRecord, profile: ProfileSettings, lost_events: Callable[[], tuple[int, int, int]]
+) -> list[Verdict]:
+    phase = exp.phases[0]
+    base_start, pause = phase.start + profile.warmup_exclusion_s, phase.start + profile.a4_pause_at_s
+    resume = pause + profile.a4_pause_for_s
+    base, base_q = p99_over(prom, "a", base_start, pause)
+    during, during_q = p99_over(prom, "a", pause, resume)
+    change, ok = relative_change_ok(base, during, DECOUPLING_RATIO, LATENCY_RESOLUTION_S)
+    c = Criterion(ASR1, "A4", "p99 during broker outage vs baseline (relative change)", Role.DECOUPLING, "<=",
+                  DECOUPLING_RATIO)
+    detail = (
+        f"baseline p99 {_ms(base)}, outage p99 {_ms(during)}; passes within +{DECOUPLING_RATIO:.0%} "
+        f"or within {LATENCY_RESOLUTION_S * 1000:g} ms (histogram resolution)"
+    )
+    decoupling = Verdict(c, change, ok, f"baseline: {base_q}; outage: {during_q}", detail, (base_start, resume))
+    if change is None:
+        decoupling = judge(c, None, decoupling.query, detail)
+    expected, found, duplicates = lost_events()
+    lost = max(0, expected - found)
+    events = judge(
+        Criterion(ASR1, "A4", "MATCH_EXECUTED events lost across the outage", Role.DECOUPLING, "==", 0),
+        float(lost),
+        'me_matches_total{shard="a"} vs distinct matchIds "a-*" read back from topic `matches`',
+        f"{expected} matches counted, {found} distinct events on the topic, {duplicates} duplicates",
+    )
+    return [decoupling, events]
+
+
+# -- ASR 2 -------------------------------------------------------------------------
+
+
+def throughput_1(prom: PromClient, b1: ExperimentRecord, profile: ProfileSettings) -> tuple[float | None, str]:
+    start, end = measured_window(b1.phases[0], profile)
+    return matches_per_minute(prom, ["a"], start, end)
+
+
+def b2_verdicts(
+    prom: PromClient, run_id: str, b2: ExperimentRecord, b1: ExperimentRecord | None, profile: ProfileSettings
+) -> list[Verdict]:
+    phase = b2.phases[0]
+    start, end = measured_window(phase, profile)
+    end = phase.end  # the rate series stops with the load
+    rw = profile.rate_window_s
+    series_q = f"sum(rate(me_matches_total[{rw}s])) * 60"
+    series = prom.query_range(series_q, start + rw, end, SCRAPE_S)
+    points = series[0].points if series else []
+    out: list[Verdict] = []
+    primary = Criterion(ASR2, "B2", f"aggregate >= {ASR2_BAR:,.0f} matches/min sustained (longest stretch)",
+                        Role.PRIMARY, ">=", profile.sustain_s, "s")
+    if not points:
+        out.append(judge(primary, None, f"query_range {series_q} [{start + rw:.0f}, {end:.0f}] step {SCRAPE_S:g}s"))
+    else:
+        s = sustained(points, ASR2_BAR, SCRAPE_S)
+        ok = s.longest_above_s >= profile.sustain_s and s.longest_below_s <= profile.max_gap_s
+        detail = (
+            f"longest stretch >= {ASR2_BAR:,.0f}: {s.longest_above_s:.0f} s (need {profile.sustain_s:g} s); "
+            f"longest below: {s.longest_below_s:.0f} s (allowed {profile.max_gap_s:g} s); minimum {s.minimum:,.0f}/min; "
+            f"mean {sum(v for _, v in points) / len(points):,.0f}/min"
+        )
+        out.append(Verdict(primary, s.longest_above_s, ok, f"query_range {series_q} step {SCRAPE_S:g}s", detail,
+                           (start + rw, end)))
+    thr3, thr3_q = matches_per_minute(prom, ["a", "b", "c"], start, end + SCRAPE_S)
+    if b1 is not None:
+        thr1, thr1_q = throughput_1(prom, b1, profile)
+        ratio = None if not thr1 or thr3 is None else thr3 / (3 * thr1)
+        out.append(judge(
+            Criterion(ASR2, "B2", "linear scaling: throughput(3) / (3 x throughput(1))", Role.SCALING, ">=", SCALING_FACTOR),
+            ratio, f"throughput(3): {thr3_q}; throughput(1) (B1): {thr1_q}",
+            f"throughput(1) {_num(thr1)}/min on shard a alone, throughput(3) {_num(thr3)}/min",
+        ))
+    for shard in ("a", "b", "c"):
+        p99, q = p99_over(prom, shard, start, end + SCRAPE_S)
+        out.append(judge(Criterion(ASR2, "B2", f"p99 match latency at peak, shard {shard}", Role.PEAK_LATENCY, "<",
+                                   P99_BAR_S, "s"), p99, q, client_p99_note(phase)))
+    out.append(error_rate(prom, run_id, b2, Criterion(ASR2, "B2", "error rate", Role.ERROR_RATE, "<", MAX_ERROR_RATIO)))
+    return out
+
+
+def b3_verdicts(prom: PromClient, b3: ExperimentRecord, profile: ProfileSettings) -> list[Verdict]:
+    hold = b3.phase("hold")
+    mpm, q = matches_per_minute(prom, ["a", "b", "c"], hold.start + profile.rate_window_s, hold.end + SCRAPE_S)
+    return [judge(Criterion(ASR2, "B3", f"matches/min during the 5,000/min hold after the ramp", Role.SECONDARY,
+                            ">=", ASR2_BAR), mpm, q, client_p99_note(hold))]
+
+
+def b4_verdicts(prom: PromClient, b4: ExperimentRecord, profile: ProfileSettings) -> list[Verdict]:
+    phase = b4.phases[0]
+    start, end = measured_window(phase, profile)
+    p99, q = p99_over(prom, "a", start, end)
+    return [judge(Criterion(ASR2, "B4", "p99 match latency of the hot shard a (80 % of orders)", Role.SECONDARY, "<",
+                            P99_BAR_S, "s"), p99, q, client_p99_note(phase))]
+
+
+def isolation_verdicts(prom: PromClient, exp: ExperimentRecord, profile: ProfileSettings) -> list[Verdict]:
+    idle, loaded = exp.phase("b-idle"), exp.phase("b-loaded")
+    s1, e1 = measured_window(idle, profile)
+    s2, e2 = measured_window(loaded, profile)
+    base, q1 = p99_over(prom, "a", s1, idle.end)
+    other, q2 = p99_over(prom, "a", s2, loaded.end)
+    change, ok = relative_change_ok(base, other, ISOLATION_RATIO, LATENCY_RESOLUTION_S)
+    c = Criterion(ASR2, "B5", "shard a p99 change when shard b's load rises", Role.ISOLATION, "<", ISOLATION_RATIO)
+    detail = (f"shard a p99 {_ms(base)} with b idle, {_ms(other)} with b loaded; passes within +{ISOLATION_RATIO:.0%} "
+              f"or {LATENCY_RESOLUTION_S * 1000:g} ms (histogram resolution); all processes share this machine's cores")
+    if change is None:
+        return [judge(c, None, f"{q1}; {q2}", detail)]
+    return [Verdict(c, change, ok, f"b idle: {q1}; b loaded: {q2}", detail, (s1, e2))]
+
+
+def memory_verdicts(prom: PromClient, start: float, end: float) -> list[Verdict]:
+    query = 'process_resident_memory_bytes{app="matching-engine"}'
+    series = {s.labels.get("shard", "?"): s for s in prom.query_range(query, start, end, SCRAPE_S)}
+    out = []
+    for shard in ("a", "b", "c"):
+        c = Criterion(ASR2, "B2-B3", f"no monotonic memory growth, shard {shard} (relative growth)", Role.MEMORY,
+                      "<=", 0.05)
+        s = series.get(shard)
+        if s is None or len(s.points) < 4:
+            out.append(judge(c, None, f"query_range {query} [{start:.0f}, {end:.0f}]"))
+            continue
+        values = [v for _, v in s.points]
+        grows, p, growth = monotonic_growth(values)
+        detail = (f"Mann-Kendall trend p={p:.3g} over {len(values)} samples; RSS {values[0] / 2**20:.1f} -> "
+                  f"{values[-1] / 2**20:.1f} MiB; fails only for a significant upward trend larger than 5 %")
+        out.append(Verdict(c, growth, not grows, f"query_range {query} step {SCRAPE_S:g}s", detail, (start, end)))
+    return out
+
+
+def _ms(v: float | None) -> str:
+    return "no data" if v is None or math.isnan(v) else f"{v * 1000:.2f} ms"
+
+
+def _num(v: float | None) -> str:
+    return "no data" if v is None else f"{v:,.0f}"

@@ -1,0 +1,172 @@
+"""Running experiment phases on a stack: seed, calibrate, drive load, record.
+
+Talks to the stack's endpoints only (URLs, Prometheus, broker pause and
+resume), so it runs unchanged on every backend. Each phase's client metrics
+are remote-written to Prometheus labelled with the run and experiment, and
+progress lines (elapsed, achieved rate, client p99, matches/min) go to the
+``progress`` callable.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from matchlab.experiment.profiles import ProfileSettings
+from matchlab.experiment.record import ExperimentRecord, PhaseRecord
+from matchlab.loadgen.calibration import Calibration, calibrate, settled
+from matchlab.loadgen.flow import STATIONARY, OrderFlow, OrderMix
+from matchlab.loadgen.profile import LoadProfile
+from matchlab.loadgen.remote_write import RemoteWriteExporter
+from matchlab.loadgen.runner import RequestSource, run_load
+from matchlab.loadgen.seeding import seed_books
+from matchlab.loadgen.targets import SHARD_SYMBOLS, direct_targets, flow_source, gateway_targets
+from matchlab.promtext import scrape_counter
+from matchlab.stack.stack import Stack
+
+CALIBRATION_ORDER_RATE = 40.0
+# The final scrape after a run (5 s interval) must land before verdicts read it.
+SCRAPE_SETTLE_S = 6.0
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which shards' symbols a phase trades, and whether through the gateway."""
+
+    shards: tuple[str, ...]
+    via_gateway: bool
+
+    @property
+    def label(self) -> str:
+        return "gateway" if self.via_gateway else f"shard {','.join(self.shards)} direct"
+
+
+class ExperimentRunner:
+    def __init__(
+        self,
+        stack: Stack,
+        profile: ProfileSettings,
+        run_id: str,
+        progress: Callable[[str], None] = print,
+    ) -> None:
+        self.stack = stack
+        self.profile = profile
+        self.run_id = run_id
+        self.progress = progress
+        self.calibration: Calibration | None = None
+        self._flows = 0
+
+    # -- building blocks ---------------------------------------------------
+
+    def source(self, route: Route, tag: str, mix: OrderMix = STATIONARY, symbols: Sequence[str] | None = None) -> RequestSource:
+        ep = self.stack.endpoints
+        symbols = list(symbols or [s for shard in route.shards for s in SHARD_SYMBOLS[shard]])
+        if route.via_gateway:
+            targets = gateway_targets(ep.gateway, list(route.shards))
+        else:
+            targets = direct_targets({s: ep.shards[s] for s in route.shards})
+        self._flows += 1
+        return flow_source(OrderFlow(symbols, mix, seed=self._flows, id_prefix=f"{self.run_id}-{tag}-"), targets)
+
+    def reset_and_seed(self, shards: Sequence[str], count: int, levels: int, per_shard: dict | None = None) -> str:
+        """Empty the books, then seed them (so every experiment starts from a known book)."""
+        for shard in shards:
+            self.stack.reset_shard(shard)
+        seeded = seed_books({s: self.stack.endpoints.shards[s] for s in shards}, SHARD_SYMBOLS, count, levels,
+                            per_shard=per_shard)
+        detail = ", ".join(f"{s}: {(per_shard or {}).get(s, (count, levels))[0]}/{(per_shard or {}).get(s, (count, levels))[1]}"
+                           for s in shards)
+        return f"{sum(seeded.values())} resting orders ({detail} per symbol)"
+
+    def match_count(self, shards: Sequence[str]) -> float:
+        return scrape_counter([self.stack.endpoints.shard_metrics[s] for s in shards])
+
+    def calibrate(self, route: Route) -> Calibration:
+        """Measure fills per order of the stationary flow against the real target."""
+        self.calibration = calibrate(
+            self.source(route, "cal"), lambda: self.match_count(route.shards), CALIBRATION_ORDER_RATE,
+            self.profile.calibration_s,
+        )
+        self.progress(
+            f"calibration: {self.calibration.fills_per_order:.3f} fills/order over {self.calibration.orders_ok} orders "
+            f"({route.label})"
+        )
+        return self.calibration
+
+    def recalibrate_from(self, phase: PhaseRecord, matches: float) -> Calibration:
+        """A longer measured phase gives a better fills-per-order estimate than the calibration run."""
+        if phase.load.ok and matches > 0:
+            self.calibration = Calibration(phase.order_rate, phase.load.ok, matches, matches / phase.load.ok)
+            self.progress(f"recalibrated from {phase.name}: {self.calibration.fills_per_order:.3f} fills/order")
+        return self.calibration
+
+    def order_rate(self, matches_per_min: float) -> float:
+        if self.calibration is None:
+            raise RuntimeError("calibrate before converting a match rate to an order rate")
+        return self.calibration.order_rate_for(matches_per_min)
+
+    # -- one phase of load ------------------------------------------------------
+
+    def drive(
+        self,
+        experiment: ExperimentRecord,
+        phase: str,
+        route: Route,
+        load: LoadProfile,
+        source: RequestSource,
+        matches_per_min: float | None,
+        events: Sequence[tuple[float, Callable[[], None]]] = (),
+    ) -> PhaseRecord:
+        """Run one load phase; ``events`` are (offset_s, action) fired during it (e.g. broker pause)."""
+        exporter = RemoteWriteExporter(
+            self.stack.endpoints.remote_write, {"run": self.run_id, "experiment": experiment.id, "phase": phase}
+        )
+        timers = [threading.Timer(at, action) for at, action in events]
+        label = f"{experiment.id}/{phase}" if phase != experiment.id else experiment.id
+        latest: dict = {}
+        done = threading.Event()
+
+        def report_progress() -> None:
+            # Its own thread: a Prometheus query on the load's event loop would stall
+            # the client and show up in its own latency.
+            while not done.wait(self.profile.progress_every_s):
+                snap = dict(latest)
+                if snap:
+                    self.progress(
+                        f"[{label}] {snap['elapsed_s']:5.0f}/{load.duration_s:.0f} s | target {snap['target_rate']:7.1f} "
+                        f"orders/s | sent {snap['sent']:>7} errors {snap['errors']} dropped {snap['dropped']} | "
+                        f"client p99 {snap['p99_ms']:7.2f} ms | matches/min {self._matches_per_minute()}"
+                    )
+
+        reporter = threading.Thread(target=report_progress, name="progress", daemon=True)
+        start = time.time()
+        for t in [*timers, reporter]:
+            t.start()
+        try:
+            result = run_load(load, source, progress=latest.update, exporter=exporter)
+        finally:
+            done.set()
+            for t in timers:
+                t.cancel()
+            reporter.join()
+        end = time.time()
+        record = PhaseRecord(phase, start, end, matches_per_min, load.expected_requests() / load.duration_s,
+                             list(route.shards), result)
+        experiment.phases.append(record)
+        self.progress(f"[{label}] done: {result.summary_line()}")
+        return record
+
+    def _matches_per_minute(self) -> str:
+        try:
+            value = self.stack.prometheus().scalar("me:matches_per_minute_total:30s")
+        except Exception:  # progress is best effort; verdicts do the strict reading
+            return "?"
+        return "n/a" if value is None else f"{value:,.0f}"
+
+    def settle(self, shards: Sequence[str]) -> float:
+        """Wait for the matcher to drain and the last scrape to land; return the shards' match count."""
+        count = settled(lambda: self.match_count(shards))
+        time.sleep(SCRAPE_SETTLE_S)
+        return count
