@@ -144,16 +144,15 @@ def a4_verdicts(
 
 
 def throughput_1(prom: PromClient, b1: ExperimentRecord, profile: ProfileSettings) -> tuple[float | None, str]:
-    start, end = measured_window(b1.phases[0], profile)
-    return matches_per_minute(prom, ["a"], start, end)
+    phase = b1.phases[0]
+    return matches_per_minute(prom, ["a"], phase.start + profile.warmup_exclusion_s, phase.end)
 
 
 def b2_verdicts(
     prom: PromClient, run_id: str, b2: ExperimentRecord, b1: ExperimentRecord | None, profile: ProfileSettings
 ) -> list[Verdict]:
     phase = b2.phases[0]
-    start, end = measured_window(phase, profile)
-    end = phase.end  # the rate series stops with the load
+    start, end = phase.start + profile.warmup_exclusion_s, phase.end  # the rate series stops with the load
     rw = profile.rate_window_s
     series_q = f"sum(rate(me_matches_total[{rw}s])) * 60"
     series = prom.query_range(series_q, start + rw, end, SCRAPE_S)
@@ -173,7 +172,7 @@ def b2_verdicts(
         )
         out.append(Verdict(primary, s.longest_above_s, ok, f"query_range {series_q} step {SCRAPE_S:g}s", detail,
                            (start + rw, end)))
-    thr3, thr3_q = matches_per_minute(prom, ["a", "b", "c"], start, end + SCRAPE_S)
+    thr3, thr3_q = matches_per_minute(prom, ["a", "b", "c"], start, end)
     if b1 is not None:
         thr1, thr1_q = throughput_1(prom, b1, profile)
         ratio = None if not thr1 or thr3 is None else thr3 / (3 * thr1)
@@ -192,8 +191,8 @@ def b2_verdicts(
 
 def b3_verdicts(prom: PromClient, b3: ExperimentRecord, profile: ProfileSettings) -> list[Verdict]:
     hold = b3.phase("hold")
-    mpm, q = matches_per_minute(prom, ["a", "b", "c"], hold.start + profile.rate_window_s, hold.end + SCRAPE_S)
-    return [judge(Criterion(ASR2, "B3", f"matches/min during the 5,000/min hold after the ramp", Role.SECONDARY,
+    mpm, q = matches_per_minute(prom, ["a", "b", "c"], hold.start + profile.warmup_exclusion_s, hold.end)
+    return [judge(Criterion(ASR2, "B3", "matches/min during the 5,000/min hold after the ramp", Role.SECONDARY,
                             ">=", ASR2_BAR), mpm, q, client_p99_note(hold))]
 
 

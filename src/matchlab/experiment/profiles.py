@@ -43,7 +43,7 @@ class ProfileSettings:
         return (
             f"{self.name} profile: runs shortened (A2 {self.a2_s:g} s instead of 300 s, B2 {self.b2_s:g} s instead of 300 s); "
             f"verdict windows scaled: sustain 240 s -> {self.sustain_s:g} s, gap 30 s -> {self.max_gap_s:g} s, "
-            f"warm-up exclusion 30 s -> {self.warmup_exclusion_s:g} s, rate window 30 s -> {self.rate_window_s} s; "
+            f"warm-up exclusion 30 s -> {self.warmup_exclusion_s:g} s, rate window {self.rate_window_s} s; "
             "every verdict window still holds >= 30 s of data"
         )
 
@@ -58,9 +58,9 @@ FULL = ProfileSettings(
 
 QUICK = ProfileSettings(
     name="quick",
-    warmup_exclusion_s=10, sustain_s=60, max_gap_s=10, rate_window_s=15,
-    calibration_s=8, a1_s=15, a2_s=45, a3_s=40, a4_s=80, a4_pause_at_s=40, a4_pause_for_s=30,
-    b1_s=35, b2_s=80, b3_stages_s=(10, 10, 10, 40), b4_s=35, isolation_s=35,
+    warmup_exclusion_s=5, sustain_s=60, max_gap_s=10, rate_window_s=30,
+    calibration_s=6, a1_s=15, a2_s=35, a3_s=35, a4_s=75, a4_pause_at_s=35, a4_pause_for_s=30,
+    b1_s=35, b2_s=95, b3_stages_s=(10, 10, 10, 35), b4_s=35, isolation_s=35,
     capacity_step_s=12, progress_every_s=5,
 )
 

@@ -18,12 +18,13 @@ from matchlab.experiment.profiles import ProfileSettings
 from matchlab.experiment.record import ExperimentRecord, PhaseRecord
 from matchlab.loadgen.calibration import Calibration, calibrate, settled
 from matchlab.loadgen.flow import STATIONARY, OrderFlow, OrderMix
+from matchlab.loadgen.match_rate import AdaptiveRateProfile, MatchRateController
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.remote_write import RemoteWriteExporter
 from matchlab.loadgen.runner import RequestSource, run_load
 from matchlab.loadgen.seeding import seed_books
 from matchlab.loadgen.targets import SHARD_SYMBOLS, direct_targets, flow_source, gateway_targets
-from matchlab.promtext import scrape_counter
+from matchlab.promtext import counter_total, scrape, scrape_counter
 from matchlab.stack.stack import Stack
 
 CALIBRATION_ORDER_RATE = 40.0
@@ -157,6 +158,38 @@ class ExperimentRunner:
         experiment.phases.append(record)
         self.progress(f"[{label}] done: {result.summary_line()}")
         return record
+
+    def drive_matches(
+        self,
+        experiment: ExperimentRecord,
+        phase: str,
+        route: Route,
+        matches_per_min: float,
+        duration_s: float,
+        source: RequestSource,
+        events: Sequence[tuple[float, Callable[[], None]]] = (),
+    ) -> PhaseRecord:
+        """A phase at a target match rate: calibrated start, then steered by measured fills per order."""
+        load = AdaptiveRateProfile(self.order_rate(matches_per_min), duration_s)
+        controller = MatchRateController(load, matches_per_min, lambda: self.counters(route.shards)).start()
+        try:
+            record = self.drive(experiment, phase, route, load, source, matches_per_min, events)
+        finally:
+            controller.stop()
+        experiment.extra.setdefault("rate_control", {})[phase] = [
+            {"t": round(t, 1), "fills_per_order": round(f, 4), "order_rate": round(r, 2)}
+            for t, f, r in controller.adjustments
+        ]
+        return record
+
+    def counters(self, shards: Sequence[str]) -> tuple[float, float]:
+        """(matches, accepted orders) summed over the shards' own /metrics pages."""
+        matches = orders = 0.0
+        for shard in shards:
+            text = scrape(self.stack.endpoints.shard_metrics[shard])
+            matches += counter_total(text, "me_matches")
+            orders += counter_total(text, "me_orders_received")
+        return matches, orders
 
     def _matches_per_minute(self) -> str:
         try:

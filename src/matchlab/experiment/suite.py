@@ -119,7 +119,7 @@ def run_a1(s: Suite) -> ExperimentRecord:
     exp = ExperimentRecord("A1", "Warm-up, 500 matches/min", "ASR 1", SHARD_A.label, r.reset_and_seed(["a"], *SEED))
     exp.calibration = r.calibrate(SHARD_A).to_dict()
     before = r.settle(["a"])
-    phase = r.drive(exp, "A1", SHARD_A, LoadProfile.constant(r.order_rate(500), s.profile.a1_s), r.source(SHARD_A, "A1"), 500)
+    phase = r.drive_matches(exp, "A1", SHARD_A, 500, s.profile.a1_s, r.source(SHARD_A, "A1"))
     matches = r.settle(["a"]) - before
     exp.calibration = r.recalibrate_from(phase, matches).to_dict()
     return exp
@@ -129,8 +129,7 @@ def _a_run(s: Suite, exp_id: str, title: str, duration: float, events=()) -> Exp
     r = s.runner(Topology.SINGLE)
     exp = ExperimentRecord(exp_id, title, "ASR 1", SHARD_A.label, r.reset_and_seed(["a"], *SEED))
     exp.calibration = r.calibration.to_dict()
-    rate = r.order_rate(1000)
-    r.drive(exp, exp_id, SHARD_A, LoadProfile.constant(rate, duration), r.source(SHARD_A, exp_id), 1000, events)
+    r.drive_matches(exp, exp_id, SHARD_A, 1000, duration, r.source(SHARD_A, exp_id), events)
     r.settle(["a"])
     return exp
 
@@ -144,11 +143,10 @@ def run_a3(s: Suite) -> ExperimentRecord:
     exp = ExperimentRecord("A3", "Depth variation, 1,000 matches/min, each from an empty book", "ASR 1", SHARD_A.label,
                            "per sub-test: " + ", ".join(f"{n}/{lv}" for n, lv in A3_DEPTHS))
     exp.calibration = r.calibration.to_dict()
-    rate = r.order_rate(1000)
     for count, levels in A3_DEPTHS:
         name = f"{count}/{levels}"
         exp.notes.append(f"{name}: reset (empty book), then {r.reset_and_seed(['a'], count, levels)}")
-        r.drive(exp, name, SHARD_A, LoadProfile.constant(rate, s.profile.a3_s), r.source(SHARD_A, f"A3-{count}"), 1000)
+        r.drive_matches(exp, name, SHARD_A, 1000, s.profile.a3_s, r.source(SHARD_A, f"A3-{count}"))
         r.settle(["a"])
     return exp
 
@@ -198,8 +196,7 @@ def run_b1(s: Suite) -> ExperimentRecord:
                            _seed_abc(r))
     r.calibrate(GATEWAY_ABC)
     before = r.settle(["a"])
-    phase = r.drive(exp, "B1", GATEWAY_A, LoadProfile.constant(r.order_rate(1000), s.profile.b1_s),
-                    r.source(GATEWAY_A, "B1"), 1000)
+    phase = r.drive_matches(exp, "B1", GATEWAY_A, 1000, s.profile.b1_s, r.source(GATEWAY_A, "B1"))
     exp.calibration = r.recalibrate_from(phase, r.settle(["a"]) - before).to_dict()
     return exp
 
@@ -209,8 +206,7 @@ def run_b2(s: Suite) -> ExperimentRecord:
     exp = ExperimentRecord("B2", "Peak sustained, ~5,040 matches/min over 12 symbols (primary ASR 2)", "ASR 2",
                            GATEWAY_ABC.label, _seed_abc(r))
     exp.calibration = r.calibration.to_dict()
-    r.drive(exp, "B2", GATEWAY_ABC, LoadProfile.constant(r.order_rate(B2_MATCHES_PER_MIN), s.profile.b2_s),
-            r.source(GATEWAY_ABC, "B2"), B2_MATCHES_PER_MIN)
+    r.drive_matches(exp, "B2", GATEWAY_ABC, B2_MATCHES_PER_MIN, s.profile.b2_s, r.source(GATEWAY_ABC, "B2"))
     r.settle(["a", "b", "c"])
     return exp
 
@@ -224,7 +220,7 @@ def run_b3(s: Suite) -> ExperimentRecord:
     rate = r.order_rate
     ramp = LoadProfile.ramping(rate(1000), [(d1, rate(1000)), (d2, rate(2500)), (d3, rate(5000))])
     r.drive(exp, "ramp", GATEWAY_ABC, ramp, r.source(GATEWAY_ABC, "B3r"), None)
-    r.drive(exp, "hold", GATEWAY_ABC, LoadProfile.constant(rate(5000), hold), r.source(GATEWAY_ABC, "B3h"), 5000)
+    r.drive_matches(exp, "hold", GATEWAY_ABC, 5000, hold, r.source(GATEWAY_ABC, "B3h"))
     r.settle(["a", "b", "c"])
     return exp
 
@@ -235,7 +231,7 @@ def run_b4(s: Suite) -> ExperimentRecord:
                            _seed_abc(r, per_shard={"a": (2000, 100)}))
     exp.calibration = r.calibration.to_dict()
     source = r.source(GATEWAY_ABC, "B4", mix=hot_symbol_mix("TEST-ASSET-A"))
-    r.drive(exp, "B4", GATEWAY_ABC, LoadProfile.constant(r.order_rate(5000), s.profile.b4_s), source, 5000)
+    r.drive_matches(exp, "B4", GATEWAY_ABC, 5000, s.profile.b4_s, source)
     r.settle(["a", "b", "c"])
     return exp
 
