@@ -198,8 +198,9 @@ class ExperimentRunner:
             return "?"
         return "n/a" if value is None else f"{value:,.0f}"
 
-    def settle(self, shards: Sequence[str]) -> float:
-        """Wait for the matcher to drain and the last scrape to land; return the shards' match count."""
+    def settle(self, shards: Sequence[str], wait_for_scrape: bool = True) -> float:
+        """Wait for the matcher to drain (and the last scrape to land); return the shards' match count."""
         count = settled(lambda: self.match_count(shards))
-        time.sleep(SCRAPE_SETTLE_S)
+        if wait_for_scrape:
+            time.sleep(SCRAPE_SETTLE_S)
         return count

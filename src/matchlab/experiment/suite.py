@@ -262,6 +262,52 @@ def run_b5(s: Suite) -> ExperimentRecord:
     return exp
 
 
+# -- headroom: capacity search (not part of the ASR verdicts) --------------------------------
+
+CAPACITY_RATES = (100, 200, 400, 700, 1000, 1300, 1600, 2000, 2500, 3000, 4000, 5000)
+KNEE_P99_MS = 200.0
+GOOD_P99_MS = 50.0
+KNEE_ERROR_RATIO = 0.01
+
+
+def _capacity(s: Suite, exp_id: str, topology: Topology, route: Route) -> ExperimentRecord:
+    """Step the arrival rate up until client p99 reaches 200 ms or errors reach 1 %."""
+    r = s.runner(topology)
+    exp = ExperimentRecord(exp_id, f"Capacity search, {route.label}", "headroom", route.label, "")
+    exp.seed = r.reset_and_seed(list(route.shards), *SEED)
+    steps = []
+    for rate in CAPACITY_RATES:
+        before = r.counters(route.shards)
+        phase = r.drive(exp, f"{rate}/s", route, LoadProfile.constant(rate, s.profile.capacity_step_s),
+                        r.source(route, f"{exp_id}-{rate}"), None)
+        r.settle(route.shards, wait_for_scrape=False)
+        after = r.counters(route.shards)
+        matches, orders = after[0] - before[0], after[1] - before[1]
+        fills = matches / orders if orders else 0.0
+        load = phase.load
+        step = {"order_rate": rate, "achieved": load.achieved_rate, "p99_ms": load.latency_ms["p99"],
+                "error_ratio": load.error_ratio, "fills_per_order": fills,
+                "matches_per_min": load.ok / load.duration_s * fills * 60}
+        steps.append(step)
+        if load.latency_ms["p99"] >= KNEE_P99_MS or load.error_ratio >= KNEE_ERROR_RATIO:
+            break
+    exp.extra["steps"] = steps
+    ok = [st for st in steps if st["p99_ms"] < KNEE_P99_MS and st["error_ratio"] < KNEE_ERROR_RATIO]
+    good = [st for st in steps if st["p99_ms"] < GOOD_P99_MS and st["error_ratio"] < KNEE_ERROR_RATIO]
+    exp.extra["knee"] = ok[-1] if ok else None
+    exp.extra["knee_p99_below_50ms"] = good[-1] if good else None
+    exp.extra["stopped_by_bar"] = len(ok) < len(steps)
+    return exp
+
+
+def run_c1(s: Suite) -> ExperimentRecord:
+    return _capacity(s, "C1", Topology.SINGLE, SHARD_A)
+
+
+def run_c2(s: Suite) -> ExperimentRecord:
+    return _capacity(s, "C2", Topology.MULTI, GATEWAY_ABC)
+
+
 # -- verdicts ------------------------------------------------------------------------------
 
 
@@ -284,4 +330,6 @@ EXPERIMENTS: dict[str, _Entry] = {
                  + criteria.memory_verdicts(_prom(s, Topology.MULTI), s.experiment("B2").start, e.end), ("B1", "B2")),
     "B4": _Entry(Topology.MULTI, run_b4, lambda s, e: criteria.b4_verdicts(_prom(s, Topology.MULTI), e, s.profile), ("B1",)),
     "B5": _Entry(Topology.MULTI, run_b5, lambda s, e: criteria.isolation_verdicts(_prom(s, Topology.MULTI), e, s.profile), ("B1",)),
+    "C1": _Entry(Topology.SINGLE, run_c1, lambda s, e: []),
+    "C2": _Entry(Topology.MULTI, run_c2, lambda s, e: []),
 }
