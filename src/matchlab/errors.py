@@ -54,3 +54,7 @@ class CalibrationError(MatchlabError):
 
 class QueryError(MatchlabError):
     """Prometheus refused or failed a query; the message names the query."""
+
+
+class CommandError(MatchlabError):
+    """An external command failed; the message has the command, exit code and output tail."""

@@ -1,0 +1,1 @@
+"""The Kubernetes backends: manifests, Helm values, images, k3d and existing clusters."""

@@ -1,0 +1,280 @@
+"""Kubernetes manifests, generated from the same service specs as the local stack.
+
+One source of truth: shards and gateway come from ``stack.spec.app_services``
+(identity, settings, labels), so the three shard Deployments cannot drift
+apart. ``python -m matchlab.k8s.manifests`` writes them under ``k8s/``
+(``--check`` verifies the committed files are current); the Helm values live
+in ``helm_values``.
+
+Names, labels, annotations, resources and probes follow DESIGN.md §2. Only
+pods carry the ``prometheus.io/*`` annotations: the Prometheus chart's
+default ``kubernetes-pods`` job honours them, so no extra scrape job (and no
+duplicate targets). Services are NodePorts on fixed ports, which the k3d
+load balancer maps to host ports (so load never goes through port-forward).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from matchlab.stack.spec import APP_HTTP_PORT, APP_METRICS_PORT, Role, ServiceSpec, Topology, app_services
+
+K8S_DIR = Path(__file__).resolve().parents[3] / "k8s"
+APP_NAMESPACE = "matching-engine"
+MONITORING_NAMESPACE = "monitoring"
+IMAGE_TAG = "0.1.0"  # fixed tags, never :latest
+SHARD_IMAGE = f"matchlab/me-shard:{IMAGE_TAG}"
+GATEWAY_IMAGE = f"matchlab/edge-gateway:{IMAGE_TAG}"
+REDPANDA_IMAGE = "docker.redpanda.com/redpandadata/redpanda:v24.2.7"
+KAFKA_PORT = 9092
+KAFKA_EXTERNAL_PORT = 19092
+REDPANDA_ADMIN_PORT = 9644
+REDPANDA_ADVERTISED = f"redpanda-0.redpanda.{APP_NAMESPACE}.svc.cluster.local:{KAFKA_PORT}"
+RUN_LABEL = "matchlab.run"  # namespaces this harness creates carry it; only those are ever deleted
+
+# NodePorts, mapped by the k3d load balancer to host ports (DESIGN.md §2: 8080, 9090, 3000).
+NODE_PORTS = {
+    "edge-gateway": 30080,
+    "me-shard-a": 30081,
+    "me-shard-b": 30082,
+    "me-shard-c": 30083,
+    "me-shard-a-metrics": 30191,
+    "me-shard-b-metrics": 30192,
+    "me-shard-c-metrics": 30193,
+    "redpanda-external": 30092,
+    "prometheus": 30090,
+    "grafana": 30300,
+}
+HOST_PORTS = {
+    "edge-gateway": 8080,
+    "me-shard-a": 8081,
+    "me-shard-b": 8082,
+    "me-shard-c": 8083,
+    "me-shard-a-metrics": 9191,
+    "me-shard-b-metrics": 9192,
+    "me-shard-c-metrics": 9193,
+    "redpanda-external": KAFKA_EXTERNAL_PORT,
+    "prometheus": 9090,
+    "grafana": 3000,
+}
+
+RESOURCES = {
+    Role.SHARD: {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
+    Role.GATEWAY: {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+}
+REDPANDA_RESOURCES = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
+
+
+def namespace(name: str, run_id: str | None = None) -> dict:
+    labels = {"app.kubernetes.io/part-of": "matching-engine-experiment"}
+    if run_id:
+        labels[RUN_LABEL] = run_id
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
+def _probe(path: str, port: int, period: int = 5) -> dict:
+    return {"httpGet": {"path": path, "port": port}, "periodSeconds": period, "timeoutSeconds": 2, "failureThreshold": 3}
+
+
+def app_deployment(spec: ServiceSpec, registry: str = "") -> dict:
+    image = SHARD_IMAGE if spec.role is Role.SHARD else GATEWAY_IMAGE
+    env = {
+        **spec.env,
+        "HTTP_PORT": str(APP_HTTP_PORT),
+        "METRICS_PORT": str(APP_METRICS_PORT),
+        "BIND_HOST": "0.0.0.0",  # inside the pod network; Services expose it
+    }
+    if spec.role is Role.SHARD:
+        env.update({"KAFKA_BOOTSTRAP": REDPANDA_ADVERTISED, "WAL_PATH": "/data/wal.log", "WAL_SIZE_MB": "64",
+                    "RING_BUFFER_SIZE": "131072"})
+    else:
+        env["ME_SHARD_MAP"] = ",".join(
+            f"{s}=http://me-shard-{s}.{APP_NAMESPACE}.svc.cluster.local:{APP_HTTP_PORT}" for s in ("a", "b", "c")
+        )
+    container = {
+        "name": spec.name,
+        "image": f"{registry.rstrip('/')}/{image}" if registry else image,
+        "imagePullPolicy": "IfNotPresent" if registry else "Never",  # locally built images: Never
+        "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
+        "ports": [{"name": "http", "containerPort": APP_HTTP_PORT}, {"name": "metrics", "containerPort": APP_METRICS_PORT}],
+        "resources": RESOURCES[spec.role],
+        "readinessProbe": _probe("/health", APP_HTTP_PORT),
+        "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False},
+    }
+    volumes = []
+    if spec.role is Role.SHARD:
+        container["livenessProbe"] = {**_probe("/health", APP_HTTP_PORT, 10), "initialDelaySeconds": 10}
+        container["volumeMounts"] = [{"name": "wal", "mountPath": "/data"}]
+        volumes = [{"name": "wal", "emptyDir": {}}]
+    pod_spec = {"containers": [container], "terminationGracePeriodSeconds": 30}
+    if volumes:
+        pod_spec["volumes"] = volumes
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": spec.name, "namespace": APP_NAMESPACE, "labels": dict(spec.labels)},
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},  # one matcher per shard, never two
+            "selector": {"matchLabels": dict(spec.labels)},
+            "template": {
+                "metadata": {
+                    "labels": dict(spec.labels),
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(APP_METRICS_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def app_service(spec: ServiceSpec) -> dict:
+    ports = [{"name": "http", "port": APP_HTTP_PORT, "targetPort": "http"},
+             {"name": "metrics", "port": APP_METRICS_PORT, "targetPort": "metrics"}]
+    if spec.name in NODE_PORTS:
+        ports[0]["nodePort"] = NODE_PORTS[spec.name]
+    if f"{spec.name}-metrics" in NODE_PORTS:
+        ports[1]["nodePort"] = NODE_PORTS[f"{spec.name}-metrics"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": spec.name, "namespace": APP_NAMESPACE, "labels": dict(spec.labels)},
+        "spec": {"type": "NodePort", "selector": dict(spec.labels), "ports": ports},
+    }
+
+
+def redpanda() -> list[dict]:
+    labels = {"app": "redpanda"}
+    args = [
+        "redpanda", "start", "--mode", "dev-container", "--smp", "1", "--default-log-level=warn",
+        f"--kafka-addr=internal://0.0.0.0:{KAFKA_PORT},external://0.0.0.0:{KAFKA_EXTERNAL_PORT}",
+        f"--advertise-kafka-addr=internal://{REDPANDA_ADVERTISED},external://127.0.0.1:{KAFKA_EXTERNAL_PORT}",
+    ]
+    headless = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "redpanda", "namespace": APP_NAMESPACE, "labels": labels},
+        "spec": {"clusterIP": "None", "selector": labels, "publishNotReadyAddresses": True,
+                 "ports": [{"name": "kafka", "port": KAFKA_PORT}, {"name": "admin", "port": REDPANDA_ADMIN_PORT}]},
+    }
+    external = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "redpanda-external", "namespace": APP_NAMESPACE, "labels": labels},
+        "spec": {"type": "NodePort", "selector": labels, "ports": [
+            {"name": "kafka-external", "port": KAFKA_EXTERNAL_PORT, "targetPort": KAFKA_EXTERNAL_PORT,
+             "nodePort": NODE_PORTS["redpanda-external"]}]},
+    }
+    statefulset = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "redpanda", "namespace": APP_NAMESPACE, "labels": labels},
+        "spec": {
+            "serviceName": "redpanda",
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{
+                    "name": "redpanda",
+                    "image": REDPANDA_IMAGE,
+                    "args": args,
+                    "ports": [{"name": "kafka", "containerPort": KAFKA_PORT},
+                              {"name": "kafka-external", "containerPort": KAFKA_EXTERNAL_PORT},
+                              {"name": "admin", "containerPort": REDPANDA_ADMIN_PORT}],
+                    "resources": REDPANDA_RESOURCES,
+                    "readinessProbe": {"tcpSocket": {"port": KAFKA_PORT}, "periodSeconds": 5},
+                    "volumeMounts": [{"name": "data", "mountPath": "/var/lib/redpanda/data"}],
+                }]},
+            },
+            # A volume per pod on k3s' local-path class: scaling to 0 and back (A4) keeps topics and data.
+            "volumeClaimTemplates": [{
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "local-path",
+                         "resources": {"requests": {"storage": "2Gi"}}},
+            }],
+        },
+    }
+    return [headless, external, statefulset]
+
+
+def topics_job() -> dict:
+    """Creates the experiment's topics (12 partitions) once Redpanda answers."""
+    script = " && ".join(
+        f"rpk topic create {t} --partitions 12 --replicas 1 -X brokers={REDPANDA_ADVERTISED} || "
+        f"rpk topic describe {t} -X brokers={REDPANDA_ADVERTISED}"
+        for t in ("matches", "orders")
+    )
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "create-topics", "namespace": APP_NAMESPACE, "labels": {"app": "redpanda"}},
+        "spec": {
+            "backoffLimit": 10,
+            "template": {"spec": {"restartPolicy": "OnFailure", "containers": [{
+                "name": "rpk", "image": REDPANDA_IMAGE, "command": ["/bin/bash", "-c", script],
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+            }]}},
+        },
+    }
+
+
+def app_objects(registry: str = "") -> list[dict]:
+    out = []
+    for spec in app_services(Topology.MULTI):
+        out += [app_deployment(spec, registry), app_service(spec)]
+    return out
+
+
+def all_documents(registry: str = "", run_id: str | None = None) -> dict[str, list[dict]]:
+    """File name -> documents, in the order they are applied."""
+    return {
+        "00-namespaces.yaml": [namespace(APP_NAMESPACE, run_id), namespace(MONITORING_NAMESPACE, run_id)],
+        "10-redpanda.yaml": redpanda(),
+        "20-topics.yaml": [topics_job()],
+        "30-apps.yaml": app_objects(registry),
+    }
+
+
+def render(docs: list[dict]) -> str:
+    header = "# Generated by `python -m matchlab.k8s.manifests` from matchlab.stack.spec: do not edit by hand.\n"
+    return header + "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
+
+
+def rendered_files() -> dict[str, str]:
+    from matchlab.k8s.helm_values import helm_files
+
+    files = {name: render(docs) for name, docs in all_documents().items()}
+    files.update(helm_files())
+    return files
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if the committed files are stale")
+    args = parser.parse_args()
+    stale = []
+    for name, text in rendered_files().items():
+        path = K8S_DIR / name
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    if stale:
+        print(f"stale under k8s/: {stale}; run python -m matchlab.k8s.manifests", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""The Kubernetes path, verified without a cluster: schemas, one source of truth, values, commands and order."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from matchlab.k8s import manifests as m
+from matchlab.k8s.backend import CLUSTER, ExistingClusterBackend, K3dBackend, KubernetesBackend
+from matchlab.k8s.commands import RecordingRunner
+from matchlab.k8s.helm_values import grafana_values, prometheus_values
+from matchlab.stack.backend import Backend
+from matchlab.stack.local import LocalBackend
+from matchlab.stack.spec import Topology, app_services
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S_VERSIONS = ("1.28.0", "1.33.0")
+
+
+def all_docs() -> list[dict]:
+    docs = [d for group in m.all_documents().values() for d in group]
+    from matchlab.k8s.helm_values import dashboard_configmap
+
+    return docs + [dashboard_configmap()]
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_every_manifest_validates_against_the_kubernetes_schemas(version):
+    for doc in all_docs():
+        kubernetes_validate.validate(doc, version, strict=True)
+    committed = [d for f in sorted((ROOT / "k8s").glob("*.yaml")) for d in yaml.safe_load_all(f.read_text())]
+    assert len(committed) == len(all_docs())
+    for doc in committed:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_committed_files_are_generated_and_current():
+    for name, text in m.rendered_files().items():
+        assert (ROOT / "k8s" / name).read_text() == text, f"k8s/{name} is stale: python -m matchlab.k8s.manifests"
+
+
+def _deployments() -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in m.app_objects() if d["kind"] == "Deployment"}
+
+
+def test_shard_deployments_differ_only_in_shard_id_and_symbols():
+    deps = _deployments()
+
+    def normalized(doc: dict, shard: str) -> str:
+        text = yaml.safe_dump(copy.deepcopy(doc))
+        text = re.sub(r"TEST-ASSET-[A-L](,TEST-ASSET-[A-L])*", "SYMBOLS", text)
+        return text.replace(f"me-shard-{shard}", "me-shard-X").replace(f"shard: {shard}", "shard: X").replace(
+            f"value: {shard}\n", "value: X\n")
+
+    a, b, c = (normalized(deps[f"me-shard-{s}"], s) for s in "abc")
+    assert a == b == c
+
+
+def test_labels_annotations_resources_probes_as_designed():
+    deps = _deployments()
+    for shard in "abc":
+        d = deps[f"me-shard-{shard}"]
+        pod = d["spec"]["template"]
+        assert pod["metadata"]["labels"] == {"app": "matching-engine", "shard": shard}
+        assert pod["metadata"]["annotations"] == {
+            "prometheus.io/scrape": "true", "prometheus.io/port": "9091", "prometheus.io/path": "/metrics"}
+        c = pod["spec"]["containers"][0]
+        assert c["imagePullPolicy"] == "Never" and not c["image"].endswith(":latest")
+        assert c["resources"] == {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
+        assert c["readinessProbe"]["httpGet"]["path"] == "/health" == c["livenessProbe"]["httpGet"]["path"]
+        env = {e["name"]: e["value"] for e in c["env"]}
+        assert env["SHARD_ID"] == shard and env["KAFKA_BOOTSTRAP"].startswith("redpanda-0.redpanda.matching-engine")
+    gw = deps["edge-gateway"]["spec"]["template"]
+    assert gw["metadata"]["labels"] == {"app": "edge-gateway"}
+    assert gw["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "1", "memory": "512Mi"}
+    env = {e["name"]: e["value"] for e in gw["spec"]["containers"][0]["env"]}
+    assert env["ME_SHARD_MAP"].count("=http://me-shard-") == 3
+    services = [d for d in m.app_objects() if d["kind"] == "Service"]
+    assert all("annotations" not in s["metadata"] for s in services)  # pods only: no duplicate targets
+    ss = next(d for d in m.redpanda() if d["kind"] == "StatefulSet")
+    assert ss["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "local-path"
+    rp = ss["spec"]["template"]["spec"]["containers"][0]
+    assert rp["readinessProbe"] == {"tcpSocket": {"port": 9092}, "periodSeconds": 5}
+    assert "dev-container" in rp["args"] and any(m.REDPANDA_ADVERTISED in a for a in rp["args"])
+    assert rp["resources"]["limits"] == {"cpu": "2", "memory": "2Gi"}
+
+
+# Key paths the charts read (prometheus-community/prometheus 25.x, grafana-community/grafana 11.x values.yaml).
+PROMETHEUS_CHART_KEYS = {
+    "alertmanager.enabled", "kube-state-metrics.enabled", "prometheus-node-exporter.enabled",
+    "prometheus-pushgateway.enabled", "server.global.scrape_interval", "server.global.scrape_timeout",
+    "server.global.evaluation_interval", "server.extraFlags", "server.persistentVolume.enabled",
+    "server.resources", "server.service.type", "server.service.servicePort", "server.service.nodePort",
+    "serverFiles.recording_rules.yml",
+}
+GRAFANA_CHART_KEYS = {
+    "admin.existingSecret", "admin.userKey", "admin.passwordKey", "persistence.enabled", "resources",
+    "service.type", "service.port", "service.nodePort", "datasources", "dashboardProviders", "dashboardsConfigMaps",
+}
+LEAVES = {"server.resources", "resources", "datasources", "dashboardProviders", "dashboardsConfigMaps",
+          "serverFiles.recording_rules.yml", "server.extraFlags"}
+
+
+def key_paths(values: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for k, v in values.items():
+        path = f"{prefix}{k}"
+        if isinstance(v, dict) and path not in LEAVES:
+            out |= key_paths(v, path + ".")
+        else:
+            out.add(path)
+    return out
+
+
+def test_helm_values_use_only_keys_the_charts_read():
+    assert key_paths(prometheus_values()) <= PROMETHEUS_CHART_KEYS
+    assert key_paths(grafana_values()) <= GRAFANA_CHART_KEYS
+
+
+def test_prometheus_values_carry_the_rules_file_and_the_settings():
+    values = prometheus_values()
+    rules = yaml.safe_load((ROOT / "prometheus" / "recording-rules.yaml").read_text())
+    assert values["serverFiles"]["recording_rules.yml"] == rules
+    assert values["server"]["global"]["scrape_interval"] == values["server"]["global"]["evaluation_interval"] == "5s"
+    assert "web.enable-remote-write-receiver" in values["server"]["extraFlags"]
+
+
+def test_no_credentials_in_the_repository_k8s_files():
+    text = "\n".join(p.read_text() for p in (ROOT / "k8s").rglob("*.yaml"))
+    assert "adminPassword" not in text and "admin-password:" not in text
+    assert grafana_values()["admin"]["existingSecret"] == "grafana-admin"
+
+
+def plan(backend: KubernetesBackend, tmp: Path) -> list[str]:
+    backend.start(Topology.MULTI, tmp / "run" / "multi")
+    return [str(s) for s in backend.runner.steps]
+
+
+def index(steps: list[str], pattern: str) -> int:
+    for i, s in enumerate(steps):
+        if re.search(pattern, s):
+            return i
+    raise AssertionError(f"no step matches {pattern!r}:\n" + "\n".join(steps))
+
+
+def test_k3d_commands_in_order(tmp_path):
+    steps = plan(K3dBackend(plan=True), tmp_path)
+    order = [r"^k3d cluster list", r"^k3d cluster create matching-engine-exp --servers 1 --agents 3",
+             r"^k3d kubeconfig get", r"build .*--target shard", r"^k3d image import", r"crictl images",
+             r"apply: Namespace/matching-engine", r"apply in monitoring: Secret/grafana-admin",
+             r"StatefulSet/redpanda", r"Job/create-topics", r"Deployment/me-shard-a", r"ConfigMap/me-dashboard",
+             r"^helm repo add --force-update prometheus-community", r"upgrade --install prometheus",
+             r"upgrade --install grafana grafana-community/grafana", r"rollout status statefulset/redpanda",
+             r"wait --for=condition=complete job/create-topics", r"rollout status deployment/edge-gateway"]
+    positions = [index(steps, p) for p in order]
+    assert positions == sorted(positions)
+    create = steps[index(steps, r"^k3d cluster create")]
+    for mapping in ("8080:30080@loadbalancer", "9090:30090@loadbalancer", "3000:30300@loadbalancer"):
+        assert mapping in create
+    assert "--disable=traefik@server:0" in create and "--wait" in create
+    assert all("--kubeconfig" in s for s in steps if s.startswith(("kubectl", "helm --")))  # private kubeconfig
+    assert not any("port-forward" in s for s in steps)
+    assert not any("admin-password" in s for s in steps)  # the password travels on stdin only
+
+
+def test_k3d_reuses_an_existing_cluster_and_never_deletes_it(tmp_path):
+    runner = RecordingRunner(answers={("k3d", "cluster", "list"): f'[{{"name": "{CLUSTER}"}}]'})
+    backend = K3dBackend(runner=runner, plan=True)
+    steps = plan(backend, tmp_path)
+    assert not any(s.startswith("k3d cluster create") for s in steps)
+    backend.stop()
+    assert not any(c[:3] == ("k3d", "cluster", "delete") for c in runner.commands())
+
+
+def test_k3d_deletes_the_cluster_it_created_unless_kept(tmp_path):
+    backend = K3dBackend(plan=True)
+    plan(backend, tmp_path)
+    backend.stop()
+    assert backend.runner.commands()[-1] == ("k3d", "cluster", "delete", CLUSTER)
+    kept = K3dBackend(plan=True, keep=True)
+    plan(kept, tmp_path / "k")
+    kept.stop()
+    assert not any(c[:3] == ("k3d", "cluster", "delete") for c in kept.runner.commands())
+
+
+def test_existing_cluster_pushes_images_and_deletes_only_namespaces_it_created(tmp_path):
+    runner = RecordingRunner(answers={
+        ("kubectl", "--context", "prod", "get", "namespaces"): '{"items": [{"metadata": {"name": "monitoring"}}]}',
+    })
+    backend = ExistingClusterBackend("prod", "registry.example:5000/team", runner=runner, plan=True)
+    steps = plan(backend, tmp_path)
+    assert not any(s.startswith("k3d") for s in steps)
+    assert any("push" in s and "registry.example:5000/team/matchlab/me-shard:0.1.0" in s for s in steps)
+    assert any("--kube-context prod" in s for s in steps if s.startswith("helm --"))
+    assert backend.created_namespaces == ["matching-engine"]
+    backend.stop()
+    deletes = [c for c in runner.commands() if "delete" in c]
+    assert deletes == [("kubectl", "--context", "prod", "delete", "namespace", "matching-engine", "--ignore-not-found",
+                        "--wait=false")]
+    image = m.app_deployment(app_services(Topology.MULTI)[0], "registry.example:5000/team")
+    assert image["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+
+
+def test_broker_outage_scales_the_statefulset_down_and_up():
+    backend = K3dBackend(plan=True)
+    backend.pause_broker()
+    backend.resume_broker()
+    cmds = [" ".join(c) for c in backend.runner.commands()]
+    assert "scale statefulset/redpanda --replicas=0" in cmds[0] and "--for=delete pod/redpanda-0" in cmds[1]
+    assert "--replicas=1" in cmds[2] and "rollout status statefulset/redpanda" in cmds[3]
+
+
+def test_every_backend_satisfies_the_protocol(tmp_path):
+    assert isinstance(LocalBackend(tmp_path), Backend)
+    assert isinstance(K3dBackend(plan=True), Backend)
+    assert isinstance(ExistingClusterBackend("c", "r", plan=True), Backend)
+
+
+def test_experiments_know_no_backend():
+    """Same test code on every backend: experiments never import a backend."""
+    for path in (ROOT / "experiments").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)] + [
+            a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        assert not [n for n in names if n and (n.startswith("matchlab.k8s") or n == "matchlab.stack.local")], path
+
+
+def test_image_runtime_requirements_match_the_project_pins_and_cover_the_services():
+    pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    runtime = [ln.strip() for ln in (ROOT / "docker" / "requirements-runtime.txt").read_text().splitlines()
+               if ln.strip() and not ln.startswith("#")]
+    assert set(runtime) <= set(pins)
+    code = ("import sys, matchlab.shard.__main__, matchlab.gateway.__main__; "
+            "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    third_party = {n for n in loaded - set(sys.stdlib_module_names) if not n.startswith("_")} - {"matchlab"}
+    allowed = {r.split("==")[0].replace("-", "_") for r in runtime} | {
+        "multidict", "yarl", "aiosignal", "frozenlist", "attr", "attrs", "propcache", "aiohappyeyeballs", "idna",
+        "typing_extensions", "cython_runtime"}  # aiohttp's own dependencies; Cython's runtime module
+    module_names = {"prometheus_client", "confluent_kafka", "msgspec", "orjson", "uvloop", "aiohttp"}
+    assert third_party <= allowed | module_names, third_party - allowed - module_names
+
+
+def test_k3d_smoke_stops_at_once_with_the_prerequisite_message(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "experiments/test_smoke.py", "--backend", "k3d",
+         "--reports-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    out = proc.stdout + proc.stderr
+    if "no Docker engine answers" not in out and proc.returncode == 0:
+        pytest.skip("a Docker engine and k3d are available here: the prerequisite failure cannot be shown")
+    assert proc.returncode == 4, out
+    assert "missing prerequisite" in out and "docker engine" in out and "Traceback" not in out
+    assert not (tmp_path / "stack-pids.json").exists()
+    assert not list(tmp_path.rglob("kubeconfig"))
