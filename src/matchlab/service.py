@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -14,6 +15,18 @@ from matchlab.errors import ConfigError
 # to report a finished fsync while the loop is busy; 5 ms (the default) would
 # show up directly in the p99 of every acknowledgement.
 GIL_SWITCH_INTERVAL_S = 0.0005
+
+
+async def serve_until_signalled(server: Any, log: logging.Logger) -> None:
+    """Start ``server``, wait for SIGTERM or SIGINT, then let it stop gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    await stop.wait()
+    log.info("signal received: shutting down")
+    await server.stop()
 
 
 def event_loop_runner() -> Callable[[Coroutine], Any]:

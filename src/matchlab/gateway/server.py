@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from time import perf_counter
 
 import aiohttp
@@ -24,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from matchlab.gateway.config import GatewayConfig
 from matchlab.gateway.metrics import GatewayMetrics
+from matchlab.service import serve_until_signalled
 from matchlab.shard.server import MAX_ORDER_BYTES, MAX_SEED_BYTES, json_response, read_json_body, rejection
 
 log = logging.getLogger(__name__)
@@ -144,13 +144,7 @@ class GatewayServer:
         log.info("edge gateway stopped")
 
 
+
 async def serve(config: GatewayConfig) -> None:
-    server = GatewayServer(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await server.start()
-    await stop.wait()
-    log.info("signal received: shutting down")
-    await server.stop()
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    await serve_until_signalled(GatewayServer(config), log)

@@ -28,8 +28,8 @@ from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.remote_write import RemoteWriteExporter
 from matchlab.loadgen.runner import DEFAULT_MAX_IN_FLIGHT, run_load
 from matchlab.loadgen.seeding import seed_books
-from matchlab.promtext import scrape_counter
 from matchlab.loadgen.targets import SHARD_SYMBOLS, direct_targets, flow_source, gateway_targets
+from matchlab.promtext import scrape_counter
 
 CALIBRATION_RATE = 50.0
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from matchlab.errors import ConfigError
 from matchlab.envparse import env_bool, env_int, env_port
+from matchlab.errors import ConfigError
 
 DEFAULT_SYMBOLS = {
     "a": "TEST-ASSET-A,TEST-ASSET-B,TEST-ASSET-C,TEST-ASSET-D",

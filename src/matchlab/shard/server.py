@@ -11,10 +11,8 @@ Routes:
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
-import signal
 from time import perf_counter, time
 
 import orjson
@@ -22,6 +20,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from matchlab.errors import QueueFullError
+from matchlab.service import serve_until_signalled
 from matchlab.shard.config import ShardConfig
 from matchlab.shard.engine import MatchingEngine
 from matchlab.shard.events import EventPublisher, NullPublisher
@@ -186,14 +185,7 @@ class ShardServer:
         log.info("shard %s stopped (%d events undelivered)", self.config.shard_id, undelivered)
 
 
+
 async def serve(config: ShardConfig) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
-    server = ShardServer(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await server.start()
-    await stop.wait()
-    log.info("signal received: shutting down")
-    await server.stop()
+    await serve_until_signalled(ShardServer(config), log)

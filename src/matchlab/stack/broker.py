@@ -11,7 +11,7 @@ from pathlib import Path
 
 from matchlab.errors import PrerequisiteError, ProcessError
 from matchlab.stack.probes import PortProbe
-from matchlab.stack.process import ManagedProcess
+from matchlab.stack.process import ManagedProcess, ProcessService
 
 TOPICS = ("matches", "orders")
 PARTITIONS = 12
@@ -57,29 +57,18 @@ def create_topics(bootstrap: str, topics: tuple[str, ...] = TOPICS, partitions: 
         raise ProcessError(f"broker {bootstrap} does not list topics {missing} with {partitions} partitions")
 
 
-class TansuBroker:
+class TansuBroker(ProcessService):
     """A broker process on 127.0.0.1 with the experiment's topics created."""
+
+    ready_timeout_s = READY_TIMEOUT_S
 
     def __init__(self, port: int, log_path: Path) -> None:
         self.port = port
         self.bootstrap = f"127.0.0.1:{port}"
         self.process = ManagedProcess("broker", broker_argv(broker_binary(), port), log_path)
 
-    def start(self) -> TansuBroker:
-        self.process.start()
-        self.process.wait_ready(PortProbe("127.0.0.1", self.port), READY_TIMEOUT_S)
+    def probe(self) -> PortProbe:
+        return PortProbe("127.0.0.1", self.port)
+
+    def after_ready(self) -> None:
         create_topics(self.bootstrap)
-        return self
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def __enter__(self) -> TansuBroker:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from matchlab.stack.probes import HttpProbe
-from matchlab.stack.process import ManagedProcess
+from matchlab.stack.process import ManagedProcess, ProcessService
 
 DASHBOARDS_DIR = Path(__file__).resolve().parents[3] / "grafana" / "dashboards"
 DATASOURCE_UID = "prometheus"
@@ -55,7 +55,9 @@ def write_provisioning(root: Path, prometheus_url: str) -> Path:
     return prov
 
 
-class GrafanaServer:
+class GrafanaServer(ProcessService):
+    ready_timeout_s = READY_TIMEOUT_S
+
     def __init__(self, binary: tuple[str, list[str]], port: int, workdir: Path, prometheus_url: str) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -82,10 +84,5 @@ class GrafanaServer:
             },
         )
 
-    def start(self) -> GrafanaServer:
-        self.process.start()
-        self.process.wait_ready(HttpProbe(f"{self.url}/api/health"), READY_TIMEOUT_S)
-        return self
-
-    def stop(self) -> None:
-        self.process.stop()
+    def probe(self) -> HttpProbe:
+        return HttpProbe(f"{self.url}/api/health")

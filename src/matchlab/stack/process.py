@@ -150,3 +150,39 @@ class ManagedProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class ProcessService:
+    """A service that is one managed process plus a readiness probe; a context manager.
+
+    ``start()`` waits for the probe, then runs ``after_ready()``; if anything
+    fails half-way, ``__enter__`` stops what started before re-raising.
+    """
+
+    process: ManagedProcess
+    ready_timeout_s: float = 30.0
+
+    def probe(self) -> Probe:
+        raise NotImplementedError
+
+    def after_ready(self) -> None:
+        pass
+
+    def start(self):
+        self.process.start()
+        self.process.wait_ready(self.probe(), self.ready_timeout_s)
+        self.after_ready()
+        return self
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from matchlab.errors import PrerequisiteError
 from matchlab.stack.probes import HttpProbe
-from matchlab.stack.process import ManagedProcess
+from matchlab.stack.process import ManagedProcess, ProcessService
 
 READY_TIMEOUT_S = 30.0
 INSTALL_HINT = (
@@ -34,7 +34,9 @@ def find_binary(name: str = "prometheus", env_var: str = "PROMETHEUS_BIN") -> st
     return found
 
 
-class PrometheusServer:
+class PrometheusServer(ProcessService):
+    ready_timeout_s = READY_TIMEOUT_S
+
     def __init__(self, port: int, workdir: Path, config_yaml: str) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -61,20 +63,5 @@ class PrometheusServer:
     def remote_write_url(self) -> str:
         return f"{self.url}/api/v1/write"
 
-    def start(self) -> PrometheusServer:
-        self.process.start()
-        self.process.wait_ready(HttpProbe(f"{self.url}/-/ready"), READY_TIMEOUT_S)
-        return self
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def __enter__(self) -> PrometheusServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def probe(self) -> HttpProbe:
+        return HttpProbe(f"{self.url}/-/ready")
