@@ -15,10 +15,12 @@ import pytest
 from matchlab.errors import WaitTimeoutError
 from matchlab.loadgen.flow import OrderFlow
 from matchlab.loadgen.profile import LoadProfile
+from matchlab.loadgen.remote_write import RemoteWriteExporter
 from matchlab.loadgen.runner import run_load
 from matchlab.loadgen.seeding import seed_books
 from matchlab.loadgen.targets import SHARD_SYMBOLS, direct_targets, flow_source
 from matchlab.observe.events import read_topic
+from matchlab.observe.panels import PANELS
 from matchlab.stack.stack import Stack
 from matchlab.waiting import wait_until
 
@@ -123,10 +125,22 @@ def test_recording_rule_returns_data(multi_stack: Stack):
     ep = multi_stack.endpoints
     seed_books({"c": ep.shards["c"]}, SHARD_SYMBOLS, 40, 8)
     source = flow_source(OrderFlow(SHARD_SYMBOLS["c"], seed=9), direct_targets({"c": ep.shards["c"]}))
-    result = run_load(LoadProfile.constant(20, 12), source)  # observations across several scrapes
-    assert result.ok == result.scheduled
+    exporter = RemoteWriteExporter(ep.remote_write, {"run": "smoke"})
+    result = run_load(LoadProfile.constant(20, 12), source, exporter=exporter)  # across several scrapes
+    assert result.ok == result.scheduled and exporter.pushes >= 1
     rows = multi_stack.prometheus().wait_for('me:match_duration_p99:30s{shard="c"}', SCRAPE_WAIT_S)
     assert 0 < rows[0].value < 1.0
+
+
+def test_every_dashboard_query_returns_data(multi_stack: Stack):
+    """Each panel expression of the dashboard parses and returns data from the live Prometheus."""
+    prom = multi_stack.prometheus()
+    end = time.time()
+    for panel in PANELS:
+        for target in panel.targets:
+            series = prom.query_range(target.expr, end - 60, end, 5)  # a parse error raises QueryError
+            values = [v for s in series for _, v in s.points if v == v]
+            assert values, f"panel {panel.id} ({panel.title}): {target.expr} returned no data"
 
 
 def test_grafana_is_healthy(multi_stack: Stack):

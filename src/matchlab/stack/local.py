@@ -160,6 +160,11 @@ class LocalBackend:
         self._app(name)[0].kill()
 
     def restart_service(self, name: str) -> None:
+        """Stop (if running) and start again on the same ports; the journal or TSDB carries over."""
+        if name == "prometheus" and self.prometheus is not None:
+            self.prometheus.stop()
+            self.prometheus.start()
+            return
         proc, health = self._app(name)
         proc.stop()
         proc.start()
