@@ -82,3 +82,36 @@ def test_invalid_option_combinations_are_usage_errors(tmp_path: Path, args, mess
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 4, out  # pytest's usage-error exit code
     assert message in out
+
+
+def test_a_port_already_in_use_is_one_clear_message(shard_factory):
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        shard = shard_factory("a", start=False, HTTP_PORT=str(held.getsockname()[1]))
+        shard.process.start()
+        assert shard.process._proc.wait(20) == 1
+    tail = shard.process.log_tail()
+    assert "address already in use" in tail.lower() and "Traceback" not in tail
+
+
+def test_a_broker_that_never_becomes_ready_names_itself(tmp_path, monkeypatch):
+    from matchlab.errors import WaitTimeoutError
+    from matchlab.stack import broker as broker_module
+    from matchlab.stack.probes import free_port
+
+    silent = tmp_path / "silent-broker"
+    silent.write_text("#!/bin/sh\necho 'starting, but never listening'\nexec sleep 60\n")
+    silent.chmod(0o755)
+    monkeypatch.setenv("CALF_TANSU_BIN", str(silent))
+    monkeypatch.setattr(broker_module.TansuBroker, "ready_timeout_s", 2.0)
+    broker = broker_module.TansuBroker(free_port(), tmp_path / "broker.log")
+    with pytest.raises(WaitTimeoutError) as err:
+        with broker:
+            pass
+    text = str(err.value)
+    assert "broker to be ready (TCP connect to 127.0.0.1:" in text
+    assert "never listening" in text  # the log tail
+    assert not broker.process.running()  # torn down on the failed start
