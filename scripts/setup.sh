@@ -29,7 +29,18 @@ fi
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
-  "$PYTHON" -m venv "$VENV"
+  if ! "$PYTHON" -m venv "$VENV"; then
+    # Debian/Ubuntu ship venv separately (python3-venv).
+    if command -v apt-get >/dev/null 2>&1; then
+      SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+      rm -rf "$VENV"
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q python3-venv
+      "$PYTHON" -m venv "$VENV"
+    else
+      echo "setup: '$PYTHON -m venv' failed; install Python's venv module and run again" >&2
+      exit 1
+    fi
+  fi
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e '.[dev]'
