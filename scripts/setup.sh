@@ -34,6 +34,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     if command -v apt-get >/dev/null 2>&1; then
       SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
       rm -rf "$VENV"
+      $SUDO apt-get update -q
       DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q python3-venv
       "$PYTHON" -m venv "$VENV"
     else
