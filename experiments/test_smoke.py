@@ -151,3 +151,11 @@ def test_every_dashboard_query_returns_data(multi_stack: Stack):
                 wait_until(lambda e=target.expr: has_data(e), SCRAPE_WAIT_S, what=target.expr, interval=1)
             except WaitTimeoutError:
                 pytest.fail(f"panel {panel.id} ({panel.title}): {target.expr} returned no data", pytrace=False)
+
+
+def test_grafana_is_healthy(multi_stack: Stack):
+    url = multi_stack.endpoints.grafana
+    if url is None:
+        pytest.skip("Grafana absent: no `grafana` or `grafana-server` binary on PATH (prerequisite)")
+    body = httpx.get(f"{url}/api/health").json()
+    assert body.get("database") == "ok"
