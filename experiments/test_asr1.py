@@ -12,14 +12,10 @@ from __future__ import annotations
 import pytest
 
 from fixtures.experiments import attach_charts
+from fixtures.experiments import check_criterion as check
 from matchlab.experiment.suite import A3_DEPTHS, Suite
 
 pytestmark = pytest.mark.asr1
-
-
-def check(suite: Suite, exp_id: str, name: str) -> None:
-    verdict = suite.verdict(exp_id, name)
-    assert verdict.passed, verdict.message()
 
 
 @pytest.mark.order(1)

@@ -311,25 +311,21 @@ def run_c2(s: Suite) -> ExperimentRecord:
 # -- verdicts ------------------------------------------------------------------------------
 
 
-def _prom(s: Suite, t: Topology):
-    return s.prom(t)
-
-
 EXPERIMENTS: dict[str, _Entry] = {
     "A1": _Entry(Topology.SINGLE, run_a1, lambda s, e: []),
-    "A2": _Entry(Topology.SINGLE, run_a2, lambda s, e: criteria.a2_verdicts(_prom(s, Topology.SINGLE), s.run_id, e, s.profile), ("A1",)),
-    "A3": _Entry(Topology.SINGLE, run_a3, lambda s, e: criteria.a3_verdicts(_prom(s, Topology.SINGLE), e, s.profile), ("A1",)),
+    "A2": _Entry(Topology.SINGLE, run_a2, lambda s, e: criteria.a2_verdicts(s.prom(Topology.SINGLE), s.run_id, e, s.profile), ("A1",)),
+    "A3": _Entry(Topology.SINGLE, run_a3, lambda s, e: criteria.a3_verdicts(s.prom(Topology.SINGLE), e, s.profile), ("A1",)),
     "A4": _Entry(Topology.SINGLE, run_a4,
-                 lambda s, e: criteria.a4_verdicts(_prom(s, Topology.SINGLE), e, s.profile, lambda: reconcile_events(s)), ("A1",)),
+                 lambda s, e: criteria.a4_verdicts(s.prom(Topology.SINGLE), e, s.profile, lambda: reconcile_events(s)), ("A1",)),
     "B1": _Entry(Topology.MULTI, run_b1, lambda s, e: []),
     "B2": _Entry(Topology.MULTI, run_b2,
-                 lambda s, e: criteria.b2_verdicts(_prom(s, Topology.MULTI), s.run_id, e, s.record.experiments.get("B1"), s.profile),
+                 lambda s, e: criteria.b2_verdicts(s.prom(Topology.MULTI), s.run_id, e, s.record.experiments.get("B1"), s.profile),
                  ("B1",)),
     "B3": _Entry(Topology.MULTI, run_b3,
-                 lambda s, e: criteria.b3_verdicts(_prom(s, Topology.MULTI), e, s.profile)
-                 + criteria.memory_verdicts(_prom(s, Topology.MULTI), s.experiment("B2").start, e.end), ("B1", "B2")),
-    "B4": _Entry(Topology.MULTI, run_b4, lambda s, e: criteria.b4_verdicts(_prom(s, Topology.MULTI), e, s.profile), ("B1",)),
-    "B5": _Entry(Topology.MULTI, run_b5, lambda s, e: criteria.isolation_verdicts(_prom(s, Topology.MULTI), e, s.profile), ("B1",)),
+                 lambda s, e: criteria.b3_verdicts(s.prom(Topology.MULTI), e, s.profile)
+                 + criteria.memory_verdicts(s.prom(Topology.MULTI), s.experiment("B2").start, e.end), ("B1", "B2")),
+    "B4": _Entry(Topology.MULTI, run_b4, lambda s, e: criteria.b4_verdicts(s.prom(Topology.MULTI), e, s.profile), ("B1",)),
+    "B5": _Entry(Topology.MULTI, run_b5, lambda s, e: criteria.isolation_verdicts(s.prom(Topology.MULTI), e, s.profile), ("B1",)),
     "C1": _Entry(Topology.SINGLE, run_c1, lambda s, e: []),
     "C2": _Entry(Topology.MULTI, run_c2, lambda s, e: []),
 }
