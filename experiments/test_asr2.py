@@ -90,4 +90,4 @@ def test_b5_isolation_run(suite: Suite, request):
 
 @pytest.mark.order(33)
 def test_b5_shard_a_isolated_from_shard_b_load(suite: Suite):
-    check(suite, "B5", "shard a p99 change when shard b's load rises")
+    check(suite, "B5", "shard a p99 change when shard b's load rises (beyond sampling error)")

@@ -15,14 +15,14 @@ import httpx
 import msgspec
 import pytest
 
-from matchlab.experiment.criteria import LATENCY_RESOLUTION_S, p99_over
+from matchlab.experiment.criteria import p99_over, p99_shift
 from matchlab.loadgen.flow import OrderFlow, seed_orders
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.runner import run_load
 from matchlab.loadgen.seeding import seed_books
 from matchlab.loadgen.targets import SHARD_SYMBOLS, flow_source, gateway_targets
 from matchlab.observe.events import read_topic
-from matchlab.observe.verdicts import relative_change_ok
+from matchlab.promtext import scrape_counter
 from matchlab.shard.engine import MatchingEngine
 from matchlab.shard.orders import Order
 from matchlab.stack.stack import Stack
@@ -31,6 +31,7 @@ from matchlab.waiting import wait_until
 pytestmark = pytest.mark.faults
 
 PHASE_S = 25.0
+BROKER_OUTAGE_S = 60.0  # issue 9: the broker suspended for 60 s during load
 RATE = 150.0  # orders/s through the gateway to shards a and c: enough samples for a stable p99
 MAX_P99_RISE = 0.10
 SCRAPE_S = 5.0
@@ -49,14 +50,13 @@ def background_load(stack: Stack, shards: list[str], seconds: float, results: di
 
 
 def assert_p99_held(stack: Stack, shards: str, before: tuple, during: tuple, what: str) -> None:
-    """Server-side p99 during a fault within 10 % of before it (or within the histogram's resolution)."""
+    """Server-side p99 during a fault within 10 % of before it, beyond sampling error (``p99_shift``)."""
     time.sleep(SCRAPE_S + 1)  # the last scrape of the window
     prom = stack.prometheus()
     for shard in shards:
-        base, q1 = p99_over(prom, shard, *before)
-        now, q2 = p99_over(prom, shard, *during)
-        change, ok = relative_change_ok(base, now, MAX_P99_RISE, LATENCY_RESOLUTION_S)
-        assert ok, f"shard {shard} p99 {base} -> {now} {what} ({change}); {q1}; {q2}"
+        shift = p99_shift(prom, shard, before, during, MAX_P99_RISE)
+        print(f"{what}: {shift.detail}")
+        assert shift.ok, f"{what}: {shift.detail}; {shift.query}"
 
 
 def expected_book(symbol: str, seed: list[dict], acked: list[dict]) -> dict:
@@ -133,42 +133,72 @@ def test_kill_9_a_shard_under_gateway_load(multi_stack: Stack):
     final = httpx.get(f"{ep.shards['b']}/book/{symbol}").json()
     assert len(acked) > cut, "no order was acknowledged after the restart"
     assert final in (expected_book(symbol, b_seed, acked), expected_book(symbol, b_seed, with_maybe + acked[cut:]))
+    # The events the killed producer still held come back from the journal: none lost.
+    assert_matches_published(multi_stack, "b", crashed=True)
+    placed = {e["orderId"] for e in read_topic(ep.broker, "orders", timeout=90,
+                                               keep=lambda e: str(e.get("orderId", "")).startswith("kill-"))}
+    lost = {doc["orderId"] for doc in acked} - placed
+    assert not lost, f"{len(lost)} acknowledged orders of shard b have no ORDER_PLACED event, e.g. {sorted(lost)[:5]}"
 
     assert_p99_held(multi_stack, "ac", (t0 + 5, killed_at), (killed_at, restarted_at), "while b was down")
     assert results["load"].ok == results["load"].scheduled, results["load"].summary_line()
 
 
 def test_broker_frozen_under_load_loses_no_event(multi_stack: Stack):
+    """The broker frozen for 60 s: matching keeps its p99, and every order and match reaches its topic once."""
     ep, backend = multi_stack.endpoints, multi_stack.backend
     for shard in "abc":
         multi_stack.reset_shard(shard)
     seed_books({s: ep.shards[s] for s in "ac"}, SHARD_SYMBOLS, 100, 10)
     results: dict = {}
     t0 = time.time()
-    load = background_load(multi_stack, ["a", "c"], 3 * PHASE_S, results, seed=2)
+    load = background_load(multi_stack, ["a", "c"], 2 * PHASE_S + BROKER_OUTAGE_S, results, seed=2)
     try:
         time.sleep(PHASE_S)
         paused_at = time.time()
         backend.pause_broker()
-        time.sleep(PHASE_S)
+        time.sleep(BROKER_OUTAGE_S)
     finally:
         resumed_at = time.time()
         backend.resume_broker()
-        load.join(3 * PHASE_S + 30)
-    assert results["load"].ok == results["load"].scheduled
+        load.join(2 * PHASE_S + BROKER_OUTAGE_S + 30)
     assert_p99_held(multi_stack, "ac", (t0 + 5, paused_at), (paused_at, resumed_at), "with the broker frozen")
+    load_result = results["load"]
+    assert load_result.ok == load_result.scheduled, load_result.summary_line()
+
+    # Every acknowledged order once on `orders`: the flow numbers its ids f2-1 .. f2-N.
+    acked = {f"f2-{n}" for n in range(1, load_result.ok + 1)}
+    placed = read_topic(ep.broker, "orders", want=len(acked), timeout=90,
+                        keep=lambda e: str(e.get("orderId", "")).startswith("f2-"))
+    placed_ids = [e["orderId"] for e in placed]
+    assert set(placed_ids) == acked and len(placed_ids) == len(acked), (
+        f"{len(acked)} orders acknowledged, {len(set(placed_ids))} distinct ORDER_PLACED events, "
+        f"{len(placed_ids) - len(set(placed_ids))} duplicates, missing e.g. {sorted(acked - set(placed_ids))[:5]}")
+    # Every match counted by me_matches_total once on `matches`.
     for shard in "ac":
-        counted = int(multi_stack_counter(multi_stack, shard))
-        events = read_topic(ep.broker, "matches", want=counted, timeout=90,
-                            keep=lambda e, s=shard: str(e.get("matchId", "")).startswith(f"{s}-"))
-        ids = {e["matchId"] for e in events}
-        assert len(ids) == counted and len(events) == counted, f"shard {shard}: {counted} matches, {len(ids)} events"
+        assert_matches_published(multi_stack, shard)
 
 
-def multi_stack_counter(stack: Stack, shard: str) -> float:
-    from matchlab.promtext import scrape_counter
+def assert_matches_published(stack: Stack, shard: str, crashed: bool = False) -> None:
+    """Every match of the shard's life once on ``matches``: ids {shard}-1 .. {shard}-N, N from the journal.
 
-    return scrape_counter([stack.endpoints.shard_metrics[shard]])
+    A shard that was killed may repeat events confirmed after its last
+    delivery mark (at-least-once across a crash); one that was not, none.
+    """
+    url = stack.endpoints.shards[shard]
+    wait_until(lambda: httpx.get(f"{url}/admin/stats").json()["eventsPending"] == 0, 90,
+               f"shard {shard}'s events to be confirmed by the broker")
+    counted = httpx.get(f"{url}/admin/stats").json()["matches"]
+    if not crashed:  # the process counter and the journal agree when the process saw every match
+        assert int(scrape_counter([stack.endpoints.shard_metrics[shard]])) == counted
+    events = read_topic(stack.endpoints.broker, "matches", timeout=90,
+                        keep=lambda e: str(e.get("matchId", "")).startswith(f"{shard}-"))
+    ids = [e["matchId"] for e in events]
+    missing = {f"{shard}-{n}" for n in range(1, counted + 1)} - set(ids)
+    duplicates = len(ids) - len(set(ids))
+    print(f"shard {shard}: {counted} matches, {len(set(ids))} distinct events, {duplicates} repeated, {len(missing)} lost")
+    assert not missing, f"shard {shard}: {len(missing)} of {counted} match events lost, e.g. {sorted(missing)[:5]}"
+    assert crashed or duplicates == 0, f"shard {shard}: {duplicates} match events published twice"
 
 
 def test_gateway_restart_errors_only_during_the_restart(multi_stack: Stack):

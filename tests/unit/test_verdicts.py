@@ -16,6 +16,7 @@ from matchlab.observe.verdicts import (
     judge,
     mann_kendall,
     monotonic_growth,
+    quantile_band,
     relative_change_ok,
     sustained,
 )
@@ -113,3 +114,12 @@ def test_asr2_status_rules():
     assert asr2_status([base[0], v("ASR 2", Role.SCALING, False)] + base[2:] + extras).status is Status.FAIL
     # ASR 1 verdicts never decide ASR 2
     assert asr2_status([v("ASR 1", Role.PRIMARY, True)]).status is Status.FAIL
+
+
+def test_quantile_band_is_the_order_statistic_interval():
+    lo, hi = quantile_band(0.99, 1500)  # 2 standard errors of the rank: sqrt(.99 * .01 / 1500) = 0.00257
+    assert math.isclose(lo, 0.99 - 0.005138, abs_tol=1e-5) and math.isclose(hi, 0.99 + 0.005138, abs_tol=1e-5)
+    lo, hi = quantile_band(0.99, 1_000_000)  # plenty of samples: the band closes in on p99
+    assert 0.9898 < lo < 0.99 < hi < 0.9902
+    assert quantile_band(0.99, 10)[1] == 0.9999  # capped below 1 (histogram_quantile(1) is the top bucket bound)
+    assert quantile_band(0.99, 0) == (0.0, 0.9999)  # no samples: anything goes, the p99 itself is then no data

@@ -77,24 +77,35 @@ def test_group_commit_shares_one_fsync_and_acks_only_after_it(tmp_path: Path):
 
 
 class RecordingPublisher:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes, bytes]] = []
+    """Records what is published; ``confirm`` says whether the broker acknowledges it."""
 
-    def publish(self, topic: str, key: bytes, value: bytes) -> None:
+    def __init__(self, confirm: bool = True) -> None:
+        self.sent: list[tuple[str, bytes, bytes]] = []
+        self.confirm = confirm
+
+    def publish(self, topic: str, key: bytes, value: bytes, on_delivered=None) -> None:
         self.sent.append((topic, key, value))
+        if self.confirm and on_delivered is not None:
+            on_delivered()
 
 
 def order(oid: str, side: str, qty: int, price: int) -> Order:
     return Order(orderId=oid, symbol=SYM, side=side, type="LIMIT", quantity=qty, price=price)
 
 
-async def run_pipeline(wal: Path, orders: list[Order], publisher: RecordingPublisher) -> OrderPipeline:
+async def run_pipeline(wal: Path, orders: list[Order], publisher: RecordingPublisher, crash: bool = False) -> OrderPipeline:
     engine = MatchingEngine("a", frozenset([SYM]))
     pipeline = OrderPipeline(engine, ShardMetrics("a"), publisher, capacity=1024)
     await pipeline.start(wal, fsync=True)
     for o in orders:
         await pipeline.submit_order(o, 0.0)
-    await pipeline.close()
+    if crash:  # like kill -9 once everything was durable: no final delivery mark
+        await pipeline.drain()
+        pipeline._task.cancel()
+        pipeline._marker.cancel()
+        await pipeline.wal.close()
+    else:
+        await pipeline.close()
     return pipeline
 
 
@@ -114,7 +125,8 @@ def test_matches_torn_off_the_journal_are_journaled_and_published_on_replay(tmp_
     flow = [order("s1", "SELL", 5, 100), order("s2", "SELL", 5, 100), order("b1", "BUY", 10, 100)]
     asyncio.run(run_pipeline(wal, flow, RecordingPublisher()))
     # Simulate a crash after the order was durable but before its matches were.
-    kept = [(k, p) for k, p in recover(wal) if k != REC_MATCH]
+    records = recover(wal)
+    kept = records[: [k for k, _ in records].index(REC_MATCH)]  # the tail from the first match record is torn off
     assert [k for k, _ in kept] == [REC_ORDER] * 3
     wal.write_bytes(b"".join(encode_record(k, p) for k, p in kept))
     publisher = RecordingPublisher()
@@ -125,3 +137,29 @@ def test_matches_torn_off_the_journal_are_journaled_and_published_on_replay(tmp_
         ("s2", "b1", 5),
     ]
     assert sum(1 for k, _ in recover(wal) if k == REC_MATCH) == 2
+
+
+def events_of(publisher: RecordingPublisher) -> list[str]:
+    return [(orjson.loads(v).get("matchId") or orjson.loads(v)["orderId"]) for _, _, v in publisher.sent]
+
+
+def test_events_never_confirmed_before_a_crash_are_published_again_once(tmp_path: Path):
+    wal = tmp_path / "wal.log"
+    flow = [order("s1", "SELL", 5, 100), order("s2", "SELL", 5, 100), order("b1", "BUY", 10, 100)]
+    live = RecordingPublisher(confirm=False)  # the broker never confirmed: the queue died with the process
+    asyncio.run(run_pipeline(wal, flow, live, crash=True))
+    again = RecordingPublisher()
+    asyncio.run(run_pipeline(wal, [], again))
+    assert sorted(events_of(again)) == sorted(events_of(live)) == ["a-1", "a-2", "b1", "s1", "s2"]
+    third = RecordingPublisher()  # now confirmed and marked: a later restart re-sends nothing
+    asyncio.run(run_pipeline(wal, [], third))
+    assert third.sent == []
+
+
+def test_only_events_after_the_last_delivery_mark_are_published_again(tmp_path: Path):
+    wal = tmp_path / "wal.log"
+    asyncio.run(run_pipeline(wal, [order("s1", "SELL", 5, 100)], RecordingPublisher()))  # confirmed, marked at close
+    asyncio.run(run_pipeline(wal, [order("b1", "BUY", 5, 100)], RecordingPublisher(confirm=False), crash=True))
+    again = RecordingPublisher()
+    asyncio.run(run_pipeline(wal, [], again))
+    assert sorted(events_of(again)) == ["a-1", "b1"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from functools import partial
 from time import perf_counter
 
 from confluent_kafka import KafkaError, Producer
@@ -94,17 +96,20 @@ class EventPublisher:
             self._last_error = text
             log.warning("kafka: %s", text)
 
-    def _on_delivery(self, err: KafkaError | None, _msg) -> None:
+    def _on_delivery(self, on_delivered: Callable[[], None] | None, err: KafkaError | None, _msg) -> None:
         if err is None:
             self.delivered += 1
+            if on_delivered is not None:
+                on_delivered()
         else:
             self._metrics.publish_errors.inc()
             log.error("event delivery failed: %s", err.str())
 
-    def publish(self, topic: str, key: bytes, value: bytes) -> None:
+    def publish(self, topic: str, key: bytes, value: bytes, on_delivered: Callable[[], None] | None = None) -> None:
+        """Enqueue one event; ``on_delivered`` runs once the broker has confirmed it."""
         t0 = perf_counter()
         try:
-            self._producer.produce(topic, value, key, on_delivery=self._on_delivery)
+            self._producer.produce(topic, value, key, on_delivery=partial(self._on_delivery, on_delivered))
         except BufferError:
             self._metrics.publish_errors.inc()
             log.error("event dropped: producer queue full (%d messages)", LOCAL_QUEUE_MESSAGES)
@@ -132,8 +137,10 @@ class NullPublisher:
     def start(self) -> None:
         pass
 
-    def publish(self, topic: str, key: bytes, value: bytes) -> None:
+    def publish(self, topic: str, key: bytes, value: bytes, on_delivered: Callable[[], None] | None = None) -> None:
         self.delivered += 1
+        if on_delivered is not None:
+            on_delivered()
 
     def queued(self) -> int:
         return 0

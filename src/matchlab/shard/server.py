@@ -5,6 +5,7 @@ Routes:
     POST /seed            {"orders": [...]}: resting orders inserted without matching
     POST /admin/reset     empty every book (journaled, so it survives a restart)
     GET  /book/{symbol}   the book's levels, best first (for checks and reports)
+    GET  /admin/stats     matches since the journal began, events awaiting the broker
     GET  /health
     GET  /metrics         on METRICS_PORT
 """
@@ -131,6 +132,17 @@ class ShardServer:
             return rejection(404, f"symbol: {request.match_info['symbol']!r} is not traded on this shard")
         return json_response(200, book.snapshot())
 
+    async def get_stats(self, _request: web.Request) -> web.Response:
+        """Totals that survive restarts (they are replayed), for reconciling the event topics."""
+        outbox = self.pipeline.outbox
+        return json_response(200, {
+            "shardId": self.config.shard_id,
+            "matches": self.engine.match_count,
+            "eventsPending": outbox.pending,
+            "journalRecords": outbox.next_index,
+            "deliveryMark": outbox.last_mark,
+        })
+
     async def get_health(self, _request: web.Request) -> web.Response:
         return json_response(200, {"status": "UP", "shardId": self.config.shard_id})
 
@@ -145,6 +157,7 @@ class ShardServer:
         app.router.add_post("/seed", self.post_seed)
         app.router.add_post("/admin/reset", self.post_reset)
         app.router.add_get("/book/{symbol}", self.get_book)
+        app.router.add_get("/admin/stats", self.get_stats)
         app.router.add_get("/health", self.get_health)
         return app
 
@@ -178,8 +191,9 @@ class ShardServer:
         api = self._runners[-1:] if self._runners else []
         for runner in api:  # the API first: no new orders
             await runner.cleanup()
-        await self.pipeline.close()
+        await self.pipeline.drain()
         undelivered = await self.publisher.close(PRODUCER_FLUSH_S)
+        await self.pipeline.close()  # journals the delivery mark the flush reached
         for runner in self._runners[:-1]:
             await runner.cleanup()
         log.info("shard %s stopped (%d events undelivered)", self.config.shard_id, undelivered)

@@ -105,6 +105,7 @@ class GroupCommitLog:
         self._closing = False
         self._failed: WalError | None = None
         self.pending_records = 0  # appended but not yet durable
+        self._newest: asyncio.Future | None = None  # the future of the latest batch appended to
         self.bytes_written = os.fstat(self._fd).st_size
         self._thread = threading.Thread(target=self._commit_loop, name="wal-commit", daemon=True)
         self._thread.start()
@@ -123,7 +124,7 @@ class GroupCommitLog:
         with self._cond:
             batch = self._open
             if batch.future is None:
-                batch.future = self._loop.create_future()
+                batch.future = self._newest = self._loop.create_future()
             batch.buf += record
             batch.count += 1
             if attachment is not None:
@@ -166,6 +167,14 @@ class GroupCommitLog:
         self._on_durable(batch.attachments, durable_at)
         if fut is not None and not fut.done():
             fut.set_result(None)
+
+    async def sync(self) -> None:
+        """Wait until everything appended so far is durable (and handed back).
+
+        Batches complete in append order, so the newest batch's future covers all.
+        """
+        if self.pending_records and self._newest is not None:
+            await asyncio.shield(self._newest)
 
     async def close(self) -> None:
         """Commit what is open, stop the committer, close the file."""
