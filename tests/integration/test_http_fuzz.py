@@ -39,8 +39,16 @@ def dumps(value) -> bytes:
     return json.dumps(value).encode()  # the stdlib writes integers of any size, as a hostile client may
 
 
+def nested(depth: int, opener: bytes) -> bytes:
+    """An order with an unknown field nested ``depth`` deep: small enough to pass the size limit."""
+    closer = b"]" if opener == b"[" else b"}"
+    inner = opener * depth if opener == b"[" else b'{"k":' * depth + b"1"
+    return b'{"symbol":"TEST-ASSET-A","x":' + inner + closer * depth + b"}"
+
+
 bodies = (
     near_valid_orders.map(dumps)
+    | st.builds(nested, st.integers(1, 1300), st.sampled_from([b"[", b"{"]))
     | json_values.map(dumps)
     | st.binary(max_size=200)
     | st.lists(near_valid_orders, max_size=5).map(lambda o: dumps({"orders": o}))
@@ -82,3 +90,16 @@ def test_fuzz_gateway_endpoints(shard_factory, gateway_factory):
             fuzz(client, path)
         assert client.get("/health").status_code == 200
     assert gateway.process.running() and all(h.process.running() for h in shards.values())
+
+
+def test_deeply_nested_json_is_a_400_on_every_endpoint(shard_factory, gateway_factory):
+    """JSON depth is bounded everywhere: 2,000 levels fit in a 4 KiB order body and still get a reasoned 400."""
+    shard = shard_factory("a")
+    gateway = gateway_factory({"a": shard.url}, SHARD_SYMBOLS_MAP="a=TEST-ASSET-A:TEST-ASSET-B:TEST-ASSET-C:TEST-ASSET-D")
+    deep = nested(2000, b"[")
+    assert len(deep) <= 4096
+    for base in (shard.url, gateway.url):
+        for path in ("/orders", "/seed" if base == shard.url else "/seed/a"):
+            r = httpx.post(base + path, content=deep, headers={"content-type": "application/json"})
+            assert r.status_code == 400 and r.json()["reason"], (base + path, r.status_code, r.text[:200])
+    assert shard.process.running() and gateway.process.running()

@@ -94,6 +94,9 @@ class GatewayServer:
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             self.metrics.observe("none", 400, perf_counter() - started)
             return rejection(400, f"cannot route: {exc}")
+        except RecursionError:  # skipping an unknown field nested ~1,000 deep exhausts the decoder's depth limit
+            self.metrics.observe("none", 400, perf_counter() - started)
+            return rejection(400, "cannot route: JSON nested too deeply")
         shard = self._owner.get(symbol)
         if shard is None:
             self.metrics.routing["unknown_symbol"].inc()
