@@ -135,7 +135,7 @@ def test_kill_9_a_shard_under_gateway_load(multi_stack: Stack):
     assert final in (expected_book(symbol, b_seed, acked), expected_book(symbol, b_seed, with_maybe + acked[cut:]))
     # The events the killed producer still held come back from the journal: none lost.
     assert_matches_published(multi_stack, "b", crashed=True)
-    placed = {e["orderId"] for e in read_topic(ep.broker, "orders", timeout=90,
+    placed = {e["orderId"] for e in read_topic(ep.broker, "orders", want=len(acked), timeout=90,
                                                keep=lambda e: str(e.get("orderId", "")).startswith("kill-"))}
     lost = {doc["orderId"] for doc in acked} - placed
     assert not lost, f"{len(lost)} acknowledged orders of shard b have no ORDER_PLACED event, e.g. {sorted(lost)[:5]}"
@@ -191,7 +191,7 @@ def assert_matches_published(stack: Stack, shard: str, crashed: bool = False) ->
     counted = httpx.get(f"{url}/admin/stats").json()["matches"]
     if not crashed:  # the process counter and the journal agree when the process saw every match
         assert int(scrape_counter([stack.endpoints.shard_metrics[shard]])) == counted
-    events = read_topic(stack.endpoints.broker, "matches", timeout=90,
+    events = read_topic(stack.endpoints.broker, "matches", want=counted, timeout=90,
                         keep=lambda e: str(e.get("matchId", "")).startswith(f"{shard}-"))
     ids = [e["matchId"] for e in events]
     missing = {f"{shard}-{n}" for n in range(1, counted + 1)} - set(ids)

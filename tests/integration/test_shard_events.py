@@ -100,8 +100,8 @@ def test_events_queued_at_a_kill_9_are_published_after_the_restart(shard_factory
         with shard.client() as c:
             wait_until(lambda: c.get("/admin/stats").json()["eventsPending"] == 0, 30, "re-published events confirmed")
             assert c.get("/admin/stats").json()["matches"] == 40  # replayed, not counted again
-        matches = read_topic(b.bootstrap, "matches", timeout=30)  # every partition to its end
-        placed = read_topic(b.bootstrap, "orders", timeout=30)
+        matches = consume(b.bootstrap, "matches", want=40, timeout=30)
+        placed = consume(b.bootstrap, "orders", want=40, timeout=30)
     expected = {f"k{n}-b" for n in range(1, 41)}
     assert {e["takerOrderId"] for e in matches} == expected and {e["matchId"] for e in matches} == {
         f"a-{n}" for n in range(1, 41)}
