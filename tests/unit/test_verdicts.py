@@ -18,6 +18,7 @@ from matchlab.observe.verdicts import (
     monotonic_growth,
     quantile_band,
     relative_change_ok,
+    smallest_detectable_rise,
     sustained,
 )
 
@@ -123,3 +124,15 @@ def test_quantile_band_is_the_order_statistic_interval():
     assert 0.9898 < lo < 0.99 < hi < 0.9902
     assert quantile_band(0.99, 10)[1] == 0.9999  # capped below 1 (histogram_quantile(1) is the top bucket bound)
     assert quantile_band(0.99, 0) == (0.0, 0.9999)  # no samples: anything goes, the p99 itself is then no data
+
+
+def test_smallest_detectable_rise_grows_with_the_bands():
+    # Tight bands (many samples): a rise a little over 10 % already shows.
+    tight = smallest_detectable_rise(0.010, 0.0102, 0.010, 0.0098, 0.10, 0.0005)
+    assert 0.10 < tight < 0.20
+    # One slow outlier at the top of a 500-order baseline: only a tail many times larger would show.
+    loose = smallest_detectable_rise(0.00466, 0.07456, 0.0038, 0.00276, 0.10, 0.0005)
+    assert loose > 20
+    # Sub-millisecond p99s: the 0.5 ms resolution, not the 10 %, sets the bar.
+    assert smallest_detectable_rise(0.001, 0.001, 0.001, 0.001, 0.10, 0.0005) == pytest.approx(0.5)
+    assert smallest_detectable_rise(None, 0.001, 0.001, 0.001, 0.10, 0.0005) is None

@@ -22,6 +22,7 @@ from matchlab.observe.verdicts import (
     monotonic_growth,
     quantile_band,
     relative_change_ok,
+    smallest_detectable_rise,
     sustained,
 )
 
@@ -91,12 +92,15 @@ def p99_shift(prom: PromClient, shard: str, before: tuple[float, float], during:
     base_hi, _ = p99_over(prom, shard, *before, q=q_hi)
     other_lo, _ = p99_over(prom, shard, *during, q=q_lo)
     rise, ok = relative_change_ok(base_hi, other_lo, max_ratio, LATENCY_RESOLUTION_S)
+    detectable = smallest_detectable_rise(base, base_hi, other, other_lo, max_ratio, LATENCY_RESOLUTION_S)
     detail = (
         f"shard {shard} p99 {_ms(base)} over {n_base:.0f} orders, then {_ms(other)} over {n_other:.0f}; "
         f"sampling bands ({QUANTILE_Z:g} standard errors of the rank): p{q_lo * 100:.2f} {_ms(other_lo)} "
         f"vs the baseline's p{q_hi * 100:.2f} {_ms(base_hi)}; passes within +{max_ratio:.0%} "
         f"or {LATENCY_RESOLUTION_S * 1000:g} ms (histogram resolution)"
     )
+    if detectable is not None:
+        detail += f"; resolving power: with these samples only a p99 rise above ~{detectable:.0%} would show"
     return P99Shift(base, other, rise, ok, f"{base_q}; {other_q}", detail)
 
 

@@ -118,6 +118,23 @@ def quantile_band(q: float, n: float, z: float = QUANTILE_Z) -> tuple[float, flo
     return max(0.0, q - half), min(MAX_QUANTILE, q + half)
 
 
+def smallest_detectable_rise(
+    base: float | None, base_hi: float | None, other: float | None, other_lo: float | None, max_ratio: float, tolerance: float
+) -> float | None:
+    """The rise of the point p99 below which a band comparison cannot fail, at these bands' widths.
+
+    The comparison fails once ``other_lo`` exceeds the larger of
+    ``base_hi * (1 + max_ratio)`` and ``base_hi + tolerance``; ``other_lo``
+    scales with ``other`` roughly as ``other_lo / other``. This is what a
+    verdict says about its own resolving power.
+    """
+    values = (base, base_hi, other, other_lo)
+    if any(v is None or math.isnan(v) or v <= 0 for v in values):
+        return None
+    failing_lo = max(base_hi * (1 + max_ratio), base_hi + tolerance)
+    return failing_lo * (other / other_lo) / base - 1
+
+
 # -- series tests ----------------------------------------------------------------
 
 
