@@ -33,3 +33,18 @@ def test_a_confirmation_repeated_or_unknown_changes_nothing():
 
 def test_mark_round_trips_through_the_journal_payload():
     assert decode_mark(encode_mark(123_456_789_012)) == 123_456_789_012
+
+
+def test_a_new_mark_only_when_it_covers_an_event_the_last_one_did_not():
+    box = Outbox(next_index=0)
+    assert box.new_mark() is None  # nothing ever held
+    box.hold(box.take_index())  # 0
+    assert box.new_mark() is None  # still pending
+    box.delivered(0)
+    assert box.new_mark() == 1
+    box.last_mark = 1
+    box.take_index()  # 1: the mark record itself
+    assert box.new_mark() is None  # idle: no mark past the mark
+    box.hold(box.take_index())  # 2
+    box.delivered(2)
+    assert box.new_mark() == 3

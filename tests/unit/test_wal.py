@@ -12,7 +12,7 @@ import orjson
 from matchlab.shard.engine import MatchingEngine
 from matchlab.shard.metrics import ShardMetrics
 from matchlab.shard.orders import Order
-from matchlab.shard.pipeline import REC_MATCH, REC_ORDER, OrderPipeline
+from matchlab.shard.pipeline import REC_DELIVERED, REC_MATCH, REC_ORDER, OrderPipeline
 from matchlab.shard.wal import GroupCommitLog, encode_record, recover, scan
 
 SYM = "TEST-ASSET-A"
@@ -163,3 +163,16 @@ def test_only_events_after_the_last_delivery_mark_are_published_again(tmp_path: 
     again = RecordingPublisher()
     asyncio.run(run_pipeline(wal, [], again))
     assert sorted(events_of(again)) == ["a-1", "b1"]
+
+
+def test_an_idle_shard_journals_no_delivery_marks(tmp_path: Path):
+    async def main() -> int:
+        pipeline = OrderPipeline(MatchingEngine("a", frozenset([SYM])), ShardMetrics("a"), RecordingPublisher(), 1024)
+        with mock.patch("matchlab.shard.pipeline.MARK_INTERVAL_S", 0.01):
+            await pipeline.start(tmp_path / "wal.log", fsync=False)
+            await pipeline.submit_order(order("s1", "SELL", 5, 100), 0.0)
+            await asyncio.sleep(0.3)  # ~30 mark intervals
+            await pipeline.close()
+        return sum(1 for kind, _ in recover(tmp_path / "wal.log") if kind == REC_DELIVERED)
+
+    assert asyncio.run(main()) == 1  # one mark covering the order's event, then nothing while idle

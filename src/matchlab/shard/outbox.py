@@ -37,6 +37,7 @@ class Outbox:
         self.last_mark = mark
         self._pending: set[int] = set()
         self._heap: list[int] = []  # lazily pruned: may hold delivered indices
+        self._highest_held = -1
 
     def take_index(self) -> int:
         index = self.next_index
@@ -46,6 +47,7 @@ class Outbox:
     def hold(self, index: int) -> None:
         self._pending.add(index)
         heapq.heappush(self._heap, index)
+        self._highest_held = max(self._highest_held, index)
 
     def delivered(self, index: int) -> None:
         self._pending.discard(index)
@@ -60,3 +62,14 @@ class Outbox:
         while heap and heap[0] not in pending:
             heapq.heappop(heap)
         return heap[0] if heap else self.next_index
+
+    def new_mark(self) -> int | None:
+        """The mark to journal now, or None if it would cover no event the last one did not.
+
+        (A mark record is itself a record: without this check an idle shard
+        would journal a new mark past its previous one every interval.)
+        """
+        mark = self.mark()
+        if mark > self.last_mark and self._highest_held >= self.last_mark:
+            return mark
+        return None

@@ -81,6 +81,7 @@ class OrderPipeline:
         self._marker = loop.create_task(self._mark_forever(), name="delivery-mark")
         # Events not confirmed delivered before the last stop go out again.
         for index, topic, key, event in undelivered:
+            self.outbox.hold(index)
             self._publish(index, topic, key, event)
         if undelivered:
             log.info("re-publishing %d events not confirmed delivered before the restart", len(undelivered))
@@ -145,8 +146,8 @@ class OrderPipeline:
             self._journal_mark()
 
     def _journal_mark(self) -> None:
-        mark = self.outbox.mark()
-        if mark > self.outbox.last_mark:
+        mark = self.outbox.new_mark()
+        if mark is not None:
             self.outbox.last_mark = mark
             self._append(REC_DELIVERED, encode_mark(mark), None)
 
