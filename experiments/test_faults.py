@@ -15,7 +15,7 @@ import httpx
 import msgspec
 import pytest
 
-from matchlab.experiment.criteria import p99_over, p99_shift
+from matchlab.experiment.criteria import journal_p99_rise, p99_over, p99_shift
 from matchlab.loadgen.flow import OrderFlow, seed_orders
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.runner import run_load
@@ -35,6 +35,7 @@ BROKER_OUTAGE_S = 60.0  # issue 9: the broker suspended for 60 s during load
 RATE = 150.0  # orders/s through the gateway to shards a and c: enough samples for a stable p99
 MAX_P99_RISE = 0.10
 SCRAPE_S = 5.0
+MAX_PUBLISH_P99_S = 0.001  # produce() only enqueues: ~0.01-0.1 ms; a blocking send takes the broker's round trip
 
 
 def background_load(stack: Stack, shards: list[str], seconds: float, results: dict, seed: int) -> threading.Thread:
@@ -50,13 +51,29 @@ def background_load(stack: Stack, shards: list[str], seconds: float, results: di
 
 
 def assert_p99_held(stack: Stack, shards: str, before: tuple, during: tuple, what: str) -> None:
-    """Server-side p99 during a fault within 10 % of before it, beyond sampling error (``p99_shift``)."""
+    """Server-side p99 during a fault within 10 % of before it, beyond sampling error (``p99_shift``).
+
+    Whatever the journal's own fsync tail rose by in the same windows is
+    allowed on top: that is the VM's disk, not the fault (CI once saw the
+    fsync p99 go from ~1 to ~3.6 ms during a broker freeze, with the broker
+    holding no disk at all).
+    """
     time.sleep(SCRAPE_S + 1)  # the last scrape of the window
     prom = stack.prometheus()
     for shard in shards:
-        shift = p99_shift(prom, shard, before, during, MAX_P99_RISE)
+        disk = journal_p99_rise(prom, shard, before, during)
+        shift = p99_shift(prom, shard, before, during, MAX_P99_RISE, disk, "the journal fsync p99's own rise")
         print(f"{what}: {shift.detail}")
         assert shift.ok, f"{what}: {shift.detail}; {shift.query}"
+
+
+def assert_publishing_never_blocked(stack: Stack, shards: str, window: tuple) -> None:
+    """The direct evidence of decoupling: handing an event to the producer stayed sub-millisecond."""
+    prom = stack.prometheus()
+    for shard in shards:
+        p99, query = p99_over(prom, shard, *window, metric="me_event_publish_duration_seconds")
+        print(f"shard {shard} event publish p99 {p99 * 1000 if p99 is not None else float('nan'):.3f} ms")
+        assert p99 is not None and p99 < MAX_PUBLISH_P99_S, f"shard {shard}: publishing p99 {p99} s; {query}"
 
 
 def expected_book(symbol: str, seed: list[dict], acked: list[dict]) -> dict:
@@ -163,6 +180,7 @@ def test_broker_frozen_under_load_loses_no_event(multi_stack: Stack):
         backend.resume_broker()
         load.join(2 * PHASE_S + BROKER_OUTAGE_S + 30)
     assert_p99_held(multi_stack, "ac", (t0 + 5, paused_at), (paused_at, resumed_at), "with the broker frozen")
+    assert_publishing_never_blocked(multi_stack, "ac", (paused_at, resumed_at))
     load_result = results["load"]
     assert load_result.ok == load_result.scheduled, load_result.summary_line()
 
