@@ -21,7 +21,7 @@ from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.runner import run_load
 from matchlab.loadgen.seeding import seed_books
 from matchlab.loadgen.targets import SHARD_SYMBOLS, flow_source, gateway_targets
-from matchlab.observe.events import read_topic
+from matchlab.observe.events import read_ids
 from matchlab.promtext import scrape_counter
 from matchlab.shard.engine import MatchingEngine
 from matchlab.shard.orders import Order
@@ -152,8 +152,7 @@ def test_kill_9_a_shard_under_gateway_load(multi_stack: Stack):
     assert final in (expected_book(symbol, b_seed, acked), expected_book(symbol, b_seed, with_maybe + acked[cut:]))
     # The events the killed producer still held come back from the journal: none lost.
     assert_matches_published(multi_stack, "b", crashed=True)
-    placed = {e["orderId"] for e in read_topic(ep.broker, "orders", want=len(acked), timeout=90,
-                                               keep=lambda e: str(e.get("orderId", "")).startswith("kill-"))}
+    placed = set(read_ids(ep.broker, "orders", "orderId", "kill-", len(acked), 90))
     lost = {doc["orderId"] for doc in acked} - placed
     assert not lost, f"{len(lost)} acknowledged orders of shard b have no ORDER_PLACED event, e.g. {sorted(lost)[:5]}"
 
@@ -186,9 +185,7 @@ def test_broker_frozen_under_load_loses_no_event(multi_stack: Stack):
 
     # Every acknowledged order once on `orders`: the flow numbers its ids f2-1 .. f2-N.
     acked = {f"f2-{n}" for n in range(1, load_result.ok + 1)}
-    placed = read_topic(ep.broker, "orders", want=len(acked), timeout=90,
-                        keep=lambda e: str(e.get("orderId", "")).startswith("f2-"))
-    placed_ids = [e["orderId"] for e in placed]
+    placed_ids = read_ids(ep.broker, "orders", "orderId", "f2-", len(acked), 90)
     assert set(placed_ids) == acked and len(placed_ids) == len(acked), (
         f"{len(acked)} orders acknowledged, {len(set(placed_ids))} distinct ORDER_PLACED events, "
         f"{len(placed_ids) - len(set(placed_ids))} duplicates, missing e.g. {sorted(acked - set(placed_ids))[:5]}")
@@ -209,9 +206,7 @@ def assert_matches_published(stack: Stack, shard: str, crashed: bool = False) ->
     counted = httpx.get(f"{url}/admin/stats").json()["matches"]
     if not crashed:  # the process counter and the journal agree when the process saw every match
         assert int(scrape_counter([stack.endpoints.shard_metrics[shard]])) == counted
-    events = read_topic(stack.endpoints.broker, "matches", want=counted, timeout=90,
-                        keep=lambda e: str(e.get("matchId", "")).startswith(f"{shard}-"))
-    ids = [e["matchId"] for e in events]
+    ids = read_ids(stack.endpoints.broker, "matches", "matchId", f"{shard}-", counted, 90)
     missing = {f"{shard}-{n}" for n in range(1, counted + 1)} - set(ids)
     duplicates = len(ids) - len(set(ids))
     print(f"shard {shard}: {counted} matches, {len(set(ids))} distinct events, {duplicates} repeated, {len(missing)} lost")

@@ -18,7 +18,7 @@ from matchlab.experiment.record import ExperimentRecord, RunRecord
 from matchlab.experiment.runner import ExperimentRunner, Route
 from matchlab.loadgen.flow import hot_symbol_mix
 from matchlab.loadgen.profile import LoadProfile
-from matchlab.observe.events import read_topic
+from matchlab.observe.events import read_ids
 from matchlab.observe.verdicts import Verdict
 from matchlab.stack.spec import Topology
 from matchlab.stack.stack import Stack
@@ -177,9 +177,7 @@ def reconcile_events(s: Suite) -> tuple[int, int, int]:
     """(matches counted by shard a, distinct MATCH_EXECUTED events for shard a on the topic, duplicates)."""
     r = s.runner(Topology.SINGLE)
     expected = int(r.match_count(["a"]))
-    events = read_topic(r.stack.endpoints.broker, "matches", want=expected, timeout=EVENT_RECONCILE_TIMEOUT_S,
-                        keep=lambda e: str(e.get("matchId", "")).startswith("a-"))
-    ids = [e["matchId"] for e in events]
+    ids = read_ids(r.stack.endpoints.broker, "matches", "matchId", "a-", expected, EVENT_RECONCILE_TIMEOUT_S)
     return expected, len(set(ids)), len(ids) - len(set(ids))
 
 

@@ -147,7 +147,6 @@ class GatewayServer:
         log.info("edge gateway stopped")
 
 
-
 async def serve(config: GatewayConfig) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     await serve_until_signalled(GatewayServer(config), log)

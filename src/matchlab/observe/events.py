@@ -69,3 +69,10 @@ def read_topic(
     finally:
         consumer.close()
     return events
+
+
+def read_ids(bootstrap: str, topic: str, field: str, prefix: str, want: int, timeout: float) -> list[str]:
+    """``field`` of every event on ``topic`` whose value starts with ``prefix``, repeats included (for reconciling)."""
+    events = read_topic(bootstrap, topic, want=want, timeout=timeout,
+                        keep=lambda e: str(e.get(field, "")).startswith(prefix))
+    return [e[field] for e in events]

@@ -98,13 +98,13 @@ class OrderPipeline:
         undelivered: list[tuple[int, str, bytes, bytes]] = []
         unjournaled: list[tuple[bytes, bytes]] = []
         fills: list = []
+        now_ms = int(time() * 1000)  # events rebuilt on replay carry the replay's time
         for index, (kind, payload) in enumerate(records):
             if kind == REC_ORDER:
                 order = _decode_order(payload)
                 fills.clear()
                 first = engine.match_count
                 engine.apply_order(order, fills)
-                now_ms = int(time() * 1000)
                 if index >= mark:
                     undelivered.append((index, TOPIC_ORDERS, order.symbol.encode(), order_placed(order, now_ms)))
                 for i, fill in enumerate(fills):
@@ -157,6 +157,13 @@ class OrderPipeline:
         self.outbox.take_index()
         return future
 
+    def _append_event(self, kind: int, payload: bytes, attachment: tuple) -> asyncio.Future:
+        """Append a record that yields an event: its index ends the attachment, and it is pending until confirmed."""
+        index = self.outbox.next_index
+        future = self._append(kind, payload, (*attachment, index))
+        self.outbox.hold(index)
+        return future
+
     def _publish(self, index: int, topic: str, key: bytes, event: bytes) -> None:
         self.publisher.publish(topic, key, event, partial(self.outbox.delivered, index))
 
@@ -166,9 +173,7 @@ class OrderPipeline:
         """Journal an order; the future resolves once it is durable and queued."""
         if self.in_flight >= self.capacity:
             raise QueueFullError(f"matching queue full ({self.in_flight}/{self.capacity} orders in flight)")
-        index = self.outbox.next_index
-        future = self._append(REC_ORDER, _encode(order), (OP_ORDER, order, received_at, perf_counter(), index))
-        self.outbox.hold(index)
+        future = self._append_event(REC_ORDER, _encode(order), (OP_ORDER, order, received_at, perf_counter()))
         self.in_flight += 1
         self.metrics.received[order.side].inc()
         return future
@@ -266,9 +271,7 @@ class OrderPipeline:
 
     def _journal_match(self, key: bytes, event: bytes) -> None:
         # The journal holds the event itself; it is published once durable.
-        index = self.outbox.next_index
-        self._append(REC_MATCH, event, (OP_EVENT, key, event, index))
-        self.outbox.hold(index)
+        self._append_event(REC_MATCH, event, (OP_EVENT, key, event))
 
 
 def order_placed(order: Order, now_ms: int) -> bytes:

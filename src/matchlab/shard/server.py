@@ -199,7 +199,6 @@ class ShardServer:
         log.info("shard %s stopped (%d events undelivered)", self.config.shard_id, undelivered)
 
 
-
 async def serve(config: ShardConfig) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     await serve_until_signalled(ShardServer(config), log)
