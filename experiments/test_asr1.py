@@ -2,9 +2,9 @@
 
 A1 warms up and calibrates fills per order; A2 is the primary measurement;
 A3 repeats it from empty books at three depths; A4 freezes the broker mid-run
-and reconciles every match against the events topic. Each criterion is its
-own test; its failure message carries the observed value, the threshold and
-the exact query.
+(with probe traffic, so its p99s can resolve a 10 % rise) and reconciles
+every match against the events topic. Each registry criterion is its own test
+(by id); an INCONCLUSIVE one is an xfail that carries its reason.
 """
 
 from __future__ import annotations
@@ -13,9 +13,16 @@ import pytest
 
 from fixtures.experiments import attach_charts
 from fixtures.experiments import check_criterion as check
-from matchlab.experiment.suite import A3_DEPTHS, Suite
+from matchlab.experiment.profiles import QUICK
+from matchlab.experiment.registry import ASR1, A3_DEPTHS, expected
+from matchlab.experiment.suite import Suite
 
 pytestmark = pytest.mark.asr1
+
+
+def ids(experiment: str) -> list[str]:
+    # The registry's ids do not depend on the profile; only some thresholds do.
+    return [c.id for c in expected(QUICK, ASR1) if c.experiment == experiment]
 
 
 @pytest.mark.order(1)
@@ -24,56 +31,46 @@ def test_a1_warm_up_and_calibration(suite: Suite, request):
     attach_charts(request, "A1")
     load = exp.phases[0].load
     assert load.error_ratio < 0.01, f"A1 warm-up: {load.summary_line()}"
-    assert exp.calibration["fills_per_order"] > 0.05
+    assert exp.calibration["fills_per_order"] > 0.05, exp.calibration
 
 
 @pytest.mark.order(2)
 def test_a2_normal_load_run(suite: Suite, request):
     exp = suite.experiment("A2")
     attach_charts(request, "A2")
-    assert exp.phases[0].load.sent > 0
+    load = exp.phases[0].load
+    assert load.sent >= 0.95 * load.scheduled, load.summary_line()
 
 
 @pytest.mark.order(3)
-def test_a2_p99_below_200ms(suite: Suite):
-    check(suite, "A2", "p99 match latency (shard a)")
-
-
-@pytest.mark.order(4)
-def test_a2_p99_below_50ms_secondary(suite: Suite):
-    check(suite, "A2", "p99 match latency, secondary bar")
-
-
-@pytest.mark.order(5)
-def test_a2_error_rate_below_1_percent(suite: Suite):
-    check(suite, "A2", "error rate")
+@pytest.mark.parametrize("criterion", ids("A2"))
+def test_a2(suite: Suite, criterion: str):
+    check(suite, criterion)
 
 
 @pytest.mark.order(6)
 def test_a3_depth_variation_run(suite: Suite, request):
     exp = suite.experiment("A3")
     attach_charts(request, "A3")
-    assert len(exp.phases) == len(A3_DEPTHS)
+    assert [p.name for p in exp.phases] == [f"{n}/{lv}" for n, lv in A3_DEPTHS]
 
 
 @pytest.mark.order(7)
-@pytest.mark.parametrize("depth", [f"{n}/{lv}" for n, lv in A3_DEPTHS])
-def test_a3_p99_below_200ms_at_depth(suite: Suite, depth: str):
-    check(suite, "A3", f"p99 match latency at depth {depth}")
+@pytest.mark.parametrize("criterion", ids("A3"))
+def test_a3(suite: Suite, criterion: str):
+    check(suite, criterion)
 
 
 @pytest.mark.order(8)
 def test_a4_broker_outage_run(suite: Suite, request):
     exp = suite.experiment("A4")
     attach_charts(request, "A4")
-    assert exp.phases[0].load.sent > 0
+    phase = exp.phases[0]
+    assert set(phase.marks) == {"outage", "resumed"}, phase.marks
+    assert phase.load.sent >= 0.95 * phase.load.scheduled, phase.load.summary_line()
 
 
 @pytest.mark.order(9)
-def test_a4_latency_decoupled_from_broker(suite: Suite):
-    check(suite, "A4", "p99 during broker outage vs baseline (relative rise beyond sampling error)")
-
-
-@pytest.mark.order(10)
-def test_a4_no_event_lost(suite: Suite):
-    check(suite, "A4", "MATCH_EXECUTED events lost across the outage")
+@pytest.mark.parametrize("criterion", ids("A4"))
+def test_a4(suite: Suite, criterion: str):
+    check(suite, criterion)

@@ -1,9 +1,11 @@
 """ASR 2 — scalability: >= 4,750 matches/min sustained with three shards (DESIGN.md §5-§6).
 
-B1 measures one shard's baseline through the gateway; B2 is the primary
-sustained run over twelve symbols; B3 ramps up to 5,000/min and holds; B4
-sends 80 % of the flow to one symbol; B5 checks that shard a's latency does
-not move when shard b's load rises. Memory is trend-tested over B2-B3.
+B1 measures one shard's baseline through the gateway; B2 is the primary run
+over twelve symbols (steered to the match rate during warm-up, then open
+loop); B3 ramps up to 5,000/min and holds; B4 sends 80 % of the flow to one
+symbol; B5 checks that shard a's latency does not move when shard b's load
+rises. Memory is trend-tested over B2-B3. Each registry criterion is its own
+test (by id); an INCONCLUSIVE one is an xfail that carries its reason.
 """
 
 from __future__ import annotations
@@ -12,9 +14,20 @@ import pytest
 
 from fixtures.experiments import attach_charts
 from fixtures.experiments import check_criterion as check
+from matchlab.experiment.profiles import QUICK
+from matchlab.experiment.registry import ASR2, expected
 from matchlab.experiment.suite import Suite
 
 pytestmark = pytest.mark.asr2
+
+
+def ids(experiment: str) -> list[str]:
+    return [c.id for c in expected(QUICK, ASR2) if c.experiment == experiment]
+
+
+def assert_load_left_on_schedule(exp) -> None:
+    for phase in exp.phases:
+        assert phase.load.sent >= 0.95 * phase.load.scheduled, f"{exp.id}/{phase.name}: {phase.load.summary_line()}"
 
 
 @pytest.mark.order(21)
@@ -28,28 +41,15 @@ def test_b1_baseline_run(suite: Suite, request):
 def test_b2_peak_sustained_run(suite: Suite, request):
     exp = suite.experiment("B2")
     attach_charts(request, "B2")
-    assert exp.phases[0].load.sent > 0
+    assert_load_left_on_schedule(exp)
+    phase = exp.phases[0]
+    assert phase.start < phase.marks["measured"] < phase.end and phase.extra["fixed_order_rate"] > 0, phase.marks
 
 
 @pytest.mark.order(23)
-def test_b2_sustains_4750_matches_per_minute(suite: Suite):
-    check(suite, "B2", "aggregate >= 4,750 matches/min sustained (longest stretch)")
-
-
-@pytest.mark.order(24)
-def test_b2_linear_scaling(suite: Suite):
-    check(suite, "B2", "linear scaling: throughput(3) / (3 x throughput(1))")
-
-
-@pytest.mark.order(25)
-@pytest.mark.parametrize("shard", ["a", "b", "c"])
-def test_b2_p99_below_200ms_per_shard(suite: Suite, shard: str):
-    check(suite, "B2", f"p99 match latency at peak, shard {shard}")
-
-
-@pytest.mark.order(26)
-def test_b2_error_rate_below_1_percent(suite: Suite):
-    check(suite, "B2", "error rate")
+@pytest.mark.parametrize("criterion", ids("B2"))
+def test_b2(suite: Suite, criterion: str):
+    check(suite, criterion)
 
 
 @pytest.mark.order(27)
@@ -57,28 +57,26 @@ def test_b3_ramp_run(suite: Suite, request):
     exp = suite.experiment("B3")
     attach_charts(request, "B3")
     assert [p.name for p in exp.phases] == ["ramp", "hold"]
+    assert_load_left_on_schedule(exp)
 
 
 @pytest.mark.order(28)
-def test_b3_holds_5000_after_the_ramp(suite: Suite):
-    check(suite, "B3", "matches/min during the 5,000/min hold after the ramp")
-
-
-@pytest.mark.order(29)
-@pytest.mark.parametrize("shard", ["a", "b", "c"])
-def test_b2_b3_memory_has_no_monotonic_growth(suite: Suite, shard: str):
-    check(suite, "B3", f"no monotonic memory growth, shard {shard} (relative growth)")
+@pytest.mark.parametrize("criterion", ids("B3"))
+def test_b3(suite: Suite, criterion: str):
+    check(suite, criterion)
 
 
 @pytest.mark.order(30)
 def test_b4_hot_symbol_run(suite: Suite, request):
-    suite.experiment("B4")
+    exp = suite.experiment("B4")
     attach_charts(request, "B4")
+    assert_load_left_on_schedule(exp)
 
 
 @pytest.mark.order(31)
-def test_b4_hot_shard_p99_below_200ms(suite: Suite):
-    check(suite, "B4", "p99 match latency of the hot shard a (80 % of orders)")
+@pytest.mark.parametrize("criterion", ids("B4"))
+def test_b4(suite: Suite, criterion: str):
+    check(suite, criterion)
 
 
 @pytest.mark.order(32)
@@ -86,8 +84,10 @@ def test_b5_isolation_run(suite: Suite, request):
     exp = suite.experiment("B5")
     attach_charts(request, "B5")
     assert [p.name for p in exp.phases] == ["b-idle", "b-loaded"]
+    assert_load_left_on_schedule(exp)
 
 
 @pytest.mark.order(33)
-def test_b5_shard_a_isolated_from_shard_b_load(suite: Suite):
-    check(suite, "B5", "shard a p99 change when shard b's load rises (beyond sampling error)")
+@pytest.mark.parametrize("criterion", ids("B5"))
+def test_b5(suite: Suite, criterion: str):
+    check(suite, criterion)

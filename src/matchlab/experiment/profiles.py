@@ -29,19 +29,31 @@ class ProfileSettings:
     a4_pause_at_s: float
     a4_pause_for_s: float
     b1_s: float
-    b2_s: float
+    b2_warmup_s: float  # the match-rate controller steers only here
+    b2_s: float  # the open-loop measured window that follows, longer than sustain_s with margin
     b3_stages_s: tuple[float, float, float, float]  # 1,000 -> 2,500 -> 5,000 ramps, then the 5,000 hold
+    b3_hold_warmup_s: float  # steered part of the hold; the rest runs open loop
     b4_s: float
     isolation_s: float  # each phase: shard b idle, then loaded
     capacity_step_s: float
     progress_every_s: float
 
     @property
+    def full_adds(self) -> str:
+        """What a full-profile run would add to a verdict of this one."""
+        if self.name == "full":
+            return ""
+        return (f"{self.name} profile: {self.sustain_s:g} s sustain, not the 4-minute bar; a full run adds B2's "
+                f"{FULL.b2_s:g} s open-loop window, 30 s warm-up exclusions, a {FULL.a4_pause_at_s:g} s A4 baseline and "
+                f"{FULL.isolation_s:g} s B5 phases (more samples, finer resolving power)")
+
+    @property
     def scaling_note(self) -> str:
         if self.name == "full":
             return "full profile: DESIGN.md durations and windows"
         return (
-            f"{self.name} profile: runs shortened (A2 {self.a2_s:g} s instead of 300 s, B2 {self.b2_s:g} s instead of 300 s); "
+            f"{self.name} profile: runs shortened (A2 {self.a2_s:g} s instead of 300 s, B2 {self.b2_s:g} s open loop instead "
+            f"of 300 s); "
             f"verdict windows scaled: sustain 240 s -> {self.sustain_s:g} s, gap 30 s -> {self.max_gap_s:g} s, "
             f"warm-up exclusion 30 s -> {self.warmup_exclusion_s:g} s, rate window {self.rate_window_s} s; "
             "every verdict window still holds >= 30 s of data"
@@ -51,8 +63,8 @@ class ProfileSettings:
 FULL = ProfileSettings(
     name="full",
     warmup_exclusion_s=30, sustain_s=240, max_gap_s=30, rate_window_s=30,
-    calibration_s=20, a1_s=120, a2_s=300, a3_s=180, a4_s=180, a4_pause_at_s=60, a4_pause_for_s=120,
-    b1_s=180, b2_s=300, b3_stages_s=(120, 120, 120, 240), b4_s=300, isolation_s=90,
+    calibration_s=20, a1_s=120, a2_s=300, a3_s=180, a4_s=270, a4_pause_at_s=120, a4_pause_for_s=120,
+    b1_s=180, b2_warmup_s=60, b2_s=300, b3_stages_s=(120, 120, 120, 240), b3_hold_warmup_s=30, b4_s=300, isolation_s=90,
     capacity_step_s=30, progress_every_s=10,
 )
 
@@ -60,7 +72,7 @@ QUICK = ProfileSettings(
     name="quick",
     warmup_exclusion_s=5, sustain_s=60, max_gap_s=10, rate_window_s=30,
     calibration_s=6, a1_s=15, a2_s=35, a3_s=35, a4_s=75, a4_pause_at_s=35, a4_pause_for_s=30,
-    b1_s=35, b2_s=95, b3_stages_s=(10, 10, 10, 35), b4_s=35, isolation_s=35,
+    b1_s=35, b2_warmup_s=20, b2_s=100, b3_stages_s=(10, 10, 10, 35), b3_hold_warmup_s=10, b4_s=35, isolation_s=35,
     capacity_step_s=12, progress_every_s=5,
 )
 

@@ -13,8 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from matchlab import __version__
+from matchlab.experiment import registry
+from matchlab.experiment.profiles import PROFILES
 from matchlab.loadgen.results import LoadResult
-from matchlab.observe.verdicts import AsrOutcome, Verdict, asr1_status, asr2_status
+from matchlab.observe.verdicts import AsrOutcome, Verdict, asr_status
 
 
 @dataclass
@@ -26,6 +28,8 @@ class PhaseRecord:
     order_rate: float  # mean orders/s scheduled
     shards: list[str]
     load: LoadResult
+    marks: dict[str, float] = field(default_factory=dict)  # named instants (unix s), e.g. where "measured" begins
+    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         doc = asdict(self)
@@ -76,11 +80,18 @@ class RunRecord:
         self.verdicts.extend(verdicts)
 
     def outcomes(self) -> list[AsrOutcome]:
-        out = []
-        for asr, rule in (("ASR 1", asr1_status), ("ASR 2", asr2_status)):
-            if any(v.criterion.asr == asr for v in self.verdicts):
-                out.append(rule(self.verdicts))
-        return out
+        """The status of each ASR this run evaluated anything of, against the registry's expected criteria."""
+        profile = PROFILES[self.profile]
+        expected = list(registry.build(profile).values())
+        return [asr_status(rule, self.verdicts, expected, profile.name) for asr, rule in registry.RULES.items()
+                if any(v.criterion.asr == asr for v in self.verdicts)]
+
+    def status_line(self, outcome: AsrOutcome) -> str:
+        """"ASR 2: PASS (quick) — reason; what the full profile would add"."""
+        line = f"{outcome.asr}: {outcome.label} — {outcome.reason}"
+        if self.profile != "full":
+            line += f" [{PROFILES[self.profile].full_adds}]"
+        return line
 
     def to_dict(self) -> dict:
         return {
@@ -89,7 +100,8 @@ class RunRecord:
             "scaling": self.scaling_note,
             "facts": self.facts,
             "asr": [
-                {"asr": o.asr, "status": o.status.value, "reason": o.reason} for o in self.outcomes()
+                {"asr": o.asr, "status": o.label, "reason": o.reason, "line": self.status_line(o)}
+                for o in self.outcomes()
             ],
             "criteria": [v.to_dict() for v in self.verdicts],
             "experiments": {k: e.to_dict() for k, e in self.experiments.items()},

@@ -119,8 +119,13 @@ class ExperimentRunner:
         source: RequestSource,
         matches_per_min: float | None,
         events: Sequence[tuple[float, Callable[[], None]]] = (),
+        marks: dict[str, float] | None = None,
     ) -> PhaseRecord:
-        """Run one load phase; ``events`` are (offset_s, action) fired during it (e.g. broker pause)."""
+        """Run one load phase; ``events`` are (offset_s, action) fired during it (e.g. broker pause).
+
+        ``marks`` name offsets into the phase (e.g. where its measured window
+        begins); the record keeps them as absolute times.
+        """
         exporter = RemoteWriteExporter(
             self.stack.endpoints.remote_write, {"run": self.run_id, "experiment": experiment.id, "phase": phase}
         )
@@ -154,7 +159,7 @@ class ExperimentRunner:
             reporter.join()
         end = time.time()
         record = PhaseRecord(phase, start, end, matches_per_min, load.expected_requests() / load.duration_s,
-                             list(route.shards), result)
+                             list(route.shards), result, {k: start + v for k, v in (marks or {}).items()})
         experiment.phases.append(record)
         self.progress(f"[{label}] done: {result.summary_line()}")
         return record
@@ -168,14 +173,32 @@ class ExperimentRunner:
         duration_s: float,
         source: RequestSource,
         events: Sequence[tuple[float, Callable[[], None]]] = (),
+        steer_for_s: float | None = None,
     ) -> PhaseRecord:
-        """A phase at a target match rate: calibrated start, then steered by measured fills per order."""
+        """A phase at a target match rate: calibrated start, then steered by measured fills per order.
+
+        With ``steer_for_s`` the controller steers only for that long (the
+        warm-up); the rest of the phase runs open loop at the order rate fixed
+        then, marked "measured" in the record, so a criterion judges a window
+        the load did not steer.
+        """
         load = AdaptiveRateProfile(self.order_rate(matches_per_min), duration_s)
         controller = MatchRateController(load, matches_per_min, lambda: self.counters(route.shards)).start()
+        fixed: list[float] = []
+
+        def freeze() -> None:
+            controller.stop()
+            fixed.append(load.rate)
+            self.progress(f"[{experiment.id}/{phase}] warm-up over: open loop at {load.rate:,.1f} orders/s from here")
+
+        timed = [(steer_for_s, freeze)] if steer_for_s is not None else []
+        marks = {"measured": steer_for_s} if steer_for_s is not None else None
         try:
-            record = self.drive(experiment, phase, route, load, source, matches_per_min, events)
+            record = self.drive(experiment, phase, route, load, source, matches_per_min, [*events, *timed], marks)
         finally:
             controller.stop()
+        if fixed:
+            record.extra["fixed_order_rate"] = fixed[0]
         experiment.extra.setdefault("rate_control", {})[phase] = [
             {"t": round(t, 1), "fills_per_order": round(f, 4), "order_rate": round(r, 2)}
             for t, f, r in controller.adjustments

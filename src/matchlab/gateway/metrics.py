@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-from matchlab.shard.metrics import MATCH_BUCKETS, new_registry
+from matchlab.buckets import GATEWAY_BUCKETS
+from matchlab.shard.metrics import new_registry
 
 ROUTING_REASONS = ("unknown_symbol", "shard_unavailable", "timeout")
 STATUS_CLASSES = ("2xx", "4xx", "5xx")
@@ -15,7 +16,7 @@ class GatewayMetrics:
         self.registry = r = new_registry()
         requests = Counter("gw_requests_total", "Requests by owning shard and status class", ["shard", "status"], registry=r)
         duration = Histogram(
-            "gw_request_duration_seconds", "Gateway receipt to reply, per shard", ["shard"], buckets=MATCH_BUCKETS, registry=r
+            "gw_request_duration_seconds", "Gateway receipt to reply, per shard", ["shard"], buckets=GATEWAY_BUCKETS, registry=r
         )
         routing = Counter("gw_routing_errors_total", "Requests that could not be routed", ["reason"], registry=r)
         # Children bound once (and so exported from the start, at zero).

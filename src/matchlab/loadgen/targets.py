@@ -51,3 +51,25 @@ def flow_source(flow: OrderFlow, targets: TargetMap) -> RequestSource:
         return Request(label, url, orjson.dumps(doc))
 
     return next_request
+
+
+def interleave(weighted: list[tuple[float, RequestSource]]) -> RequestSource:
+    """One source drawing from several at fixed proportions (their rates), evenly spread over time.
+
+    Smooth weighted round-robin: each call credits every source its weight and
+    takes from the one with the most credit, so a 1:7 mix sends one of the
+    first kind every eighth request, not in bursts.
+    """
+    if not weighted or any(w <= 0 for w, _ in weighted):
+        raise ValueError("interleave needs sources with positive rates")
+    total = sum(w for w, _ in weighted)
+    credit = [0.0] * len(weighted)
+
+    def next_request() -> Request:
+        for i, (w, _) in enumerate(weighted):
+            credit[i] += w
+        best = max(range(len(weighted)), key=credit.__getitem__)
+        credit[best] -= total
+        return weighted[best][1]()
+
+    return next_request

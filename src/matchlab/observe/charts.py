@@ -89,16 +89,21 @@ def percentile_chart(exp: ExperimentRecord) -> str:
     return _png(fig)
 
 
-def depth_chart(prom: PromClient, start: float, end: float, t0: float) -> str:
+def depth_chart(prom: PromClient, start: float, end: float, t0: float) -> tuple[str, int]:
+    """Resting orders per shard and side; returns (png, number of series drawn)."""
     fig, ax = plt.subplots(figsize=FIGSIZE)
+    drawn = 0
     for series in prom.query_range("sum by (shard, side) (me_orderbook_depth)", start, end, STEP_S):
         pts = series.points
+        if not pts:
+            continue
         ax.plot([t - t0 for t, _ in pts], [v for _, v in pts], label=f"shard {series.labels.get('shard')} {series.labels.get('side')}")
-    ax.set_title("Book depth over time (resting orders): stationary flow keeps it bounded", fontsize=10)
+        drawn += 1
+    ax.set_title("Book depth over time (resting orders per shard and side)", fontsize=10)
     ax.set_xlabel("seconds since experiment start")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=3)
-    return _png(fig)
+    return _png(fig), drawn
 
 
 def load_chart(exp: ExperimentRecord) -> str:
@@ -128,6 +133,7 @@ def experiment_charts(prom: PromClient, exp: ExperimentRecord) -> list[dict]:
         png, drawn = panel_chart(prom, panel, start, end, exp.start)
         charts.append({"title": f"Panel {panel.id}: {panel.title}", "png": png, "series": drawn})
     charts.append({"title": "Client latency percentiles", "png": percentile_chart(exp), "series": len(exp.phases)})
-    charts.append({"title": "Book depth over time", "png": depth_chart(prom, start, end, exp.start), "series": 1})
+    depth_png, depth_series = depth_chart(prom, start, end, exp.start)
+    charts.append({"title": "Book depth over time", "png": depth_png, "series": depth_series})
     charts.append({"title": "Load achieved vs target", "png": load_chart(exp), "series": len(exp.phases)})
     return charts

@@ -76,3 +76,12 @@ def read_ids(bootstrap: str, topic: str, field: str, prefix: str, want: int, tim
     events = read_topic(bootstrap, topic, want=want, timeout=timeout,
                         keep=lambda e: str(e.get(field, "")).startswith(prefix))
     return [e[field] for e in events]
+
+
+def count_events_between(bootstrap: str, topic: str, t0: float, t1: float, timeout: float,
+                         want: int | None = None) -> int:
+    """Distinct ``matchId``s of the events stamped in (t0, t1] (unix seconds; events carry epoch ms)."""
+    lo, hi = t0 * 1000, t1 * 1000
+    events = read_topic(bootstrap, topic, want=want, timeout=timeout,
+                        keep=lambda e: lo < e.get("timestamp", 0) <= hi)
+    return len({e.get("matchId") for e in events})

@@ -57,6 +57,14 @@ class PromClient:
             return [Sample({}, float(data["result"][1]))]
         return [Sample(r["metric"], float(r["value"][1])) for r in data["result"]]
 
+    def query_matrix(self, promql: str, at: float | None = None) -> list[Series]:
+        """An instant query of a range vector (``metric[5m]``): each series' raw samples."""
+        params = {"query": promql}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        data = self._get("/api/v1/query", params)
+        return [Series(r["metric"], [(float(t), float(v)) for t, v in r["values"]]) for r in data["result"]]
+
     def query_range(self, promql: str, start: float, end: float, step: float) -> list[Series]:
         data = self._get(
             "/api/v1/query_range", {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}

@@ -26,13 +26,14 @@ class Role(enum.Enum):
     PEAK_LATENCY = "per-shard p99 at peak"
     ISOLATION = "shard isolation"
     MEMORY = "memory"
-    EVENTS = "events"
+    PRECONDITION = "precondition"
 
 
 class Status(enum.Enum):
     PASS = "PASS"
     CONDITIONAL_PASS = "CONDITIONAL PASS"
     FAIL = "FAIL"
+    INCONCLUSIVE = "INCONCLUSIVE"
 
 
 COMPARE = {
@@ -43,96 +44,93 @@ COMPARE = {
     "==": lambda a, b: a == b,
 }
 
+# Units a criterion is stored in, and how each is shown: latencies are kept in
+# seconds and read in milliseconds, sustained stretches in seconds, ratios in %.
+LATENCY, DURATION, RATIO = "latency", "duration", "ratio"
+
+
+def render(value: float | None, unit: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "no data"
+    if unit == LATENCY:
+        return f"{value * 1000:.2f} ms"
+    if unit == DURATION:
+        return f"{value:.0f} s"
+    if unit == RATIO:
+        return f"{value * 100:+.1f} %" if value < 0 else f"{value * 100:.1f} %"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}{(' ' + unit) if unit else ''}"
+    return f"{value:.4g}{(' ' + unit) if unit else ''}"
+
 
 @dataclass(frozen=True)
 class Criterion:
+    id: str  # stable key: "A2.p99", "B2.p99.a"; tests, checks and reports look criteria up by it
     asr: str  # "ASR 1" / "ASR 2"
     experiment: str  # "A2", "B2", ...
-    name: str
+    name: str  # display text only
     role: Role
     comparison: str
     threshold: float
     unit: str = ""
+    measures: str = ""  # one line: what is measured, for the report and the README's table
 
     def describe(self) -> str:
-        return f"{self.experiment} {self.name}: {self.comparison} {self.threshold:g}{(' ' + self.unit) if self.unit else ''}"
+        return f"{self.experiment} {self.name}: {self.comparison} {render(self.threshold, self.unit)}"
 
 
 @dataclass(frozen=True)
 class Verdict:
     criterion: Criterion
     observed: float | None
-    passed: bool
+    status: Status  # PASS, FAIL or INCONCLUSIVE for one criterion
     query: str
     detail: str = ""
     window: tuple[float, float] | None = None
+    resolving_power: float | None = None  # smallest effect the data could detect, in the criterion's unit
+
+    @property
+    def passed(self) -> bool:
+        return self.status is Status.PASS
+
+    @property
+    def no_data(self) -> bool:
+        return self.observed is None and self.status is Status.FAIL
 
     def message(self) -> str:
         c = self.criterion
-        observed = "no data" if self.observed is None else f"{self.observed:.6g}{(' ' + c.unit) if c.unit else ''}"
-        status = "PASS" if self.passed else "FAIL"
-        text = f"[{status}] {c.describe()} | observed {observed} | query: {self.query}"
+        text = f"[{self.status.value}] {c.describe()} | observed {render(self.observed, c.unit)}"
+        if self.resolving_power is not None:
+            text += f" | resolving power +-{render(self.resolving_power, c.unit)}"
+        text += f" | query: {self.query}"
         return f"{text} | {self.detail}" if self.detail else text
 
     def to_dict(self) -> dict:
         doc = asdict(self)
         doc["criterion"]["role"] = self.criterion.role.value
-        doc["verdict"] = "PASS" if self.passed else "FAIL"
+        doc["status"] = self.status.value
+        doc["observed_text"] = render(self.observed, self.criterion.unit)
+        doc["threshold_text"] = f"{self.criterion.comparison} {render(self.criterion.threshold, self.criterion.unit)}"
         return doc
 
 
 def judge(criterion: Criterion, observed: float | None, query: str, detail: str = "", window=None) -> Verdict:
     """Compare an observed value with the criterion; None or NaN is a failing "no data"."""
     if observed is None or (isinstance(observed, float) and math.isnan(observed)):
-        return Verdict(criterion, None, False, query, f"no data: the query returned nothing{'; ' + detail if detail else ''}", window)
-    return Verdict(criterion, observed, COMPARE[criterion.comparison](observed, criterion.threshold), query, detail, window)
+        return no_data(criterion, query, detail, window)
+    ok = COMPARE[criterion.comparison](observed, criterion.threshold)
+    return Verdict(criterion, observed, Status.PASS if ok else Status.FAIL, query, detail, window)
 
 
-def relative_change_ok(base: float | None, other: float | None, max_ratio: float, tolerance: float) -> tuple[float | None, bool]:
-    """(relative change, ok): ``other`` may exceed ``base`` by ``max_ratio``, or by ``tolerance`` absolute.
-
-    The absolute tolerance is the measurement's resolution (histogram buckets
-    a fraction of a millisecond apart): below it a "10 % change" is noise.
-    """
-    if base is None or other is None or math.isnan(base) or math.isnan(other):
-        return None, False
-    change = (other - base) / base if base > 0 else (0.0 if other == base else math.inf)
-    return change, (other <= base * (1 + max_ratio)) or (other - base <= tolerance)
+def no_data(criterion: Criterion, query: str, detail: str = "", window=None) -> Verdict:
+    return Verdict(criterion, None, Status.FAIL, query,
+                   f"no data: the query returned nothing{'; ' + detail if detail else ''}", window)
 
 
-QUANTILE_Z = 2.0
-MAX_QUANTILE = 0.9999
-
-
-def quantile_band(q: float, n: float, z: float = QUANTILE_Z) -> tuple[float, float]:
-    """The quantiles a q-quantile estimated from ``n`` samples cannot be told apart from.
-
-    The rank of the q-quantile among n samples is binomial, with a standard
-    error of sqrt(q(1-q)/n) as a fraction of n: a p99 from 1,500 samples is
-    decided by its ~15 slowest, give or take 4. The band is ``z`` standard
-    errors either side (the order-statistic confidence interval of a quantile).
-    """
-    if n <= 0:
-        return 0.0, MAX_QUANTILE
-    half = z * math.sqrt(q * (1 - q) / n)
-    return max(0.0, q - half), min(MAX_QUANTILE, q + half)
-
-
-def smallest_detectable_rise(
-    base: float | None, base_hi: float | None, other: float | None, other_lo: float | None, max_ratio: float, tolerance: float
-) -> float | None:
-    """The rise of the point p99 below which a band comparison cannot fail, at these bands' widths.
-
-    The comparison fails once ``other_lo`` exceeds the larger of
-    ``base_hi * (1 + max_ratio)`` and ``base_hi + tolerance``; ``other_lo``
-    scales with ``other`` roughly as ``other_lo / other``. This is what a
-    verdict says about its own resolving power.
-    """
-    values = (base, base_hi, other, other_lo)
-    if any(v is None or math.isnan(v) or v <= 0 for v in values):
-        return None
-    failing_lo = max(base_hi * (1 + max_ratio), base_hi + tolerance)
-    return failing_lo * (other / other_lo) / base - 1
+def inconclusive(criterion: Criterion, observed: float | None, query: str, why: str, window=None,
+                 resolving_power: float | None = None) -> Verdict:
+    """The data cannot decide: ``why`` names what is missing and what would decide it."""
+    return Verdict(criterion, observed, Status.INCONCLUSIVE, query, why, window, resolving_power)
 
 
 # -- series tests ----------------------------------------------------------------
@@ -141,18 +139,21 @@ def smallest_detectable_rise(
 def runs(points: Sequence[tuple[float, float]], ok, step: float) -> list[tuple[bool, float]]:
     """Consecutive stretches of points where ``ok(value)`` holds or not: (holds, duration_s).
 
-    A missing point (a gap in the series longer than one step) ends a stretch.
+    A stretch spans from its first to its last point, plus the step each
+    point stands for at the border with the next stretch (a run of N points
+    at a fixed step covers (N - 1) steps between them). A missing point (a
+    gap longer than one and a half steps) ends a stretch.
     """
-    out: list[tuple[bool, float]] = []
+    out: list[list] = []  # [state, first_t, last_t]
     prev_t = None
     for t, v in points:
         state = bool(ok(v))
         if out and out[-1][0] == state and prev_t is not None and t - prev_t <= step * 1.5:
-            out[-1] = (state, out[-1][1] + step)
+            out[-1][2] = t
         else:
-            out.append((state, step))
+            out.append([state, t, t])
         prev_t = t
-    return out
+    return [(state, last - first) for state, first, last in out]
 
 
 @dataclass(frozen=True)
@@ -160,13 +161,17 @@ class SustainResult:
     longest_above_s: float
     longest_below_s: float
     minimum: float | None
+    mean: float | None
 
 
 def sustained(points: Sequence[tuple[float, float]], threshold: float, step: float) -> SustainResult:
     stretches = runs(points, lambda v: v >= threshold, step)
     above = [d for s, d in stretches if s]
-    below = [d for s, d in stretches if not s]
-    return SustainResult(max(above, default=0.0), max(below, default=0.0), min((v for _, v in points), default=None))
+    # A single point below the bar is a dip of one step; a longer one spans its points plus that step.
+    below = [d + step for s, d in stretches if not s]
+    values = [v for _, v in points]
+    return SustainResult(max(above, default=0.0), max(below, default=0.0), min(values, default=None),
+                         sum(values) / len(values) if values else None)
 
 
 def mann_kendall(values: Sequence[float]) -> tuple[float, float]:
@@ -205,47 +210,70 @@ def monotonic_growth(values: Sequence[float], alpha: float = 0.05, min_growth: f
 # -- ASR statuses ------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class AsrRule:
+    """DESIGN.md §6 for one ASR: which roles a PASS needs, and which only make it conditional.
+
+    Preconditions (stationary book, empty matcher queue, the outage's
+    orders) decide whether the experiment measured what it meant to: when one
+    does not hold, the ASR is INCONCLUSIVE unless a required criterion failed.
+    """
+
+    asr: str
+    required: frozenset[Role]
+    conditional: frozenset[Role]
+
+
+def _names(verdicts: Sequence[Verdict]) -> str:
+    return "; ".join(f"{v.criterion.experiment} {v.criterion.name}" for v in verdicts)
+
+
 @dataclass
 class AsrOutcome:
     asr: str
     status: Status
     reason: str
+    profile: str = "full"
     verdicts: list[Verdict] = field(default_factory=list)
 
-
-def _by_role(verdicts: Sequence[Verdict], *roles: Role) -> list[Verdict]:
-    return [v for v in verdicts if v.criterion.role in roles]
-
-
-def asr1_status(verdicts: Sequence[Verdict]) -> AsrOutcome:
-    """PASS: primary, decoupling, secondary and error rate all pass. CONDITIONAL PASS: the
-    primary (with a valid error rate) passes but a secondary or the decoupling fails. FAIL otherwise,
-    including when the primary or the error rate has no data."""
-    vs = [v for v in verdicts if v.criterion.asr == "ASR 1"]
-    required = _by_role(vs, Role.PRIMARY, Role.ERROR_RATE)
-    others = [v for v in vs if v not in required]
-    return _status("ASR 1", vs, required, others)
+    @property
+    def label(self) -> str:
+        """The status with the profile in it: a quick run reaches at most "PASS (quick)"."""
+        return self.status.value if self.profile == "full" else f"{self.status.value} ({self.profile})"
 
 
-def asr2_status(verdicts: Sequence[Verdict]) -> AsrOutcome:
-    """PASS: sustained throughput, linear scaling and per-shard peak p99 pass, and isolation and
-    memory pass too. CONDITIONAL PASS: throughput (with scaling and peak p99) passes but isolation,
-    memory or another secondary fails. FAIL otherwise."""
-    vs = [v for v in verdicts if v.criterion.asr == "ASR 2"]
-    required = _by_role(vs, Role.PRIMARY, Role.SCALING, Role.PEAK_LATENCY, Role.ERROR_RATE)
-    others = [v for v in vs if v not in required]
-    return _status("ASR 2", vs, required, others)
+def asr_status(rule: AsrRule, verdicts: Sequence[Verdict], expected: Sequence[Criterion],
+               profile: str = "full") -> AsrOutcome:
+    """PASS only when every expected criterion of the ASR was evaluated and decided in its favour."""
+    vs = [v for v in verdicts if v.criterion.asr == rule.asr]
+    seen = {v.criterion.id for v in vs}
+    missing = [c for c in expected if c.asr == rule.asr and c.id not in seen]
 
+    def out(status: Status, reason: str) -> AsrOutcome:
+        return AsrOutcome(rule.asr, status, reason, profile, vs)
 
-def _status(asr: str, vs: list[Verdict], required: list[Verdict], others: list[Verdict]) -> AsrOutcome:
-    if not vs or not any(v.criterion.role is Role.PRIMARY for v in required):
-        return AsrOutcome(asr, Status.FAIL, "no primary criterion was evaluated", vs)
-    failed_required = [v for v in required if not v.passed]
-    if failed_required:
-        return AsrOutcome(asr, Status.FAIL, "; ".join(v.criterion.describe() for v in failed_required) + " failed", vs)
-    failed_other = [v for v in others if not v.passed]
-    if failed_other:
-        return AsrOutcome(
-            asr, Status.CONDITIONAL_PASS, "; ".join(v.criterion.describe() for v in failed_other) + " failed", vs
-        )
-    return AsrOutcome(asr, Status.PASS, "every criterion passed", vs)
+    required = [v for v in vs if v.criterion.role in rule.required]
+    failed = [v for v in required if v.status is Status.FAIL]
+    if failed:
+        return out(Status.FAIL, f"failed: {_names(failed)}")
+    undecided = [v for v in vs if v.status is Status.INCONCLUSIVE and v.criterion.role in rule.required]
+    missing_required = [c for c in missing if c.role in rule.required]
+    if undecided or missing_required:
+        parts = [f"undecided: {_names(undecided)}"] if undecided else []
+        parts += [f"not evaluated: {'; '.join(c.experiment + ' ' + c.name for c in missing_required)}"] if missing_required else []
+        return out(Status.INCONCLUSIVE, " | ".join(parts))
+    broken = [v for v in vs if v.criterion.role is Role.PRECONDITION and not v.passed]
+    missing_pre = [c for c in missing if c.role is Role.PRECONDITION]
+    if broken or missing_pre:
+        names = _names(broken) + ("; " if broken and missing_pre else "") + "; ".join(c.name for c in missing_pre)
+        return out(Status.INCONCLUSIVE, f"the experiment's preconditions did not hold: {names}")
+    cond_failed = [v for v in vs if v.criterion.role in rule.conditional and v.status is Status.FAIL]
+    if cond_failed:
+        return out(Status.CONDITIONAL_PASS, f"required criteria passed; failed: {_names(cond_failed)}")
+    cond_open = [v for v in vs if v.criterion.role in rule.conditional and not v.passed]
+    cond_missing = [c for c in missing if c.role in rule.conditional]
+    if cond_open or cond_missing:
+        names = _names(cond_open) + ("; " if cond_open and cond_missing else "") + "; ".join(
+            c.experiment + " " + c.name for c in cond_missing)
+        return out(Status.INCONCLUSIVE, f"required criteria passed; undecided or not evaluated: {names}")
+    return out(Status.PASS, f"all {len(vs)} criteria passed")

@@ -1,0 +1,191 @@
+"""Reading a window's evidence from Prometheus: bucket vectors, quantiles, rises, depth, queue fill, errors.
+
+Each reader returns numbers and the exact PromQL (with its evaluation time),
+so a verdict can show what it was computed from. Quantiles are computed here
+from the window's bucket vector (``histograms.Buckets``) rather than by
+``histogram_quantile``: the same interpolation, plus the sample count and the
+interval the criteria need.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from matchlab.observe.histograms import Buckets, Rise, quantile_rise, samples_needed
+from matchlab.observe.promql import PromClient
+from matchlab.observe.verdicts import Criterion, Status, Verdict, inconclusive, no_data
+
+SCRAPE_S = 5.0
+MATCH_HISTOGRAM = "me_match_duration_seconds"
+WAL_HISTOGRAM = "me_wal_append_duration_seconds"
+
+
+def _seconds(start: float, end: float) -> int:
+    return max(5, round(end - start))
+
+
+def buckets_query(shard: str, start: float, end: float, metric: str = MATCH_HISTOGRAM) -> str:
+    return f'sum by (le) (increase({metric}_bucket{{shard="{shard}"}}[{_seconds(start, end)}s]))'
+
+
+def window_buckets(prom: PromClient, shard: str, start: float, end: float,
+                   metric: str = MATCH_HISTOGRAM) -> tuple[Buckets | None, str]:
+    """One shard's bucket vector over [start, end] (None: no series at all)."""
+    query = buckets_query(shard, start, end, metric)
+    samples = prom.query(query, at=end)
+    pairs = [(float(s.labels["le"]), s.value) for s in samples if "le" in s.labels and not math.isnan(s.value)]
+    text = f"{query} @ {end:.0f}"
+    try:
+        return (Buckets.from_pairs(pairs) if pairs else None), text
+    except ValueError:
+        return None, text
+
+
+def p99_over(prom: PromClient, shard: str, start: float, end: float, q: float = 0.99,
+             metric: str = MATCH_HISTOGRAM) -> tuple[float | None, str]:
+    """A quantile of one shard's histogram over [start, end]; None when the window holds no samples."""
+    buckets, query = window_buckets(prom, shard, start, end, metric)
+    value = buckets.quantile(q) if buckets is not None else None
+    return value, f"quantile {q:g} of {query}"
+
+
+def latency_verdict(prom: PromClient, criterion: Criterion, shard: str, start: float, end: float,
+                    note: str = "") -> Verdict:
+    """A p99-below-a-bar criterion; the detail gives n and the p99's own 95 % interval."""
+    buckets, query = window_buckets(prom, shard, start, end)
+    if buckets is None or buckets.n <= 0:
+        return no_data(criterion, f"quantile 0.99 of {query}", f"no orders matched on shard {shard} in the window")
+    p99 = buckets.quantile(0.99)
+    lo, hi = buckets.interval(0.99)
+    detail = (f"shard {shard}: p99 {_ms(p99)} over {buckets.n:,.0f} orders (95 % interval {_ms(lo)}-{_ms(hi)})"
+              + (f"; {note}" if note else ""))
+    ok = p99 < criterion.threshold if criterion.comparison == "<" else p99 <= criterion.threshold
+    return Verdict(criterion, p99, Status.PASS if ok else Status.FAIL, f"quantile 0.99 of {query}", detail, (start, end))
+
+
+def journal_p99_rise(prom: PromClient, shard: str, before: tuple[float, float], during: tuple[float, float]) -> float:
+    """How much the journal's own fsync tail (append -> durable) rose between two windows, in seconds.
+
+    Match latency includes waiting for the journal's fsync, and on a shared
+    VM the disk's tail moves by milliseconds on its own. It is measured by the
+    committer thread, so a stalled matcher or event loop does not show in it.
+    """
+    base, _ = p99_over(prom, shard, *before, metric=WAL_HISTOGRAM)
+    other, _ = p99_over(prom, shard, *during, metric=WAL_HISTOGRAM)
+    return max(0.0, other - base) if base is not None and other is not None else 0.0
+
+
+@dataclass(frozen=True)
+class P99Shift:
+    """One shard's p99 from a baseline window to another, judged against a largest allowed rise.
+
+    PASS when the rise's 95 % interval lies wholly at or below the bar (the
+    data could have seen a rise of that size, and did not), FAIL when it lies
+    wholly above, INCONCLUSIVE when it straddles the bar (too few samples, or
+    buckets too wide, to tell). The interval combines each window's rank band
+    with the width of the buckets its ends fall in.
+    """
+
+    rise: Rise | None
+    status: Status
+    query: str
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        """Not shown to exceed the bar (the fault suite's reading: a significant rise fails)."""
+        return self.status is not Status.FAIL
+
+    def verdict(self, criterion: Criterion, window: tuple[float, float]) -> Verdict:
+        if self.rise is None:
+            return no_data(criterion, self.query, self.detail, window)
+        if self.status is Status.INCONCLUSIVE:
+            return inconclusive(criterion, self.rise.point, self.query, self.detail, window, self.rise.half_width)
+        return Verdict(criterion, self.rise.point, self.status, self.query, self.detail, window, self.rise.half_width)
+
+
+def p99_shift(prom: PromClient, shard: str, before: tuple[float, float], during: tuple[float, float],
+              max_ratio: float, allowance_s: float = 0.0, allowance_why: str = "") -> P99Shift:
+    """``allowance_s`` widens the bar by a rise already explained elsewhere (say why)."""
+    base, base_q = window_buckets(prom, shard, *before)
+    other, other_q = window_buckets(prom, shard, *during)
+    query = f"{base_q}; {other_q}"
+    rise = quantile_rise(base, other) if base is not None and other is not None else None
+    if rise is None:
+        n = f"{base.n if base else 0:,.0f} and {other.n if other else 0:,.0f}"
+        return P99Shift(None, Status.FAIL, query, f"shard {shard}: no p99 in one of the windows ({n} orders)")
+    bar = max_ratio + (allowance_s / rise.base if allowance_s else 0.0)
+    status = Status.PASS if rise.high <= bar else Status.FAIL if rise.low > bar else Status.INCONCLUSIVE
+    floor = max(base.bucket_width_at(0.99) or 0.0, other.bucket_width_at(0.99) or 0.0)
+    detail = (
+        f"shard {shard} p99 {_ms(rise.base)} over {rise.n_base:,.0f} orders, then {_ms(rise.other)} over "
+        f"{rise.n_other:,.0f}: change {rise.point:+.1%}, 95 % interval {rise.low:+.1%} to {rise.high:+.1%} "
+        f"(rank bands and bucket widths; the buckets alone are ~{floor:.1%} wide there); bar +{bar:.1%}"
+    )
+    if allowance_s:
+        detail += f" including {allowance_s * 1000:.2f} ms ({allowance_why})"
+    if status is Status.INCONCLUSIVE:
+        need = samples_needed(rise, max_ratio, floor)
+        detail += ("; too little evidence to decide: " + (
+            f"about {need:,.0f} orders per window would resolve +{max_ratio:.0%}" if need else
+            "the buckets are too wide to resolve the bar at any sample count"))
+    return P99Shift(rise, status, query, detail)
+
+
+def counter_increase(prom: PromClient, selector: str, start: float, end: float,
+                     by: str = "") -> tuple[dict[str, float], str]:
+    """increase() of a counter over [start, end], summed (by a label if given)."""
+    group = f" by ({by})" if by else ""
+    query = f"sum{group} (increase({selector}[{_seconds(start, end)}s]))"
+    samples = prom.query(query, at=end)
+    return {s.labels.get(by, "") if by else "": s.value for s in samples if not math.isnan(s.value)}, f"{query} @ {end:.0f}"
+
+
+def queue_fill(prom: PromClient, shards: Sequence[str], start: float, end: float) -> tuple[float | None, str]:
+    """The highest matcher-queue fill any of the shards showed at a scrape in the window."""
+    sel = "|".join(shards)
+    query = f'max(max_over_time(me_ringbuffer_utilization_ratio{{shard=~"{sel}"}}[{_seconds(start, end)}s]))'
+    return prom.scalar(query, at=end), f"{query} @ {end:.0f}"
+
+
+@dataclass(frozen=True)
+class DepthExcursion:
+    factor: float | None  # worst max(start/min, max/start) over the sides; inf when a side emptied
+    detail: str
+    query: str
+
+
+def depth_excursion(prom: PromClient, shards: Sequence[str], start: float, end: float) -> DepthExcursion:
+    """How far each shard's bid and ask depth moved from where the window started, worst side first."""
+    sel = "|".join(shards)
+    query = f'sum by (shard, side) (me_orderbook_depth{{shard=~"{sel}"}})'
+    series = prom.query_range(query, start, end, SCRAPE_S)
+    text = f"query_range {query} [{start:.0f}, {end:.0f}] step {SCRAPE_S:g}s"
+    found = {(s.labels.get("shard"), s.labels.get("side")) for s in series if s.points}
+    wanted = {(sh, side) for sh in shards for side in ("bid", "ask")}
+    if not series or not wanted <= found:
+        missing = ", ".join(f"{sh} {side}" for sh, side in sorted(wanted - found))
+        return DepthExcursion(None, f"no depth series for: {missing}", text)
+    worst, notes = 0.0, []
+    for s in sorted(series, key=lambda s: (s.labels.get("shard", ""), s.labels.get("side", ""))):
+        values = [v for _, v in s.points]
+        first, low, high = values[0], min(values), max(values)
+        factor = math.inf if low <= 0 or first <= 0 else max(first / low, high / first)
+        worst = max(worst, factor)
+        notes.append(f"{s.labels.get('shard')} {s.labels.get('side')} {first:,.0f} -> min {low:,.0f} max {high:,.0f}")
+    return DepthExcursion(worst, "; ".join(notes), text)
+
+
+def error_ratio_both_sides(client_bad: float, client_total: float, server_bad: float | None,
+                           server_total: float | None) -> tuple[float | None, float | None, float | None]:
+    """(ratio to judge, client ratio, server ratio): the larger of the two sides; None where a side has nothing."""
+    client = client_bad / client_total if client_total else None
+    server = server_bad / server_total if server_total and server_bad is not None else None
+    sides = [r for r in (client, server) if r is not None]
+    return (max(sides) if sides else None), client, server
+
+
+def _ms(v: float | None) -> str:
+    return "no data" if v is None or math.isnan(v) else f"{v * 1000:.2f} ms"

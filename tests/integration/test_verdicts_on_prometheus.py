@@ -1,0 +1,194 @@
+"""Every criterion shown able to fail: wrong systems modelled as series, judged by the real queries.
+
+Each scenario models a system for one experiment (a coupled or stalled
+matcher, a saturated shard, a draining book, evidence that does not hold
+together), backfills it into a real Prometheus (``synthetic_prometheus``)
+and runs the production criteria on it. Scenarios sit 20 minutes apart on
+one time axis, so one Prometheus serves them all.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from matchlab.experiment import criteria
+from matchlab.experiment.criteria import Context
+from matchlab.experiment.profiles import QUICK
+from matchlab.experiment.record import ExperimentRecord, PhaseRecord
+from matchlab.loadgen.results import LoadResult, SecondStats
+from matchlab.observe.verdicts import Status, Verdict
+from tests.synthetic_prometheus import SyntheticSeries, model_requests, model_shard, serve
+
+pytestmark = pytest.mark.integration
+
+RUN = "run-synthetic"
+GAP_S = 1200.0
+T0 = (time.time() // 3600 - 6) * 3600  # well in the past, hour-aligned: scenarios never touch "now"
+P = QUICK
+A4_RATE = 600.0  # orders/s on shard a: enough samples for a 10 % resolution over 30 s windows
+B2_SHARD_ORDERS = 1680 / 60 / 0.6  # orders/s per shard that make 5,040 matches/min over three at 0.6 fills
+
+
+def load(per_s: float, seconds: float, error_ratio: float = 0.0) -> LoadResult:
+    timeline = []
+    for sec in range(int(seconds)):
+        n = round(per_s)
+        bad = round(n * error_ratio)
+        timeline.append(SecondStats(sec, scheduled=n, sent=n, ok=n - bad, errors={"503": bad} if bad else {}))
+    scheduled = sum(s.scheduled for s in timeline)
+    bad = sum(sum(s.errors.values()) for s in timeline)
+    lat = {"p50": 2.0, "p99": 5.0, "count": scheduled - bad}
+    return LoadResult(per_s, seconds, scheduled, scheduled, scheduled - bad, 0, {"503": bad} if bad else {},
+                      per_s, lat, {}, {"p99": 0.1}, timeline)
+
+
+def scenario_start(i: int) -> float:
+    return T0 + i * GAP_S
+
+
+# -- A4: broker outage ----------------------------------------------------------------------
+
+A4_SCENARIOS = {  # name: (orders/s, latency scale in the outage, fraction matched in the outage)
+    "healthy": (A4_RATE, 1.0, 1.0),
+    "coupled": (A4_RATE, 2.0, 1.0),  # the matcher waits on the broker: its tail moves
+    "stalled": (A4_RATE, 1.0, 0.2),  # the matcher stops: orders complete only after the outage
+    "sparse": (20.0, 1.0, 1.0),  # the ASR's own rate without probe traffic: too few samples
+}
+
+
+def a4_phase(start: float, rate: float) -> PhaseRecord:
+    return PhaseRecord("A4", start, start + P.a4_s, 1000, rate, ["a"], load(rate, P.a4_s),
+                       {"outage": start + P.a4_pause_at_s, "resumed": start + P.a4_pause_at_s + P.a4_pause_for_s})
+
+
+def model_a4(s: SyntheticSeries, i: int, rate: float, scale: float, matched: float) -> None:
+    start = scenario_start(i)
+    pause, resume = start + P.a4_pause_at_s, start + P.a4_pause_at_s + P.a4_pause_for_s
+    in_outage = lambda t: pause < t <= resume  # noqa: E731 - a step's observations happened in (t-5, t]
+    model_shard(s, "a", start - 30, start + P.a4_s + 30, orders_per_s=rate, seed=i,
+                latency_scale=lambda t: scale if in_outage(t) else 1.0,
+                matched_fraction=lambda t: matched if in_outage(t) else 1.0)
+    model_requests(s, start - 30, start + P.a4_s + 30, run=RUN, experiment=f"A4-{i}", per_s=rate)
+
+
+# -- B2: peak sustained -----------------------------------------------------------------------
+
+B2_SCENARIOS = ("healthy", "saturated", "draining", "events_lost", "errors_hidden")
+
+
+def b2_phase(start: float, error_ratio: float = 0.0) -> PhaseRecord:
+    rate = 3 * B2_SHARD_ORDERS
+    phase = PhaseRecord("B2", start, start + P.b2_warmup_s + P.b2_s, 5040, rate, ["a", "b", "c"],
+                        load(rate, P.b2_warmup_s + P.b2_s, error_ratio), {"measured": start + P.b2_warmup_s})
+    phase.extra["fixed_order_rate"] = rate
+    return phase
+
+
+def model_b2(s: SyntheticSeries, i: int, name: str) -> None:
+    start = scenario_start(i)
+    measured = start + P.b2_warmup_s
+    end = start + P.b2_warmup_s + P.b2_s
+    for k, shard in enumerate("abc"):
+        kw: dict = {}
+        if name == "saturated" and shard == "c":  # shard c cannot keep up: its queue fills, half its orders wait
+            kw = {"matched_fraction": lambda t: 0.5 if t > measured else 1.0,
+                  "queue": lambda t: min(0.5, max(0.0, (t - measured) / 200))}
+        if name == "draining" and shard == "a":  # the book thins: fills per order fall, depth goes to zero
+            kw = {"fills_per_order": lambda t: max(0.1, 0.6 - 0.5 * max(0.0, t - measured) / 60),
+                  "depth": lambda t: max(0.0, 2000 - 2000 * max(0.0, t - measured) / 70)}
+        model_shard(s, shard, start - 30, end + 30, orders_per_s=B2_SHARD_ORDERS, seed=100 * i + k, **kw)
+    error = 0.05 if name == "errors_hidden" else 0.0
+    model_requests(s, start - 30, end + 30, run=RUN, experiment=f"B2-{i}", per_s=3 * B2_SHARD_ORDERS,
+                   error_ratio=error, shards=("a", "b", "c"), remote_errors=name != "errors_hidden", gateway=True)
+
+
+# -- the served series --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prom(tmp_path_factory):
+    s = SyntheticSeries()
+    for i, (name, (rate, scale, matched)) in enumerate(A4_SCENARIOS.items()):
+        model_a4(s, i, rate, scale, matched)
+    for j, name in enumerate(B2_SCENARIOS):
+        model_b2(s, 10 + j, name)
+    with serve(s, tmp_path_factory.mktemp("synthetic-prometheus")) as client:
+        yield client
+
+
+def by_id(verdicts: list[Verdict]) -> dict[str, Verdict]:
+    return {v.criterion.id: v for v in verdicts}
+
+
+def a4(prom, name: str) -> dict[str, Verdict]:
+    i = list(A4_SCENARIOS).index(name)
+    rate = A4_SCENARIOS[name][0]
+    exp = ExperimentRecord(f"A4-{i}", "A4", "ASR 1", "shard a direct", "", [a4_phase(scenario_start(i), rate)])
+    return by_id(criteria.a4_verdicts(Context(prom, RUN, P), exp, lambda: (100, 100, 0)))
+
+
+def test_a4_healthy_matcher_passes_with_the_power_to_see_10_percent(prom):
+    v = a4(prom, "healthy")
+    assert v["A4.decoupling"].status is Status.PASS, v["A4.decoupling"].message()
+    assert v["A4.decoupling"].resolving_power < 0.10
+    assert v["A4.outage_orders"].status is Status.PASS, v["A4.outage_orders"].message()
+
+
+def test_a4_coupled_matcher_fails_decoupling(prom):
+    v = a4(prom, "coupled")["A4.decoupling"]
+    assert v.status is Status.FAIL, v.message()
+    assert 0.7 < v.observed < 1.3  # the p99 doubled
+
+
+def test_a4_stalled_matcher_fails_on_the_orders_the_outage_should_hold(prom):
+    v = a4(prom, "stalled")
+    assert v["A4.outage_orders"].status is Status.FAIL, v["A4.outage_orders"].message()
+    assert v["A4.outage_orders"].observed == pytest.approx(0.2, abs=0.05)
+
+
+def test_a4_sparse_windows_are_inconclusive_and_say_what_would_decide(prom):
+    v = a4(prom, "sparse")["A4.decoupling"]
+    assert v.status is Status.INCONCLUSIVE, v.message()
+    assert "orders per window would resolve" in v.detail and v.resolving_power > 0.10
+
+
+def b2(prom, name: str) -> dict[str, Verdict]:
+    i = 10 + B2_SCENARIOS.index(name)
+    start = scenario_start(i)
+    phase = b2_phase(start, 0.05 if name == "errors_hidden" else 0.0)
+    exp = ExperimentRecord(f"B2-{i}", "B2", "ASR 2", "gateway", "", [phase])
+    events_factor = 0.9 if name == "events_lost" else 1.0
+    return by_id(criteria.b2_verdicts(Context(prom, RUN, P), exp, lambda t0, t1, want: round(want * events_factor)))
+
+
+def test_b2_healthy_system_passes_every_criterion_but_scaling(prom):
+    v = b2(prom, "healthy")
+    for cid, verdict in v.items():
+        expected = Status.INCONCLUSIVE if cid == "B2.scaling" else Status.PASS
+        assert verdict.status is expected, verdict.message()
+
+
+def test_b2_saturated_shard_fails_throughput_naming_the_queue(prom):
+    v = b2(prom, "saturated")
+    assert v["B2.sustained"].status is Status.FAIL, v["B2.sustained"].message()
+    assert "fell behind" in v["B2.sustained"].detail and "queue" in v["B2.sustained"].detail
+    assert v["B2.queue"].status is Status.FAIL
+
+
+def test_b2_draining_book_fails_depth_and_leaves_throughput_undecided(prom):
+    v = b2(prom, "draining")
+    assert v["B2.depth"].status is Status.FAIL, v["B2.depth"].message()
+    assert v["B2.sustained"].status is Status.INCONCLUSIVE, v["B2.sustained"].message()
+    assert "book thinned" in v["B2.sustained"].detail
+
+
+def test_b2_events_missing_from_the_topic_fail_the_cross_check(prom):
+    v = b2(prom, "events_lost")["B2.events_agree"]
+    assert v.status is Status.FAIL and v.observed == pytest.approx(0.111, abs=0.01), v.message()
+
+
+def test_b2_errors_missing_from_the_remote_written_counters_fail_the_error_rate(prom):
+    v = b2(prom, "errors_hidden")["B2.error_rate"]
+    assert v.status is Status.FAIL and "disagree" in v.detail, v.message()
