@@ -85,8 +85,10 @@ def serve(series: SyntheticSeries, workdir: Path) -> Iterator[PromClient]:
             raise RuntimeError(f"{tool} is not on PATH: run scripts/setup.sh (apt-get install prometheus)")
     data, db = workdir / "series.om", workdir / "tsdb"
     series.write(data)
-    subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(data), str(db)],
-                   check=True, capture_output=True, text=True)
+    done = subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(data), str(db)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"promtool could not backfill {data}: {done.stderr.strip()[-500:]}")
     config = workdir / "prometheus.yml"
     config.write_text("global:\n  scrape_interval: 5s\n")
     port = free_port()
@@ -126,7 +128,7 @@ def model_shard(
     start: float,
     end: float,
     *,
-    orders_per_s: float,
+    orders_per_s: float | Callable[[float], float],
     fills_per_order: Callable[[float], float] = lambda t: 0.6,
     latency_scale: Callable[[float], float] = lambda t: 1.0,
     matched_fraction: Callable[[float], float] = lambda t: 1.0,
@@ -139,10 +141,11 @@ def model_shard(
     distribution (lognormal, median 2 ms, times ``latency_scale``), fills, depth, queue fill, memory."""
     rng = random.Random(seed)
     times = step_times(start, end)
+    rate = orders_per_s if callable(orders_per_s) else (lambda t: orders_per_s)
     orders = matches = 0.0
     order_pts, match_pts, hist = [], [], []
     for t in times:
-        n = orders_per_s * STEP_S
+        n = rate(t) * STEP_S
         orders += n
         done = round(n * matched_fraction(t))
         matches += done * fills_per_order(t)

@@ -104,6 +104,39 @@ def model_b2(s: SyntheticSeries, i: int, name: str) -> None:
                    error_ratio=error, shards=("a", "b", "c"), remote_errors=name != "errors_hidden", gateway=True)
 
 
+# -- B5: shard isolation -------------------------------------------------------------------
+
+B5_SCENARIOS = {  # name: (shard a's latency scale idle, loaded; shard b's orders/s when loaded)
+    "isolated": (1.0, 1.0, 100.0),
+    "coupled": (1.0, 1.3, 100.0),  # b's load slows a: +30 %
+    "b_never_rose": (1.0, 1.0, 0.0),
+    "disturbed_baseline": (3.0, 1.0, 100.0),  # something else slowed a while b was idle
+}
+B5_A_RATE = 1500.0
+
+
+def b5_phases(start: float) -> list[PhaseRecord]:
+    d = P.isolation_s
+    idle = PhaseRecord("b-idle", start, start + d, None, B5_A_RATE, ["a"], load(B5_A_RATE, d),
+                       {"measured": start + P.warmup_exclusion_s})
+    t = start + d + 2
+    loaded = PhaseRecord("b-loaded", t, t + d, None, B5_A_RATE + 100, ["a", "b"], load(B5_A_RATE + 100, d),
+                         {"measured": t + P.warmup_exclusion_s})
+    loaded.extra["planned_orders"] = {"a": round(B5_A_RATE * d), "b": round(100 * d)}
+    return [idle, loaded]
+
+
+def model_b5(s: SyntheticSeries, i: int, idle_scale: float, loaded_scale: float, b_rate: float) -> None:
+    start = scenario_start(i)
+    loaded_from = start + P.isolation_s + 2
+    end = loaded_from + P.isolation_s
+    model_shard(s, "a", start - 30, end + 30, orders_per_s=B5_A_RATE, seed=i,
+                latency_scale=lambda t: loaded_scale if t > loaded_from else idle_scale)
+    model_shard(s, "b", start - 30, end + 30, orders_per_s=lambda t: b_rate if t > loaded_from else 0.0, seed=i + 1)
+    gw = [(t, b_rate * (t - loaded_from)) for t in [loaded_from + 5 * k for k in range(1, 20)]]
+    s.counter("gw_requests_total", {"shard": "b", "status": "2xx"}, [(loaded_from - 5, 0.0), *gw])
+
+
 # -- the served series --------------------------------------------------------------------------
 
 
@@ -114,6 +147,8 @@ def prom(tmp_path_factory):
         model_a4(s, i, rate, scale, matched)
     for j, name in enumerate(B2_SCENARIOS):
         model_b2(s, 10 + j, name)
+    for k, (idle, loaded, b_rate) in enumerate(B5_SCENARIOS.values()):
+        model_b5(s, 20 + k, idle, loaded, b_rate)
     with serve(s, tmp_path_factory.mktemp("synthetic-prometheus")) as client:
         yield client
 
@@ -160,7 +195,7 @@ def b2(prom, name: str) -> dict[str, Verdict]:
     phase = b2_phase(start, 0.05 if name == "errors_hidden" else 0.0)
     exp = ExperimentRecord(f"B2-{i}", "B2", "ASR 2", "gateway", "", [phase])
     events_factor = 0.9 if name == "events_lost" else 1.0
-    return by_id(criteria.b2_verdicts(Context(prom, RUN, P), exp, lambda t0, t1, want: round(want * events_factor)))
+    return by_id(criteria.b2_verdicts(Context(prom, RUN, P), exp, lambda windows, want: round(want * events_factor)))
 
 
 def test_b2_healthy_system_passes_every_criterion_but_scaling(prom):
@@ -181,7 +216,7 @@ def test_b2_draining_book_fails_depth_and_leaves_throughput_undecided(prom):
     v = b2(prom, "draining")
     assert v["B2.depth"].status is Status.FAIL, v["B2.depth"].message()
     assert v["B2.sustained"].status is Status.INCONCLUSIVE, v["B2.sustained"].message()
-    assert "book thinned" in v["B2.sustained"].detail
+    assert "fills per order" in v["B2.sustained"].detail and "offering" in v["B2.sustained"].detail
 
 
 def test_b2_events_missing_from_the_topic_fail_the_cross_check(prom):
@@ -192,3 +227,30 @@ def test_b2_events_missing_from_the_topic_fail_the_cross_check(prom):
 def test_b2_errors_missing_from_the_remote_written_counters_fail_the_error_rate(prom):
     v = b2(prom, "errors_hidden")["B2.error_rate"]
     assert v.status is Status.FAIL and "disagree" in v.detail, v.message()
+
+
+def b5(prom, name: str) -> dict[str, Verdict]:
+    i = 20 + list(B5_SCENARIOS).index(name)
+    exp = ExperimentRecord(f"B5-{i}", "B5", "ASR 2", "gateway", "", b5_phases(scenario_start(i)))
+    return by_id(criteria.b5_verdicts(Context(prom, RUN, P), exp))
+
+
+def test_b5_an_isolated_shard_is_not_failed_and_b_load_rose(prom):
+    v = b5(prom, "isolated")
+    assert v["B5.isolation"].status is not Status.FAIL, v["B5.isolation"].message()
+    assert v["B5.b_load"].status is Status.PASS and v["B5.b_errors"].status is Status.PASS, v["B5.b_load"].message()
+
+
+def test_b5_a_coupled_shard_fails_isolation(prom):
+    v = b5(prom, "coupled")["B5.isolation"]
+    assert v.status is Status.FAIL and 0.2 < v.observed < 0.4, v.message()
+
+
+def test_b5_when_b_load_never_rose_the_precondition_fails(prom):
+    v = b5(prom, "b_never_rose")
+    assert v["B5.b_load"].status in (Status.FAIL,) or v["B5.b_load"].no_data, v["B5.b_load"].message()
+
+
+def test_b5_a_disturbed_baseline_is_undecided_not_passed(prom):
+    v = b5(prom, "disturbed_baseline")["B5.isolation"]
+    assert v.status is Status.INCONCLUSIVE and "disturbed" in v.detail, v.message()

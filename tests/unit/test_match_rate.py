@@ -65,3 +65,23 @@ def test_adaptive_profile_schedule_follows_rate_changes():
     assert profile.expected_requests() == pytest.approx(60, abs=1)
     with pytest.raises(ValueError):
         AdaptiveRateProfile(0, 10)
+
+
+def test_hold_steady_fixes_the_plain_rate_for_the_target_without_the_catch_up_term():
+    profile = AdaptiveRateProfile(initial_rate=84.0, duration_s=60.0)
+    target = SimulatedTarget(profile)
+    controller = MatchRateController(profile, 5040.0, target.read, every_s=0.005, window_s=5, horizon_s=20,
+                                     clock=lambda: target.t)
+    controller.start()
+    try:
+        for _ in range(200):  # 20 simulated seconds: fills per order drifting down, a deficit building
+            target.advance(0.1)
+            time.sleep(0.001)
+    finally:
+        fixed = controller.hold_steady()
+    fills = controller.adjustments[-1][1]
+    assert fixed == pytest.approx(5040 / 60 / fills)  # exactly the target at the last measured fills
+    n = len(controller.adjustments)
+    target.advance(5.0)
+    time.sleep(0.05)
+    assert len(controller.adjustments) == n and profile.rate == fixed  # and nothing steers it afterwards

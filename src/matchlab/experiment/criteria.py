@@ -52,7 +52,7 @@ class Context:
 
 
 def measured_window(phase: PhaseRecord, profile: ProfileSettings) -> tuple[float, float]:
-    """The phase's open-loop part (or the phase minus its warm-up), to the scrape after the load stopped."""
+    """The phase's measured part (open loop, after its warm-up), to the scrape after the load stopped."""
     start = phase.marks.get("measured", phase.start + profile.warmup_exclusion_s)
     return start, phase.end + SCRAPE_S
 
@@ -185,11 +185,11 @@ class MatchEvidence:
 
     prometheus: float | None
     events: int | None
-    window: tuple[float, float]  # the raw samples' own timestamps
+    windows: dict[str, tuple[float, float]]  # per shard: its first and last raw sample in the window
     query: str
 
 
-def b2_verdicts(ctx: Context, b2: ExperimentRecord, count_events: Callable[[float, float, int], int]) -> list[Verdict]:
+def b2_verdicts(ctx: Context, b2: ExperimentRecord, count_events: Callable[[dict[str, tuple[float, float]], int], int]) -> list[Verdict]:
     phase, p = b2.phases[0], ctx.profile
     start, end = measured_window(phase, p)
     abc = reg.SHARDS
@@ -217,7 +217,7 @@ def match_rate_series(ctx: Context, start: float, end: float) -> tuple[list[tupl
 
 
 def sustained_verdict(ctx: Context, exp: ExperimentRecord, phase: PhaseRecord,
-                      count_events: Callable[[float, float, int], int]) -> Verdict:
+                      count_events: Callable[[dict[str, tuple[float, float]], int], int]) -> Verdict:
     """The open-loop window's match rate against the bar; a shortfall is attributed from evidence."""
     crit, p = ctx.criterion("B2.sustained"), ctx.profile
     start = phase.marks.get("measured", phase.start)
@@ -238,11 +238,26 @@ def sustained_verdict(ctx: Context, exp: ExperimentRecord, phase: PhaseRecord,
     behind = fell_behind(ctx, exp, phase, start)
     if behind:
         return Verdict(crit, s.longest_above_s, Status.FAIL, query, f"{detail}; the system fell behind: {behind}", window)
-    return inconclusive(crit, s.longest_above_s, query,
-                        f"{detail}; the system kept up (no errors, no queue, latency under the bar) but the flow "
-                        f"produced fewer fills per order than calibrated: the book thinned, a precondition of the "
-                        f"experiment, not the system, broke (see the depth criterion); a run with a stationary book "
-                        f"would decide", window)
+    return inconclusive(crit, s.longest_above_s, query, f"{detail}; the system kept up (no errors, no queue, latency "
+                        f"under the bar): {flow_shortfall(ctx, phase, start)}", window)
+
+
+def flow_shortfall(ctx: Context, phase: PhaseRecord, start: float) -> str:
+    """Why a system that kept up still made fewer matches: the flow offered fewer (fills per order fell)."""
+    end = phase.end + SCRAPE_S
+    matches, _ = counter_increase(ctx.prom, "me_matches_total", start, end)
+    orders, _ = counter_increase(ctx.prom, "me_orders_received_total", start, end)
+    m, o = matches.get(""), orders.get("")
+    rate = phase.extra.get("fixed_order_rate")
+    why = "the experiment did not offer the match rate it is meant to test, so the data cannot decide"
+    if not m or not o or not rate:
+        return why
+    fills = m / o
+    d = depth_excursion(ctx.prom, reg.SHARDS, start, phase.end)
+    book = ("the books moved " + f"{d.factor:.2f}x from their start" if d.factor is not None else "book depth unknown")
+    return (f"at the fixed {rate:,.1f} orders/s the flow made {fills:.3f} fills per order ({book}), offering "
+            f"{rate * fills * 60:,.0f} matches/min against the {reg.ASR2_BAR:,.0f} bar: {why}; a run whose flow "
+            f"offers the bar would (fills per order drift with the book)")
 
 
 def fell_behind(ctx: Context, exp: ExperimentRecord, phase: PhaseRecord, start: float) -> str:
@@ -261,34 +276,35 @@ def fell_behind(ctx: Context, exp: ExperimentRecord, phase: PhaseRecord, start: 
     return "; ".join(reasons)
 
 
-def _events_agree(ctx: Context, crit: Criterion, phase: PhaseRecord,
-                  count_events: Callable[[float, float, int], int]) -> Verdict:
+def _events_agree(ctx: Context, crit: Criterion, phase: PhaseRecord, count_events) -> Verdict:
     start = phase.marks.get("measured", phase.start)
     ev = window_match_counts(ctx, start, phase.end + SCRAPE_S, count_events)
     if ev.prometheus is None or ev.events is None:
         return no_data(crit, ev.query, f"Prometheus {ev.prometheus}, events {ev.events}")
     diff = abs(ev.prometheus - ev.events) / max(ev.events, 1)
+    spans = ", ".join(f"{s} {t1 - t0:.0f} s" for s, (t0, t1) in sorted(ev.windows.items()))
     return judge(crit, diff, ev.query,
-                 f"{ev.prometheus:,.0f} matches counted by the shards between {ev.window[0]:.0f} and {ev.window[1]:.0f}, "
-                 f"{ev.events:,} distinct MATCH_EXECUTED events stamped in the same interval", ev.window)
+                 f"{ev.prometheus:,.0f} matches counted by the shards between each one's first and last scrape in the "
+                 f"window ({spans}), {ev.events:,} distinct MATCH_EXECUTED events stamped in the same intervals",
+                 (start, phase.end))
 
 
-def window_match_counts(ctx: Context, start: float, end: float,
-                        count_events: Callable[[float, float, int], int]) -> MatchEvidence:
-    """Counter delta between the raw samples nearest the window's ends, and the events stamped between them."""
+def window_match_counts(ctx: Context, start: float, end: float, count_events) -> MatchEvidence:
+    """Per shard: the counter's delta between its first and last raw sample in the window, and the
+    events that shard stamped between those two scrapes."""
     raw = f"me_matches_total[{max(5, round(end - start))}s]"
     samples = ctx.prom.query_matrix(raw, at=end)
-    if not samples:
-        return MatchEvidence(None, None, (start, end), raw)
-    # Each shard's first and last sample in the window; the interval common to all of them.
-    t0 = max(s.points[0][0] for s in samples)
-    t1 = min(s.points[-1][0] for s in samples)
+    windows: dict[str, tuple[float, float]] = {}
     delta = 0.0
     for s in samples:
-        v0 = next(v for t, v in s.points if t >= t0)
-        v1 = [v for t, v in s.points if t <= t1][-1]
+        if len(s.points) < 2:
+            continue
+        (t0, v0), (t1, v1) = s.points[0], s.points[-1]
+        windows[s.labels.get("shard", "?")] = (t0, t1)
         delta += v1 - v0
-    return MatchEvidence(delta, count_events(t0, t1, round(delta)), (t0, t1), f"{raw} @ {end:.0f} (raw samples per shard)")
+    if not windows:
+        return MatchEvidence(None, None, {}, raw)
+    return MatchEvidence(delta, count_events(windows, round(delta)), windows, f"{raw} @ {end:.0f} (raw samples per shard)")
 
 
 def b3_verdicts(ctx: Context, b3: ExperimentRecord, b2_start: float) -> list[Verdict]:
@@ -321,7 +337,7 @@ def b5_verdicts(ctx: Context, exp: ExperimentRecord) -> list[Verdict]:
     idle, loaded = exp.phase("b-idle"), exp.phase("b-loaded")
     s1, _ = measured_window(idle, ctx.profile)
     s2, e2 = measured_window(loaded, ctx.profile)
-    shift = p99_shift(ctx.prom, "a", (s1, idle.end), (s2, loaded.end), reg.ISOLATION_RATIO)
+    shift = p99_shift(ctx.prom, "a", (s1, idle.end), (s2, loaded.end), reg.ISOLATION_RATIO, two_sided=True)
     out = [shift.verdict(ctx.criterion("B5.isolation"), (s1, e2))]
     planned = loaded.extra.get("planned_orders", {}).get("b")
     got, q = counter_increase(ctx.prom, 'me_orders_received_total{shard="b"}', loaded.start - SCRAPE_S, e2)

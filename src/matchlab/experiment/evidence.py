@@ -107,8 +107,13 @@ class P99Shift:
 
 
 def p99_shift(prom: PromClient, shard: str, before: tuple[float, float], during: tuple[float, float],
-              max_ratio: float, allowance_s: float = 0.0, allowance_why: str = "") -> P99Shift:
-    """``allowance_s`` widens the bar by a rise already explained elsewhere (say why)."""
+              max_ratio: float, allowance_s: float = 0.0, allowance_why: str = "", two_sided: bool = False) -> P99Shift:
+    """``allowance_s`` widens the bar by a rise already explained elsewhere (say why).
+
+    ``two_sided``: the p99 must not *change* by the bar either way ("changes
+    < 5 %"); a fall beyond it is not a failure of the system but a disturbed
+    baseline, so it leaves the verdict undecided.
+    """
     base, base_q = window_buckets(prom, shard, *before)
     other, other_q = window_buckets(prom, shard, *during)
     query = f"{base_q}; {other_q}"
@@ -117,7 +122,8 @@ def p99_shift(prom: PromClient, shard: str, before: tuple[float, float], during:
         n = f"{base.n if base else 0:,.0f} and {other.n if other else 0:,.0f}"
         return P99Shift(None, Status.FAIL, query, f"shard {shard}: no p99 in one of the windows ({n} orders)")
     bar = max_ratio + (allowance_s / rise.base if allowance_s else 0.0)
-    status = Status.PASS if rise.high <= bar else Status.FAIL if rise.low > bar else Status.INCONCLUSIVE
+    low_ok = rise.low >= -bar if two_sided else True
+    status = (Status.PASS if rise.high <= bar and low_ok else Status.FAIL if rise.low > bar else Status.INCONCLUSIVE)
     floor = max(base.bucket_width_at(0.99) or 0.0, other.bucket_width_at(0.99) or 0.0)
     detail = (
         f"shard {shard} p99 {_ms(rise.base)} over {rise.n_base:,.0f} orders, then {_ms(rise.other)} over "
@@ -126,7 +132,10 @@ def p99_shift(prom: PromClient, shard: str, before: tuple[float, float], during:
     )
     if allowance_s:
         detail += f" including {allowance_s * 1000:.2f} ms ({allowance_why})"
-    if status is Status.INCONCLUSIVE:
+    if status is Status.INCONCLUSIVE and rise.high <= bar:
+        detail += (f"; the p99 fell by more than {bar:.0%}: the baseline window was disturbed by something else "
+                   "(another load on the machine?), so this pair of windows cannot show isolation; a rerun would")
+    elif status is Status.INCONCLUSIVE:
         need = samples_needed(rise, max_ratio, floor)
         detail += ("; too little evidence to decide: " + (
             f"about {need:,.0f} orders per window would resolve +{max_ratio:.0%}" if need else

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -112,11 +113,36 @@ class RunRecord:
         path.write_text(json.dumps(self.to_dict(), indent=1, default=str))
 
 
+def git_identity(repo: Path | None = None) -> str:
+    """Commit of the code that ran, and whether the tree had uncommitted changes."""
+    cwd = str(repo or Path(__file__).resolve().parents[3])
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True,
+                               text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return f"{commit}{' (uncommitted changes)' if dirty else ''}"
+
+
+def machine_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{os.cpu_count()} cores, {line.split(':', 1)[1].strip()}"
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {platform.machine()}"
+
+
 def machine_facts() -> dict[str, str]:
     import aiohttp
     import confluent_kafka
 
     return {
+        "commit": git_identity(),
+        "machine": machine_model(),
         "matchlab": __version__,
         "python": platform.python_version(),
         "machine cores": str(os.cpu_count()),

@@ -123,13 +123,17 @@ class ExperimentRunner:
     ) -> PhaseRecord:
         """Run one load phase; ``events`` are (offset_s, action) fired during it (e.g. broker pause).
 
-        ``marks`` name offsets into the phase (e.g. where its measured window
-        begins); the record keeps them as absolute times.
+        ``marks`` name offsets into the phase; the record keeps them as absolute
+        times. "measured" (where the verdicts' window begins) defaults to the
+        profile's warm-up exclusion.
         """
         exporter = RemoteWriteExporter(
             self.stack.endpoints.remote_write, {"run": self.run_id, "experiment": experiment.id, "phase": phase}
         )
-        timers = [threading.Timer(at, action) for at, action in events]
+        offsets = {"measured": self.profile.warmup_exclusion_s, **(marks or {})}
+        exporter.window = "warm-up" if offsets["measured"] > 0 else "measured"
+        windows = [(at, lambda name=name: setattr(exporter, "window", name)) for name, at in offsets.items()]
+        timers = [threading.Timer(at, action) for at, action in [*events, *windows]]
         label = f"{experiment.id}/{phase}" if phase != experiment.id else experiment.id
         latest: dict = {}
         done = threading.Event()
@@ -159,7 +163,7 @@ class ExperimentRunner:
             reporter.join()
         end = time.time()
         record = PhaseRecord(phase, start, end, matches_per_min, load.expected_requests() / load.duration_s,
-                             list(route.shards), result, {k: start + v for k, v in (marks or {}).items()})
+                             list(route.shards), result, {k: start + v for k, v in offsets.items()})
         experiment.phases.append(record)
         self.progress(f"[{label}] done: {result.summary_line()}")
         return record
@@ -187,8 +191,7 @@ class ExperimentRunner:
         fixed: list[float] = []
 
         def freeze() -> None:
-            controller.stop()
-            fixed.append(load.rate)
+            fixed.append(controller.hold_steady())
             self.progress(f"[{experiment.id}/{phase}] warm-up over: open loop at {load.rate:,.1f} orders/s from here")
 
         timed = [(steer_for_s, freeze)] if steer_for_s is not None else []

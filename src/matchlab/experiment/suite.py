@@ -99,6 +99,10 @@ class Suite:
         self.on_experiment(exp, self.runner(entry.topology).stack)
         return exp
 
+    @property
+    def failed_experiments(self) -> list[str]:
+        return list(self._errors)
+
     def verdicts(self, exp_id: str) -> list[Verdict]:
         if exp_id not in self._verdicts:
             exp = self.experiment(exp_id)
@@ -325,10 +329,10 @@ def run_c2(s: Suite) -> ExperimentRecord:
 # -- verdicts ------------------------------------------------------------------------------
 
 
-def count_b2_events(s: Suite) -> Callable[[float, float, int], int]:
-    """Events stamped in a window; ``want`` (the count Prometheus saw) lets the read stop once they are all in."""
+def count_b2_events(s: Suite) -> Callable[[dict[str, tuple[float, float]], int], int]:
+    """Events stamped in each shard's window; ``want`` (the count Prometheus saw) lets the read stop early."""
     r = s.runner(Topology.MULTI)
-    return lambda t0, t1, want: count_events_between(r.stack.endpoints.broker, "matches", t0, t1,
+    return lambda windows, want: count_events_between(r.stack.endpoints.broker, "matches", windows,
                                                       EVENT_WINDOW_TIMEOUT_S, want)
 
 

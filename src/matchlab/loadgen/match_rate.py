@@ -97,6 +97,18 @@ class MatchRateController:
         self._stop.set()
         self._thread.join()
 
+    def hold_steady(self) -> float:
+        """Stop steering and fix the rate that yields the target at the fills per order measured last.
+
+        The steered rate also makes up the phase's deficit or surplus so far;
+        an open-loop window that follows must run at the plain rate instead.
+        """
+        self.stop()
+        if self.adjustments:
+            fills = self.adjustments[-1][1]
+            self.profile.set_rate(self.clock() - self._t0, self.target / 60.0 / fills)
+        return self.profile.rate
+
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
             try:

@@ -85,6 +85,10 @@ class RemoteWriteExporter:
         self.sums: dict[str, float] = defaultdict(float)
         self.pushes = 0
         self.failures = 0
+        # Which part of the phase the load is in ("warm-up", "measured", "outage", ...): written as
+        # loadgen_window{window=...} 1 with every push, so a query or a dashboard variable can select
+        # "the measured window of B2 of run X".
+        self.window = "measured"
 
     def __call__(self, latency_us: int | None, status: str, target: str) -> None:
         self.requests[(target, status)] += 1
@@ -95,8 +99,8 @@ class RemoteWriteExporter:
         self.sums[target] += seconds
 
     def series(self) -> list[tuple[dict[str, str], float]]:
-        out: list[tuple[dict[str, str], float]] = []
         base = self.labels
+        out: list[tuple[dict[str, str], float]] = [({**base, "__name__": "loadgen_window", "window": self.window}, 1.0)]
         for (target, status), n in sorted(self.requests.items()):
             out.append(({**base, "__name__": "loadgen_requests_total", "target": target, "status": status}, n))
         for target, counts in sorted(self.buckets.items()):
@@ -112,8 +116,6 @@ class RemoteWriteExporter:
 
     async def push(self, session: aiohttp.ClientSession) -> bool:
         series = self.series()
-        if not series:
-            return True
         body = encode_write_request(series, int(time.time() * 1000))
         try:
             async with session.post(self.url, data=body, headers=HEADERS) as resp:

@@ -1,15 +1,20 @@
-"""Rendering an experiment's evidence as PNG charts (matplotlib, no display needed).
+"""Rendering an experiment's evidence as charts (matplotlib SVG, no display needed).
 
 The six dashboard panels come from range queries over the experiment's own
 window, with the same expressions and threshold lines as Grafana
 (``panels.PANELS``); then the client's latency percentile curve, book depth
-over time and the load achieved against the target. Each chart is returned
-as base64 PNG so the HTML report embeds it and opens offline.
+over time and the load achieved against the target. Every time chart shares
+the experiment's time axis and shades its phases (warm-up, outage) and
+brackets each phase's measured window, from the marks the run recorded.
+
+Charts are inline SVG. Drawn elements carry ids (``series-…``, ``phase-…``,
+``measured-…``) so a test can count what was drawn and check where the
+phases were put, and so can a reader's browser tools. Titles describe what
+is shown; conclusions belong to verdicts.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import re
 
@@ -24,16 +29,21 @@ from matchlab.observe.promql import PromClient  # noqa: E402
 
 STEP_S = 5.0
 MARGIN_S = 10.0
-FIGSIZE = (7.5, 3.2)
+FIGSIZE = (7.2, 3.3)
+WIDE_FIGSIZE = (14.4, 3.3)
 THRESHOLD_COLORS = {"red": "#d62728", "yellow": "#e6b800", "green": "#2ca02c"}
+WARMUP_COLOR, OUTAGE_COLOR, MEASURED_COLOR = "#d0d0d0", "#f4b6b6", "#1f77b4"
+matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, selectable
+matplotlib.rcParams["svg.hashsalt"] = "matchlab"  # stable ids across renders
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
+def _svg(fig) -> str:
+    buf = io.StringIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=90)
+    fig.savefig(buf, format="svg")
     plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    text = buf.getvalue()
+    return text[text.index("<svg"):]  # drop the XML prolog and doctype: the SVG is inlined in HTML
 
 
 def _legend(fmt: str, labels: dict[str, str]) -> str:
@@ -44,96 +54,123 @@ def _scale(unit: str) -> tuple[float, str]:
     return (1000.0, "ms") if unit == "s" else (1.0, {"short": "", "reqps": "requests/s"}.get(unit, unit))
 
 
-def panel_chart(prom: PromClient, panel: Panel, start: float, end: float, t0: float) -> tuple[str, int]:
-    """One dashboard panel over [start, end]; returns (png, number of series with data)."""
-    factor, unit = _scale(panel.unit)
-    fig, ax = plt.subplots(figsize=FIGSIZE)
-    drawn = 0
-    for target in panel.targets:
-        for series in prom.query_range(target.expr, start, end, STEP_S):
-            pts = [(t - t0, v * factor) for t, v in series.points if v == v]  # drop NaN
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], label=_legend(target.legend, series.labels), lw=1.4)
-                drawn += 1
-    for th in panel.thresholds:
-        ax.axhline(th.value * factor, color=THRESHOLD_COLORS.get(th.color, "grey"), ls="--", lw=1, label=th.label)
-    ax.set_title(panel.title, fontsize=10)
+def shade_phases(ax, exp: ExperimentRecord, t0: float) -> None:
+    """Phase boundaries, warm-ups and outages shaded, each phase's measured window bracketed."""
+    for phase in exp.phases:
+        start, end = phase.start - t0, phase.end - t0
+        measured = phase.marks.get("measured", phase.start) - t0
+        ax.axvline(start, color="#555555", lw=0.8, ls=":", gid=f"phase-{phase.name}-{phase.start:.3f}-{phase.end:.3f}")
+        if measured > start:
+            ax.axvspan(start, measured, color=WARMUP_COLOR, alpha=0.45, lw=0, gid=f"warmup-{phase.name}")
+        ax.axvspan(measured, end, ymin=0.97, ymax=1.0, color=MEASURED_COLOR, alpha=0.8, lw=0,
+                   gid=f"measured-{phase.name}-{phase.marks.get('measured', phase.start):.3f}-{phase.end:.3f}")
+        if "outage" in phase.marks:
+            ax.axvspan(phase.marks["outage"] - t0, phase.marks.get("resumed", phase.end) - t0, color=OUTAGE_COLOR,
+                       alpha=0.5, lw=0, gid=f"outage-{phase.name}-{phase.marks['outage']:.3f}")
+        ax.text(start, 0.99, f" {phase.name}", transform=ax.get_xaxis_transform(), fontsize=7, va="top", color="#333")
+
+
+def _frame(ax, title: str, unit: str, drawn: int, wide_legend: bool = False) -> None:
+    ax.set_title(title, fontsize=10)
     ax.set_xlabel("seconds since experiment start")
-    if panel.unit == "s" and drawn:
-        ax.set_yscale("log")  # milliseconds of data and a 200 ms bar on one chart
     if unit:
         ax.set_ylabel(unit)
     if drawn == 0:
         ax.text(0.5, 0.5, "no data for this window", transform=ax.transAxes, ha="center", color="#d62728")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", ncol=2)
-    return _png(fig), drawn
+    ax.legend(fontsize=7, loc="upper left", ncol=3 if wide_legend else 2)
 
 
-def percentile_chart(exp: ExperimentRecord) -> str:
+def panel_chart(prom: PromClient, panel: Panel, exp: ExperimentRecord) -> tuple[str, int]:
+    """One dashboard panel over the experiment's window; returns (svg, number of series with data)."""
+    start, end, t0 = exp.start - MARGIN_S, exp.end + MARGIN_S, exp.start
+    factor, unit = _scale(panel.unit)
     fig, ax = plt.subplots(figsize=FIGSIZE)
+    drawn = 0
+    for target in panel.targets:
+        for series in prom.query_range(target.expr, start, end, STEP_S):
+            pts = [(t - t0, v * factor) for t, v in series.points if v == v]  # noqa: PLR0124 - drop NaN
+            if pts:
+                drawn += 1
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], label=_legend(target.legend, series.labels), lw=1.4,
+                        gid=f"series-{drawn}")
+    for th in panel.thresholds:
+        ax.axhline(th.value * factor, color=THRESHOLD_COLORS.get(th.color, "grey"), ls="--", lw=1, label=th.label)
+    if panel.unit == "s" and drawn:
+        ax.set_yscale("log")  # milliseconds of data and a 200 ms bar on one chart
+    shade_phases(ax, exp, t0)
+    _frame(ax, panel.title, unit, drawn)
+    return _svg(fig), drawn
+
+
+def percentile_chart(exp: ExperimentRecord) -> tuple[str, int]:
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    drawn = 0
     for phase in exp.phases:
         lat = phase.load.latency_ms
+        if not lat.get("count"):
+            continue
         keys = sorted((float(k[1:]), k) for k in lat if k.startswith("p"))
         xs = [1 / (1 - q / 100) for q, _ in keys]
-        ax.plot(xs, [lat[k] for _, k in keys], marker="o", label=f"{phase.name} (n={lat['count']})")
+        drawn += 1
+        ax.plot(xs, [lat[k] for _, k in keys], marker="o", label=f"{phase.name} (n={lat['count']})", gid=f"series-{drawn}")
     ax.set_xscale("log")
-    ticks = [2, 10, 100, 1000, 10000]
-    ax.set_xticks(ticks, ["p50", "p90", "p99", "p99.9", "p99.99"])
+    ax.set_xticks([2, 10, 100, 1000, 10000], ["p50", "p90", "p99", "p99.9", "p99.99"])
     ax.axhline(200, color=THRESHOLD_COLORS["red"], ls="--", lw=1, label="200 ms")
     ax.set_yscale("log")
-    ax.set_ylabel("ms (from scheduled send)")
-    ax.set_title("Client-side latency by percentile (HdrHistogram)", fontsize=10)
+    ax.set_title("Client-side latency by percentile, per phase (HdrHistogram, from scheduled send)", fontsize=10)
+    ax.set_ylabel("ms")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
-    return _png(fig)
+    return _svg(fig), drawn
 
 
-def depth_chart(prom: PromClient, start: float, end: float, t0: float) -> tuple[str, int]:
-    """Resting orders per shard and side; returns (png, number of series drawn)."""
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+def depth_chart(prom: PromClient, exp: ExperimentRecord) -> tuple[str, int]:
+    """Resting orders per shard and side; returns (svg, number of series drawn)."""
+    start, end, t0 = exp.start - MARGIN_S, exp.end + MARGIN_S, exp.start
+    fig, ax = plt.subplots(figsize=WIDE_FIGSIZE)
     drawn = 0
     for series in prom.query_range("sum by (shard, side) (me_orderbook_depth)", start, end, STEP_S):
         pts = series.points
         if not pts:
             continue
-        ax.plot([t - t0 for t, _ in pts], [v for _, v in pts], label=f"shard {series.labels.get('shard')} {series.labels.get('side')}")
         drawn += 1
-    ax.set_title("Book depth over time (resting orders per shard and side)", fontsize=10)
-    ax.set_xlabel("seconds since experiment start")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=3)
-    return _png(fig), drawn
+        ax.plot([t - t0 for t, _ in pts], [v for _, v in pts], gid=f"series-{drawn}",
+                label=f"shard {series.labels.get('shard')} {series.labels.get('side')}")
+    shade_phases(ax, exp, t0)
+    _frame(ax, "Book depth over time (resting orders per shard and side)", "orders", drawn, wide_legend=True)
+    return _svg(fig), drawn
 
 
-def load_chart(exp: ExperimentRecord) -> str:
-    fig, ax = plt.subplots(figsize=FIGSIZE)
-    t0 = exp.start
+def load_chart(exp: ExperimentRecord) -> tuple[str, int]:
+    fig, ax = plt.subplots(figsize=WIDE_FIGSIZE)
+    t0, drawn = exp.start, 0
     for phase in exp.phases:
         offset = phase.start - t0
         secs = [offset + s.second for s in phase.load.timeline]
+        if not secs:
+            continue
         ax.plot(secs, [s.scheduled for s in phase.load.timeline], color="grey", ls="--", lw=1)
-        ax.plot(secs, [s.ok for s in phase.load.timeline], lw=1.2, label=f"{phase.name} answered 200")
+        drawn += 1
+        ax.plot(secs, [s.ok for s in phase.load.timeline], lw=1.2, label=f"{phase.name} answered 200", gid=f"series-{drawn}")
         errs = [sum(s.errors.values()) + s.dropped for s in phase.load.timeline]
         if any(errs):
             ax.plot(secs, errs, color=THRESHOLD_COLORS["red"], lw=1, label=f"{phase.name} errors + dropped")
     ax.plot([], [], color="grey", ls="--", label="target (scheduled)")
-    ax.set_title("Load achieved vs target (orders per second)", fontsize=10)
-    ax.set_xlabel("seconds since experiment start")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return _png(fig)
+    shade_phases(ax, exp, t0)
+    _frame(ax, "Load achieved vs target (orders per second)", "orders/s", drawn, wide_legend=True)
+    return _svg(fig), drawn
 
 
 def experiment_charts(prom: PromClient, exp: ExperimentRecord) -> list[dict]:
-    """All charts of one experiment: [{"title", "png", "series"}]."""
-    start, end = exp.start - MARGIN_S, exp.end + MARGIN_S
+    """All charts of one experiment: [{"title", "svg", "series", "kind"}] (kind "panel" or "wide")."""
     charts = []
     for panel in PANELS:
-        png, drawn = panel_chart(prom, panel, start, end, exp.start)
-        charts.append({"title": f"Panel {panel.id}: {panel.title}", "png": png, "series": drawn})
-    charts.append({"title": "Client latency percentiles", "png": percentile_chart(exp), "series": len(exp.phases)})
-    depth_png, depth_series = depth_chart(prom, start, end, exp.start)
-    charts.append({"title": "Book depth over time", "png": depth_png, "series": depth_series})
-    charts.append({"title": "Load achieved vs target", "png": load_chart(exp), "series": len(exp.phases)})
+        svg, drawn = panel_chart(prom, panel, exp)
+        charts.append({"title": f"Panel {panel.id}: {panel.title}", "svg": svg, "series": drawn, "kind": "panel"})
+    svg, drawn = percentile_chart(exp)
+    charts.append({"title": "Client latency percentiles", "svg": svg, "series": drawn, "kind": "panel"})
+    for title, (svg, drawn) in (("Load achieved vs target", load_chart(exp)),
+                                ("Book depth over time", depth_chart(prom, exp))):
+        charts.append({"title": title, "svg": svg, "series": drawn, "kind": "wide"})
     return charts

@@ -78,10 +78,17 @@ def read_ids(bootstrap: str, topic: str, field: str, prefix: str, want: int, tim
     return [e[field] for e in events]
 
 
-def count_events_between(bootstrap: str, topic: str, t0: float, t1: float, timeout: float,
+def count_events_between(bootstrap: str, topic: str, windows: dict[str, tuple[float, float]], timeout: float,
                          want: int | None = None) -> int:
-    """Distinct ``matchId``s of the events stamped in (t0, t1] (unix seconds; events carry epoch ms)."""
-    lo, hi = t0 * 1000, t1 * 1000
-    events = read_topic(bootstrap, topic, want=want, timeout=timeout,
-                        keep=lambda e: lo < e.get("timestamp", 0) <= hi)
+    """Distinct ``matchId``s of each shard's events stamped in its own window (t0, t1] (unix seconds).
+
+    Match ids start with the shard's id ("a-17"); events carry epoch ms.
+    """
+    bounds = {f"{shard}-": (t0 * 1000, t1 * 1000) for shard, (t0, t1) in windows.items()}
+
+    def keep(e: dict) -> bool:
+        window = bounds.get(str(e.get("matchId", "")).split("-", 1)[0] + "-")
+        return window is not None and window[0] < e.get("timestamp", 0) <= window[1]
+
+    events = read_topic(bootstrap, topic, want=want, timeout=timeout, keep=keep)
     return len({e.get("matchId") for e in events})

@@ -78,6 +78,7 @@ class LocalBackend:
             prometheus=self.prometheus.url,
             broker=self.broker.bootstrap,
             grafana=grafana_url,
+            grafana_auth=("admin", self.grafana.admin_password) if self.grafana is not None else None,
         )
 
     def _process(self, spec: ServiceSpec, env: dict[str, str], logs: Path) -> ManagedProcess:

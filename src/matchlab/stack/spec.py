@@ -87,6 +87,7 @@ class Endpoints:
     prometheus: str
     broker: str  # bootstrap servers
     grafana: str | None = None
+    grafana_auth: tuple[str, str] | None = None  # (user, password) for its HTTP API: annotations
 
     @property
     def remote_write(self) -> str:
