@@ -1,3 +1,8 @@
-"""The harness' pytest entry point: options and stack fixtures live in fixtures/."""
+"""The repository's own fixtures: the harness itself is the installed `matchlab` pytest plugin.
 
-pytest_plugins = ["fixtures.options", "fixtures.stack", "fixtures.experiments"]
+Its options and stack fixtures load through the package's ``pytest11`` entry
+point (``matchlab.pytest_plugin``), so they exist whatever the command line
+looks like; only the experiment fixtures, which belong to this checkout, load here.
+"""
+
+pytest_plugins = ["fixtures.experiments"]

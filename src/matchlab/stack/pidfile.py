@@ -38,11 +38,18 @@ class PidRegistry:
         if records.pop(str(pid), None) is not None:
             self.path.write_text(json.dumps(records))
 
-    def reap(self) -> list[int]:
-        """Kill recorded processes that are still the same processes; forget the rest."""
+    def reap(self, keep: set[int] = frozenset()) -> list[int]:
+        """Kill recorded processes that are still the same processes; forget the rest.
+
+        PIDs in ``keep`` (a stack left running on purpose) stay recorded and untouched.
+        """
         reaped = []
-        for pid_text, cmdline in self._load().items():
+        records = self._load()
+        kept = {pid: cmd for pid, cmd in records.items() if int(pid) in keep}
+        for pid_text, cmdline in records.items():
             pid = int(pid_text)
+            if pid in keep:
+                continue
             try:
                 proc = psutil.Process(pid)
                 if proc.cmdline() != cmdline:
@@ -52,8 +59,8 @@ class PidRegistry:
                 log.warning("reaped leftover PID %d from an earlier run: %s", pid, " ".join(cmdline))
             except (psutil.Error, ProcessLookupError, PermissionError):
                 continue
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+        if kept:
+            self.path.write_text(json.dumps(kept))
+        else:
+            self.path.unlink(missing_ok=True)
         return reaped

@@ -49,7 +49,7 @@ class Stack:
 
     def stop(self) -> None:
         if self.keep and self._endpoints is not None:
-            log.warning("--keep-stack: leaving the %s stack running: %s", self.topology.value, self._endpoints)
+            log.warning("leaving the %s stack running: %s", self.topology.value, self._endpoints)
             return
         self.backend.stop()
         self._endpoints = None
