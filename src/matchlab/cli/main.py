@@ -7,6 +7,7 @@ and exits 1 (``--verbose`` adds the services' log tails). Usage errors exit 2.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `matchlab status | head` ends quietly
     args = build_parser().parse_args(argv)
     args.reports_dir = getattr(args, "reports_dir", Path("reports")).resolve()
     args.verbose = getattr(args, "verbose", False)

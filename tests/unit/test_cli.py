@@ -1,0 +1,82 @@
+"""The `matchlab` command's logic that needs no running stack: reports, book rendering, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from matchlab.cli.main import main
+from matchlab.cli.trading import book_lines
+from matchlab.experiment.record import RunRecord
+from matchlab.observe.verdicts import Criterion, Role, judge
+from matchlab.stack.pidfile import PidRegistry
+
+
+def write_run(run_dir: Path, p99_s: float) -> None:
+    record = RunRecord(backend="local", profile="quick", scaling_note="quick profile", facts={"cores": "2"})
+    record.add_verdicts([
+        judge(Criterion("ASR 1", "A2", "p99 matching latency", Role.PRIMARY, "<", 0.2, "s"), p99_s, "q_p99"),
+        judge(Criterion("ASR 1", "A2", "error rate", Role.ERROR_RATE, "<", 0.01), 0.0, "q_err"),
+    ])
+    record.write_json(run_dir / "results.json")
+
+
+def test_report_rerenders_the_verdicts_and_statuses_of_a_run(tmp_path: Path, capsys):
+    write_run(tmp_path / "run-1", p99_s=0.35)
+    html = tmp_path / "r.html"
+    assert main(["report", str(tmp_path / "run-1"), "--html", str(html)]) == 0
+    out = capsys.readouterr().out
+    assert "ASR 1: FAIL" in out
+    assert "[FAIL] A2 p99 matching latency: < 0.2 s | observed 0.35 s | query: q_p99" in out
+    assert "[PASS] A2 error rate" in out
+    assert "350.00 ms" in html.read_text() and "<html>" in html.read_text()
+
+
+def test_report_notes_a_status_that_todays_rules_decide_differently(tmp_path: Path, capsys):
+    write_run(tmp_path / "run-1", p99_s=0.05)
+    doc = json.loads((tmp_path / "run-1" / "results.json").read_text())
+    doc["asr"][0]["status"] = "FAIL"
+    (tmp_path / "run-1" / "results.json").write_text(json.dumps(doc))
+    assert main(["report", str(tmp_path / "run-1")]) == 0
+    assert "note: ASR 1 was FAIL when the run ended; today's rules say PASS" in capsys.readouterr().out
+
+
+def test_report_of_a_folder_without_results_is_one_line(tmp_path: Path, capsys):
+    assert main(["report", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "results.json" in err and "No such file" in err
+
+
+def test_book_lines_show_depth_per_level_asks_above_bids():
+    snapshot = {"symbol": "S", "asks": [[101, [["a1", 3]]], [102, [["a2", 1], ["a3", 2]]], [103, [["a4", 9]]]],
+                "bids": [[100, [["b1", 5], ["b2", 2]]]]}
+    lines = book_lines(snapshot, levels=2)
+    assert [line.split()[:3] for line in lines] == [["ASK", "102", "3"], ["ASK", "101", "3"], ["BID", "100", "7"]]
+    assert lines[-1].endswith("(2 orders)")
+    assert book_lines({"asks": [], "bids": []}, 5) == ["  (empty)"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "stream", "text"),
+    [
+        (["down"], 0, "out", "nothing to tear down"),
+        (["status"], 1, "err", "no stack is up"),
+        (["order", "TEST-ASSET-A", "buy", "limit", "1", "100"], 1, "err", "start one with `matchlab up`"),
+        (["broker", "pause"], 1, "err", "no stack is up"),
+        (["up", "--backend", "k3d"], 1, "err", "not supported yet"),
+    ],
+)
+def test_nothing_up_gives_one_line_and_an_exit_code(tmp_path: Path, capsys, argv, code, stream, text):
+    assert main([*argv, "--reports-dir", str(tmp_path)]) == code
+    captured = getattr(capsys.readouterr(), stream).strip()
+    assert text in captured and "\n" not in captured
+
+
+def test_reap_leaves_the_pids_it_is_told_to_keep(tmp_path: Path):
+    registry = PidRegistry(tmp_path / "pids.json")
+    registry.add(999_999_1, ["no-such-process"])
+    registry.add(999_999_2, ["kept"])
+    assert registry.reap(keep={999_999_2}) == []
+    assert json.loads((tmp_path / "pids.json").read_text()) == {"9999992": ["kept"]}
