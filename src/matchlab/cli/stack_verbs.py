@@ -78,7 +78,7 @@ def up(args: argparse.Namespace) -> int:
     print(f"endpoints written to {path}")
     if not args.foreground:
         return 0
-    _wait_for_interrupt()
+    _wait_for_interrupt(args.reports_dir)
     stack.stop()
     remove_state(args.reports_dir)
     print("stack stopped")
@@ -103,18 +103,18 @@ def _already_up(record: StackRecord, topology: Topology, reports_dir: Path) -> b
     return True
 
 
-def _wait_for_interrupt() -> None:
-    """Block until Ctrl-C or SIGTERM."""
+def _wait_for_interrupt(reports_dir: Path) -> None:
+    """Block until Ctrl-C or SIGTERM (SIGINT handled explicitly: a background shell may have ignored it),
+    or until `matchlab down` elsewhere removed the record."""
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print("running in the foreground; Ctrl-C stops it")
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    print("running in the foreground; Ctrl-C stops it", flush=True)
     try:
-        while not stop.wait(1.0):
+        while not stop.wait(1.0) and state_path(reports_dir).exists():
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def service_state(proc: psutil.Process | None, probe) -> str:
