@@ -65,7 +65,7 @@ def test_book_lines_show_depth_per_level_asks_above_bids():
         (["status"], 1, "err", "no stack is up"),
         (["order", "TEST-ASSET-A", "buy", "limit", "1", "100"], 1, "err", "start one with `matchlab up`"),
         (["broker", "pause"], 1, "err", "no stack is up"),
-        (["up", "--backend", "k3d"], 1, "err", "not supported yet"),
+        (["up", "--backend", "k3d"], 2, "err", "not supported yet"),
     ],
 )
 def test_nothing_up_gives_one_line_and_an_exit_code(tmp_path: Path, capsys, argv, code, stream, text):

@@ -1,7 +1,8 @@
 """``matchlab VERB``: argument parsing, dispatch, and one-line errors with an exit code.
 
 Every verb is idempotent; a problem prints one line naming it and what to do,
-and exits 1 (``--verbose`` adds the services' log tails). Usage errors exit 2.
+and exits 1 (``--verbose`` adds the services' log tails); usage errors exit 2,
+a missing prerequisite 3.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import sys
 from pathlib import Path
 
 from matchlab.cli import report, stack_verbs, trading
-from matchlab.errors import MatchlabError, PrerequisiteError
+from matchlab.errors import MatchlabError, PrerequisiteError, UsageError
 from matchlab.experiment.profiles import PROFILES
 from matchlab.stack.spec import Topology
 
 EXIT_ERROR = 1
+EXIT_USAGE = 2  # as argparse's own usage errors
 EXIT_PREREQUISITE = 3
 
 
@@ -99,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"--- {name} (last lines)\n{tail}", file=sys.stderr)
         elif len(text.splitlines()) > 1:
             print("(more with --verbose)", file=sys.stderr)
-        return EXIT_PREREQUISITE if isinstance(exc, PrerequisiteError) else EXIT_ERROR
+        if isinstance(exc, PrerequisiteError):
+            return EXIT_PREREQUISITE
+        return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -38,6 +38,14 @@ def log_tails(reports_dir: Path) -> dict[str, str]:
     return RecordedStack(record, reports_dir).log_tails() if record is not None else {}
 
 
+def shown(path: Path) -> Path:
+    """Relative to the working directory when inside it: shorter, and what the user typed."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
 def endpoint_lines(endpoints: Endpoints, facts: dict[str, str]) -> list[str]:
     rows = []
     if endpoints.gateway:
@@ -73,9 +81,9 @@ def up(args: argparse.Namespace) -> int:
     facts = {**backend.facts(), "profile": args.profile}
     record = StackRecord("local", topology, str(run_dir), stack.endpoints, backend.service_records(), facts)
     path = write_state(args.reports_dir, record)
-    print(f"{topology.value} stack up in {stack.cold_start_s:.1f} s (logs: {run_dir / 'logs'})")
+    print(f"{topology.value} stack up in {stack.cold_start_s:.1f} s (logs: {shown(run_dir / 'logs')})")
     print("\n".join(endpoint_lines(stack.endpoints, facts)))
-    print(f"endpoints written to {path}")
+    print(f"endpoints written to {shown(path)}")
     if not args.foreground:
         return 0
     _wait_for_interrupt(args.reports_dir)
@@ -134,7 +142,7 @@ def service_state(proc: psutil.Process | None, probe) -> str:
 def status(args: argparse.Namespace) -> int:
     stack = recorded(args.reports_dir)
     record = stack.record
-    print(f"{record.topology.value} stack on {record.backend} (logs: {Path(record.run_dir) / 'logs'})")
+    print(f"{record.topology.value} stack on {record.backend} (logs: {shown(Path(record.run_dir) / 'logs')})")
     healthy = True
     for svc in record.services:
         proc = svc.process()
