@@ -1,4 +1,4 @@
-"""The `matchlab` command's logic that needs no running stack: reports, book rendering, errors."""
+"""The `matchlab` command's logic that needs no running stack: reports, books, errors, the stack record."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ from matchlab.cli.main import main
 from matchlab.cli.trading import book_lines
 from matchlab.experiment.record import RunRecord
 from matchlab.observe.verdicts import Criterion, Role, judge
+from matchlab.stack.backend import Backend
 from matchlab.stack.pidfile import PidRegistry
+from matchlab.stack.recorded import RecordedStack
+from matchlab.stack.spec import Endpoints, Topology
+from matchlab.stack.state import ServiceRecord, StackRecord, read_state, write_state
 
 
 def write_run(run_dir: Path, p99_s: float) -> None:
@@ -80,3 +84,14 @@ def test_reap_leaves_the_pids_it_is_told_to_keep(tmp_path: Path):
     registry.add(999_999_2, ["kept"])
     assert registry.reap(keep={999_999_2}) == []
     assert json.loads((tmp_path / "pids.json").read_text()) == {"9999992": ["kept"]}
+
+
+def test_a_recorded_stack_round_trips_and_is_a_backend(tmp_path: Path):
+    endpoints = Endpoints(shards={"a": "http://127.0.0.1:1"}, shard_metrics={"a": "http://127.0.0.1:2/metrics"},
+                          gateway=None, gateway_metrics=None, prometheus="http://127.0.0.1:3", broker="127.0.0.1:4")
+    service = ServiceRecord("me-shard-a", 999_999_1, ["python", "-m", "matchlab.shard"], str(tmp_path / "a.log"),
+                            {"http": "http://127.0.0.1:1/health"}, "http://127.0.0.1:1", {"SHARD_ID": "a"})
+    write_state(tmp_path, StackRecord("local", Topology.SINGLE, str(tmp_path), endpoints, [service]))
+    record = read_state(tmp_path)
+    assert record.endpoints == endpoints and record.services == [service] and record.alive() == []
+    assert isinstance(RecordedStack(record, tmp_path), Backend)
