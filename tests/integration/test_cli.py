@@ -34,7 +34,7 @@ def pytest_run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 def registry(reports: Path) -> dict:
     try:
-        return json.loads((reports / "stack-pids.json").read_text())
+        return json.loads((reports / "up-pids.json").read_text())
     except OSError:
         return {}
 
@@ -101,7 +101,7 @@ def test_up_twice_does_not_start_a_second_stack(reports: Path):
     again = matchlab(reports, "up", "--topology", "single")
     assert again.returncode == 0 and again.stdout.startswith("already up"), again.stdout
     assert [s.pid for s in read_state(reports).services] == [s.pid for s in first.services]
-    assert len(list(reports.glob("up-*"))) == 1
+    assert len(list(reports.glob("up-*/single"))) == 1
     other = matchlab(reports, "up", "--topology", "multi")
     assert other.returncode == 1 and "a single stack is already up" in other.stderr
 
@@ -132,7 +132,8 @@ def test_pytest_reuse_stack_runs_the_smoke_tests_against_an_up_stack(reports: Pa
     assert run.returncode == 0, run.stdout[-3000:]
     assert "multi stack: reused the stack `matchlab up` left running" in run.stdout
     assert "4 passed" in run.stdout and "cold start" not in run.stdout  # no stack of its own
-    assert registry(reports) == before
+    assert registry(reports) == before  # the same processes serve
+    assert not list(reports.glob("run-*/*/logs"))  # and pytest started none of its own
     assert matchlab(reports, "status").returncode == 0  # left running
 
 

@@ -12,7 +12,6 @@ from matchlab.cli.trading import book_lines
 from matchlab.experiment.record import RunRecord
 from matchlab.observe.verdicts import Criterion, Role, judge
 from matchlab.stack.backend import Backend
-from matchlab.stack.pidfile import PidRegistry
 from matchlab.stack.recorded import RecordedStack
 from matchlab.stack.spec import Endpoints, Topology
 from matchlab.stack.state import ServiceRecord, StackRecord, read_state, write_state
@@ -76,14 +75,6 @@ def test_nothing_up_gives_one_line_and_an_exit_code(tmp_path: Path, capsys, argv
     assert main([*argv, "--reports-dir", str(tmp_path)]) == code
     captured = getattr(capsys.readouterr(), stream).strip()
     assert text in captured and "\n" not in captured
-
-
-def test_reap_leaves_the_pids_it_is_told_to_keep(tmp_path: Path):
-    registry = PidRegistry(tmp_path / "pids.json")
-    registry.add(999_999_1, ["no-such-process"])
-    registry.add(999_999_2, ["kept"])
-    assert registry.reap(keep={999_999_2}) == []
-    assert json.loads((tmp_path / "pids.json").read_text()) == {"9999992": ["kept"]}
 
 
 def test_a_recorded_stack_round_trips_and_is_a_backend(tmp_path: Path):

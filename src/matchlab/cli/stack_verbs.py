@@ -17,13 +17,21 @@ from pathlib import Path
 import psutil
 
 from matchlab.errors import ProcessError, UsageError
-from matchlab.stack.local import PID_FILE, LocalBackend
+from matchlab.stack.local import LocalBackend
 from matchlab.stack.pidfile import PidRegistry
 from matchlab.stack.probes import PROBE_TIMEOUT_S
 from matchlab.stack.recorded import RecordedStack
 from matchlab.stack.spec import Endpoints, Topology
 from matchlab.stack.stack import Stack
-from matchlab.stack.state import StackRecord, probe_from_dict, read_state, remove_state, state_path, write_state
+from matchlab.stack.state import (
+    UP_PID_FILE,
+    StackRecord,
+    probe_from_dict,
+    read_state,
+    remove_state,
+    state_path,
+    write_state,
+)
 
 
 def recorded(reports_dir: Path) -> RecordedStack:
@@ -75,7 +83,7 @@ def up(args: argparse.Namespace) -> int:
             return 0
         remove_state(args.reports_dir)  # nothing of it runs any more: a stale record
         print(f"forgot a stale record: no process of the {existing.topology.value} stack in it still runs")
-    backend = LocalBackend(args.reports_dir)
+    backend = LocalBackend(args.reports_dir, UP_PID_FILE)
     run_dir = args.reports_dir / time.strftime("up-%Y%m%d-%H%M%S") / topology.value
     stack = Stack(backend, topology, run_dir).start()
     facts = {**backend.facts(), "profile": args.profile}
@@ -162,8 +170,8 @@ def down(args: argparse.Namespace) -> int:
     if record is not None:
         stopped = RecordedStack(record, args.reports_dir).tear_down()
         remove_state(args.reports_dir)
-    # Leftovers an interrupted `up` (or a hard-killed run) recorded before it could write stack.json.
-    reaped = PidRegistry(args.reports_dir / PID_FILE).reap()
+    # What an interrupted `up` started before it could write stack.json.
+    reaped = PidRegistry(args.reports_dir / UP_PID_FILE).reap()
     for line in stopped:
         print(f"stopped {line}")
     for pid in reaped:

@@ -24,7 +24,7 @@ from matchlab.stack.process import ManagedProcess
 from matchlab.stack.prometheus import PrometheusServer, find_binary
 from matchlab.stack.prometheus_config import render_config
 from matchlab.stack.spec import Endpoints, Role, ServiceSpec, Topology, app_services
-from matchlab.stack.state import ServiceRecord, probe_to_dict, read_state
+from matchlab.stack.state import ServiceRecord, probe_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,8 @@ PID_FILE = "stack-pids.json"
 class LocalBackend:
     name = "local"
 
-    def __init__(self, reports_dir: Path) -> None:
-        self.reports_dir = reports_dir
-        self.registry = PidRegistry(reports_dir / PID_FILE)
+    def __init__(self, reports_dir: Path, pid_file: str = PID_FILE) -> None:
+        self.registry = PidRegistry(reports_dir / pid_file)
         self._stack = ExitStack()
         self._apps: dict[str, tuple[ManagedProcess, str]] = {}  # name -> (process, health URL)
         self.broker: TansuBroker | None = None
@@ -50,7 +49,7 @@ class LocalBackend:
 
     def start(self, topology: Topology, run_dir: Path) -> Endpoints:
         find_binary()  # fail fast, before starting anything, if Prometheus is missing
-        self.registry.reap(keep=_recorded_stack_pids(self.reports_dir))
+        self.registry.reap()
         logs, data = run_dir / "logs", run_dir / "data"
         started = time.perf_counter()
         try:
@@ -208,9 +207,3 @@ class LocalBackend:
         else:
             facts["grafana login"] = f"admin / {self.grafana.admin_password}"
         return facts
-
-
-def _recorded_stack_pids(reports_dir: Path) -> set[int]:
-    """PIDs of a stack `matchlab up` left running on purpose: not leftovers to reap."""
-    record = read_state(reports_dir)
-    return {s.pid for s in record.alive()} if record is not None else set()

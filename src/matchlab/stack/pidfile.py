@@ -38,18 +38,11 @@ class PidRegistry:
         if records.pop(str(pid), None) is not None:
             self.path.write_text(json.dumps(records))
 
-    def reap(self, keep: set[int] = frozenset()) -> list[int]:
-        """Kill recorded processes that are still the same processes; forget the rest.
-
-        PIDs in ``keep`` (a stack left running on purpose) stay recorded and untouched.
-        """
+    def reap(self) -> list[int]:
+        """Kill recorded processes that are still the same processes; forget the rest."""
         reaped = []
-        records = self._load()
-        kept = {pid: cmd for pid, cmd in records.items() if int(pid) in keep}
-        for pid_text, cmdline in records.items():
+        for pid_text, cmdline in self._load().items():
             pid = int(pid_text)
-            if pid in keep:
-                continue
             try:
                 proc = psutil.Process(pid)
                 if proc.cmdline() != cmdline:
@@ -59,8 +52,8 @@ class PidRegistry:
                 log.warning("reaped leftover PID %d from an earlier run: %s", pid, " ".join(cmdline))
             except (psutil.Error, ProcessLookupError, PermissionError):
                 continue
-        if kept:
-            self.path.write_text(json.dumps(kept))
-        else:
-            self.path.unlink(missing_ok=True)
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
         return reaped

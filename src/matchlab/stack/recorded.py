@@ -19,11 +19,10 @@ from pathlib import Path
 import psutil
 
 from matchlab.errors import ProcessError, WaitTimeoutError
-from matchlab.stack.local import PID_FILE
 from matchlab.stack.pidfile import PidRegistry
 from matchlab.stack.process import KILL_WAIT_S, STOP_GRACE_S, ManagedProcess
 from matchlab.stack.spec import Endpoints, Topology
-from matchlab.stack.state import ServiceRecord, StackRecord, probe_from_dict, write_state
+from matchlab.stack.state import UP_PID_FILE, ServiceRecord, StackRecord, probe_from_dict, write_state
 from matchlab.waiting import wait_until
 
 RESTART_READY_TIMEOUT_S = 60.0
@@ -59,7 +58,7 @@ class RecordedStack:
         self.record = record
         self.name = record.backend
         self.reports_dir = reports_dir
-        self.registry = PidRegistry(reports_dir / PID_FILE)
+        self.registry = PidRegistry(reports_dir / UP_PID_FILE)
 
     # -- the Backend protocol ------------------------------------------------
 

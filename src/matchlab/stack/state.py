@@ -19,6 +19,9 @@ from matchlab.stack.probes import HttpProbe, PortProbe, Probe
 from matchlab.stack.spec import Endpoints, Topology
 
 STATE_FILE = "stack.json"
+# `up` records its PIDs apart from the test runs' registry (stack-pids.json): a test run reaps only
+# its own leftovers, never a stack left running on purpose, and `down` only what `up` started.
+UP_PID_FILE = "up-pids.json"
 
 
 def probe_to_dict(probe: Probe) -> dict:
