@@ -145,6 +145,7 @@ def test_options_work_with_a_space_before_an_existing_folder_and_from_any_direct
     run = pytest_run([*select, "--reports-dir", str(reports)], cwd=ROOT)
     assert run.returncode == 0 and "2 passed" in run.stdout, run.stdout[-3000:] + run.stderr
     assert list(reports.glob("run-*/multi/logs/me-shard-a.log"))
+    assert "rootdir: " in run.stdout and "PytestUnknownMarkWarning" not in run.stdout  # the plugin's markers
 
     away = pytest_run([str(ROOT / "experiments" / "test_smoke.py"), *select, "--profile", "quick",
                        "--reports-dir", str(reports)], cwd=tmp_path)
