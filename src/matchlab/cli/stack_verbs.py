@@ -37,7 +37,7 @@ from matchlab.stack.state import (
 def recorded(reports_dir: Path) -> RecordedStack:
     record = read_state(reports_dir)
     if record is None:
-        raise ProcessError(f"no stack is up (no {state_path(reports_dir)}): start one with `matchlab up`")
+        raise ProcessError(f"no stack is up (no {shown(state_path(reports_dir))}): start one with `matchlab up`")
     return RecordedStack(record, reports_dir)
 
 
@@ -150,6 +150,11 @@ def service_state(proc: psutil.Process | None, probe) -> str:
 def status(args: argparse.Namespace) -> int:
     stack = recorded(args.reports_dir)
     record = stack.record
+    if not record.alive():
+        raise ProcessError(
+            f"the stack recorded in {shown(state_path(args.reports_dir))} no longer runs (a stale record): "
+            "`matchlab down` clears it, `matchlab up` starts a new one"
+        )
     print(f"{record.topology.value} stack on {record.backend} (logs: {shown(Path(record.run_dir) / 'logs')})")
     healthy = True
     for svc in record.services:

@@ -124,7 +124,8 @@ class RecordedStack:
     def running(self, name: str) -> psutil.Process:
         proc = self.service(name).process()
         if proc is None:
-            raise ProcessError(f"{name} is not running (start it with `matchlab restart {name}`)")
+            again = "`matchlab down`, then `matchlab up`" if name in NOT_RESTARTABLE else f"`matchlab restart {name}`"
+            raise ProcessError(f"{name} is not running (start it again with {again})")
         return proc
 
     @staticmethod
