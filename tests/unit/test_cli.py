@@ -46,6 +46,16 @@ def test_report_notes_a_status_that_todays_rules_decide_differently(tmp_path: Pa
     assert "note: ASR 1 was FAIL when the run ended; today's rules say PASS" in capsys.readouterr().out
 
 
+def test_report_shows_results_of_another_verdict_format_as_stored(tmp_path: Path, capsys):
+    doc = {"backend": "local", "profile": "quick", "asr": [{"asr": "ASR 1", "status": "PASS", "reason": "all pass"}],
+           "criteria": [{"criterion": {"id": "A2.p99", "asr": "ASR 1", "experiment": "A2", "name": "p99"},
+                         "status": "PASS", "observed_text": "9.22 ms", "query": "q"}]}
+    (tmp_path / "results.json").write_text(json.dumps(doc))
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "ASR 1: PASS (all pass)\n[PASS] A2 p99 | observed 9.22 ms | query: q\nnote: shown as stored" in out
+
+
 def test_report_of_a_folder_without_results_is_one_line(tmp_path: Path, capsys):
     assert main(["report", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
