@@ -24,6 +24,7 @@ from matchlab.stack.process import ManagedProcess
 from matchlab.stack.prometheus import PrometheusServer, find_binary
 from matchlab.stack.prometheus_config import render_config
 from matchlab.stack.spec import Endpoints, Role, ServiceSpec, Topology, app_services
+from matchlab.stack.state import ServiceRecord, probe_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,8 @@ PID_FILE = "stack-pids.json"
 class LocalBackend:
     name = "local"
 
-    def __init__(self, reports_dir: Path) -> None:
-        self.registry = PidRegistry(reports_dir / PID_FILE)
+    def __init__(self, reports_dir: Path, pid_file: str = PID_FILE) -> None:
+        self.registry = PidRegistry(reports_dir / pid_file)
         self._stack = ExitStack()
         self._apps: dict[str, tuple[ManagedProcess, str]] = {}  # name -> (process, health URL)
         self.broker: TansuBroker | None = None
@@ -178,6 +179,25 @@ class LocalBackend:
                 procs[name] = svc.process
         return procs
 
+    def service_records(self) -> list[ServiceRecord]:
+        """Each running service, in start order, as a record another process can operate."""
+        services = []
+        if self.broker is not None:
+            services.append((self.broker.process, self.broker.probe(), self.broker.bootstrap))
+        for proc, health in self._apps.values():
+            services.append((proc, HttpProbe(health), health.removesuffix("/health")))
+        for svc in (self.prometheus, self.grafana):
+            if svc is not None:
+                services.append((svc.process, svc.probe(), svc.url))
+        return [
+            ServiceRecord(
+                name=p.name, pid=p.pid, argv=p.argv, log=str(p.log_path), probe=probe_to_dict(probe),
+                endpoint=endpoint, env=p.env, cwd=str(p.cwd) if p.cwd else None,
+            )
+            for p, probe, endpoint in services
+            if p.running()
+        ]
+
     def log_tails(self) -> dict[str, str]:
         return {name: p.log_tail() for name, p in self.processes().items()}
 
@@ -185,4 +205,6 @@ class LocalBackend:
         facts = {"backend": "local (processes on 127.0.0.1)", "cold start": f"{self.cold_start_s:.1f} s"}
         if self.grafana is None:
             facts["grafana"] = f"absent ({self.grafana_absent_reason})"
+        else:
+            facts["grafana login"] = f"admin / {self.grafana.admin_password}"
         return facts

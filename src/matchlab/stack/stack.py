@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -49,7 +50,7 @@ class Stack:
 
     def stop(self) -> None:
         if self.keep and self._endpoints is not None:
-            log.warning("--keep-stack: leaving the %s stack running: %s", self.topology.value, self._endpoints)
+            log.warning("leaving the %s stack running: %s", self.topology.value, self._endpoints)
             return
         self.backend.stop()
         self._endpoints = None
@@ -57,7 +58,7 @@ class Stack:
             self._prom.close()
             self._prom = None
 
-    def __enter__(self) -> Stack:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:

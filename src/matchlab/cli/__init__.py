@@ -1,0 +1,1 @@
+"""The `matchlab` command: operate the stack by hand (up, status, down, faults, orders, books, reports)."""

@@ -1,0 +1,225 @@
+"""``up``, ``status``, ``down``, ``broker pause|resume``, ``kill``, ``restart``: the stack by hand.
+
+``up`` starts the stack with the same ``LocalBackend`` the pytest fixtures
+use; every process runs in its own session, so it outlives this command.
+The record it writes (``stack.json``) is how the other verbs find it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from matchlab.errors import ProcessError, UsageError
+from matchlab.stack.local import LocalBackend
+from matchlab.stack.pidfile import PidRegistry
+from matchlab.stack.probes import PROBE_TIMEOUT_S
+from matchlab.stack.recorded import RecordedStack
+from matchlab.stack.spec import Endpoints, Topology
+from matchlab.stack.stack import Stack
+from matchlab.stack.state import (
+    UP_PID_FILE,
+    StackRecord,
+    probe_from_dict,
+    read_state,
+    remove_state,
+    state_path,
+    write_state,
+)
+
+
+def recorded(reports_dir: Path) -> RecordedStack:
+    record = read_state(reports_dir)
+    if record is None:
+        raise ProcessError(f"no stack is up (no {shown(state_path(reports_dir))}): start one with `matchlab up`")
+    return RecordedStack(record, reports_dir)
+
+
+def log_tails(reports_dir: Path) -> dict[str, str]:
+    record = read_state(reports_dir)
+    return RecordedStack(record, reports_dir).log_tails() if record is not None else {}
+
+
+def shown(path: Path) -> Path:
+    """Relative to the working directory when inside it: shorter, and what the user typed."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def endpoint_lines(endpoints: Endpoints, facts: dict[str, str]) -> list[str]:
+    rows = []
+    if endpoints.gateway:
+        rows.append(("gateway", f"{endpoints.gateway}  (metrics {endpoints.gateway_metrics})"))
+    for shard, url in endpoints.shards.items():
+        rows.append((f"shard {shard}", f"{url}  (metrics {endpoints.shard_metrics[shard]})"))
+    rows.append(("broker", endpoints.broker))
+    rows.append(("prometheus", endpoints.prometheus))
+    grafana = endpoints.grafana
+    rows.append(("grafana", f"{grafana}  (login {facts['grafana login']})" if grafana else facts.get("grafana", "absent")))
+    return [f"  {name:<11} {where}" for name, where in rows]
+
+
+# -- up / status / down ---------------------------------------------------------
+
+
+def up(args: argparse.Namespace) -> int:
+    if args.backend != "local":
+        raise UsageError(
+            f"`matchlab up --backend {args.backend}` is not supported yet; use "
+            f"`pytest experiments/test_smoke.py --backend {args.backend} --keep-stack` for a cluster"
+        )
+    topology = Topology(args.topology)
+    existing = read_state(args.reports_dir)
+    if existing is not None:
+        if _already_up(existing, topology, args.reports_dir):
+            return 0
+        remove_state(args.reports_dir)  # nothing of it runs any more: a stale record
+        print(f"forgot a stale record: no process of the {existing.topology.value} stack in it still runs")
+    backend = LocalBackend(args.reports_dir, UP_PID_FILE)
+    run_dir = args.reports_dir / time.strftime("up-%Y%m%d-%H%M%S") / topology.value
+    stack = Stack(backend, topology, run_dir).start()
+    facts = {**backend.facts(), "profile": args.profile}
+    record = StackRecord("local", topology, str(run_dir), stack.endpoints, backend.service_records(), facts)
+    path = write_state(args.reports_dir, record)
+    print(f"{topology.value} stack up in {stack.cold_start_s:.1f} s (logs: {shown(run_dir / 'logs')})")
+    print("\n".join(endpoint_lines(stack.endpoints, facts)))
+    print(f"endpoints written to {shown(path)}")
+    if not args.foreground:
+        return 0
+    _wait_for_interrupt(args.reports_dir)
+    stack.stop()
+    remove_state(args.reports_dir)
+    print("stack stopped")
+    return 0
+
+
+def _already_up(record: StackRecord, topology: Topology, reports_dir: Path) -> bool:
+    """True when the recorded stack runs whole; raises when part of it runs; False when none does."""
+    alive = record.alive()
+    if not alive:
+        return False
+    if len(alive) < len(record.services):
+        down = [s.name for s in record.services if s not in alive]
+        raise ProcessError(
+            f"the stack in {state_path(reports_dir)} is partly down ({', '.join(down)} not running): "
+            f"`matchlab restart {down[0]}`, or `matchlab down` then `matchlab up`"
+        )
+    if record.topology is not topology:
+        raise ProcessError(f"a {record.topology.value} stack is already up: `matchlab down` first")
+    print(f"already up: the {record.topology.value} stack of {record.run_dir}")
+    print("\n".join(endpoint_lines(record.endpoints, record.facts)))
+    return True
+
+
+def _wait_for_interrupt(reports_dir: Path) -> None:
+    """Block until Ctrl-C or SIGTERM (SIGINT handled explicitly: a background shell may have ignored it),
+    or until `matchlab down` elsewhere removed the record."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    print("running in the foreground; Ctrl-C stops it", flush=True)
+    try:
+        while not stop.wait(1.0) and state_path(reports_dir).exists():
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def service_state(proc: psutil.Process | None, probe) -> str:
+    if proc is None:
+        return "not running"
+    try:
+        if proc.status() == psutil.STATUS_STOPPED:
+            return "paused"
+    except psutil.Error:
+        return "not running"
+    try:
+        return "healthy" if probe.check() else "unhealthy"
+    except (OSError, http.client.HTTPException) as exc:  # refused, timed out, an error status, garbled
+        return f"unhealthy ({type(exc).__name__}, probe timeout {PROBE_TIMEOUT_S:g} s)"
+
+
+def status(args: argparse.Namespace) -> int:
+    stack = recorded(args.reports_dir)
+    record = stack.record
+    if not record.alive():
+        raise ProcessError(
+            f"the stack recorded in {shown(state_path(args.reports_dir))} no longer runs (a stale record): "
+            "`matchlab down` clears it, `matchlab up` starts a new one"
+        )
+    print(f"{record.topology.value} stack on {record.backend} (logs: {shown(Path(record.run_dir) / 'logs')})")
+    healthy = True
+    for svc in record.services:
+        proc = svc.process()
+        state = service_state(proc, probe_from_dict(svc.probe))
+        healthy &= state == "healthy"
+        pid = str(proc.pid) if proc else "-"
+        print(f"  {svc.name:<13} {pid:>7}  {state:<11} {svc.endpoint}")
+    grafana = record.facts.get("grafana")
+    if grafana:
+        print(f"  grafana: {grafana}")
+    return 0 if healthy else 1
+
+
+def down(args: argparse.Namespace) -> int:
+    stopped: list[str] = []
+    record = read_state(args.reports_dir)
+    if record is not None:
+        stopped = RecordedStack(record, args.reports_dir).tear_down()
+        remove_state(args.reports_dir)
+    # What an interrupted `up` started before it could write stack.json.
+    reaped = PidRegistry(args.reports_dir / UP_PID_FILE).reap()
+    for line in stopped:
+        print(f"stopped {line}")
+    for pid in reaped:
+        print(f"reaped leftover PID {pid}")
+    if not stopped and not reaped:
+        print("nothing to tear down")
+    return 0
+
+
+# -- fault actions -------------------------------------------------------------
+
+
+def broker(args: argparse.Namespace) -> int:
+    stack = recorded(args.reports_dir)
+    proc = stack.running("broker")
+    paused = proc.status() == psutil.STATUS_STOPPED
+    if args.action == "pause":
+        if paused:
+            print(f"broker already paused (PID {proc.pid})")
+        else:
+            stack.pause_broker()
+            print(f"broker paused (PID {proc.pid}): shards keep accepting orders; their events wait")
+    elif not paused:
+        print(f"broker already running (PID {proc.pid})")
+    else:
+        stack.resume_broker()
+        print(f"broker resumed (PID {proc.pid})")
+    return 0
+
+
+def kill(args: argparse.Namespace) -> int:
+    stack = recorded(args.reports_dir)
+    proc = stack.service(args.service).process()
+    if proc is None:
+        print(f"{args.service} is not running")
+        return 0
+    stack.kill_service(args.service)
+    print(f"killed {args.service} (PID {proc.pid})")
+    return 0
+
+
+def restart(args: argparse.Namespace) -> int:
+    stack = recorded(args.reports_dir)
+    pid = stack.restart_service(args.service)
+    print(f"restarted {args.service} (PID {pid}), ready")
+    return 0

@@ -1,0 +1,1 @@
+"""The pytest layer over matchlab.stack: command-line options and session stack fixtures."""

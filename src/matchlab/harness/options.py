@@ -1,0 +1,75 @@
+"""Command-line options, validated once in pytest_configure (bad combinations: UsageError)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+class Profile(enum.Enum):
+    QUICK = "quick"
+    FULL = "full"
+
+
+BACKENDS = ("local", "k3d", "k8s")
+
+
+@dataclass(frozen=True)
+class HarnessOptions:
+    backend: str
+    profile: Profile
+    keep_stack: bool
+    reports_dir: Path
+    kube_context: str | None
+    image_registry: str | None
+    plan: bool
+    reuse_stack: bool = False
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("matchlab", "matching-engine experiment harness")
+    group.addoption("--backend", choices=BACKENDS, default="local",
+                    help="where the stack runs: local processes (default), a k3d cluster, an existing cluster (k8s)")
+    group.addoption("--profile", choices=[p.value for p in Profile], default=Profile.FULL.value,
+                    help="full: DESIGN.md durations (default); quick: shortened, both ASR suites within ~10 min")
+    group.addoption("--keep-stack", action="store_true", help="leave the stack running after the session")
+    group.addoption("--reuse-stack", action="store_true",
+                    help="run against the stack `matchlab up` left in --reports-dir when its topology and backend "
+                         "match (and leave it running); otherwise start one as usual")
+    group.addoption("--reports-dir", default="reports", help="where run folders (logs, results, charts) go")
+    group.addoption("--kube-context", default=None, help="with --backend k8s: the kubeconfig context to use")
+    group.addoption("--image-registry", default=None, help="with --backend k8s: registry to push images to")
+    group.addoption("--plan", action="store_true", help="print every step the backend would take; run nothing")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    opts = HarnessOptions(
+        backend=config.getoption("--backend"),
+        profile=Profile(config.getoption("--profile")),
+        keep_stack=config.getoption("--keep-stack"),
+        reports_dir=Path(config.getoption("--reports-dir")).resolve(),
+        kube_context=config.getoption("--kube-context"),
+        image_registry=config.getoption("--image-registry"),
+        plan=config.getoption("--plan"),
+        reuse_stack=config.getoption("--reuse-stack"),
+    )
+    if opts.backend != "k8s" and (opts.kube_context or opts.image_registry):
+        raise pytest.UsageError("--kube-context and --image-registry only apply to --backend k8s")
+    if opts.backend == "k8s" and not (opts.kube_context and opts.image_registry):
+        raise pytest.UsageError(
+            "--backend k8s needs --kube-context NAME (the existing cluster) and --image-registry HOST/PATH "
+            "(where its nodes can pull the images from)"
+        )
+    if opts.plan and opts.backend == "local":
+        raise pytest.UsageError("--plan applies to the Kubernetes backends (k3d, k8s); the local backend has no plan")
+    config.stash[OPTIONS_KEY] = opts
+
+
+OPTIONS_KEY = pytest.StashKey[HarnessOptions]()
+
+
+def harness_options(config: pytest.Config) -> HarnessOptions:
+    return config.stash[OPTIONS_KEY]

@@ -1,0 +1,154 @@
+"""`matchlab` against real stacks, and the pytest plugin's options from anywhere (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from matchlab.stack.state import read_state
+from matchlab.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+MATCHLAB = str(Path(sys.executable).with_name("matchlab"))  # the console script of this environment
+CLI_TIMEOUT_S = 120
+
+
+def matchlab(reports: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([MATCHLAB, *args, "--reports-dir", str(reports)],
+                          check=False, capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
+
+
+def pytest_run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+                          cwd=cwd, check=False, capture_output=True, text=True, timeout=300)
+
+
+def registry(reports: Path) -> dict:
+    try:
+        return json.loads((reports / "up-pids.json").read_text())
+    except OSError:
+        return {}
+
+
+def gone(pids) -> bool:
+    def dead(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    return all(dead(int(p)) for p in pids)
+
+
+@pytest.fixture
+def reports(tmp_path: Path):
+    path = tmp_path / "reports"
+    yield path
+    matchlab(path, "down")  # whatever a test left, stopped by recorded PID
+
+
+def stats(shard_url: str) -> dict:
+    return httpx.get(f"{shard_url}/admin/stats", timeout=5).json()
+
+
+def test_up_status_order_book_broker_pause_down(reports: Path):
+    up = matchlab(reports, "up", "--topology", "single")
+    assert up.returncode == 0, up.stderr
+    record = read_state(reports)
+    pids = [s.pid for s in record.services]
+    assert "shard a" in up.stdout and record.endpoints.prometheus in up.stdout
+
+    status = matchlab(reports, "status")
+    assert status.returncode == 0, status.stdout
+    for svc in record.services:
+        assert f"{svc.name}" in status.stdout and "not running" not in status.stdout
+    assert status.stdout.count(" healthy ") == len(record.services) == 3  # broker, shard a, prometheus
+
+    order = matchlab(reports, "order", "TEST-ASSET-A", "BUY", "LIMIT", "7", "12345")
+    assert order.returncode == 0 and order.stdout.startswith("ACCEPTED cli-"), order.stderr
+    wait_until(lambda: "BID       12345         7  (1 order)" in matchlab(reports, "book", "TEST-ASSET-A").stdout,
+               10, "the order in the book")
+
+    shard = record.endpoints.shards["a"]
+    wait_until(lambda: stats(shard)["eventsPending"] == 0, 15, "events delivered before the pause")
+    assert matchlab(reports, "broker", "pause").returncode == 0
+    crossing = matchlab(reports, "order", "TEST-ASSET-A", "SELL", "LIMIT", "7", "12345")
+    assert crossing.stdout.startswith("ACCEPTED"), crossing.stderr  # acknowledged with the broker frozen
+    wait_until(lambda: stats(shard)["matches"] == 1, 10, "the crossing order to match")
+    assert stats(shard)["eventsPending"] >= 2  # ORDER_PLACED and MATCH_EXECUTED wait for the broker
+    assert " paused " in matchlab(reports, "status").stdout
+    assert matchlab(reports, "broker", "resume").returncode == 0
+    wait_until(lambda: stats(shard)["eventsPending"] == 0, 30, "the waiting events to be delivered")
+
+    down = matchlab(reports, "down")
+    assert down.returncode == 0 and down.stdout.count("stopped ") == 3, down.stdout
+    assert gone(pids) and read_state(reports) is None and registry(reports) == {}
+    assert matchlab(reports, "down").stdout.strip() == "nothing to tear down"
+
+
+def test_up_twice_does_not_start_a_second_stack(reports: Path):
+    assert matchlab(reports, "up", "--topology", "single").returncode == 0
+    first = read_state(reports)
+    again = matchlab(reports, "up", "--topology", "single")
+    assert again.returncode == 0 and again.stdout.startswith("already up"), again.stdout
+    assert [s.pid for s in read_state(reports).services] == [s.pid for s in first.services]
+    assert len(list(reports.glob("up-*/single"))) == 1
+    other = matchlab(reports, "up", "--topology", "multi")
+    assert other.returncode == 1 and "a single stack is already up" in other.stderr
+
+
+def test_down_after_a_crashed_up_reaps_its_leftovers(reports: Path):
+    up = subprocess.Popen([MATCHLAB, "up", "--topology", "single", "--reports-dir", str(reports)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: len(registry(reports)) >= 2, 60, "broker and shard to be started")
+        up.send_signal(signal.SIGKILL)  # mid-start: no stack.json yet, processes left behind
+        up.wait(10)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert read_state(reports) is None, "up finished before it could be crashed"
+    leftovers = list(registry(reports))
+    assert not gone(leftovers)
+    down = matchlab(reports, "down")
+    assert down.returncode == 0 and "reaped leftover PID" in down.stdout, down.stdout
+    assert wait_until(lambda: gone(leftovers), 10, "the leftovers to exit")
+
+
+def test_pytest_reuse_stack_runs_the_smoke_tests_against_an_up_stack(reports: Path):
+    assert matchlab(reports, "up").returncode == 0
+    before = registry(reports)
+    run = pytest_run(["-m", "smoke", "-k", "healthy or accepted or routes", "--reuse-stack",
+                      "--reports-dir", str(reports)], cwd=ROOT)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "multi stack: reused the stack `matchlab up` left running" in run.stdout
+    assert "4 passed" in run.stdout and "cold start" not in run.stdout  # no stack of its own
+    assert registry(reports) == before  # the same processes serve
+    assert not list(reports.glob("run-*/*/logs"))  # and pytest started none of its own
+    assert matchlab(reports, "status").returncode == 0  # left running
+
+
+def test_options_work_with_a_space_before_an_existing_folder_and_from_any_directory(tmp_path: Path):
+    reports = tmp_path / "elsewhere"
+    reports.mkdir()  # an existing folder is what pytest would take for its rootdir
+    select = ["-m", "smoke", "-k", "every_service_is_healthy or an_order_is_accepted"]
+    in_repo = set((ROOT / "reports").glob("run-*"))
+    run = pytest_run([*select, "--reports-dir", str(reports)], cwd=ROOT)
+    assert run.returncode == 0 and "2 passed" in run.stdout, run.stdout[-3000:] + run.stderr
+    assert list(reports.glob("run-*/multi/logs/me-shard-a.log"))
+    assert "rootdir: " in run.stdout and "PytestUnknownMarkWarning" not in run.stdout  # the plugin's markers
+
+    away = pytest_run([str(ROOT / "experiments" / "test_smoke.py"), *select, "--profile", "quick",
+                       "--reports-dir", str(reports)], cwd=tmp_path)
+    assert away.returncode == 0 and "2 passed" in away.stdout, away.stdout[-3000:] + away.stderr
+    assert len(list(reports.glob("run-*/multi"))) == 2
+    assert set((ROOT / "reports").glob("run-*")) == in_repo
