@@ -20,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from matchlab.admin_auth import ADMIN_TOKEN_ENV, new_token
 from matchlab.loadgen.flow import OrderFlow
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.runner import run_load
@@ -32,6 +33,7 @@ from matchlab.stack.probes import HttpProbe, free_port
 from matchlab.stack.process import ManagedProcess
 
 RATES = (17, 170, 1700)
+TOKEN = new_token()  # the shard's admin token, for seeding
 
 
 def start_shard(workdir: Path, bootstrap: str, fsync: bool, tag: str) -> tuple[ManagedProcess, str, str]:
@@ -43,13 +45,14 @@ def start_shard(workdir: Path, bootstrap: str, fsync: bool, tag: str) -> tuple[M
         "WAL_PATH": str(workdir / f"wal-{tag}.log"),
         "KAFKA_BOOTSTRAP": bootstrap,
         "WAL_FSYNC": "true" if fsync else "false",
+        ADMIN_TOKEN_ENV: TOKEN,
     }
     proc = ManagedProcess(f"shard-{tag}", [sys.executable, "-m", "matchlab.shard"], workdir / f"shard-{tag}.log", env)
     proc.start()
     url = f"http://127.0.0.1:{http}"
     try:
         proc.wait_ready(HttpProbe(f"{url}/health"), 20)
-        seed_books({"a": url}, SHARD_SYMBOLS, 500, 50)
+        seed_books({"a": url}, SHARD_SYMBOLS, 500, 50, token=TOKEN)
     except BaseException:
         proc.stop()
         raise

@@ -76,7 +76,7 @@ class ExperimentRunner:
         for shard in shards:
             self.stack.reset_shard(shard)
         seeded = seed_books({s: self.stack.endpoints.shards[s] for s in shards}, SHARD_SYMBOLS, count, levels,
-                            per_shard=per_shard)
+                            token=self.stack.endpoints.admin_token, per_shard=per_shard)
         detail = ", ".join(f"{s}: {(per_shard or {}).get(s, (count, levels))[0]}/{(per_shard or {}).get(s, (count, levels))[1]}"
                            for s in shards)
         return f"{sum(seeded.values())} resting orders ({detail} per symbol)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from matchlab.admin_auth import bearer
 from matchlab.loadgen.targets import SHARD_SYMBOLS
 
 APP_HTTP_PORT = 8080  # in-cluster ports (DESIGN.md §2); the local backend picks free ones
@@ -87,7 +88,14 @@ class Endpoints:
     prometheus: str
     broker: str  # bootstrap servers
     grafana: str | None = None
+    # The stack's admin token (matchlab.admin_auth): the harness' own control calls send it.
+    # Kept out of repr, which --keep-stack logs.
+    admin_token: str = field(default="", repr=False)
 
     @property
     def remote_write(self) -> str:
         return f"{self.prometheus}/api/v1/write"
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return bearer(self.admin_token)
