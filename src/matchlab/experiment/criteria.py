@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from matchlab.experiment.profiles import ProfileSettings
 from matchlab.experiment.record import ExperimentRecord, PhaseRecord
+from matchlab.loadgen.run_label import run_matcher
 from matchlab.observe.promql import PromClient
 from matchlab.observe.verdicts import (
     QUANTILE_Z,
@@ -139,7 +140,7 @@ def measured_window(phase: PhaseRecord, profile: ProfileSettings) -> tuple[float
 
 def error_rate(prom: PromClient, run_id: str, exp: ExperimentRecord, criterion: Criterion) -> Verdict:
     """Errors and dropped requests over all requests, from the client's remote-written counters."""
-    sel = f'run="{run_id}",experiment="{exp.id}"'
+    sel = f'{run_matcher(run_id)},experiment="{exp.id}"'
     seconds = round(exp.end - exp.start + 2 * SCRAPE_S)
     at = exp.end + SCRAPE_S
     total_q = f"sum(max_over_time(loadgen_requests_total{{{sel}}}[{seconds}s]))"

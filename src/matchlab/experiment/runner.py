@@ -21,6 +21,7 @@ from matchlab.loadgen.flow import STATIONARY, OrderFlow, OrderMix
 from matchlab.loadgen.match_rate import AdaptiveRateProfile, MatchRateController
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.remote_write import RemoteWriteExporter
+from matchlab.loadgen.run_label import run_label
 from matchlab.loadgen.runner import RequestSource, run_load
 from matchlab.loadgen.seeding import seed_books
 from matchlab.loadgen.targets import SHARD_SYMBOLS, direct_targets, flow_source, gateway_targets
@@ -122,7 +123,8 @@ class ExperimentRunner:
     ) -> PhaseRecord:
         """Run one load phase; ``events`` are (offset_s, action) fired during it (e.g. broker pause)."""
         exporter = RemoteWriteExporter(
-            self.stack.endpoints.remote_write, {"run": self.run_id, "experiment": experiment.id, "phase": phase}
+            self.stack.endpoints.remote_write,
+            {"run": run_label(self.run_id), "experiment": experiment.id, "phase": phase},
         )
         timers = [threading.Timer(at, action) for at, action in events]
         label = f"{experiment.id}/{phase}" if phase != experiment.id else experiment.id
