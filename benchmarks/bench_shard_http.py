@@ -66,7 +66,7 @@ def fixed_rate(url: str, metrics_url: str, rate: float, seconds: float, seed: in
     after = scrape(metrics_url)
     match = bucket_delta(histogram_buckets(after, "me_match_duration_seconds"), histogram_buckets(before, "me_match_duration_seconds"))
     wal = bucket_delta(histogram_buckets(after, "me_wal_append_duration_seconds"), histogram_buckets(before, "me_wal_append_duration_seconds"))
-    ms = lambda q, b: histogram_quantile(q, b) * 1000  # noqa: E731
+    ms = lambda q, b: histogram_quantile(q, b) * 1000
     return (
         f"{rate:>6} orders/s: match p50 {ms(0.5, match):6.3f} ms p99 {ms(0.99, match):6.3f} ms | "
         f"wal append p99 {ms(0.99, wal):6.3f} ms | client ACK p50 {result.latency_ms['p50']:6.3f} "

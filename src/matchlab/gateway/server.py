@@ -13,7 +13,6 @@ shard exhausts only its own pool and never delays orders for the others.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from time import perf_counter
 
@@ -79,7 +78,7 @@ class GatewayServer:
             async with self._session(shard).post(url, data=body, headers=headers, **extra) as resp:
                 payload = await resp.read()
                 reply = web.Response(status=resp.status, body=payload, content_type=resp.content_type)
-        except asyncio.TimeoutError:
+        except TimeoutError:  # asyncio.TimeoutError is this since 3.11
             self.metrics.routing["timeout"].inc()
             reply = rejection(504, f"shard {shard!r} did not answer within {REQUEST_TIMEOUT_S:g}s")
         except aiohttp.ClientError as exc:

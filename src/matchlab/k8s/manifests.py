@@ -23,8 +23,8 @@ through an authenticated ``kubectl port-forward``, which no policy sees).
 from __future__ import annotations
 
 import argparse
-import sys
 import ipaddress
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -57,7 +58,7 @@ class Stack:
             self._prom.close()
             self._prom = None
 
-    def __enter__(self) -> Stack:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:
