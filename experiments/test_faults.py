@@ -92,7 +92,8 @@ def test_kill_9_a_shard_under_gateway_load(multi_stack: Stack):
     seed_books({s: ep.shards[s] for s in "ac"}, SHARD_SYMBOLS, 100, 10, token=ep.admin_token)
     symbol = "TEST-ASSET-F"  # shard b: one client, one order at a time, so arrival order is known
     b_seed = seed_orders(symbol, 100, 10)
-    assert httpx.post(f"{ep.shards['b']}/seed", json={"orders": b_seed}, headers=ep.admin_headers).json() == {"seeded": 100}
+    seeded = httpx.post(f"{ep.shards['b']}/seed", json={"orders": b_seed}, headers=ep.admin_headers)
+    assert seeded.json() == {"seeded": 100}
 
     acked: list[dict] = []
     first_refused: list[tuple[int, dict]] = []  # (position in acked, order) of the first 502

@@ -209,7 +209,8 @@ class KubernetesBackend:
         except (ValueError, KeyError):
             nodes = []  # plan, or no answer: k3d's defaults
         cidrs = [c for n in nodes for c in n.get("spec", {}).get("podCIDRs", [])]
-        ips = [a["address"] for n in nodes for a in n.get("status", {}).get("addresses", []) if a["type"] == "InternalIP"]
+        ips = [a["address"] for n in nodes for a in n.get("status", {}).get("addresses", [])
+               if a["type"] == "InternalIP"]
         return m.node_sources(cidrs, ips) if cidrs or ips else m.K3D_NODE_SOURCES
 
     def install_charts(self) -> None:

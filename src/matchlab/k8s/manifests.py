@@ -231,7 +231,8 @@ def topics_job() -> dict:
         "metadata": {"name": "create-topics", "namespace": APP_NAMESPACE, "labels": {"app": "redpanda"}},
         "spec": {
             "backoffLimit": 10,
-            "template": {"metadata": {"labels": TOPICS_JOB_LABELS}, "spec": {"restartPolicy": "OnFailure", "containers": [{
+            "template": {"metadata": {"labels": TOPICS_JOB_LABELS},
+                         "spec": {"restartPolicy": "OnFailure", "containers": [{
                 "name": "rpk", "image": REDPANDA_IMAGE, "command": ["/bin/bash", "-c", script],
                 "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
             }]}},
@@ -309,7 +310,8 @@ def network_policies(sources: Sequence[str] = K3D_NODE_SOURCES) -> list[dict]:
         _policy("default-deny-ingress", mon, {}, []),
         # The remote-write receiver (and the chart's in-pod config reloader's lifecycle call) are reached
         # only from Grafana and through the harness' port-forward, which enters the pod directly.
-        _policy("prometheus-server", mon, PROMETHEUS_SERVER_LABELS, [([_peer_pods(GRAFANA_LABELS)], [PROMETHEUS_PORT])]),
+        _policy("prometheus-server", mon, PROMETHEUS_SERVER_LABELS,
+                [([_peer_pods(GRAFANA_LABELS)], [PROMETHEUS_PORT])]),
         _policy("grafana", mon, GRAFANA_LABELS, [(harness, [GRAFANA_PORT])]),
     ]
 

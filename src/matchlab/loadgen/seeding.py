@@ -23,7 +23,7 @@ SEED_TIMEOUT_S = 60.0
 def post_seed(url: str, orders: list[dict], token: str | None, client: httpx.Client | None = None) -> int:
     """POST ``orders`` to a seed URL in chunks; return how many the server seeded."""
     own = client is None
-    client = client or httpx.Client(timeout=SEED_TIMEOUT_S, headers=bearer(token))
+    client = client or httpx.Client(timeout=SEED_TIMEOUT_S)
     seeded = 0
     try:
         for i in range(0, len(orders), SEED_CHUNK):
