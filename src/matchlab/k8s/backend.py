@@ -26,6 +26,7 @@ existing cluster only the namespaces this run created are deleted.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import ipaddress
 import json
@@ -242,8 +243,20 @@ class KubernetesBackend:
             self.runner.note(f"keep running until the end: {' '.join(argv)}")
             return
         self._port_forward = ManagedProcess("prometheus-port-forward", argv, run_dir / "logs" / "port-forward.log")
+        # A client-side relay, not part of the stack: it ends with the harness even under --keep-stack
+        # (which skips stop()), so it is also stopped at interpreter exit.
+        atexit.register(self.close_prometheus)
         self._port_forward.start()
         self._port_forward.wait_ready(HttpProbe(f"{self.prometheus_url}/-/ready"), PORT_FORWARD_READY_S)
+
+    def close_prometheus(self) -> None:
+        if self._port_forward is not None:
+            self._port_forward.stop()
+            self._port_forward = None
+            if self.keep:
+                log.warning("--keep-stack: Prometheus has no host mapping; reach it with `kubectl %s port-forward -n %s "
+                            "%s 9090:%d`", " ".join(self.kube_args), m.MONITORING_NAMESPACE, PROMETHEUS_SERVICE,
+                            PROMETHEUS_SERVICE_PORT)
 
     def endpoints(self, topology: Topology) -> Endpoints:
         h, p = url_host(self.host()), m.HOST_PORTS
@@ -261,9 +274,7 @@ class KubernetesBackend:
 
     # operations ---------------------------------------------------------------------
     def stop(self) -> None:
-        if self._port_forward is not None and not self.keep:
-            self._port_forward.stop()
-            self._port_forward = None
+        self.close_prometheus()
         if self.keep:
             return
         for ns in reversed(self.created_namespaces):
