@@ -34,11 +34,13 @@ def mappings(create: list[str]) -> list[str]:
 
 def test_k3d_binds_every_mapping_to_loopback_by_default(tmp_path):
     backend = K3dBackend(plan=True)
-    ports = mappings(create_command(backend, tmp_path))
+    create = create_command(backend, tmp_path)
+    ports = mappings(create)
     assert len(ports) == len(m.HOST_PORTS) == len(m.NODE_PORTS)
     for mapping in ports:
         assert re.fullmatch(r"127\.0\.0\.1:\d+:3\d{4}@loadbalancer", mapping), mapping
     assert not any(p.split(":")[1] == "9090" for p in ports)  # Prometheus is not mapped at all
+    assert create[create.index("--api-port") + 1] == "127.0.0.1:random"  # nor is the Kubernetes API beyond loopback
     ep = backend.endpoints(Topology.MULTI)
     assert ep.gateway == "http://127.0.0.1:8080" and ep.grafana == "http://127.0.0.1:3000"
     assert ep.prometheus.startswith("http://127.0.0.1:")  # the port-forward
@@ -68,7 +70,7 @@ def test_expose_on_rejects_what_is_not_an_address():
 def test_a_reused_cluster_bound_elsewhere_is_refused(tmp_path, bound, refused):
     runner = RecordingRunner(answers={
         ("k3d", "cluster", "list"): f'[{{"name": "{CLUSTER}"}}]',
-        ("docker", "port"): f"30080/tcp -> {bound}:8080\n30300/tcp -> {bound}:3000\n",
+        ("docker", "port"): f"6443/tcp -> 127.0.0.1:41234\n30080/tcp -> {bound}:8080\n30300/tcp -> {bound}:3000\n",
     })
     backend = K3dBackend(runner=runner, plan=True)
     if refused:

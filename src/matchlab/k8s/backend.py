@@ -341,7 +341,9 @@ class K3dBackend(KubernetesBackend):
     def check_reused_mappings(self) -> None:
         """A reused cluster keeps the mappings it was created with: refuse ones bound elsewhere."""
         out = self.runner.run(["docker", "port", f"k3d-{CLUSTER}-serverlb"], check=False)
-        bound = {line.rsplit(" -> ", 1)[1].rsplit(":", 1)[0].strip("[]") for line in out.splitlines() if " -> " in line}
+        ours = {str(p) for p in m.NODE_PORTS.values()}
+        bound = {line.rsplit(" -> ", 1)[1].rsplit(":", 1)[0].strip("[]") for line in out.splitlines()
+                 if " -> " in line and line.split("/", 1)[0].strip() in ours}
         wrong = sorted(a for a in bound if a != self.expose_on)
         if wrong:
             raise UsageError(
@@ -364,7 +366,9 @@ class K3dBackend(KubernetesBackend):
         else:
             self.runner.note(f"port mappings bind {self.expose_on} only")
             ports = [arg for mapping in self.port_mappings() for arg in ("-p", mapping)]
+            # The Kubernetes API too: k3d would bind it on 0.0.0.0; only this machine's kubeconfig needs it.
             self.runner.run(["k3d", "cluster", "create", CLUSTER, "--servers", "1", "--agents", "3",
+                             "--api-port", f"{LOOPBACK}:random",
                              "--k3s-arg", "--disable=traefik@server:0", *ports, "--wait",
                              "--kubeconfig-update-default=false", "--kubeconfig-switch-context=false"])
             self.created_cluster = True
