@@ -22,7 +22,8 @@ test: setup
 	  rc=$$?; [ $$rc -le 1 ] || exit $$rc
 	$(PY) -m matchlab.experiment.check reports/asr-quick --asr "ASR 1" --asr "ASR 2"
 
-# One matching-engine shard in the foreground (Ctrl-C stops it), no broker.
+# One matching-engine shard in the foreground (Ctrl-C stops it), no broker. Its admin and seed
+# endpoints answer 401 unless ADMIN_TOKEN is exported (README: Security).
 shard: setup
 	mkdir -p data
 	KAFKA_BOOTSTRAP=$${KAFKA_BOOTSTRAP-} WAL_PATH=$${WAL_PATH:-data/wal-a.log} $(PY) -m matchlab.shard

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psutil
 
+from matchlab.admin_auth import ADMIN_TOKEN_ENV, new_token
 from matchlab.loadgen.flow import OrderFlow
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.runner import run_load
@@ -33,6 +34,7 @@ from matchlab.stack.broker import TansuBroker
 from matchlab.stack.probes import HttpProbe, free_port
 from matchlab.stack.process import ManagedProcess
 
+TOKEN = new_token()  # the services' admin token, for seeding
 
 def start(stack: ExitStack, name: str, module: str, env: dict, workdir: Path, port: int) -> ManagedProcess:
     proc = ManagedProcess(name, [sys.executable, "-m", module], workdir / f"{name}.log", env)
@@ -62,7 +64,7 @@ def main() -> None:
         for shard in "abc":
             http = free_port()
             env = {"SHARD_ID": shard, "HTTP_PORT": str(http), "METRICS_PORT": str(free_port()),
-                   "WAL_PATH": str(workdir / f"wal-{shard}.log"), "KAFKA_BOOTSTRAP": bootstrap}
+                   "WAL_PATH": str(workdir / f"wal-{shard}.log"), "KAFKA_BOOTSTRAP": bootstrap, ADMIN_TOKEN_ENV: TOKEN}
             start(stack, f"shard-{shard}", "matchlab.shard", env, workdir, http)
             shard_urls[shard] = f"http://127.0.0.1:{http}"
         gw_port = free_port()
@@ -70,7 +72,7 @@ def main() -> None:
                   "ME_SHARD_MAP": ",".join(f"{s}={u}" for s, u in shard_urls.items())}
         gateway = start(stack, "gateway", "matchlab.gateway", gw_env, workdir, gw_port)
         gw_url = f"http://127.0.0.1:{gw_port}"
-        seed_books(shard_urls, SHARD_SYMBOLS, 500, 50)
+        seed_books(shard_urls, SHARD_SYMBOLS, 500, 50, token=TOKEN)
         print(f"gateway benchmark, {os.cpu_count()} cores, events {'off' if args.no_events else 'on'}")
 
         profile = LoadProfile.constant(args.rate, args.seconds)

@@ -20,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from matchlab.admin_auth import ADMIN_TOKEN_ENV, new_token
 from matchlab.loadgen.flow import OrderFlow
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.runner import run_load
@@ -32,6 +33,7 @@ from matchlab.stack.probes import HttpProbe, free_port
 from matchlab.stack.process import ManagedProcess
 
 RATES = (17, 170, 1700)
+TOKEN = new_token()  # the shard's admin token, for seeding
 
 
 def start_shard(workdir: Path, bootstrap: str, fsync: bool, tag: str) -> tuple[ManagedProcess, str, str]:
@@ -43,13 +45,14 @@ def start_shard(workdir: Path, bootstrap: str, fsync: bool, tag: str) -> tuple[M
         "WAL_PATH": str(workdir / f"wal-{tag}.log"),
         "KAFKA_BOOTSTRAP": bootstrap,
         "WAL_FSYNC": "true" if fsync else "false",
+        ADMIN_TOKEN_ENV: TOKEN,
     }
     proc = ManagedProcess(f"shard-{tag}", [sys.executable, "-m", "matchlab.shard"], workdir / f"shard-{tag}.log", env)
     proc.start()
     url = f"http://127.0.0.1:{http}"
     try:
         proc.wait_ready(HttpProbe(f"{url}/health"), 20)
-        seed_books({"a": url}, SHARD_SYMBOLS, 500, 50)
+        seed_books({"a": url}, SHARD_SYMBOLS, 500, 50, token=TOKEN)
     except BaseException:
         proc.stop()
         raise
@@ -63,7 +66,7 @@ def fixed_rate(url: str, metrics_url: str, rate: float, seconds: float, seed: in
     after = scrape(metrics_url)
     match = bucket_delta(histogram_buckets(after, "me_match_duration_seconds"), histogram_buckets(before, "me_match_duration_seconds"))
     wal = bucket_delta(histogram_buckets(after, "me_wal_append_duration_seconds"), histogram_buckets(before, "me_wal_append_duration_seconds"))
-    ms = lambda q, b: histogram_quantile(q, b) * 1000  # noqa: E731
+    ms = lambda q, b: histogram_quantile(q, b) * 1000
     return (
         f"{rate:>6} orders/s: match p50 {ms(0.5, match):6.3f} ms p99 {ms(0.99, match):6.3f} ms | "
         f"wal append p99 {ms(0.99, wal):6.3f} ms | client ACK p50 {result.latency_ms['p50']:6.3f} "

@@ -7,6 +7,7 @@ through Prometheus after a scrape, not only from /metrics.
 
 from __future__ import annotations
 
+import math
 import time
 
 import httpx
@@ -62,7 +63,8 @@ def test_an_order_is_accepted(multi_stack: Stack):
 
 
 def test_a_seed_is_accepted(multi_stack: Stack):
-    seeded = seed_books({"b": multi_stack.endpoints.shards["b"]}, SHARD_SYMBOLS, 20, 4)
+    ep = multi_stack.endpoints
+    seeded = seed_books({"b": ep.shards["b"]}, SHARD_SYMBOLS, 20, 4, token=ep.admin_token)
     assert seeded == {"b": 80}
 
 
@@ -73,7 +75,8 @@ def test_a_crossing_pair_makes_one_match_seen_by_prometheus_and_the_broker(multi
     before = prom.wait_for(query, SCRAPE_WAIT_S)[0].value
     tag = f"smoke-{time.time_ns()}"
     shard_a = ep.shards["a"]
-    assert httpx.post(f"{shard_a}/seed", json={"orders": [order(f"{tag}-s", "TEST-ASSET-A", "SELL", 15_100)]}).status_code == 200
+    seed = {"orders": [order(f"{tag}-s", "TEST-ASSET-A", "SELL", 15_100)]}
+    assert httpx.post(f"{shard_a}/seed", json=seed, headers=ep.admin_headers).status_code == 200
     assert httpx.post(f"{shard_a}/orders", json=order(f"{tag}-b", "TEST-ASSET-A", "BUY", 15_100)).status_code == 200
 
     # Prometheus sees exactly one more fill, and it stays at one.
@@ -123,7 +126,7 @@ def test_every_design_metric_is_in_prometheus(multi_stack: Stack):
 
 def test_recording_rule_returns_data(multi_stack: Stack):
     ep = multi_stack.endpoints
-    seed_books({"c": ep.shards["c"]}, SHARD_SYMBOLS, 40, 8)
+    seed_books({"c": ep.shards["c"]}, SHARD_SYMBOLS, 40, 8, token=ep.admin_token)
     source = flow_source(OrderFlow(SHARD_SYMBOLS["c"], seed=9), direct_targets({"c": ep.shards["c"]}))
     exporter = RemoteWriteExporter(ep.remote_write, {"run": "smoke"})
     result = run_load(LoadProfile.constant(20, 12), source, exporter=exporter)  # across several scrapes
@@ -143,7 +146,7 @@ def test_every_dashboard_query_returns_data(multi_stack: Stack):
     def has_data(expr: str) -> bool:
         end = time.time()
         series = prom.query_range(expr, end - 90, end, 5)  # a parse error raises QueryError
-        return any(v == v for s in series for _, v in s.points)
+        return any(not math.isnan(v) for s in series for _, v in s.points)
 
     for panel in PANELS:
         for target in panel.targets:

@@ -10,12 +10,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from matchlab.admin_auth import ADMIN_TOKEN_ENV, bearer, new_token
 from matchlab.stack.broker import TansuBroker
 from matchlab.stack.probes import HttpProbe, free_port
 from matchlab.stack.process import ManagedProcess
 
 SHARD_READY_S = 20.0
 SYMBOLS_A = ["TEST-ASSET-A", "TEST-ASSET-B", "TEST-ASSET-C", "TEST-ASSET-D"]
+# The admin token every service under test gets (as a stack would); clients send it by default.
+ADMIN_TOKEN = new_token()
 
 
 @dataclass
@@ -28,6 +31,7 @@ class ShardHandle:
     metrics_port: int
     wal_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    token: str = ADMIN_TOKEN
 
     @property
     def url(self) -> str:
@@ -42,8 +46,8 @@ class ShardHandle:
         self.process.wait_ready(HttpProbe(f"{self.url}/health"), SHARD_READY_S)
         return self
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10.0)
+    def client(self, token: str | None = ADMIN_TOKEN) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10.0, headers=bearer(token))
 
 
 @pytest.fixture
@@ -60,6 +64,7 @@ def shard_factory(tmp_path: Path) -> Iterator:
             "METRICS_PORT": str(metrics_port),
             "WAL_PATH": str(wal),
             "KAFKA_BOOTSTRAP": kafka,
+            ADMIN_TOKEN_ENV: ADMIN_TOKEN,
             **extra,
         }
         proc = ManagedProcess(
@@ -79,6 +84,7 @@ class GatewayHandle:
     process: ManagedProcess
     http_port: int
     metrics_port: int
+    token: str = ADMIN_TOKEN
 
     @property
     def url(self) -> str:
@@ -88,8 +94,8 @@ class GatewayHandle:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=15.0)
+    def client(self, token: str | None = ADMIN_TOKEN) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=15.0, headers=bearer(token))
 
 
 @pytest.fixture
@@ -103,6 +109,7 @@ def gateway_factory(tmp_path: Path) -> Iterator:
             "HTTP_PORT": str(http_port),
             "METRICS_PORT": str(metrics_port),
             "ME_SHARD_MAP": ",".join(f"{s}={u}" for s, u in shard_urls.items()),
+            ADMIN_TOKEN_ENV: ADMIN_TOKEN,
             **extra,
         }
         proc = ManagedProcess("gateway", [sys.executable, "-m", "matchlab.gateway"], tmp_path / f"gateway-{len(started)}.log", env)

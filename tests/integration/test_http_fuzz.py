@@ -13,6 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from matchlab.admin_auth import bearer
+
 pytestmark = pytest.mark.integration
 
 EXAMPLES = 1000
@@ -100,6 +102,7 @@ def test_deeply_nested_json_is_a_400_on_every_endpoint(shard_factory, gateway_fa
     assert len(deep) <= 4096
     for base in (shard.url, gateway.url):
         for path in ("/orders", "/seed" if base == shard.url else "/seed/a"):
-            r = httpx.post(base + path, content=deep, headers={"content-type": "application/json"})
+            headers = {"content-type": "application/json", **bearer(shard.token)}
+            r = httpx.post(base + path, content=deep, headers=headers)
             assert r.status_code == 400 and r.json()["reason"], (base + path, r.status_code, r.text[:200])
     assert shard.process.running() and gateway.process.running()

@@ -82,7 +82,7 @@ def test_in_flight_cap_counts_dropped_requests(trivial_server):
 
 def test_flow_keeps_a_real_book_bounded_while_matching(shard_factory):
     shard = shard_factory("a")
-    seed_books({"a": shard.url}, SHARD_SYMBOLS, 100, 10)
+    seed_books({"a": shard.url}, SHARD_SYMBOLS, 100, 10, token=shard.token)
     source = flow_source(OrderFlow(SHARD_SYMBOLS["a"], seed=21), direct_targets({"a": shard.url}))
     depths: list[float] = []
     before = scrape_counter([shard.metrics_url])
@@ -111,7 +111,7 @@ def _gauge(text: str, name: str, side: str) -> float:
 
 def test_calibration_converts_match_rate_to_order_rate(shard_factory):
     shard = shard_factory("a")
-    seed_books({"a": shard.url}, SHARD_SYMBOLS, 500, 50)
+    seed_books({"a": shard.url}, SHARD_SYMBOLS, 500, 50, token=shard.token)
     source = flow_source(OrderFlow(SHARD_SYMBOLS["a"], seed=8), direct_targets({"a": shard.url}))
     cal = calibrate(source, lambda: scrape_counter([shard.metrics_url]), order_rate=100, duration_s=3)
     assert cal.orders_ok == 300

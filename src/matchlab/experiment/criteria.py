@@ -23,6 +23,7 @@ from matchlab.experiment.evidence import (
 )
 from matchlab.experiment.profiles import ProfileSettings
 from matchlab.experiment.record import ExperimentRecord, PhaseRecord
+from matchlab.loadgen.run_label import run_matcher
 from matchlab.observe.promql import PromClient
 from matchlab.observe.verdicts import (
     Criterion,
@@ -68,7 +69,7 @@ def client_p99_note(phase: PhaseRecord) -> str:
 def error_rate(ctx: Context, crit: Criterion, exp: ExperimentRecord, shards: tuple[str, ...], via_gateway: bool) -> Verdict:
     """The larger of the client's, the remote-written and the server's non-200 ratios; FAIL if they disagree."""
     start, end = exp.start - SCRAPE_S, exp.end + 2 * SCRAPE_S
-    sel = f'run="{ctx.run_id}",experiment="{exp.id}"'
+    sel = f'{run_matcher(ctx.run_id)},experiment="{exp.id}"'
     client_total = sum(p.load.scheduled for p in exp.phases)
     client_bad = sum(sum(p.load.errors.values()) + p.load.dropped for p in exp.phases)
     rw_total, q1 = counter_increase(ctx.prom, f"loadgen_requests_total{{{sel}}}", start, end)

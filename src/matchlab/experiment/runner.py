@@ -21,6 +21,7 @@ from matchlab.loadgen.flow import STATIONARY, OrderFlow, OrderMix
 from matchlab.loadgen.match_rate import AdaptiveRateProfile, MatchRateController
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.remote_write import RemoteWriteExporter
+from matchlab.loadgen.run_label import run_label
 from matchlab.loadgen.runner import RequestSource, run_load
 from matchlab.loadgen.seeding import seed_books
 from matchlab.loadgen.targets import SHARD_SYMBOLS, direct_targets, flow_source, gateway_targets
@@ -76,7 +77,7 @@ class ExperimentRunner:
         for shard in shards:
             self.stack.reset_shard(shard)
         seeded = seed_books({s: self.stack.endpoints.shards[s] for s in shards}, SHARD_SYMBOLS, count, levels,
-                            per_shard=per_shard)
+                            token=self.stack.endpoints.admin_token, per_shard=per_shard)
         detail = ", ".join(f"{s}: {(per_shard or {}).get(s, (count, levels))[0]}/{(per_shard or {}).get(s, (count, levels))[1]}"
                            for s in shards)
         return f"{sum(seeded.values())} resting orders ({detail} per symbol)"
@@ -128,7 +129,8 @@ class ExperimentRunner:
         profile's warm-up exclusion.
         """
         exporter = RemoteWriteExporter(
-            self.stack.endpoints.remote_write, {"run": self.run_id, "experiment": experiment.id, "phase": phase}
+            self.stack.endpoints.remote_write,
+            {"run": run_label(self.run_id), "experiment": experiment.id, "phase": phase},
         )
         offsets = {"measured": self.profile.warmup_exclusion_s, **(marks or {})}
         exporter.window = "warm-up" if offsets["measured"] > 0 else "measured"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from matchlab.admin_auth import token_from_env
 from matchlab.envparse import env_port
 from matchlab.errors import ConfigError
 
@@ -82,6 +83,8 @@ class GatewayConfig:
     bind_host: str
     shard_urls: dict[str, str]
     symbol_owner: dict[str, str]
+    # Guards /seed/{shardId} and is forwarded to the shard; never in repr (logs).
+    admin_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -97,4 +100,5 @@ class GatewayConfig:
             bind_host=env.get("BIND_HOST", "127.0.0.1"),
             shard_urls=urls,
             symbol_owner=owner,
+            admin_token=token_from_env(env),
         )

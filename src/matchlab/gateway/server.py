@@ -2,7 +2,8 @@
 
 Routes:
     POST /orders            -> owning shard's /orders (400 unknown symbol, 502 unreachable, 504 timeout)
-    POST /seed/{shardId}    -> that shard's /seed (404 unknown shard)
+    POST /seed/{shardId}    -> that shard's /seed (404 unknown shard); needs the admin token, which
+                               the gateway checks and sends on to the shard
     GET  /health
     GET  /metrics           on METRICS_PORT
 
@@ -12,7 +13,6 @@ shard exhausts only its own pool and never delays orders for the others.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from time import perf_counter
 
@@ -21,6 +21,7 @@ import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from matchlab.admin_auth import admin_middleware, bearer
 from matchlab.gateway.config import GatewayConfig
 from matchlab.gateway.metrics import GatewayMetrics
 from matchlab.service import serve_until_signalled
@@ -54,6 +55,8 @@ class GatewayServer:
         self._orders_url = {s: f"{u}/orders" for s, u in config.shard_urls.items()}
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._runners: list[web.AppRunner] = []
+        # The middleware has checked the caller's token; the shard checks the same one again.
+        self._seed_headers = {**JSON_HEADERS, **bearer(config.admin_token)}
 
     def _session(self, shard: str) -> aiohttp.ClientSession:
         session = self._sessions.get(shard)
@@ -66,15 +69,16 @@ class GatewayServer:
         return session
 
     async def _forward(
-        self, shard: str, url: str, body: bytes, started: float, timeout: aiohttp.ClientTimeout | None = None
+        self, shard: str, url: str, body: bytes, started: float, timeout: aiohttp.ClientTimeout | None = None,
+        headers: dict[str, str] = JSON_HEADERS,
     ) -> web.Response:
         # aiohttp reads timeout=None as "no timeout": pass one only when overriding.
         extra = {"timeout": timeout} if timeout is not None else {}
         try:
-            async with self._session(shard).post(url, data=body, headers=JSON_HEADERS, **extra) as resp:
+            async with self._session(shard).post(url, data=body, headers=headers, **extra) as resp:
                 payload = await resp.read()
                 reply = web.Response(status=resp.status, body=payload, content_type=resp.content_type)
-        except asyncio.TimeoutError:
+        except TimeoutError:  # asyncio.TimeoutError is this since 3.11
             self.metrics.routing["timeout"].inc()
             reply = rejection(504, f"shard {shard!r} did not answer within {REQUEST_TIMEOUT_S:g}s")
         except aiohttp.ClientError as exc:
@@ -113,7 +117,8 @@ class GatewayServer:
         if not isinstance(body, bytes):
             return body
         url = f"{self.config.shard_urls[shard]}/seed"
-        return await self._forward(shard, url, body, started, aiohttp.ClientTimeout(total=SEED_TIMEOUT_S))
+        return await self._forward(shard, url, body, started, aiohttp.ClientTimeout(total=SEED_TIMEOUT_S),
+                                   self._seed_headers)
 
     async def get_health(self, _request: web.Request) -> web.Response:
         return json_response(200, {"status": "UP", "component": "edge-gateway"})
@@ -122,7 +127,7 @@ class GatewayServer:
         return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def start(self) -> None:
-        api = web.Application(client_max_size=MAX_SEED_BYTES)
+        api = web.Application(client_max_size=MAX_SEED_BYTES, middlewares=[admin_middleware(self.config.admin_token)])
         api.router.add_post("/orders", self.post_order)
         api.router.add_post("/seed/{shard}", self.post_seed)
         api.router.add_get("/health", self.get_health)
@@ -137,6 +142,8 @@ class GatewayServer:
         routes = ", ".join(f"{s}={u}" for s, u in sorted(self.config.shard_urls.items()))
         log.info("edge gateway up on %s:%d (metrics %d) -> %s", self.config.bind_host, self.config.http_port,
                  self.config.metrics_port, routes)
+        if self.config.admin_token is None:
+            log.warning("ADMIN_TOKEN is not set: /seed/{shardId} refuses every request (401)")
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish, close the pools."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ class HarnessOptions:
     kube_context: str | None
     image_registry: str | None
     plan: bool
+    expose_on: str | None = None
     reuse_stack: bool = False
 
 
@@ -43,6 +45,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kube-context", default=None, help="with --backend k8s: the kubeconfig context to use")
     group.addoption("--image-registry", default=None, help="with --backend k8s: registry to push images to")
     group.addoption("--plan", action="store_true", help="print every step the backend would take; run nothing")
+    group.addoption("--expose-on", default=None, metavar="ADDRESS",
+                    help="with --backend k3d: bind the cluster's port mappings on ADDRESS instead of 127.0.0.1 "
+                         "(0.0.0.0: every interface; the stack is then reachable from your network)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -54,6 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
         kube_context=config.getoption("--kube-context"),
         image_registry=config.getoption("--image-registry"),
         plan=config.getoption("--plan"),
+        expose_on=config.getoption("--expose-on"),
         reuse_stack=config.getoption("--reuse-stack"),
     )
     if opts.backend != "k8s" and (opts.kube_context or opts.image_registry):
@@ -63,6 +69,14 @@ def pytest_configure(config: pytest.Config) -> None:
             "--backend k8s needs --kube-context NAME (the existing cluster) and --image-registry HOST/PATH "
             "(where its nodes can pull the images from)"
         )
+    if opts.expose_on is not None and opts.backend != "k3d":
+        raise pytest.UsageError("--expose-on applies to --backend k3d (the local backend binds 127.0.0.1 only)")
+    if opts.expose_on is not None:
+        try:
+            ipaddress.ip_address(opts.expose_on)
+        except ValueError:
+            raise pytest.UsageError(
+                f"--expose-on wants an IP address of this machine, got {opts.expose_on!r}") from None
     if opts.plan and opts.backend == "local":
         raise pytest.UsageError("--plan applies to the Kubernetes backends (k3d, k8s); the local backend has no plan")
     config.stash[OPTIONS_KEY] = opts

@@ -22,7 +22,7 @@ import pytest
 
 from matchlab.errors import MatchlabError, PrerequisiteError
 from matchlab.harness.options import HarnessOptions, harness_options
-from matchlab.k8s.backend import ExistingClusterBackend, K3dBackend
+from matchlab.k8s.backend import LOOPBACK, ExistingClusterBackend, K3dBackend, exposure_warning
 from matchlab.k8s.commands import RecordingRunner
 from matchlab.stack.backend import Backend
 from matchlab.stack.local import LocalBackend
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 def make_backend(opts: HarnessOptions) -> Backend:
     """The backend the options ask for; the experiments never know which."""
     if opts.backend == "k3d":
-        return K3dBackend(plan=opts.plan, keep=opts.keep_stack)
+        return K3dBackend(plan=opts.plan, keep=opts.keep_stack, expose_on=opts.expose_on or LOOPBACK)
     if opts.backend == "k8s":
         return ExistingClusterBackend(opts.kube_context, opts.image_registry, plan=opts.plan, keep=opts.keep_stack)
     return LocalBackend(opts.reports_dir)
@@ -153,8 +153,11 @@ def multi_stack(stack_pool: StackPool) -> Stack:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """--plan: print every step the chosen backend would take, execute none, and stop."""
+    """Warn about --expose-on; --plan: print every step the chosen backend would take, execute none, and stop."""
     opts = harness_options(session.config)
+    warning = exposure_warning(opts.expose_on) if opts.expose_on else None
+    if warning:
+        session.config.get_terminal_writer().line(f"matchlab WARNING: {warning}", yellow=True, bold=True)
     if not opts.plan:
         return
     backend = make_backend(opts)

@@ -5,14 +5,18 @@ a ``CommandRunner`` so that ``--plan`` prints exactly what a run would do:
 
 1. check prerequisites (Docker engine, k3d, helm, kubectl) - one message for all that is missing;
 2. k3d: create cluster ``matching-engine-exp`` (1 server, 3 agents, Traefik off, host ports mapped
-   through the load balancer, ``--wait``) unless it exists, into a private kubeconfig;
+   through the load balancer on 127.0.0.1 - or ``--expose-on ADDRESS`` - ``--wait``) unless it
+   exists (then its mappings must bind that same address), into a private kubeconfig;
 3. build the shard and gateway images (Docker SDK); k3d: import them and verify every node has
    them; existing cluster: push them to ``--image-registry``;
-4. server-side apply namespaces, the Grafana admin Secret (password generated per cluster, sent on
-   stdin, never in argv or git), Redpanda, the topics Job, shards, gateway, dashboard ConfigMap -
-   namespace passed explicitly every time;
+4. server-side apply namespaces, the Grafana admin Secret and the services' admin-token Secret
+   (generated per cluster, sent on stdin, never in argv, logs or git), the NetworkPolicies (their
+   node addresses read from the cluster), Redpanda, the topics Job, shards, gateway, dashboard
+   ConfigMap - namespace passed explicitly every time;
 5. ``helm upgrade --install --wait`` Prometheus and Grafana with the generated values;
-6. wait for every workload with kubectl's watch-based ``rollout status`` / ``wait``.
+6. wait for every workload with kubectl's watch-based ``rollout status`` / ``wait``;
+7. open ``kubectl port-forward`` to Prometheus on 127.0.0.1 (queries and the load generator's
+   remote write: Prometheus has no host mapping, so this authenticated path is the only way in).
 
 Load reaches the gateway and shards through the k3d load balancer's port
 mappings (NodePorts), never ``kubectl port-forward``. Teardown deletes the
@@ -22,6 +26,9 @@ existing cluster only the namespaces this run created are deleted.
 
 from __future__ import annotations
 
+import atexit
+import base64
+import ipaddress
 import json
 import logging
 import secrets
@@ -29,11 +36,14 @@ from pathlib import Path
 
 import yaml
 
-from matchlab.errors import PrerequisiteError
+from matchlab.admin_auth import new_token
+from matchlab.errors import PrerequisiteError, UsageError
 from matchlab.k8s import manifests as m
 from matchlab.k8s.commands import CommandRunner, RecordingRunner, SubprocessRunner
 from matchlab.k8s.helm_values import GRAFANA_CHART, GRAFANA_SECRET, PROMETHEUS_CHART
 from matchlab.k8s.prereq import check_prerequisites
+from matchlab.stack.probes import HttpProbe, free_port
+from matchlab.stack.process import ManagedProcess
 from matchlab.stack.spec import Endpoints, Topology, app_services
 
 log = logging.getLogger(__name__)
@@ -43,6 +53,24 @@ WAIT_TIMEOUT = "600s"
 HELM_TIMEOUT = "10m"
 ROOT = Path(__file__).resolve().parents[3]
 IMAGES = {"shard": m.SHARD_IMAGE, "gateway": m.GATEWAY_IMAGE}
+LOOPBACK = "127.0.0.1"
+PROMETHEUS_SERVICE = "svc/prometheus-server"
+PROMETHEUS_SERVICE_PORT = 80
+PORT_FORWARD_READY_S = 60.0
+
+
+def exposure_warning(address: str) -> str | None:
+    """What binding the k3d port mappings on ``address`` opens up, or None for loopback."""
+    if ipaddress.ip_address(address).is_loopback:
+        return None
+    return (f"--expose-on {address}: the gateway, the shards and their metrics, Redpanda and Grafana are reachable "
+            f"by every host that can reach {address}; orders, health and metrics need no credentials (admin and "
+            f"seed need the stack's token; Prometheus stays cluster-only)")
+
+
+def url_host(address: str) -> str:
+    """An address as the host part of a URL (IPv6 in brackets)."""
+    return f"[{address}]" if ":" in address else address
 
 
 class KubernetesBackend:
@@ -57,6 +85,9 @@ class KubernetesBackend:
         self.kube_args: list[str] = []
         self.created_namespaces: list[str] = []
         self.run_id = ""
+        self.admin_token = ""
+        self.prometheus_url = ""
+        self._port_forward: ManagedProcess | None = None
 
     # hooks ---------------------------------------------------------------------
     def tools(self) -> tuple[str, ...]:
@@ -96,6 +127,7 @@ class KubernetesBackend:
             self.apply_all(run_dir)
             self.install_charts()
             self.wait_ready(topology)
+            self.open_prometheus(run_dir)
         except BaseException:
             self.stop()
             raise
@@ -134,13 +166,15 @@ class KubernetesBackend:
 
     def apply_all(self, run_dir: Path) -> None:
         existing = self._existing_namespaces()
-        docs = m.all_documents(self.registry(), self.run_id)
+        docs = m.all_documents(self.registry(), self.run_id, self.node_sources(), url_host(self.host()))
         namespaces = docs.pop("00-namespaces.yaml")
         self.created_namespaces = [d["metadata"]["name"] for d in namespaces if d["metadata"]["name"] not in existing]
         self.apply([d for d in namespaces if d["metadata"]["name"] in self.created_namespaces], None)
         self.apply_grafana_secret()
-        for name, group in docs.items():
-            self.apply(group, m.APP_NAMESPACE)
+        self.admin_token = self.apply_admin_secret()
+        for group in docs.values():
+            for ns in dict.fromkeys(d["metadata"]["namespace"] for d in group):
+                self.apply([d for d in group if d["metadata"]["namespace"] == ns], ns)
         from matchlab.k8s.helm_values import dashboard_configmap
 
         self.apply([dashboard_configmap()], m.MONITORING_NAMESPACE)
@@ -154,6 +188,31 @@ class KubernetesBackend:
                   "metadata": {"name": GRAFANA_SECRET, "namespace": m.MONITORING_NAMESPACE},
                   "stringData": {"admin-user": "admin", "admin-password": secrets.token_urlsafe(20)}}
         self.apply([secret], m.MONITORING_NAMESPACE)
+
+    def apply_admin_secret(self) -> str:
+        """The services' admin token: the cluster's own if it has one, else a new one; returned, never printed."""
+        found = self.kubectl("get", "secret", m.ADMIN_SECRET, "-n", m.APP_NAMESPACE, "--ignore-not-found",
+                             "-o", f"jsonpath={{.data.{m.ADMIN_SECRET_KEY}}}", check=False).strip()
+        if found:  # one token per cluster: running pods hold it
+            return base64.b64decode(found).decode()
+        token = new_token()
+        secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                  "metadata": {"name": m.ADMIN_SECRET, "namespace": m.APP_NAMESPACE},
+                  "stringData": {m.ADMIN_SECRET_KEY: token}}
+        self.apply([secret], m.APP_NAMESPACE)
+        return token
+
+    def node_sources(self) -> tuple[str, ...]:
+        """Node-owned addresses that port-mapped traffic arrives from (see manifests.K3D_NODE_SOURCES)."""
+        out = self.kubectl("get", "nodes", "-o", "json", check=False)
+        try:
+            nodes = json.loads(out)["items"]
+        except (ValueError, KeyError):
+            nodes = []  # plan, or no answer: k3d's defaults
+        cidrs = [c for n in nodes for c in n.get("spec", {}).get("podCIDRs", [])]
+        ips = [a["address"] for n in nodes for a in n.get("status", {}).get("addresses", [])
+               if a["type"] == "InternalIP"]
+        return m.node_sources(cidrs, ips) if cidrs or ips else m.K3D_NODE_SOURCES
 
     def install_charts(self) -> None:
         for repo, url, _, _ in (PROMETHEUS_CHART, GRAFANA_CHART):
@@ -174,21 +233,48 @@ class KubernetesBackend:
         for spec in app_services(Topology.MULTI):
             self.kubectl("rollout", "status", f"deployment/{spec.name}", *ns, f"--timeout={WAIT_TIMEOUT}")
 
+    def open_prometheus(self, run_dir: Path) -> None:
+        """Prometheus has no host mapping: the harness reaches it through an authenticated port-forward."""
+        port = free_port()
+        argv = ["kubectl", *self.kube_args, "port-forward", "-n", m.MONITORING_NAMESPACE, PROMETHEUS_SERVICE,
+                f"{port}:{PROMETHEUS_SERVICE_PORT}", "--address", LOOPBACK]
+        self.prometheus_url = f"http://{LOOPBACK}:{port}"
+        if self.plan:
+            self.runner.note(f"keep running until the end: {' '.join(argv)}")
+            return
+        self._port_forward = ManagedProcess("prometheus-port-forward", argv, run_dir / "logs" / "port-forward.log")
+        # A client-side relay, not part of the stack: it ends with the harness even under --keep-stack
+        # (which skips stop()), so it is also stopped at interpreter exit.
+        atexit.register(self.close_prometheus)
+        self._port_forward.start()
+        self._port_forward.wait_ready(HttpProbe(f"{self.prometheus_url}/-/ready"), PORT_FORWARD_READY_S)
+
+    def close_prometheus(self) -> None:
+        if self._port_forward is not None:
+            self._port_forward.stop()
+            self._port_forward = None
+            if self.keep:
+                log.warning("--keep-stack: Prometheus has no host mapping; reach it with `kubectl %s port-forward -n %s "
+                            "%s 9090:%d`", " ".join(self.kube_args), m.MONITORING_NAMESPACE, PROMETHEUS_SERVICE,
+                            PROMETHEUS_SERVICE_PORT)
+
     def endpoints(self, topology: Topology) -> Endpoints:
-        h, p = self.host(), m.HOST_PORTS
+        h, p = url_host(self.host()), m.HOST_PORTS
         shards = topology.shards
         return Endpoints(
             shards={s: f"http://{h}:{p[f'me-shard-{s}']}" for s in shards},
             shard_metrics={s: f"http://{h}:{p[f'me-shard-{s}-metrics']}/metrics" for s in shards},
             gateway=f"http://{h}:{p['edge-gateway']}" if topology.has_gateway else None,
             gateway_metrics=None,
-            prometheus=f"http://{h}:{p['prometheus']}",
+            prometheus=self.prometheus_url,
             broker=f"{h}:{p['redpanda-external']}",
             grafana=f"http://{h}:{p['grafana']}",
+            admin_token=self.admin_token,
         )
 
     # operations ---------------------------------------------------------------------
     def stop(self) -> None:
+        self.close_prometheus()
         if self.keep:
             return
         for ns in reversed(self.created_namespaces):
@@ -231,9 +317,38 @@ def _selector(name: str) -> str:
 class K3dBackend(KubernetesBackend):
     name = "k3d"
 
-    def __init__(self, runner: CommandRunner | None = None, plan: bool = False, keep: bool = False) -> None:
+    def __init__(self, runner: CommandRunner | None = None, plan: bool = False, keep: bool = False,
+                 expose_on: str = LOOPBACK) -> None:
         super().__init__(runner, plan, keep)
         self.created_cluster = False
+        try:
+            self.expose_on = str(ipaddress.ip_address(expose_on))
+        except ValueError:
+            raise UsageError(f"--expose-on wants an IP address of this machine, got {expose_on!r}") from None
+        warning = exposure_warning(self.expose_on)
+        if warning:
+            log.warning(warning)
+
+    def port_mappings(self) -> list[str]:
+        """``ADDRESS:HOSTPORT:NODEPORT@loadbalancer`` for every mapping: never Docker's all-interfaces default."""
+        return [f"{url_host(self.expose_on)}:{host}:{m.NODE_PORTS[name]}@loadbalancer"
+                for name, host in m.HOST_PORTS.items()]
+
+    def host(self) -> str:
+        """Where the harness connects: the bound address (loopback when bound to every interface)."""
+        return LOOPBACK if ipaddress.ip_address(self.expose_on).is_unspecified else self.expose_on
+
+    def check_reused_mappings(self) -> None:
+        """A reused cluster keeps the mappings it was created with: refuse ones bound elsewhere."""
+        out = self.runner.run(["docker", "port", f"k3d-{CLUSTER}-serverlb"], check=False)
+        ours = {str(p) for p in m.NODE_PORTS.values()}
+        bound = {line.rsplit(" -> ", 1)[1].rsplit(":", 1)[0].strip("[]") for line in out.splitlines()
+                 if " -> " in line and line.split("/", 1)[0].strip() in ours}
+        wrong = sorted(a for a in bound if a != self.expose_on)
+        if wrong:
+            raise UsageError(
+                f"the existing k3d cluster {CLUSTER!r} maps its ports on {', '.join(wrong)}, not {self.expose_on}: "
+                f"delete it (`k3d cluster delete {CLUSTER}`) so this run recreates it, or pass --expose-on accordingly")
 
     def tools(self) -> tuple[str, ...]:
         return ("k3d", "helm", "kubectl")
@@ -246,10 +361,14 @@ class K3dBackend(KubernetesBackend):
             return False
 
     def prepare_cluster(self, run_dir: Path) -> None:
-        if not self.cluster_exists():
-            ports = [arg for name, host in m.HOST_PORTS.items()
-                     for arg in ("-p", f"{host}:{m.NODE_PORTS[name]}@loadbalancer")]
+        if self.cluster_exists():
+            self.check_reused_mappings()
+        else:
+            self.runner.note(f"port mappings bind {self.expose_on} only")
+            ports = [arg for mapping in self.port_mappings() for arg in ("-p", mapping)]
+            # The Kubernetes API too: k3d would bind it on 0.0.0.0; only this machine's kubeconfig needs it.
             self.runner.run(["k3d", "cluster", "create", CLUSTER, "--servers", "1", "--agents", "3",
+                             "--api-port", f"{LOOPBACK}:random",
                              "--k3s-arg", "--disable=traefik@server:0", *ports, "--wait",
                              "--kubeconfig-update-default=false", "--kubeconfig-switch-context=false"])
             self.created_cluster = True
@@ -271,6 +390,9 @@ class K3dBackend(KubernetesBackend):
             missing = [i for i in IMAGES.values() if not any(t.endswith(i) for t in tags)]
             if missing:
                 raise PrerequisiteError(f"images {missing} are not on node {node} after `k3d image import`")
+
+    def facts(self) -> dict[str, str]:
+        return {**super().facts(), "port mappings": f"bound on {self.expose_on}"}
 
     def teardown_cluster(self) -> None:
         if self.created_cluster and not self.keep:

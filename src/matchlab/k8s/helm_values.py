@@ -3,7 +3,10 @@
 Prometheus (prometheus-community/prometheus): 5 s scrape and evaluation, the
 remote-write receiver, the recording rules of ``prometheus/recording-rules.yaml``
 verbatim, subcharts off; the chart's default ``kubernetes-pods`` job scrapes
-the annotated pods. Grafana (grafana-community/grafana): the Prometheus
+the annotated pods. Its Service is ClusterIP: nothing maps it to a host, a
+NetworkPolicy admits only Grafana, and the harness comes in through an
+authenticated ``kubectl port-forward``. The lifecycle API stays on because
+the chart's config-reloader sidecar POSTs ``/-/reload`` inside the pod. Grafana (grafana-community/grafana): the Prometheus
 datasource with uid ``prometheus``, the dashboard from a ConfigMap built
 from ``grafana/dashboards/``, and the admin password read from a Secret the
 harness generates per cluster (never a literal here).
@@ -35,10 +38,11 @@ def prometheus_values() -> dict:
         "prometheus-pushgateway": {"enabled": False},
         "server": {
             "global": {"scrape_interval": "5s", "scrape_timeout": "4s", "evaluation_interval": "5s"},
+            # web.enable-lifecycle: the chart's config reloader needs it (in-pod loopback call).
             "extraFlags": ["web.enable-lifecycle", "web.enable-remote-write-receiver"],
             "persistentVolume": {"enabled": False},
             "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
-            "service": {"type": "NodePort", "servicePort": 80, "nodePort": NODE_PORTS["prometheus"]},
+            "service": {"type": "ClusterIP", "servicePort": 80},
         },
         "serverFiles": {"recording_rules.yml": yaml.safe_load(RULES_FILE.read_text())},
     }

@@ -10,13 +10,22 @@ Names, labels, annotations, resources and probes follow DESIGN.md §2. Only
 pods carry the ``prometheus.io/*`` annotations: the Prometheus chart's
 default ``kubernetes-pods`` job honours them, so no extra scrape job (and no
 duplicate targets). Services are NodePorts on fixed ports, which the k3d
-load balancer maps to host ports (so load never goes through port-forward).
+load balancer maps to host ports on 127.0.0.1 (so load never goes through
+port-forward). Prometheus is not among them: it stays inside the cluster.
+
+NetworkPolicies (``network_policies``) deny ingress to both namespaces except
+what the experiment needs: shards from the gateway, Prometheus and the
+harness' port mappings; Redpanda from the shards, the topics Job and the
+harness' event reader; Prometheus from Grafana only (the harness reaches it
+through an authenticated ``kubectl port-forward``, which no policy sees).
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -34,9 +43,12 @@ KAFKA_PORT = 9092
 KAFKA_EXTERNAL_PORT = 19092
 REDPANDA_ADMIN_PORT = 9644
 REDPANDA_ADVERTISED = f"redpanda-0.redpanda.{APP_NAMESPACE}.svc.cluster.local:{KAFKA_PORT}"
+ADMIN_SECRET = "me-admin-token"  # generated per cluster by the backend; never a literal here
+ADMIN_SECRET_KEY = "token"
 RUN_LABEL = "matchlab.run"  # namespaces this harness creates carry it; only those are ever deleted
 
-# NodePorts, mapped by the k3d load balancer to host ports (DESIGN.md §2: 8080, 9090, 3000).
+# NodePorts, mapped by the k3d load balancer to host ports (DESIGN.md §2: 8080, 3000). Prometheus
+# (9090 in DESIGN.md) has none: its remote-write receiver must not be reachable from outside the cluster.
 NODE_PORTS = {
     "edge-gateway": 30080,
     "me-shard-a": 30081,
@@ -46,7 +58,6 @@ NODE_PORTS = {
     "me-shard-b-metrics": 30192,
     "me-shard-c-metrics": 30193,
     "redpanda-external": 30092,
-    "prometheus": 30090,
     "grafana": 30300,
 }
 HOST_PORTS = {
@@ -58,7 +69,6 @@ HOST_PORTS = {
     "me-shard-b-metrics": 9192,
     "me-shard-c-metrics": 9193,
     "redpanda-external": KAFKA_EXTERNAL_PORT,
-    "prometheus": 9090,
     "grafana": 3000,
 }
 
@@ -95,11 +105,12 @@ def app_deployment(spec: ServiceSpec, registry: str = "") -> dict:
         env["ME_SHARD_MAP"] = ",".join(
             f"{s}=http://me-shard-{s}.{APP_NAMESPACE}.svc.cluster.local:{APP_HTTP_PORT}" for s in ("a", "b", "c")
         )
+    token = {"name": "ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": ADMIN_SECRET, "key": ADMIN_SECRET_KEY}}}
     container = {
         "name": spec.name,
         "image": f"{registry.rstrip('/')}/{image}" if registry else image,
         "imagePullPolicy": "IfNotPresent" if registry else "Never",  # locally built images: Never
-        "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
+        "env": [{"name": k, "value": v} for k, v in sorted(env.items())] + [token],
         "ports": [{"name": "http", "containerPort": APP_HTTP_PORT}, {"name": "metrics", "containerPort": APP_METRICS_PORT}],
         "resources": RESOURCES[spec.role],
         "readinessProbe": _probe("/health", APP_HTTP_PORT),
@@ -151,12 +162,13 @@ def app_service(spec: ServiceSpec) -> dict:
     }
 
 
-def redpanda() -> list[dict]:
+def redpanda(external_host: str = "127.0.0.1") -> list[dict]:
+    """``external_host``: where the harness reaches the external listener (the k3d mapping's address)."""
     labels = {"app": "redpanda"}
     args = [
         "redpanda", "start", "--mode", "dev-container", "--smp", "1", "--default-log-level=warn",
         f"--kafka-addr=internal://0.0.0.0:{KAFKA_PORT},external://0.0.0.0:{KAFKA_EXTERNAL_PORT}",
-        f"--advertise-kafka-addr=internal://{REDPANDA_ADVERTISED},external://127.0.0.1:{KAFKA_EXTERNAL_PORT}",
+        f"--advertise-kafka-addr=internal://{REDPANDA_ADVERTISED},external://{external_host}:{KAFKA_EXTERNAL_PORT}",
     ]
     headless = {
         "apiVersion": "v1",
@@ -219,12 +231,89 @@ def topics_job() -> dict:
         "metadata": {"name": "create-topics", "namespace": APP_NAMESPACE, "labels": {"app": "redpanda"}},
         "spec": {
             "backoffLimit": 10,
-            "template": {"spec": {"restartPolicy": "OnFailure", "containers": [{
+            "template": {"metadata": {"labels": TOPICS_JOB_LABELS},
+                         "spec": {"restartPolicy": "OnFailure", "containers": [{
                 "name": "rpk", "image": REDPANDA_IMAGE, "command": ["/bin/bash", "-c", script],
                 "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
             }]}},
         },
     }
+
+
+# -- network policies ------------------------------------------------------------------
+
+TOPICS_JOB_LABELS = {"app": "create-topics"}
+SHARD_LABELS = {"app": "matching-engine"}
+GATEWAY_LABELS = {"app": "edge-gateway"}
+REDPANDA_LABELS = {"app": "redpanda"}
+# The pod labels the charts put on their servers (prometheus-community/prometheus, grafana-community/grafana).
+PROMETHEUS_SERVER_LABELS = {"app.kubernetes.io/name": "prometheus", "app.kubernetes.io/component": "server"}
+GRAFANA_LABELS = {"app.kubernetes.io/name": "grafana"}
+PROMETHEUS_PORT = 9090
+GRAFANA_PORT = 3000
+# Where the harness' port-mapped traffic comes from, as a pod sees it. A NodePort Service masquerades
+# what it forwards to the address of the node's interface towards the pod: on k3s' flannel that is
+# cni0 (<node podCIDR>.1) for a local pod and flannel.1 (<node podCIDR>.0) for a remote one; so one
+# /31 per node podCIDR, which no pod is ever given. These are a 4-node k3d cluster's defaults; the
+# backends read the real ones from the nodes before applying (``node_sources``).
+K3D_NODE_SOURCES = tuple(f"10.42.{n}.0/31" for n in range(4))
+
+
+def node_sources(pod_cidrs: Sequence[str], node_ips: Sequence[str] = ()) -> tuple[str, ...]:
+    """The ipBlocks standing for "the harness' port mappings": node-owned addresses only, never pods'."""
+    out = []
+    for cidr in pod_cidrs:
+        net = ipaddress.ip_network(cidr, strict=False)
+        out.append(f"{net.network_address}/{net.max_prefixlen - 1}")
+    out += [f"{ip}/{ipaddress.ip_address(ip).max_prefixlen}" for ip in node_ips]
+    return tuple(dict.fromkeys(out))
+
+
+def _peer_pods(labels: dict[str, str], namespace: str | None = None) -> dict:
+    peer: dict = {"podSelector": {"matchLabels": dict(labels)}}
+    if namespace is not None:
+        peer["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+    return peer
+
+
+def _ports(*ports: int) -> list[dict]:
+    return [{"protocol": "TCP", "port": p} for p in ports]
+
+
+def _policy(name: str, namespace: str, pods: dict[str, str], rules: list[tuple[list[dict], list[int]]]) -> dict:
+    spec: dict = {"podSelector": {"matchLabels": dict(pods)} if pods else {}, "policyTypes": ["Ingress"]}
+    spec["ingress"] = [{"from": peers, "ports": _ports(*ports)} for peers, ports in rules]
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+def network_policies(sources: Sequence[str] = K3D_NODE_SOURCES) -> list[dict]:
+    """Ingress for both namespaces: everything denied but the paths the experiments use."""
+    harness = [{"ipBlock": {"cidr": c}} for c in sources]
+    prometheus = [_peer_pods(PROMETHEUS_SERVER_LABELS, MONITORING_NAMESPACE)]
+    app, mon = APP_NAMESPACE, MONITORING_NAMESPACE
+    return [
+        _policy("default-deny-ingress", app, {}, []),
+        _policy("me-shards", app, SHARD_LABELS, [
+            ([_peer_pods(GATEWAY_LABELS)], [APP_HTTP_PORT]),  # orders and seeds routed by the gateway
+            (prometheus, [APP_METRICS_PORT]),
+            (harness, [APP_HTTP_PORT, APP_METRICS_PORT]),  # load, resets, seeds, metrics through the mappings
+        ]),
+        _policy("edge-gateway", app, GATEWAY_LABELS, [
+            (prometheus, [APP_METRICS_PORT]),
+            (harness, [APP_HTTP_PORT]),
+        ]),
+        _policy("redpanda", app, REDPANDA_LABELS, [
+            ([_peer_pods(SHARD_LABELS), _peer_pods(TOPICS_JOB_LABELS)], [KAFKA_PORT]),
+            (harness, [KAFKA_EXTERNAL_PORT]),  # the harness reads the topics back (A4, faults)
+        ]),
+        _policy("default-deny-ingress", mon, {}, []),
+        # The remote-write receiver (and the chart's in-pod config reloader's lifecycle call) are reached
+        # only from Grafana and through the harness' port-forward, which enters the pod directly.
+        _policy("prometheus-server", mon, PROMETHEUS_SERVER_LABELS,
+                [([_peer_pods(GRAFANA_LABELS)], [PROMETHEUS_PORT])]),
+        _policy("grafana", mon, GRAFANA_LABELS, [(harness, [GRAFANA_PORT])]),
+    ]
 
 
 def app_objects(registry: str = "") -> list[dict]:
@@ -234,11 +323,15 @@ def app_objects(registry: str = "") -> list[dict]:
     return out
 
 
-def all_documents(registry: str = "", run_id: str | None = None) -> dict[str, list[dict]]:
-    """File name -> documents, in the order they are applied."""
+def all_documents(
+    registry: str = "", run_id: str | None = None, sources: Sequence[str] = K3D_NODE_SOURCES,
+    external_host: str = "127.0.0.1",
+) -> dict[str, list[dict]]:
+    """File name -> documents, in the order they are applied (policies first: nothing runs unguarded)."""
     return {
         "00-namespaces.yaml": [namespace(APP_NAMESPACE, run_id), namespace(MONITORING_NAMESPACE, run_id)],
-        "10-redpanda.yaml": redpanda(),
+        "05-network-policies.yaml": network_policies(sources),
+        "10-redpanda.yaml": redpanda(external_host),
         "20-topics.yaml": [topics_job()],
         "30-apps.yaml": app_objects(registry),
     }

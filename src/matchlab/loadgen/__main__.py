@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+from matchlab.admin_auth import ADMIN_TOKEN_ENV
 from matchlab.errors import MatchlabError, UsageError
 from matchlab.loadgen.calibration import calibrate
 from matchlab.loadgen.flow import STATIONARY, OrderFlow, hot_symbol_mix
@@ -86,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrate-seconds", type=float, default=10.0)
     p.add_argument("--mix", choices=("stationary", "hot"), default="stationary")
     p.add_argument("--hot-symbol", default="TEST-ASSET-A")
-    p.add_argument("--seed-books", metavar="COUNT/LEVELS", help="seed every symbol before the run")
+    p.add_argument("--seed-books", metavar="COUNT/LEVELS",
+                   help=f"seed every symbol before the run (needs the services' token in ${ADMIN_TOKEN_ENV})")
     p.add_argument("--seed", type=int, default=1, help="random seed of the order flow")
     p.add_argument("--max-in-flight", type=int, default=DEFAULT_MAX_IN_FLIGHT)
     p.add_argument("--remote-write", metavar="URL", help="Prometheus remote-write endpoint for client metrics")
@@ -139,7 +142,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seed_books:
         count, levels = parse_seed(args.seed_books)
-        seeded = seed_books(seed_bases, SHARD_SYMBOLS, count, levels, via_gateway=bool(args.gateway))
+        token = os.environ.get(ADMIN_TOKEN_ENV)
+        if not token:
+            raise UsageError(
+                f"--seed-books needs the services' admin token in the {ADMIN_TOKEN_ENV} environment variable")
+        seeded = seed_books(seed_bases, SHARD_SYMBOLS, count, levels, token=token, via_gateway=bool(args.gateway))
         print(f"seeded {seeded}", file=sys.stderr)
 
     flow = OrderFlow(symbols, mix, seed=args.seed)

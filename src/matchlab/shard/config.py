@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from matchlab.admin_auth import token_from_env
 from matchlab.envparse import env_bool, env_int, env_port
 from matchlab.errors import ConfigError
 
@@ -29,6 +30,8 @@ class ShardConfig:
     wal_size_mb: int
     ring_buffer_size: int
     fsync: bool
+    # Guards /admin/* and /seed; None leaves them refusing every request (401). Never in repr: logs.
+    admin_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ShardConfig:
@@ -55,4 +58,5 @@ class ShardConfig:
             ring_buffer_size=ring,
             # Benchmarks only: measures what durability costs. Never in experiments.
             fsync=env_bool(env, "WAL_FSYNC", True),
+            admin_token=token_from_env(env),
         )

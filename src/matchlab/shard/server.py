@@ -2,12 +2,14 @@
 
 Routes:
     POST /orders          one order; 200 once durable and queued, 400, 413, 415, 503
-    POST /seed            {"orders": [...]}: resting orders inserted without matching
-    POST /admin/reset     empty every book (journaled, so it survives a restart)
+    POST /seed            {"orders": [...]}: resting orders inserted without matching   (token)
+    POST /admin/reset     empty every book (journaled, so it survives a restart)       (token)
     GET  /book/{symbol}   the book's levels, best first (for checks and reports)
-    GET  /admin/stats     matches since the journal began, events awaiting the broker
+    GET  /admin/stats     matches since the journal began, events awaiting the broker  (token)
     GET  /health
     GET  /metrics         on METRICS_PORT
+
+(token): needs ``Authorization: Bearer $ADMIN_TOKEN`` (matchlab.admin_auth).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from matchlab.admin_auth import admin_middleware
 from matchlab.errors import QueueFullError
 from matchlab.service import serve_until_signalled
 from matchlab.shard.config import ShardConfig
@@ -152,7 +155,7 @@ class ShardServer:
     # -- lifecycle ---------------------------------------------------------
 
     def api_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_SEED_BYTES)
+        app = web.Application(client_max_size=MAX_SEED_BYTES, middlewares=[admin_middleware(self.config.admin_token)])
         app.router.add_post("/orders", self.post_order)
         app.router.add_post("/seed", self.post_seed)
         app.router.add_post("/admin/reset", self.post_reset)
@@ -185,6 +188,8 @@ class ShardServer:
             self.config.shard_id, self.config.bind_host, self.config.http_port, self.config.metrics_port,
             replayed, perf_counter() - started, self.engine.depth("bid"), self.engine.depth("ask"),
         )
+        if self.config.admin_token is None:
+            log.warning("ADMIN_TOKEN is not set: /admin/* and /seed refuse every request (401)")
 
     async def stop(self) -> None:
         """Stop accepting, finish in-flight requests, drain, flush journal and producer."""

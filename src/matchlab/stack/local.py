@@ -15,6 +15,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from matchlab.admin_auth import ADMIN_TOKEN_ENV, new_token
 from matchlab.errors import ProcessError
 from matchlab.stack.broker import TansuBroker
 from matchlab.stack.grafana import GrafanaServer, find_grafana
@@ -44,6 +45,7 @@ class LocalBackend:
         self.grafana: GrafanaServer | None = None
         self.grafana_absent_reason = ""
         self.cold_start_s = 0.0
+        self.admin_token = new_token()  # one per stack; reaches the services by environment only
 
     # -- bring up ------------------------------------------------------------
 
@@ -80,9 +82,11 @@ class LocalBackend:
             broker=self.broker.bootstrap,
             grafana=grafana_url,
             grafana_auth=("admin", self.grafana.admin_password) if self.grafana is not None else None,
+            admin_token=self.admin_token,
         )
 
     def _process(self, spec: ServiceSpec, env: dict[str, str], logs: Path) -> ManagedProcess:
+        env = {**env, ADMIN_TOKEN_ENV: self.admin_token}  # the environment, never argv: argv is recorded
         proc = ManagedProcess(
             spec.name, [sys.executable, "-m", spec.module], logs / f"{spec.name}.log", env, registry=self.registry
         )

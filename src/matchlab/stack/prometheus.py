@@ -3,6 +3,8 @@
 The binary comes from ``PROMETHEUS_BIN`` or PATH; a missing one is a
 PrerequisiteError that says how to install it. The server listens on
 127.0.0.1 only and accepts remote write (the load generator pushes there).
+The lifecycle API (``/-/quit``, ``/-/reload``) stays off: the harness restarts
+Prometheus as a process and never reloads it.
 """
 
 from __future__ import annotations
@@ -53,7 +55,6 @@ class PrometheusServer(ProcessService):
                 f"--storage.tsdb.path={workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{port}",
                 "--web.enable-remote-write-receiver",
-                "--web.enable-lifecycle",
                 "--storage.tsdb.retention.time=1d",
             ],
             workdir / "prometheus.log",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from matchlab.admin_auth import bearer
 from matchlab.loadgen.targets import SHARD_SYMBOLS
 
 APP_HTTP_PORT = 8080  # in-cluster ports (DESIGN.md §2); the local backend picks free ones
@@ -87,8 +88,15 @@ class Endpoints:
     prometheus: str
     broker: str  # bootstrap servers
     grafana: str | None = None
-    grafana_auth: tuple[str, str] | None = None  # (user, password) for its HTTP API: annotations
+    grafana_auth: tuple[str, str] | None = field(default=None, repr=False)  # (user, password): annotations
+    # The stack's admin token (matchlab.admin_auth): the harness' own control calls send it.
+    # Kept out of repr, which --keep-stack logs.
+    admin_token: str = field(default="", repr=False)
 
     @property
     def remote_write(self) -> str:
         return f"{self.prometheus}/api/v1/write"
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return bearer(self.admin_token)

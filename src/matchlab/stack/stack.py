@@ -72,7 +72,8 @@ class Stack:
 
     def reset_shard(self, shard: str) -> None:
         """Empty every book of a shard (journaled: survives a restart)."""
-        resp = httpx.post(f"{self.endpoints.shards[shard]}/admin/reset", timeout=CONTROL_TIMEOUT_S)
+        resp = httpx.post(f"{self.endpoints.shards[shard]}/admin/reset", headers=self.endpoints.admin_headers,
+                          timeout=CONTROL_TIMEOUT_S)
         resp.raise_for_status()
 
     def book(self, shard: str, symbol: str) -> dict:
