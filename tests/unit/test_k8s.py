@@ -17,7 +17,7 @@ import yaml
 from matchlab.k8s import manifests as m
 from matchlab.k8s.backend import CLUSTER, ExistingClusterBackend, K3dBackend, KubernetesBackend
 from matchlab.k8s.commands import RecordingRunner
-from matchlab.k8s.helm_values import grafana_values, prometheus_values
+from matchlab.k8s.helm_values import grafana_values
 from matchlab.stack.backend import Backend
 from matchlab.stack.local import LocalBackend
 from matchlab.stack.spec import Topology, app_services
@@ -92,46 +92,6 @@ def test_labels_annotations_resources_probes_as_designed():
     assert rp["readinessProbe"] == {"tcpSocket": {"port": 9092}, "periodSeconds": 5}
     assert "dev-container" in rp["args"] and any(m.REDPANDA_ADVERTISED in a for a in rp["args"])
     assert rp["resources"]["limits"] == {"cpu": "2", "memory": "2Gi"}
-
-
-# Key paths the charts read (prometheus-community/prometheus 25.x, grafana-community/grafana 11.x values.yaml).
-PROMETHEUS_CHART_KEYS = {
-    "alertmanager.enabled", "kube-state-metrics.enabled", "prometheus-node-exporter.enabled",
-    "prometheus-pushgateway.enabled", "server.global.scrape_interval", "server.global.scrape_timeout",
-    "server.global.evaluation_interval", "server.extraFlags", "server.persistentVolume.enabled",
-    "server.resources", "server.service.type", "server.service.servicePort", "server.service.nodePort",
-    "serverFiles.recording_rules.yml",
-}
-GRAFANA_CHART_KEYS = {
-    "admin.existingSecret", "admin.userKey", "admin.passwordKey", "persistence.enabled", "resources",
-    "service.type", "service.port", "service.nodePort", "datasources", "dashboardProviders", "dashboardsConfigMaps",
-}
-LEAVES = {"server.resources", "resources", "datasources", "dashboardProviders", "dashboardsConfigMaps",
-          "serverFiles.recording_rules.yml", "server.extraFlags"}
-
-
-def key_paths(values: dict, prefix: str = "") -> set[str]:
-    out = set()
-    for k, v in values.items():
-        path = f"{prefix}{k}"
-        if isinstance(v, dict) and path not in LEAVES:
-            out |= key_paths(v, path + ".")
-        else:
-            out.add(path)
-    return out
-
-
-def test_helm_values_use_only_keys_the_charts_read():
-    assert key_paths(prometheus_values()) <= PROMETHEUS_CHART_KEYS
-    assert key_paths(grafana_values()) <= GRAFANA_CHART_KEYS
-
-
-def test_prometheus_values_carry_the_rules_file_and_the_settings():
-    values = prometheus_values()
-    rules = yaml.safe_load((ROOT / "prometheus" / "recording-rules.yaml").read_text())
-    assert values["serverFiles"]["recording_rules.yml"] == rules
-    assert values["server"]["global"]["scrape_interval"] == values["server"]["global"]["evaluation_interval"] == "5s"
-    assert "web.enable-remote-write-receiver" in values["server"]["extraFlags"]
 
 
 def test_no_credentials_in_the_repository_k8s_files():
@@ -251,7 +211,7 @@ def test_image_runtime_requirements_match_the_project_pins_and_cover_the_service
 
 
 def test_k3d_smoke_stops_at_once_with_the_prerequisite_message(tmp_path):
-    proc = subprocess.run(
+    proc = subprocess.run(  # noqa: PLW1510 - the exit code is asserted
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "experiments/test_smoke.py", "--backend", "k3d",
          "--reports-dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,

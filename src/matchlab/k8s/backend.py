@@ -139,7 +139,7 @@ class KubernetesBackend:
         self.created_namespaces = [d["metadata"]["name"] for d in namespaces if d["metadata"]["name"] not in existing]
         self.apply([d for d in namespaces if d["metadata"]["name"] in self.created_namespaces], None)
         self.apply_grafana_secret()
-        for name, group in docs.items():
+        for group in docs.values():
             self.apply(group, m.APP_NAMESPACE)
         from matchlab.k8s.helm_values import dashboard_configmap
 
