@@ -26,6 +26,7 @@ from matchlab.k8s import manifests as m
 from matchlab.k8s import render, tools
 from matchlab.k8s.backend import K3dBackend
 from matchlab.k8s.helm_values import (
+    CHART_WORKLOADS,
     DASHBOARD_CONFIGMAP,
     GRAFANA_SECRET,
     dashboard_configmap,
@@ -244,6 +245,16 @@ def test_the_services_listen_on_the_nodeports_k3d_maps(helm):
         assert f"{host}:{port['nodePort']}@loadbalancer" in mappings
         ports = container(obj(docs, "Deployment", service), container_name)["ports"]
         assert any(port["targetPort"] in (p["containerPort"], p.get("name")) for p in ports)  # reaches the server
+
+
+@pytest.mark.parametrize("release", CHART_WORKLOADS)
+def test_restart_service_selects_the_charts_server_pods(release):
+    """restart_service("prometheus"/"grafana") scales this Deployment and watches pods with these labels."""
+    ref, labels = CHART_WORKLOADS[release]
+    kind, name = ref.split("/")
+    deployment = obj(rendered("helm", release), kind.capitalize(), name)
+    assert labels.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
 
 # Grafana ----------------------------------------------------------------------------------------------

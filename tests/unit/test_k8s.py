@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import json
 import re
 import subprocess
 import sys
@@ -14,6 +15,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from matchlab.errors import ConfigError, WaitTimeoutError
+from matchlab.k8s import backend as backend_module
 from matchlab.k8s import manifests as m
 from matchlab.k8s.backend import CLUSTER, ExistingClusterBackend, K3dBackend, KubernetesBackend
 from matchlab.k8s.commands import RecordingRunner
@@ -170,13 +173,95 @@ def test_existing_cluster_pushes_images_and_deletes_only_namespaces_it_created(t
     assert image["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
 
 
-def test_broker_outage_scales_the_statefulset_down_and_up():
-    backend = K3dBackend(plan=True)
+def pods_json(*ready: bool) -> str:
+    """`kubectl get pods -o json` output with one pod per flag, Ready or not."""
+    return json.dumps({"items": [
+        {"metadata": {"name": f"pod-{i}"}, "status": {"conditions": [{"type": "Ready", "status": str(r)}]}}
+        for i, r in enumerate(ready)]})
+
+
+def fault_backend(monkeypatch, *pod_answers: str) -> K3dBackend:
+    monkeypatch.setattr(backend_module, "POLL_S", 0.0)
+    runner = RecordingRunner(answers={("kubectl", "get", "pods"): list(pod_answers)})
+    return K3dBackend(runner=runner, plan=True)
+
+
+SHARD_B = ("-l", "app=matching-engine,shard=b", "-n", "matching-engine")
+
+
+def test_kill_scales_the_deployment_to_zero_and_waits_until_no_pod_is_ready(monkeypatch):
+    backend = fault_backend(monkeypatch, pods_json(True), pods_json(False), "")
+    backend.kill_service("me-shard-b")
+    assert backend.runner.commands() == [
+        ("kubectl", "scale", "deployment/me-shard-b", "--replicas=0", "-n", "matching-engine"),
+        ("kubectl", "delete", "pod", *SHARD_B, "--grace-period=0", "--force", "--ignore-not-found"),
+        ("kubectl", "get", "pods", *SHARD_B, "-o", "json"),  # still Ready: asked again
+        ("kubectl", "get", "pods", *SHARD_B, "-o", "json"),  # terminating, not Ready: down
+    ]
+
+
+def test_restart_scales_back_only_once_no_pod_is_left_and_waits_for_ready(monkeypatch):
+    backend = fault_backend(monkeypatch, pods_json(False), "")
+    backend.restart_service("me-shard-b")
+    assert backend.runner.commands() == [
+        ("kubectl", "scale", "deployment/me-shard-b", "--replicas=0", "-n", "matching-engine"),
+        ("kubectl", "get", "pods", *SHARD_B, "-o", "json"),  # a pod not Ready still holds the journal's volume
+        ("kubectl", "get", "pods", *SHARD_B, "-o", "json"),
+        ("kubectl", "scale", "deployment/me-shard-b", "--replicas=1", "-n", "matching-engine"),
+        ("kubectl", "rollout", "status", "deployment/me-shard-b", "-n", "matching-engine", "--timeout=600s"),
+    ]
+
+
+def test_restarting_prometheus_acts_on_the_charts_server_in_monitoring(monkeypatch):
+    backend = fault_backend(monkeypatch, "")
+    backend.restart_service("prometheus")
+    selector = "app.kubernetes.io/name=prometheus,app.kubernetes.io/instance=prometheus,app.kubernetes.io/component=server"
+    assert backend.runner.commands() == [
+        ("kubectl", "scale", "deployment/prometheus-server", "--replicas=0", "-n", "monitoring"),
+        ("kubectl", "get", "pods", "-l", selector, "-n", "monitoring", "-o", "json"),
+        ("kubectl", "scale", "deployment/prometheus-server", "--replicas=1", "-n", "monitoring"),
+        ("kubectl", "rollout", "status", "deployment/prometheus-server", "-n", "monitoring", "--timeout=600s"),
+    ]
+
+
+def test_broker_outage_scales_the_statefulset_down_until_its_pod_is_gone_and_back(monkeypatch):
+    backend = fault_backend(monkeypatch, pods_json(False), "")
     backend.pause_broker()
     backend.resume_broker()
-    cmds = [" ".join(c) for c in backend.runner.commands()]
-    assert "scale statefulset/redpanda --replicas=0" in cmds[0] and "--for=delete pod/redpanda-0" in cmds[1]
-    assert "--replicas=1" in cmds[2] and "rollout status statefulset/redpanda" in cmds[3]
+    broker = ("-l", "app=redpanda", "-n", "matching-engine")
+    assert backend.runner.commands() == [
+        ("kubectl", "scale", "statefulset/redpanda", "--replicas=0", "-n", "matching-engine"),
+        ("kubectl", "get", "pods", *broker, "-o", "json"),
+        ("kubectl", "get", "pods", *broker, "-o", "json"),
+        ("kubectl", "scale", "statefulset/redpanda", "--replicas=1", "-n", "matching-engine"),
+        ("kubectl", "rollout", "status", "statefulset/redpanda", "-n", "matching-engine", "--timeout=600s"),
+    ]
+
+
+def test_a_pod_that_never_goes_times_out_naming_it(monkeypatch):
+    monkeypatch.setattr(backend_module, "WAIT_TIMEOUT_S", 0.05)
+    backend = fault_backend(monkeypatch, pods_json(True))
+    with pytest.raises(WaitTimeoutError, match="none ready: pods app=matching-engine,shard=b in matching-engine"):
+        backend.kill_service("me-shard-b")
+
+
+def test_an_unknown_service_is_refused_naming_the_known_ones():
+    with pytest.raises(ConfigError, match="'me-shard-z'.*me-shard-a.*prometheus"):
+        K3dBackend(plan=True).kill_service("me-shard-z")
+
+
+def test_data_outlives_pods_shard_journals_and_the_broker_have_volume_claims():
+    objects = m.app_objects()
+    claims = {d["metadata"]["name"] for d in objects if d["kind"] == "PersistentVolumeClaim"}
+    for shard in "abc":
+        pod = _deployments()[f"me-shard-{shard}"]["spec"]["template"]["spec"]
+        (volume,) = pod["volumes"]
+        assert volume["persistentVolumeClaim"]["claimName"] in claims
+        assert pod["containers"][0]["volumeMounts"] == [{"name": volume["name"], "mountPath": "/data"}]
+        assert _deployments()[f"me-shard-{shard}"]["spec"]["strategy"] == {"type": "Recreate"}
+    assert len(claims) == 3
+    statefulset = next(d for d in m.redpanda() if d["kind"] == "StatefulSet")
+    assert statefulset["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
 
 
 def test_every_backend_satisfies_the_protocol(tmp_path):

@@ -25,21 +25,25 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from matchlab.errors import PrerequisiteError
+from matchlab.errors import ConfigError, PrerequisiteError
 from matchlab.k8s import manifests as m
 from matchlab.k8s.commands import CommandRunner, RecordingRunner, SubprocessRunner
-from matchlab.k8s.helm_values import GRAFANA_CHART, GRAFANA_SECRET, PROMETHEUS_CHART
+from matchlab.k8s.helm_values import CHART_WORKLOADS, GRAFANA_CHART, GRAFANA_SECRET, PROMETHEUS_CHART
 from matchlab.k8s.prereq import check_prerequisites
 from matchlab.stack.spec import Endpoints, Topology, app_services
+from matchlab.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
 CLUSTER = "matching-engine-exp"
-WAIT_TIMEOUT = "600s"
+WAIT_TIMEOUT_S = 600
+WAIT_TIMEOUT = f"{WAIT_TIMEOUT_S}s"
+POLL_S = 1.0
 HELM_TIMEOUT = "10m"
 ROOT = Path(__file__).resolve().parents[3]
 IMAGES = {"shard": m.SHARD_IMAGE, "gateway": m.GATEWAY_IMAGE}
@@ -196,22 +200,53 @@ class KubernetesBackend:
         self.created_namespaces = []
         self.teardown_cluster()
 
+    # Faults mean what they mean on the local backend: a killed service stays down until restarted (its
+    # Deployment must not replace it), a restarted shard replays its journal (a volume claim), and the
+    # broker's outage keeps its data (its StatefulSet's volume claim).
+
+    def pods(self, workload: Workload) -> list[tuple[str, bool]]:
+        """(name, Ready) of every pod of the workload that still exists."""
+        out = self.kubectl("get", "pods", "-l", workload.selector, "-n", workload.namespace, "-o", "json")
+        items = json.loads(out)["items"] if out.strip() else []  # a recorded plan answers nothing: no pods
+        return [(p["metadata"]["name"], any(c["type"] == "Ready" and c["status"] == "True"
+                                           for c in p.get("status", {}).get("conditions", []))) for p in items]
+
+    def wait_pods(self, workload: Workload, until: str) -> None:
+        """Until no pod of the workload is Ready (``until="none ready"``) or none is left (``"none left"``)."""
+        def done() -> bool:
+            pods = self.pods(workload)
+            return not (pods if until == "none left" else [name for name, ready in pods if ready])
+
+        wait_until(done, WAIT_TIMEOUT_S, f"{until}: pods {workload.selector} in {workload.namespace}",
+                   interval=POLL_S)
+
+    def scale(self, workload: Workload, replicas: int) -> None:
+        self.kubectl("scale", workload.ref, f"--replicas={replicas}", "-n", workload.namespace)
+
     def pause_broker(self) -> None:
-        """Scale Redpanda to 0 (its volume keeps topics and data), as the anchor did."""
-        self.kubectl("scale", "statefulset/redpanda", "--replicas=0", "-n", m.APP_NAMESPACE)
-        self.kubectl("wait", "--for=delete", "pod/redpanda-0", "-n", m.APP_NAMESPACE, f"--timeout={WAIT_TIMEOUT}",
-                     check=False)
+        """Scale Redpanda to 0 until its pod is gone (its volume claim keeps topics and data)."""
+        self.scale(BROKER, 0)
+        self.wait_pods(BROKER, "none left")
 
     def resume_broker(self) -> None:
-        self.kubectl("scale", "statefulset/redpanda", "--replicas=1", "-n", m.APP_NAMESPACE)
-        self.kubectl("rollout", "status", "statefulset/redpanda", "-n", m.APP_NAMESPACE, f"--timeout={WAIT_TIMEOUT}")
+        self.scale(BROKER, 1)
+        self.kubectl("rollout", "status", BROKER.ref, "-n", BROKER.namespace, f"--timeout={WAIT_TIMEOUT}")
 
     def kill_service(self, name: str) -> None:
-        self.kubectl("delete", "pod", "-l", _selector(name), "-n", m.APP_NAMESPACE, "--grace-period=0", "--force")
+        """Crash it and keep it down: scale to 0 first (nothing replaces it), then delete its pods at once."""
+        workload = workload_of(name)
+        self.scale(workload, 0)
+        self.kubectl("delete", "pod", "-l", workload.selector, "-n", workload.namespace, "--grace-period=0",
+                     "--force", "--ignore-not-found")
+        self.wait_pods(workload, "none ready")
 
     def restart_service(self, name: str) -> None:
-        self.kubectl("rollout", "restart", f"deployment/{name}", "-n", m.APP_NAMESPACE)
-        self.kubectl("rollout", "status", f"deployment/{name}", "-n", m.APP_NAMESPACE, f"--timeout={WAIT_TIMEOUT}")
+        """Stop it (if running) until no pod is left, start one again and wait until it is Ready."""
+        workload = workload_of(name)
+        self.scale(workload, 0)
+        self.wait_pods(workload, "none left")  # the journal's volume is never shared by two pods
+        self.scale(workload, 1)
+        self.kubectl("rollout", "status", workload.ref, "-n", workload.namespace, f"--timeout={WAIT_TIMEOUT}")
 
     def log_tails(self) -> dict[str, str]:
         return {
@@ -223,9 +258,32 @@ class KubernetesBackend:
         return {"backend": f"{self.name} ({'plan only' if self.plan else 'cluster'})"}
 
 
-def _selector(name: str) -> str:
-    spec = next(s for s in app_services(Topology.MULTI) if s.name == name)
-    return ",".join(f"{k}={v}" for k, v in spec.labels.items())
+@dataclass(frozen=True)
+class Workload:
+    """What a fault acts on: a Deployment or StatefulSet and the labels of its pods."""
+
+    namespace: str
+    ref: str  # kind/name, as kubectl takes it
+    labels: tuple[tuple[str, str], ...]
+
+    @property
+    def selector(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.labels)
+
+
+BROKER = Workload(m.APP_NAMESPACE, "statefulset/redpanda", (("app", "redpanda"),))
+
+
+def workload_of(name: str) -> Workload:
+    """The workload behind a service name the experiments use (the same names as on the local backend)."""
+    for spec in app_services(Topology.MULTI):
+        if spec.name == name:
+            return Workload(m.APP_NAMESPACE, f"deployment/{name}", tuple(spec.labels.items()))
+    if name in CHART_WORKLOADS:
+        ref, labels = CHART_WORKLOADS[name]
+        return Workload(m.MONITORING_NAMESPACE, ref, tuple(labels.items()))
+    known = [s.name for s in app_services(Topology.MULTI)] + list(CHART_WORKLOADS)
+    raise ConfigError(f"no service named {name!r}; known: {known}")
 
 
 class K3dBackend(KubernetesBackend):

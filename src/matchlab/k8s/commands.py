@@ -60,15 +60,21 @@ class SubprocessRunner:
 
 @dataclass
 class RecordingRunner:
-    """Records commands instead of running them; answers with canned output where given."""
+    """Records commands instead of running them; answers with canned output where given.
 
-    answers: dict[tuple[str, ...], str] = field(default_factory=dict)
+    An answer is a string, or a list of strings given one per call (the last one repeats), for commands
+    polled until something changes.
+    """
+
+    answers: dict[tuple[str, ...], str | list[str]] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
 
     def run(self, argv: Sequence[str], check: bool = True, input_text: str | None = None) -> str:
         self.steps.append(Step(tuple(argv)))
         for prefix, answer in self.answers.items():
             if tuple(argv[: len(prefix)]) == prefix:
+                if isinstance(answer, list):
+                    return answer.pop(0) if len(answer) > 1 else answer[0]
                 return answer
         return ""
 

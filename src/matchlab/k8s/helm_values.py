@@ -25,6 +25,14 @@ GRAFANA_CHART = ("grafana-community", "https://grafana-community.github.io/helm-
 GRAFANA_SECRET = "grafana-admin"
 DASHBOARD_CONFIGMAP = "me-dashboard"
 PROMETHEUS_URL = f"http://prometheus-server.{MONITORING_NAMESPACE}.svc.cluster.local"
+# The charts' server Deployments and their pods' labels (release names "prometheus", "grafana"), for
+# restarting them; tests/integration/test_helm_render.py checks them against what the charts render.
+CHART_WORKLOADS = {
+    "prometheus": ("deployment/prometheus-server", {"app.kubernetes.io/name": "prometheus",
+                                                   "app.kubernetes.io/instance": "prometheus",
+                                                   "app.kubernetes.io/component": "server"}),
+    "grafana": ("deployment/grafana", {"app.kubernetes.io/name": "grafana", "app.kubernetes.io/instance": "grafana"}),
+}
 
 
 def prometheus_values() -> dict:
