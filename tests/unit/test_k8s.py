@@ -284,14 +284,16 @@ def test_image_runtime_requirements_match_the_project_pins_and_cover_the_service
     runtime = [ln.strip() for ln in (ROOT / "docker" / "requirements-runtime.txt").read_text().splitlines()
                if ln.strip() and not ln.startswith("#")]
     assert set(runtime) <= set(pins)
-    code = ("import sys, matchlab.shard.__main__, matchlab.gateway.__main__; "
+    code = ("import sys, matchlab.shard.__main__, matchlab.gateway.__main__, matchlab.loadgen.__main__; "
             "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
     third_party = {n for n in loaded - set(sys.stdlib_module_names) if not n.startswith("_")} - {"matchlab"}
     allowed = {r.split("==")[0].replace("-", "_") for r in runtime} | {
         "multidict", "yarl", "aiosignal", "frozenlist", "attr", "attrs", "propcache", "aiohappyeyeballs", "idna",
-        "typing_extensions", "cython_runtime"}  # aiohttp's own dependencies; Cython's runtime module
-    module_names = {"prometheus_client", "confluent_kafka", "msgspec", "orjson", "uvloop", "aiohttp"}
+        "typing_extensions", "cython_runtime", "anyio", "certifi", "httpcore", "h11", "sniffio"}
+    # (aiohttp's and httpx's own dependencies; Cython's runtime module)
+    module_names = {"prometheus_client", "confluent_kafka", "msgspec", "orjson", "uvloop", "aiohttp", "hdrh", "pyhdrh",
+                    "cramjam", "httpx"}
     assert third_party <= allowed | module_names, third_party - allowed - module_names
 
 

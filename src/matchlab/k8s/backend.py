@@ -12,7 +12,9 @@ a ``CommandRunner`` so that ``--plan`` prints exactly what a run would do:
    stdin, never in argv or git), Redpanda, the topics Job, shards, gateway, dashboard ConfigMap -
    namespace passed explicitly every time;
 5. ``helm upgrade --install --wait`` Prometheus and Grafana with the generated values;
-6. wait for every workload with kubectl's watch-based ``rollout status`` / ``wait``.
+6. wait for every workload with kubectl's watch-based ``rollout status`` / ``wait``;
+7. with ``load_from="cluster"``: per load phase, an Indexed Job of load-generator pods
+   (``load_job``), read back from their logs and merged (``run_load_in_cluster``).
 
 Load reaches the gateway and shards through the k3d load balancer's port
 mappings (NodePorts), never ``kubectl port-forward``. Teardown deletes the
@@ -25,22 +27,27 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from matchlab.errors import ConfigError, PrerequisiteError
+from matchlab.errors import CommandError, ConfigError, PrerequisiteError
 from matchlab.k8s import manifests as m
 from matchlab.k8s.commands import CommandRunner, RecordingRunner, SubprocessRunner
 from matchlab.k8s.helm_values import CHART_WORKLOADS, GRAFANA_CHART, GRAFANA_SECRET, PROMETHEUS_CHART
+from matchlab.k8s.load_job import COMPLETION_INDEX, LOADGEN_IMAGE, START_LEAD_S, ClusterLoad, load_job
 from matchlab.k8s.prereq import check_prerequisites
+from matchlab.loadgen.results import LoadResult
+from matchlab.loadgen.segments import merged_result, read_result_lines
 from matchlab.stack.spec import Endpoints, Topology, app_services
 from matchlab.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
 CLUSTER = "matching-engine-exp"
+AGENTS = 3
 WAIT_TIMEOUT_S = 600
 WAIT_TIMEOUT = f"{WAIT_TIMEOUT_S}s"
 POLL_S = 1.0
@@ -54,13 +61,22 @@ class KubernetesBackend:
 
     name = "k8s"
 
-    def __init__(self, runner: CommandRunner | None = None, plan: bool = False, keep: bool = False) -> None:
+    def __init__(self, runner: CommandRunner | None = None, plan: bool = False, keep: bool = False,
+                 load_from: str = "host", load_workers: int | None = None) -> None:
+        if load_from not in ("host", "cluster"):
+            raise ConfigError(f"load_from must be 'host' or 'cluster', got {load_from!r}")
         self.plan = plan
         self.keep = keep
+        self.load_from = load_from
+        self.load_workers = load_workers
         self.runner: CommandRunner = runner or (RecordingRunner() if plan else SubprocessRunner())
         self.kube_args: list[str] = []
         self.created_namespaces: list[str] = []
         self.run_id = ""
+
+    def images(self) -> dict[str, str]:
+        """Image build target -> tag; the load generator's only when load runs in the cluster."""
+        return {**IMAGES, "loadgen": LOADGEN_IMAGE} if self.load_from == "cluster" else dict(IMAGES)
 
     # hooks ---------------------------------------------------------------------
     def tools(self) -> tuple[str, ...]:
@@ -110,13 +126,13 @@ class KubernetesBackend:
 
     def build_images(self) -> None:
         if self.plan:
-            for target, tag in IMAGES.items():
+            for target, tag in self.images().items():
                 self.runner.note(f"docker SDK: build {ROOT / 'Dockerfile'} --target {target} -t {tag}")
             return
         import docker
 
         client = docker.from_env()
-        for target, tag in IMAGES.items():
+        for target, tag in self.images().items():
             log.info("building image %s (target %s)", tag, target)
             client.images.build(path=str(ROOT), dockerfile="Dockerfile", target=target, tag=tag, rm=True)
 
@@ -199,6 +215,50 @@ class KubernetesBackend:
             self.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=false", check=False)
         self.created_namespaces = []
         self.teardown_cluster()
+
+    # In-cluster load ----------------------------------------------------------------------------------
+
+    def default_load_workers(self) -> int:
+        """One load worker per node that takes ordinary pods."""
+        out = self.kubectl("get", "nodes", "-o", "json")
+        nodes = json.loads(out)["items"] if out.strip() else []
+        return max(1, sum(1 for n in nodes if not n["spec"].get("unschedulable") and not any(
+            t.get("effect") == "NoSchedule" for t in n["spec"].get("taints", []))))
+
+    def job_state(self, name: str) -> str:
+        """"Complete", "Failed" or "" (still running) for a Job."""
+        out = self.kubectl("get", "job", name, "-n", m.APP_NAMESPACE, "-o", "json")
+        if not out.strip():
+            return "Complete"  # a recorded plan: nothing runs
+        conditions = json.loads(out).get("status", {}).get("conditions", [])
+        return next((c["type"] for c in conditions if c["type"] in ("Complete", "Failed") and c["status"] == "True"), "")
+
+    def run_load_in_cluster(self, load: ClusterLoad) -> LoadResult:
+        """Run one load phase as an Indexed Job, collect every worker's measurements and merge them."""
+        ns = m.APP_NAMESPACE
+        start_at = time.time() + START_LEAD_S
+        self.runner.note(f"in-cluster load {load.name}: Indexed Job of {load.workers} workers, worker i sending "
+                         f"slots i, i+{load.workers}, ... of one schedule (seed {load.seed}), all starting in "
+                         f"{START_LEAD_S} s")
+        self.kubectl("delete", "job", load.name, "-n", ns, "--ignore-not-found", "--wait=true")
+        self.apply([load_job(load, start_at, self.registry(), self.run_id)], ns)
+        try:
+            state = wait_until(lambda: self.job_state(load.name), load.timeout_s, f"job/{load.name} to finish",
+                               interval=POLL_S)
+            parts = []
+            for index in range(load.workers):
+                log_text = self.kubectl("logs", "-l", f"batch.kubernetes.io/job-name={load.name},"
+                                        f"{COMPLETION_INDEX}={index}", "-n", ns, "--tail=-1", check=state != "Failed")
+                if state == "Failed":
+                    parts.append(log_text)
+                elif not self.plan:
+                    parts.append(read_result_lines(log_text, f"worker {index} of job/{load.name}"))
+            if state == "Failed":
+                tails = "\n".join(f"--- worker {i}:\n" + "\n".join(t.splitlines()[-15:]) for i, t in enumerate(parts))
+                raise CommandError(f"in-cluster load job/{load.name} failed:\n{tails}")
+        finally:
+            self.kubectl("delete", "job", load.name, "-n", ns, "--ignore-not-found", "--wait=false", check=False)
+        return merged_result(parts, load.profile)
 
     # Faults mean what they mean on the local backend: a killed service stays down until restarted (its
     # Deployment must not replace it), a restarted shard replays its journal (a volume claim), and the
@@ -289,9 +349,13 @@ def workload_of(name: str) -> Workload:
 class K3dBackend(KubernetesBackend):
     name = "k3d"
 
-    def __init__(self, runner: CommandRunner | None = None, plan: bool = False, keep: bool = False) -> None:
-        super().__init__(runner, plan, keep)
+    def __init__(self, runner: CommandRunner | None = None, plan: bool = False, keep: bool = False,
+                 load_from: str = "host", load_workers: int | None = None) -> None:
+        super().__init__(runner, plan, keep, load_from, load_workers)
         self.created_cluster = False
+
+    def default_load_workers(self) -> int:
+        return AGENTS
 
     def tools(self) -> tuple[str, ...]:
         return ("k3d", "helm", "kubectl")
@@ -307,7 +371,7 @@ class K3dBackend(KubernetesBackend):
         if not self.cluster_exists():
             ports = [arg for name, host in m.HOST_PORTS.items()
                      for arg in ("-p", f"{host}:{m.NODE_PORTS[name]}@loadbalancer")]
-            self.runner.run(["k3d", "cluster", "create", CLUSTER, "--servers", "1", "--agents", "3",
+            self.runner.run(["k3d", "cluster", "create", CLUSTER, "--servers", "1", "--agents", str(AGENTS),
                              "--k3s-arg", "--disable=traefik@server:0", *ports, "--wait",
                              "--kubeconfig-update-default=false", "--kubeconfig-switch-context=false"])
             self.created_cluster = True
@@ -319,14 +383,15 @@ class K3dBackend(KubernetesBackend):
         self.kube_args = ["--kubeconfig", str(kubeconfig)]
 
     def deliver_images(self) -> None:
-        self.runner.run(["k3d", "image", "import", *IMAGES.values(), "--cluster", CLUSTER])
-        nodes = [f"k3d-{CLUSTER}-server-0", *(f"k3d-{CLUSTER}-agent-{i}" for i in range(3))]
+        images = list(self.images().values())
+        self.runner.run(["k3d", "image", "import", *images, "--cluster", CLUSTER])
+        nodes = [f"k3d-{CLUSTER}-server-0", *(f"k3d-{CLUSTER}-agent-{i}" for i in range(AGENTS))]
         for node in nodes:
             listed = self.runner.run(["docker", "exec", node, "crictl", "images", "-o", "json"])
             if self.plan:
                 continue
             tags = {t for img in json.loads(listed).get("images", []) for t in img.get("repoTags", [])}
-            missing = [i for i in IMAGES.values() if not any(t.endswith(i) for t in tags)]
+            missing = [i for i in images if not any(t.endswith(i) for t in tags)]
             if missing:
                 raise PrerequisiteError(f"images {missing} are not on node {node} after `k3d image import`")
 
@@ -342,8 +407,8 @@ class ExistingClusterBackend(KubernetesBackend):
     name = "k8s"
 
     def __init__(self, context: str, image_registry: str, runner: CommandRunner | None = None, plan: bool = False,
-                 keep: bool = False) -> None:
-        super().__init__(runner, plan, keep)
+                 keep: bool = False, load_from: str = "host", load_workers: int | None = None) -> None:
+        super().__init__(runner, plan, keep, load_from, load_workers)
         self.context = context
         self.image_registry = image_registry.rstrip("/")
         self.kube_args = ["--context", context]
@@ -356,7 +421,7 @@ class ExistingClusterBackend(KubernetesBackend):
         return self.image_registry
 
     def deliver_images(self) -> None:
-        for tag in IMAGES.values():
+        for tag in self.images().values():
             remote = f"{self.image_registry}/{tag}"
             if self.plan:
                 self.runner.note(f"docker SDK: tag {tag} {remote} and push it")
