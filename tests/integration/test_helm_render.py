@@ -52,12 +52,19 @@ def require_helm(name: str) -> str:
     return path
 
 
+@pytest.fixture(autouse=True)
+def chart_archives() -> None:
+    """The pinned chart archives beside the repository (../shared/charts), or a one-line failure naming the file."""
+    for release in render.RELEASES:
+        try:
+            render.chart_archive(release)
+        except PrerequisiteError as exc:
+            pytest.fail(str(exc), pytrace=False)
+
+
 @functools.cache
 def rendered(helm: str, release: str, kube_version: str = NEWEST) -> tuple[dict, ...]:
-    try:
-        return tuple(render.template(require_helm(helm), release, kube_version))
-    except PrerequisiteError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    return tuple(render.template(require_helm(helm), release, kube_version))
 
 
 def obj(docs, kind: str, name: str) -> dict:
