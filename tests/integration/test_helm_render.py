@@ -141,6 +141,9 @@ def test_prometheus_receives_remote_write_every_5s_with_our_rules(helm):
     mounts = {v["mountPath"]: v["name"] for v in server["volumeMounts"]}
     volumes = {v["name"]: v for v in obj(docs, "Deployment", "prometheus-server")["spec"]["template"]["spec"]["volumes"]}
     assert volumes[mounts["/etc/config"]]["configMap"]["name"] == "prometheus-server"
+    tsdb = server["args"][server["args"].index("--storage.tsdb.path=/data")].split("=")[1]
+    claim = volumes[mounts[tsdb]]["persistentVolumeClaim"]["claimName"]  # restart_service keeps the TSDB
+    assert obj(docs, "PersistentVolumeClaim", claim)["spec"]["accessModes"] == ["ReadWriteOnce"]
     pods = next(j for j in config["scrape_configs"] if j["job_name"] == "kubernetes-pods")
     assert pods.get("scrape_interval", "5s") == "5s"  # our targets' job keeps the global 5 s
 
@@ -224,8 +227,9 @@ def test_the_pod_job_scrapes_each_of_our_pods_once_keeping_app_and_shard(helm):
         (url, labels), = found["kubernetes-pods"]  # one target, however many container ports
         labels = dict(labels)
         assert url == "http://10.42.1.7:9091/metrics"
-        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
-        assert {k: labels.get(k) for k in pod_labels} == pod_labels  # app (and shard) as the verdict queries use
+        app_labels = {k: v for k, v in deployment["spec"]["template"]["metadata"]["labels"].items() if k != "job"}
+        assert {k: labels.get(k) for k in app_labels} == app_labels  # app (and shard) as the verdict queries use
+        assert labels["job"] == app_labels["app"]  # as on the local stack (smoke and fault tests select on it)
         unannotated = copy.deepcopy(deployment)
         unannotated["spec"]["template"]["metadata"].pop("annotations")
         assert not any(scraped(j, unannotated) for j in pod_jobs)  # it is our annotation that selects the pod

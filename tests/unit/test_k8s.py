@@ -73,7 +73,7 @@ def test_labels_annotations_resources_probes_as_designed():
     for shard in "abc":
         d = deps[f"me-shard-{shard}"]
         pod = d["spec"]["template"]
-        assert pod["metadata"]["labels"] == {"app": "matching-engine", "shard": shard}
+        assert pod["metadata"]["labels"] == {"app": "matching-engine", "shard": shard, "job": "matching-engine"}
         assert pod["metadata"]["annotations"] == {
             "prometheus.io/scrape": "true", "prometheus.io/port": "9091", "prometheus.io/path": "/metrics"}
         c = pod["spec"]["containers"][0]
@@ -83,7 +83,7 @@ def test_labels_annotations_resources_probes_as_designed():
         env = {e["name"]: e["value"] for e in c["env"]}
         assert env["SHARD_ID"] == shard and env["KAFKA_BOOTSTRAP"].startswith("redpanda-0.redpanda.matching-engine")
     gw = deps["edge-gateway"]["spec"]["template"]
-    assert gw["metadata"]["labels"] == {"app": "edge-gateway"}
+    assert gw["metadata"]["labels"] == {"app": "edge-gateway", "job": "edge-gateway"}
     assert gw["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "1", "memory": "512Mi"}
     env = {e["name"]: e["value"] for e in gw["spec"]["containers"][0]["env"]}
     assert env["ME_SHARD_MAP"].count("=http://me-shard-") == 3

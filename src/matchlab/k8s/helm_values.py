@@ -44,7 +44,9 @@ def prometheus_values() -> dict:
         "server": {
             "global": {"scrape_interval": "5s", "scrape_timeout": "4s", "evaluation_interval": "5s"},
             "extraFlags": ["web.enable-lifecycle", "web.enable-remote-write-receiver"],
-            "persistentVolume": {"enabled": False},
+            # The TSDB outlives the pod: a restarted Prometheus still answers queries over the time before
+            # (as on the local backend); the cluster's default storage class.
+            "persistentVolume": {"enabled": True, "size": "2Gi"},
             "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
             "service": {"type": "NodePort", "servicePort": 80, "nodePort": NODE_PORTS["prometheus"]},
         },

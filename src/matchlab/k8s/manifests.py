@@ -124,7 +124,9 @@ def app_deployment(spec: ServiceSpec, registry: str = "") -> dict:
             "selector": {"matchLabels": dict(spec.labels)},
             "template": {
                 "metadata": {
-                    "labels": dict(spec.labels),
+                    # `job` as on the local stack (its scrape jobs are named after the app): the chart's
+                    # kubernetes-pods job maps pod labels onto targets, which overrides its own job name.
+                    "labels": {**spec.labels, "job": spec.labels["app"]},
                     "annotations": {
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(APP_METRICS_PORT),
