@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -296,8 +297,12 @@ def test_grafana_provisions_the_dashboard_from_the_me_dashboard_configmap(helm):
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     mounted = {v["mountPath"]: volumes[v["name"]] for v in container(deployment, "grafana")["volumeMounts"]}
     assert mounted[provider["options"]["path"]]["configMap"]["name"] == DASHBOARD_CONFIGMAP
-    assert dashboard_configmap()["metadata"]["name"] == DASHBOARD_CONFIGMAP
-    assert dashboard_configmap()["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    configmap = dashboard_configmap()
+    assert configmap["metadata"]["name"] == DASHBOARD_CONFIGMAP
+    assert configmap["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert provider["type"] == "file" and configmap["data"]  # the file provider loads every *.json mounted there
+    for name, text in configmap["data"].items():
+        assert name.endswith(".json") and json.loads(text)["uid"], name
 
 
 @pytest.mark.parametrize("helm", HELMS)

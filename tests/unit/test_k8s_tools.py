@@ -99,3 +99,11 @@ def test_the_prerequisite_check_names_only_what_is_still_missing(tmp_path, monke
     (bin_dir / "kubectl").write_bytes(b"#!/bin/sh\n")
     (bin_dir / "kubectl").chmod(0o755)
     prereq.check_prerequisites(need_docker=False, tools=("helm", "kubectl"))  # nothing missing: no error
+
+
+def test_the_backends_commands_find_the_virtualenvs_tools_first(tmp_path, monkeypatch):
+    from matchlab.k8s.commands import SubprocessRunner
+
+    monkeypatch.setattr(tools, "venv_bin", lambda: tmp_path)
+    out = SubprocessRunner().run(["sh", "-c", 'echo "$PATH"'])
+    assert out.split(":")[0] == str(tmp_path)

