@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from matchlab.k8s.helm_values import PROMETHEUS_URL
 from matchlab.k8s.manifests import APP_NAMESPACE, IMAGE_TAG, RUN_LABEL
 from matchlab.loadgen.profile import LoadProfile
+from matchlab.loadgen.workers import COMPLETION_GRACE_S, worker_args
 from matchlab.stack.spec import APP_HTTP_PORT
 
 LOADGEN_IMAGE = f"matchlab/loadgen:{IMAGE_TAG}"
@@ -23,7 +24,6 @@ LOADGEN_IMAGE = f"matchlab/loadgen:{IMAGE_TAG}"
 LOADGEN_RESOURCES = {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # the Indexed Job's per-pod annotation and label
 START_LEAD_S = 30  # pods scheduled and interpreters started before the common start time
-COMPLETION_GRACE_S = 60  # the last requests' timeout, the result lines, the pod's exit
 
 
 def service_url(name: str) -> str:
@@ -58,14 +58,8 @@ def loadgen_args(load: ClusterLoad, start_at: float) -> list[str]:
         route = ["--gateway", service_url("edge-gateway"), "--shards", ",".join(load.shards)]
     else:
         route = [arg for s in load.shards for arg in ("--shard", f"{s}={service_url(f'me-shard-{s}')}")]
-    stages = ",".join(f"{s.duration_s!r}:{s.target_rate!r}" for s in load.profile.stages)  # exact: the same schedule
-    labels = [arg for k, v in sorted(load.labels.items()) for arg in ("--label", f"{k}={v}")]
-    return [
-        *route, "--start-rate", repr(load.profile.start_rate), "--stages", stages, "--seed", str(load.seed),
-        "--mix", load.mix, "--workers", str(load.workers), "--worker-index", "$(WORKER_INDEX)",
-        "--start-at", f"{start_at:.3f}", "--remote-write", f"{PROMETHEUS_URL}/api/v1/write", *labels,
-        "--result-lines", "--quiet",
-    ]
+    return worker_args(route, load.profile, load.workers, "$(WORKER_INDEX)", start_at, seed=load.seed, mix=load.mix,
+                       remote_write=f"{PROMETHEUS_URL}/api/v1/write", labels=load.labels)
 
 
 def load_job(load: ClusterLoad, start_at: float, registry: str = "", run_id: str | None = None) -> dict:

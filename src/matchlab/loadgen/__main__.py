@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -31,15 +32,25 @@ from matchlab.loadgen.calibration import calibrate
 from matchlab.loadgen.flow import STATIONARY, OrderFlow, hot_symbol_mix
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.remote_write import RemoteWriteExporter
+from matchlab.loadgen.results import LoadResult
 from matchlab.loadgen.runner import DEFAULT_MAX_IN_FLIGHT, OpenModelRunner
 from matchlab.loadgen.seeding import seed_books
-from matchlab.loadgen.segments import Segment, SegmentProfile, recorder_to_dict, result_lines, segment_source
+from matchlab.loadgen.segments import (
+    Segment,
+    SegmentProfile,
+    merged_result,
+    recorder_to_dict,
+    result_lines,
+    segment_source,
+)
 from matchlab.loadgen.targets import SHARD_SYMBOLS, direct_targets, flow_source, gateway_targets
+from matchlab.loadgen.workers import COMPLETION_GRACE_S, run_worker_processes, worker_args
 from matchlab.promtext import scrape_counter
 from matchlab.service import event_loop_runner
 
 CALIBRATION_RATE = 50.0
 START_TOLERANCE_S = 1.0
+PROCESS_START_S, PROCESS_START_EACH_S = 2.0, 0.5  # interpreters starting on a busy machine
 
 
 
@@ -104,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--workers", type=int, default=1, help="how many workers share the schedule")
     split.add_argument("--worker-index", type=int, default=0, help="which of them this is (0-based)")
     split.add_argument("--start-at", type=float, help="Unix time at which every worker starts the schedule")
+    split.add_argument("--processes", type=int, default=1,
+                       help="run the schedule as this many worker processes on this machine and merge their results "
+                            "(seeding and calibration happen once, first)")
     split.add_argument("--result-lines", action="store_true",
                        help="print the measurements (histograms included) as MATCHLAB-RESULT lines for merging")
     p.add_argument("--json", type=Path, help="write the result as JSON here")
@@ -151,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
     if segment.count > 1 and (args.matches_per_min is not None or args.seed_books):
         raise UsageError("with --workers > 1, seed and calibrate once before the workers start; "
                          "give the workers --rate or --stages")
+    if args.processes < 1 or (args.processes > 1 and segment.count > 1):
+        raise UsageError("--processes N (N >= 1) starts its own workers: give it without --workers")
     labels = parse_pairs(args.label, "--label")
     if segment.count > 1:
         labels["worker"] = str(segment.index)
@@ -195,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         profile = LoadProfile.constant(args.rate, args.duration)
 
+    if args.processes > 1:
+        return report(args, run_in_processes(args, profile, labels), calibration)
     if segment.count > 1:
         profile, source = SegmentProfile(profile, segment), segment_source(source, segment)
     exporter = RemoteWriteExporter(args.remote_write, labels) if args.remote_write else None
@@ -207,6 +225,10 @@ def run(args: argparse.Namespace) -> int:
     if args.result_lines:
         for line in result_lines(recorder_to_dict(runner.recorder, result.cpu_seconds)):
             print(line)
+    return report(args, result, calibration)
+
+
+def report(args: argparse.Namespace, result: LoadResult, calibration) -> int:
     if calibration is not None:
         result.extra["calibration"] = calibration.to_dict()
     print(result.summary_line())
@@ -214,6 +236,22 @@ def run(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result.to_dict(), indent=1))
     return 0
+
+
+def run_in_processes(args: argparse.Namespace, profile: LoadProfile, labels: dict[str, str]) -> LoadResult:
+    """The schedule split across ``--processes`` worker processes started together; one merged result."""
+    n = args.processes
+    route = ["--gateway", args.gateway, "--shards", args.shards] if args.gateway else [
+        arg for pair in args.shard for arg in ("--shard", pair)]
+    extra = ["--max-in-flight", str(max(1, math.ceil(args.max_in_flight / n))), "--hot-symbol", args.hot_symbol]
+    lead = PROCESS_START_S + PROCESS_START_EACH_S * n
+    start_at = time.time() + lead
+    argvs = [worker_args(route, profile, n, str(i), start_at, seed=args.seed, mix=args.mix,
+                         remote_write=args.remote_write, labels=labels, extra=extra) for i in range(n)]
+    if not args.quiet:
+        print(f"{n} worker processes, starting together in {lead:.1f} s", file=sys.stderr)
+    parts = run_worker_processes(argvs, lead + profile.duration_s + COMPLETION_GRACE_S)
+    return merged_result(parts, profile)
 
 
 if __name__ == "__main__":
