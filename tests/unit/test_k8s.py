@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import json
 import re
 import subprocess
 import sys
@@ -14,10 +15,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from matchlab.errors import ConfigError, WaitTimeoutError
+from matchlab.k8s import backend as backend_module
 from matchlab.k8s import manifests as m
 from matchlab.k8s.backend import CLUSTER, ExistingClusterBackend, K3dBackend, KubernetesBackend
 from matchlab.k8s.commands import RecordingRunner
-from matchlab.k8s.helm_values import grafana_values, prometheus_values
+from matchlab.k8s.helm_values import grafana_values
 from matchlab.stack.backend import Backend
 from matchlab.stack.local import LocalBackend
 from matchlab.stack.spec import Topology, app_services
@@ -70,7 +73,7 @@ def test_labels_annotations_resources_probes_as_designed():
     for shard in "abc":
         d = deps[f"me-shard-{shard}"]
         pod = d["spec"]["template"]
-        assert pod["metadata"]["labels"] == {"app": "matching-engine", "shard": shard}
+        assert pod["metadata"]["labels"] == {"app": "matching-engine", "shard": shard, "job": "matching-engine"}
         assert pod["metadata"]["annotations"] == {
             "prometheus.io/scrape": "true", "prometheus.io/port": "9091", "prometheus.io/path": "/metrics"}
         c = pod["spec"]["containers"][0]
@@ -81,7 +84,7 @@ def test_labels_annotations_resources_probes_as_designed():
         assert env["ADMIN_TOKEN"] == {"secretKeyRef": {"name": m.ADMIN_SECRET, "key": m.ADMIN_SECRET_KEY}}
         assert env["SHARD_ID"] == shard and env["KAFKA_BOOTSTRAP"].startswith("redpanda-0.redpanda.matching-engine")
     gw = deps["edge-gateway"]["spec"]["template"]
-    assert gw["metadata"]["labels"] == {"app": "edge-gateway"}
+    assert gw["metadata"]["labels"] == {"app": "edge-gateway", "job": "edge-gateway"}
     assert gw["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "1", "memory": "512Mi"}
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in gw["spec"]["containers"][0]["env"]}
     assert env["ME_SHARD_MAP"].count("=http://me-shard-") == 3
@@ -94,46 +97,6 @@ def test_labels_annotations_resources_probes_as_designed():
     assert rp["readinessProbe"] == {"tcpSocket": {"port": 9092}, "periodSeconds": 5}
     assert "dev-container" in rp["args"] and any(m.REDPANDA_ADVERTISED in a for a in rp["args"])
     assert rp["resources"]["limits"] == {"cpu": "2", "memory": "2Gi"}
-
-
-# Key paths the charts read (prometheus-community/prometheus 25.x, grafana-community/grafana 11.x values.yaml).
-PROMETHEUS_CHART_KEYS = {
-    "alertmanager.enabled", "kube-state-metrics.enabled", "prometheus-node-exporter.enabled",
-    "prometheus-pushgateway.enabled", "server.global.scrape_interval", "server.global.scrape_timeout",
-    "server.global.evaluation_interval", "server.extraFlags", "server.persistentVolume.enabled",
-    "server.resources", "server.service.type", "server.service.servicePort", "server.service.nodePort",
-    "serverFiles.recording_rules.yml",
-}
-GRAFANA_CHART_KEYS = {
-    "admin.existingSecret", "admin.userKey", "admin.passwordKey", "persistence.enabled", "resources",
-    "service.type", "service.port", "service.nodePort", "datasources", "dashboardProviders", "dashboardsConfigMaps",
-}
-LEAVES = {"server.resources", "resources", "datasources", "dashboardProviders", "dashboardsConfigMaps",
-          "serverFiles.recording_rules.yml", "server.extraFlags"}
-
-
-def key_paths(values: dict, prefix: str = "") -> set[str]:
-    out = set()
-    for k, v in values.items():
-        path = f"{prefix}{k}"
-        if isinstance(v, dict) and path not in LEAVES:
-            out |= key_paths(v, path + ".")
-        else:
-            out.add(path)
-    return out
-
-
-def test_helm_values_use_only_keys_the_charts_read():
-    assert key_paths(prometheus_values()) <= PROMETHEUS_CHART_KEYS
-    assert key_paths(grafana_values()) <= GRAFANA_CHART_KEYS
-
-
-def test_prometheus_values_carry_the_rules_file_and_the_settings():
-    values = prometheus_values()
-    rules = yaml.safe_load((ROOT / "prometheus" / "recording-rules.yaml").read_text())
-    assert values["serverFiles"]["recording_rules.yml"] == rules
-    assert values["server"]["global"]["scrape_interval"] == values["server"]["global"]["evaluation_interval"] == "5s"
-    assert "web.enable-remote-write-receiver" in values["server"]["extraFlags"]
 
 
 def test_no_credentials_in_the_repository_k8s_files():
@@ -215,13 +178,95 @@ def test_existing_cluster_pushes_images_and_deletes_only_namespaces_it_created(t
     assert image["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
 
 
-def test_broker_outage_scales_the_statefulset_down_and_up():
-    backend = K3dBackend(plan=True)
+def pods_json(*ready: bool) -> str:
+    """`kubectl get pods -o json` output with one pod per flag, Ready or not."""
+    return json.dumps({"items": [
+        {"metadata": {"name": f"pod-{i}"}, "status": {"conditions": [{"type": "Ready", "status": str(r)}]}}
+        for i, r in enumerate(ready)]})
+
+
+def fault_backend(monkeypatch, *pod_answers: str) -> K3dBackend:
+    monkeypatch.setattr(backend_module, "POLL_S", 0.0)
+    runner = RecordingRunner(answers={("kubectl", "get", "pods"): list(pod_answers)})
+    return K3dBackend(runner=runner, plan=True)
+
+
+SHARD_B = ("-l", "app=matching-engine,shard=b", "-n", "matching-engine")
+
+
+def test_kill_scales_the_deployment_to_zero_and_waits_until_no_pod_is_ready(monkeypatch):
+    backend = fault_backend(monkeypatch, pods_json(True), pods_json(False), "")
+    backend.kill_service("me-shard-b")
+    assert backend.runner.commands() == [
+        ("kubectl", "scale", "deployment/me-shard-b", "--replicas=0", "-n", "matching-engine"),
+        ("kubectl", "delete", "pod", *SHARD_B, "--grace-period=0", "--force", "--ignore-not-found"),
+        ("kubectl", "get", "pods", *SHARD_B, "-o", "json"),  # still Ready: asked again
+        ("kubectl", "get", "pods", *SHARD_B, "-o", "json"),  # terminating, not Ready: down
+    ]
+
+
+def test_restart_scales_back_only_once_no_pod_is_left_and_waits_for_ready(monkeypatch):
+    backend = fault_backend(monkeypatch, pods_json(False), "")
+    backend.restart_service("me-shard-b")
+    assert backend.runner.commands() == [
+        ("kubectl", "scale", "deployment/me-shard-b", "--replicas=0", "-n", "matching-engine"),
+        ("kubectl", "get", "pods", *SHARD_B, "-o", "json"),  # a pod not Ready still holds the journal's volume
+        ("kubectl", "get", "pods", *SHARD_B, "-o", "json"),
+        ("kubectl", "scale", "deployment/me-shard-b", "--replicas=1", "-n", "matching-engine"),
+        ("kubectl", "rollout", "status", "deployment/me-shard-b", "-n", "matching-engine", "--timeout=600s"),
+    ]
+
+
+def test_restarting_prometheus_acts_on_the_charts_server_in_monitoring(monkeypatch):
+    backend = fault_backend(monkeypatch, "")
+    backend.restart_service("prometheus")
+    selector = "app.kubernetes.io/name=prometheus,app.kubernetes.io/instance=prometheus,app.kubernetes.io/component=server"
+    assert backend.runner.commands() == [
+        ("kubectl", "scale", "deployment/prometheus-server", "--replicas=0", "-n", "monitoring"),
+        ("kubectl", "get", "pods", "-l", selector, "-n", "monitoring", "-o", "json"),
+        ("kubectl", "scale", "deployment/prometheus-server", "--replicas=1", "-n", "monitoring"),
+        ("kubectl", "rollout", "status", "deployment/prometheus-server", "-n", "monitoring", "--timeout=600s"),
+    ]
+
+
+def test_broker_outage_scales_the_statefulset_down_until_its_pod_is_gone_and_back(monkeypatch):
+    backend = fault_backend(monkeypatch, pods_json(False), "")
     backend.pause_broker()
     backend.resume_broker()
-    cmds = [" ".join(c) for c in backend.runner.commands()]
-    assert "scale statefulset/redpanda --replicas=0" in cmds[0] and "--for=delete pod/redpanda-0" in cmds[1]
-    assert "--replicas=1" in cmds[2] and "rollout status statefulset/redpanda" in cmds[3]
+    broker = ("-l", "app=redpanda", "-n", "matching-engine")
+    assert backend.runner.commands() == [
+        ("kubectl", "scale", "statefulset/redpanda", "--replicas=0", "-n", "matching-engine"),
+        ("kubectl", "get", "pods", *broker, "-o", "json"),
+        ("kubectl", "get", "pods", *broker, "-o", "json"),
+        ("kubectl", "scale", "statefulset/redpanda", "--replicas=1", "-n", "matching-engine"),
+        ("kubectl", "rollout", "status", "statefulset/redpanda", "-n", "matching-engine", "--timeout=600s"),
+    ]
+
+
+def test_a_pod_that_never_goes_times_out_naming_it(monkeypatch):
+    monkeypatch.setattr(backend_module, "WAIT_TIMEOUT_S", 0.05)
+    backend = fault_backend(monkeypatch, pods_json(True))
+    with pytest.raises(WaitTimeoutError, match="none ready: pods app=matching-engine,shard=b in matching-engine"):
+        backend.kill_service("me-shard-b")
+
+
+def test_an_unknown_service_is_refused_naming_the_known_ones():
+    with pytest.raises(ConfigError, match="'me-shard-z'.*me-shard-a.*prometheus"):
+        K3dBackend(plan=True).kill_service("me-shard-z")
+
+
+def test_data_outlives_pods_shard_journals_and_the_broker_have_volume_claims():
+    objects = m.app_objects()
+    claims = {d["metadata"]["name"] for d in objects if d["kind"] == "PersistentVolumeClaim"}
+    for shard in "abc":
+        pod = _deployments()[f"me-shard-{shard}"]["spec"]["template"]["spec"]
+        (volume,) = pod["volumes"]
+        assert volume["persistentVolumeClaim"]["claimName"] in claims
+        assert pod["containers"][0]["volumeMounts"] == [{"name": volume["name"], "mountPath": "/data"}]
+        assert _deployments()[f"me-shard-{shard}"]["spec"]["strategy"] == {"type": "Recreate"}
+    assert len(claims) == 3
+    statefulset = next(d for d in m.redpanda() if d["kind"] == "StatefulSet")
+    assert statefulset["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
 
 
 def test_every_backend_satisfies_the_protocol(tmp_path):
@@ -244,19 +289,21 @@ def test_image_runtime_requirements_match_the_project_pins_and_cover_the_service
     runtime = [ln.strip() for ln in (ROOT / "docker" / "requirements-runtime.txt").read_text().splitlines()
                if ln.strip() and not ln.startswith("#")]
     assert set(runtime) <= set(pins)
-    code = ("import sys, matchlab.shard.__main__, matchlab.gateway.__main__; "
+    code = ("import sys, matchlab.shard.__main__, matchlab.gateway.__main__, matchlab.loadgen.__main__; "
             "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
     third_party = {n for n in loaded - set(sys.stdlib_module_names) if not n.startswith("_")} - {"matchlab"}
     allowed = {r.split("==")[0].replace("-", "_") for r in runtime} | {
         "multidict", "yarl", "aiosignal", "frozenlist", "attr", "attrs", "propcache", "aiohappyeyeballs", "idna",
-        "typing_extensions", "cython_runtime"}  # aiohttp's own dependencies; Cython's runtime module
-    module_names = {"prometheus_client", "confluent_kafka", "msgspec", "orjson", "uvloop", "aiohttp"}
+        "typing_extensions", "cython_runtime", "anyio", "certifi", "httpcore", "h11", "sniffio"}
+    # (aiohttp's and httpx's own dependencies; Cython's runtime module)
+    module_names = {"prometheus_client", "confluent_kafka", "msgspec", "orjson", "uvloop", "aiohttp", "hdrh", "pyhdrh",
+                    "cramjam", "httpx"}
     assert third_party <= allowed | module_names, third_party - allowed - module_names
 
 
 def test_k3d_smoke_stops_at_once_with_the_prerequisite_message(tmp_path):
-    proc = subprocess.run(
+    proc = subprocess.run(  # noqa: PLW1510 - the exit code is asserted
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "experiments/test_smoke.py", "--backend", "k3d",
          "--reports-dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,

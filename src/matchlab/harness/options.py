@@ -29,6 +29,8 @@ class HarnessOptions:
     plan: bool
     expose_on: str | None = None
     reuse_stack: bool = False
+    load_from: str = "host"
+    load_workers: int | None = None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -45,6 +47,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kube-context", default=None, help="with --backend k8s: the kubeconfig context to use")
     group.addoption("--image-registry", default=None, help="with --backend k8s: registry to push images to")
     group.addoption("--plan", action="store_true", help="print every step the backend would take; run nothing")
+    group.addoption("--load-from", choices=("host", "cluster"), default="host",
+                    help="Kubernetes backends: generate load on this machine (default) or inside the cluster "
+                         "(an Indexed Job of --load-workers pods, one schedule split between them)")
+    group.addoption("--load-workers", type=int, default=None,
+                    help="with --load-from cluster: how many load pods (default: one per agent node)")
     group.addoption("--expose-on", default=None, metavar="ADDRESS",
                     help="with --backend k3d: bind the cluster's port mappings on ADDRESS instead of 127.0.0.1 "
                          "(0.0.0.0: every interface; the stack is then reachable from your network)")
@@ -61,6 +68,8 @@ def pytest_configure(config: pytest.Config) -> None:
         plan=config.getoption("--plan"),
         expose_on=config.getoption("--expose-on"),
         reuse_stack=config.getoption("--reuse-stack"),
+        load_from=config.getoption("--load-from"),
+        load_workers=config.getoption("--load-workers"),
     )
     if opts.backend != "k8s" and (opts.kube_context or opts.image_registry):
         raise pytest.UsageError("--kube-context and --image-registry only apply to --backend k8s")
@@ -77,6 +86,15 @@ def pytest_configure(config: pytest.Config) -> None:
         except ValueError:
             raise pytest.UsageError(
                 f"--expose-on wants an IP address of this machine, got {opts.expose_on!r}") from None
+    if opts.load_from == "cluster" and opts.backend == "local":
+        raise pytest.UsageError("--load-from cluster applies to the Kubernetes backends (k3d, k8s)")
+    if opts.load_workers is not None and (opts.load_from != "cluster" or opts.load_workers < 1):
+        raise pytest.UsageError("--load-workers N (N >= 1) goes with --load-from cluster")
+    if opts.load_from == "cluster" and not opts.plan:
+        # The backend runs a load phase in the cluster (run_load_in_cluster), but the experiments' match-rate
+        # phases are steered live from this machine and are not yet handed to it: refuse rather than ignore.
+        raise pytest.UsageError("--load-from cluster is only available with --plan so far: the experiments still "
+                                "generate load on this machine (see the README, 'Load from inside the cluster')")
     if opts.plan and opts.backend == "local":
         raise pytest.UsageError("--plan applies to the Kubernetes backends (k3d, k8s); the local backend has no plan")
     config.stash[OPTIONS_KEY] = opts

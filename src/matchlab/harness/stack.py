@@ -24,6 +24,8 @@ from matchlab.errors import MatchlabError, PrerequisiteError
 from matchlab.harness.options import HarnessOptions, harness_options
 from matchlab.k8s.backend import LOOPBACK, ExistingClusterBackend, K3dBackend, exposure_warning
 from matchlab.k8s.commands import RecordingRunner
+from matchlab.k8s.load_job import ClusterLoad
+from matchlab.loadgen.profile import LoadProfile
 from matchlab.stack.backend import Backend
 from matchlab.stack.local import LocalBackend
 from matchlab.stack.recorded import RecordedStack
@@ -36,10 +38,12 @@ log = logging.getLogger(__name__)
 
 def make_backend(opts: HarnessOptions) -> Backend:
     """The backend the options ask for; the experiments never know which."""
+    load = {"load_from": opts.load_from, "load_workers": opts.load_workers}
     if opts.backend == "k3d":
-        return K3dBackend(plan=opts.plan, keep=opts.keep_stack, expose_on=opts.expose_on or LOOPBACK)
+        return K3dBackend(plan=opts.plan, keep=opts.keep_stack, expose_on=opts.expose_on or LOOPBACK, **load)
     if opts.backend == "k8s":
-        return ExistingClusterBackend(opts.kube_context, opts.image_registry, plan=opts.plan, keep=opts.keep_stack)
+        return ExistingClusterBackend(opts.kube_context, opts.image_registry, plan=opts.plan, keep=opts.keep_stack,
+                                      **load)
     return LocalBackend(opts.reports_dir)
 
 
@@ -151,6 +155,12 @@ def multi_stack(stack_pool: StackPool) -> Stack:
     return stack_pool.get(Topology.MULTI)
 
 
+def example_cluster_load(backend) -> ClusterLoad:
+    """What --plan shows for every load phase run in the cluster: a 60 s phase at 80 orders/s via the gateway."""
+    workers = backend.load_workers or backend.default_load_workers()
+    return ClusterLoad("loadgen-example", LoadProfile.constant(80.0, 60.0), workers, labels={"run": "plan"})
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Warn about --expose-on; --plan: print every step the chosen backend would take, execute none, and stop."""
@@ -164,6 +174,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     runner: RecordingRunner = backend.runner
     with tempfile.TemporaryDirectory() as tmp:
         backend.start(Topology.MULTI, Path(tmp) / "plan" / "multi")
+    if opts.load_from == "cluster":
+        backend.run_load_in_cluster(example_cluster_load(backend))
     writer = session.config.get_terminal_writer()
     writer.line(f"plan for --backend {opts.backend} ({len(runner.steps)} steps, nothing executed):")
     for i, step in enumerate(runner.steps, 1):

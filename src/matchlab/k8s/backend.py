@@ -17,6 +17,8 @@ a ``CommandRunner`` so that ``--plan`` prints exactly what a run would do:
 6. wait for every workload with kubectl's watch-based ``rollout status`` / ``wait``;
 7. open ``kubectl port-forward`` to Prometheus on 127.0.0.1 (queries and the load generator's
    remote write: Prometheus has no host mapping, so this authenticated path is the only way in).
+8. with ``load_from="cluster"``: per load phase, an Indexed Job of load-generator pods
+   (``load_job``), read back from their logs and merged (``run_load_in_cluster``).
 
 Load reaches the gateway and shards through the k3d load balancer's port
 mappings (NodePorts), never ``kubectl port-forward``. Teardown deletes the
@@ -32,24 +34,33 @@ import ipaddress
 import json
 import logging
 import secrets
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from matchlab.admin_auth import new_token
-from matchlab.errors import PrerequisiteError, UsageError
+from matchlab.errors import CommandError, ConfigError, PrerequisiteError, UsageError
 from matchlab.k8s import manifests as m
 from matchlab.k8s.commands import CommandRunner, RecordingRunner, SubprocessRunner
-from matchlab.k8s.helm_values import GRAFANA_CHART, GRAFANA_SECRET, PROMETHEUS_CHART
+from matchlab.k8s.helm_values import CHART_WORKLOADS, GRAFANA_CHART, GRAFANA_SECRET, PROMETHEUS_CHART
+from matchlab.k8s.load_job import COMPLETION_INDEX, LOADGEN_IMAGE, START_LEAD_S, ClusterLoad, load_job
 from matchlab.k8s.prereq import check_prerequisites
+from matchlab.loadgen.results import LoadResult
+from matchlab.loadgen.segments import merged_result, read_result_lines
 from matchlab.stack.probes import HttpProbe, free_port
 from matchlab.stack.process import ManagedProcess
 from matchlab.stack.spec import Endpoints, Topology, app_services
+from matchlab.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
 CLUSTER = "matching-engine-exp"
-WAIT_TIMEOUT = "600s"
+AGENTS = 3
+WAIT_TIMEOUT_S = 600
+WAIT_TIMEOUT = f"{WAIT_TIMEOUT_S}s"
+POLL_S = 1.0
 HELM_TIMEOUT = "10m"
 ROOT = Path(__file__).resolve().parents[3]
 IMAGES = {"shard": m.SHARD_IMAGE, "gateway": m.GATEWAY_IMAGE}
@@ -78,9 +89,14 @@ class KubernetesBackend:
 
     name = "k8s"
 
-    def __init__(self, runner: CommandRunner | None = None, plan: bool = False, keep: bool = False) -> None:
+    def __init__(self, runner: CommandRunner | None = None, plan: bool = False, keep: bool = False,
+                 load_from: str = "host", load_workers: int | None = None) -> None:
+        if load_from not in ("host", "cluster"):
+            raise ConfigError(f"load_from must be 'host' or 'cluster', got {load_from!r}")
         self.plan = plan
         self.keep = keep
+        self.load_from = load_from
+        self.load_workers = load_workers
         self.runner: CommandRunner = runner or (RecordingRunner() if plan else SubprocessRunner())
         self.kube_args: list[str] = []
         self.created_namespaces: list[str] = []
@@ -88,6 +104,10 @@ class KubernetesBackend:
         self.admin_token = ""
         self.prometheus_url = ""
         self._port_forward: ManagedProcess | None = None
+
+    def images(self) -> dict[str, str]:
+        """Image build target -> tag; the load generator's only when load runs in the cluster."""
+        return {**IMAGES, "loadgen": LOADGEN_IMAGE} if self.load_from == "cluster" else dict(IMAGES)
 
     # hooks ---------------------------------------------------------------------
     def tools(self) -> tuple[str, ...]:
@@ -138,13 +158,13 @@ class KubernetesBackend:
 
     def build_images(self) -> None:
         if self.plan:
-            for target, tag in IMAGES.items():
+            for target, tag in self.images().items():
                 self.runner.note(f"docker SDK: build {ROOT / 'Dockerfile'} --target {target} -t {tag}")
             return
         import docker
 
         client = docker.from_env()
-        for target, tag in IMAGES.items():
+        for target, tag in self.images().items():
             log.info("building image %s (target %s)", tag, target)
             client.images.build(path=str(ROOT), dockerfile="Dockerfile", target=target, tag=tag, rm=True)
 
@@ -282,22 +302,97 @@ class KubernetesBackend:
         self.created_namespaces = []
         self.teardown_cluster()
 
+    # In-cluster load ----------------------------------------------------------------------------------
+
+    def default_load_workers(self) -> int:
+        """One load worker per node that takes ordinary pods."""
+        out = self.kubectl("get", "nodes", "-o", "json")
+        nodes = json.loads(out)["items"] if out.strip() else []
+        return max(1, sum(1 for n in nodes if not n["spec"].get("unschedulable") and not any(
+            t.get("effect") == "NoSchedule" for t in n["spec"].get("taints", []))))
+
+    def job_state(self, name: str) -> str:
+        """"Complete", "Failed" or "" (still running) for a Job."""
+        out = self.kubectl("get", "job", name, "-n", m.APP_NAMESPACE, "-o", "json")
+        if not out.strip():
+            return "Complete"  # a recorded plan: nothing runs
+        conditions = json.loads(out).get("status", {}).get("conditions", [])
+        return next((c["type"] for c in conditions if c["type"] in ("Complete", "Failed") and c["status"] == "True"), "")
+
+    def run_load_in_cluster(self, load: ClusterLoad) -> LoadResult:
+        """Run one load phase as an Indexed Job, collect every worker's measurements and merge them."""
+        ns = m.APP_NAMESPACE
+        start_at = time.time() + START_LEAD_S
+        self.runner.note(f"in-cluster load {load.name}: Indexed Job of {load.workers} workers, worker i sending "
+                         f"slots i, i+{load.workers}, ... of one schedule (seed {load.seed}), all starting in "
+                         f"{START_LEAD_S} s")
+        self.kubectl("delete", "job", load.name, "-n", ns, "--ignore-not-found", "--wait=true")
+        self.apply([load_job(load, start_at, self.registry(), self.run_id)], ns)
+        try:
+            state = wait_until(lambda: self.job_state(load.name), load.timeout_s, f"job/{load.name} to finish",
+                               interval=POLL_S)
+            parts = []
+            for index in range(load.workers):
+                log_text = self.kubectl("logs", "-l", f"batch.kubernetes.io/job-name={load.name},"
+                                        f"{COMPLETION_INDEX}={index}", "-n", ns, "--tail=-1", check=state != "Failed")
+                if state == "Failed":
+                    parts.append(log_text)
+                elif not self.plan:
+                    parts.append(read_result_lines(log_text, f"worker {index} of job/{load.name}"))
+            if state == "Failed":
+                tails = "\n".join(f"--- worker {i}:\n" + "\n".join(t.splitlines()[-15:]) for i, t in enumerate(parts))
+                raise CommandError(f"in-cluster load job/{load.name} failed:\n{tails}")
+        finally:
+            self.kubectl("delete", "job", load.name, "-n", ns, "--ignore-not-found", "--wait=false", check=False)
+        return merged_result(parts, load.profile)
+
+    # Faults mean what they mean on the local backend: a killed service stays down until restarted (its
+    # Deployment must not replace it), a restarted shard replays its journal (a volume claim), and the
+    # broker's outage keeps its data (its StatefulSet's volume claim).
+
+    def pods(self, workload: Workload) -> list[tuple[str, bool]]:
+        """(name, Ready) of every pod of the workload that still exists."""
+        out = self.kubectl("get", "pods", "-l", workload.selector, "-n", workload.namespace, "-o", "json")
+        items = json.loads(out)["items"] if out.strip() else []  # a recorded plan answers nothing: no pods
+        return [(p["metadata"]["name"], any(c["type"] == "Ready" and c["status"] == "True"
+                                           for c in p.get("status", {}).get("conditions", []))) for p in items]
+
+    def wait_pods(self, workload: Workload, until: str) -> None:
+        """Until no pod of the workload is Ready (``until="none ready"``) or none is left (``"none left"``)."""
+        def done() -> bool:
+            pods = self.pods(workload)
+            return not (pods if until == "none left" else [name for name, ready in pods if ready])
+
+        wait_until(done, WAIT_TIMEOUT_S, f"{until}: pods {workload.selector} in {workload.namespace}",
+                   interval=POLL_S)
+
+    def scale(self, workload: Workload, replicas: int) -> None:
+        self.kubectl("scale", workload.ref, f"--replicas={replicas}", "-n", workload.namespace)
+
     def pause_broker(self) -> None:
-        """Scale Redpanda to 0 (its volume keeps topics and data), as the anchor did."""
-        self.kubectl("scale", "statefulset/redpanda", "--replicas=0", "-n", m.APP_NAMESPACE)
-        self.kubectl("wait", "--for=delete", "pod/redpanda-0", "-n", m.APP_NAMESPACE, f"--timeout={WAIT_TIMEOUT}",
-                     check=False)
+        """Scale Redpanda to 0 until its pod is gone (its volume claim keeps topics and data)."""
+        self.scale(BROKER, 0)
+        self.wait_pods(BROKER, "none left")
 
     def resume_broker(self) -> None:
-        self.kubectl("scale", "statefulset/redpanda", "--replicas=1", "-n", m.APP_NAMESPACE)
-        self.kubectl("rollout", "status", "statefulset/redpanda", "-n", m.APP_NAMESPACE, f"--timeout={WAIT_TIMEOUT}")
+        self.scale(BROKER, 1)
+        self.kubectl("rollout", "status", BROKER.ref, "-n", BROKER.namespace, f"--timeout={WAIT_TIMEOUT}")
 
     def kill_service(self, name: str) -> None:
-        self.kubectl("delete", "pod", "-l", _selector(name), "-n", m.APP_NAMESPACE, "--grace-period=0", "--force")
+        """Crash it and keep it down: scale to 0 first (nothing replaces it), then delete its pods at once."""
+        workload = workload_of(name)
+        self.scale(workload, 0)
+        self.kubectl("delete", "pod", "-l", workload.selector, "-n", workload.namespace, "--grace-period=0",
+                     "--force", "--ignore-not-found")
+        self.wait_pods(workload, "none ready")
 
     def restart_service(self, name: str) -> None:
-        self.kubectl("rollout", "restart", f"deployment/{name}", "-n", m.APP_NAMESPACE)
-        self.kubectl("rollout", "status", f"deployment/{name}", "-n", m.APP_NAMESPACE, f"--timeout={WAIT_TIMEOUT}")
+        """Stop it (if running) until no pod is left, start one again and wait until it is Ready."""
+        workload = workload_of(name)
+        self.scale(workload, 0)
+        self.wait_pods(workload, "none left")  # the journal's volume is never shared by two pods
+        self.scale(workload, 1)
+        self.kubectl("rollout", "status", workload.ref, "-n", workload.namespace, f"--timeout={WAIT_TIMEOUT}")
 
     def log_tails(self) -> dict[str, str]:
         return {
@@ -309,17 +404,40 @@ class KubernetesBackend:
         return {"backend": f"{self.name} ({'plan only' if self.plan else 'cluster'})"}
 
 
-def _selector(name: str) -> str:
-    spec = next(s for s in app_services(Topology.MULTI) if s.name == name)
-    return ",".join(f"{k}={v}" for k, v in spec.labels.items())
+@dataclass(frozen=True)
+class Workload:
+    """What a fault acts on: a Deployment or StatefulSet and the labels of its pods."""
+
+    namespace: str
+    ref: str  # kind/name, as kubectl takes it
+    labels: tuple[tuple[str, str], ...]
+
+    @property
+    def selector(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.labels)
+
+
+BROKER = Workload(m.APP_NAMESPACE, "statefulset/redpanda", (("app", "redpanda"),))
+
+
+def workload_of(name: str) -> Workload:
+    """The workload behind a service name the experiments use (the same names as on the local backend)."""
+    for spec in app_services(Topology.MULTI):
+        if spec.name == name:
+            return Workload(m.APP_NAMESPACE, f"deployment/{name}", tuple(spec.labels.items()))
+    if name in CHART_WORKLOADS:
+        ref, labels = CHART_WORKLOADS[name]
+        return Workload(m.MONITORING_NAMESPACE, ref, tuple(labels.items()))
+    known = [s.name for s in app_services(Topology.MULTI)] + list(CHART_WORKLOADS)
+    raise ConfigError(f"no service named {name!r}; known: {known}")
 
 
 class K3dBackend(KubernetesBackend):
     name = "k3d"
 
     def __init__(self, runner: CommandRunner | None = None, plan: bool = False, keep: bool = False,
-                 expose_on: str = LOOPBACK) -> None:
-        super().__init__(runner, plan, keep)
+                 expose_on: str = LOOPBACK, load_from: str = "host", load_workers: int | None = None) -> None:
+        super().__init__(runner, plan, keep, load_from, load_workers)
         self.created_cluster = False
         try:
             self.expose_on = str(ipaddress.ip_address(expose_on))
@@ -350,6 +468,9 @@ class K3dBackend(KubernetesBackend):
                 f"the existing k3d cluster {CLUSTER!r} maps its ports on {', '.join(wrong)}, not {self.expose_on}: "
                 f"delete it (`k3d cluster delete {CLUSTER}`) so this run recreates it, or pass --expose-on accordingly")
 
+    def default_load_workers(self) -> int:
+        return AGENTS
+
     def tools(self) -> tuple[str, ...]:
         return ("k3d", "helm", "kubectl")
 
@@ -367,7 +488,7 @@ class K3dBackend(KubernetesBackend):
             self.runner.note(f"port mappings bind {self.expose_on} only")
             ports = [arg for mapping in self.port_mappings() for arg in ("-p", mapping)]
             # The Kubernetes API too: k3d would bind it on 0.0.0.0; only this machine's kubeconfig needs it.
-            self.runner.run(["k3d", "cluster", "create", CLUSTER, "--servers", "1", "--agents", "3",
+            self.runner.run(["k3d", "cluster", "create", CLUSTER, "--servers", "1", "--agents", str(AGENTS),
                              "--api-port", f"{LOOPBACK}:random",
                              "--k3s-arg", "--disable=traefik@server:0", *ports, "--wait",
                              "--kubeconfig-update-default=false", "--kubeconfig-switch-context=false"])
@@ -380,14 +501,15 @@ class K3dBackend(KubernetesBackend):
         self.kube_args = ["--kubeconfig", str(kubeconfig)]
 
     def deliver_images(self) -> None:
-        self.runner.run(["k3d", "image", "import", *IMAGES.values(), "--cluster", CLUSTER])
-        nodes = [f"k3d-{CLUSTER}-server-0", *(f"k3d-{CLUSTER}-agent-{i}" for i in range(3))]
+        images = list(self.images().values())
+        self.runner.run(["k3d", "image", "import", *images, "--cluster", CLUSTER])
+        nodes = [f"k3d-{CLUSTER}-server-0", *(f"k3d-{CLUSTER}-agent-{i}" for i in range(AGENTS))]
         for node in nodes:
             listed = self.runner.run(["docker", "exec", node, "crictl", "images", "-o", "json"])
             if self.plan:
                 continue
             tags = {t for img in json.loads(listed).get("images", []) for t in img.get("repoTags", [])}
-            missing = [i for i in IMAGES.values() if not any(t.endswith(i) for t in tags)]
+            missing = [i for i in images if not any(t.endswith(i) for t in tags)]
             if missing:
                 raise PrerequisiteError(f"images {missing} are not on node {node} after `k3d image import`")
 
@@ -406,8 +528,8 @@ class ExistingClusterBackend(KubernetesBackend):
     name = "k8s"
 
     def __init__(self, context: str, image_registry: str, runner: CommandRunner | None = None, plan: bool = False,
-                 keep: bool = False) -> None:
-        super().__init__(runner, plan, keep)
+                 keep: bool = False, load_from: str = "host", load_workers: int | None = None) -> None:
+        super().__init__(runner, plan, keep, load_from, load_workers)
         self.context = context
         self.image_registry = image_registry.rstrip("/")
         self.kube_args = ["--context", context]
@@ -420,7 +542,7 @@ class ExistingClusterBackend(KubernetesBackend):
         return self.image_registry
 
     def deliver_images(self) -> None:
-        for tag in IMAGES.values():
+        for tag in self.images().values():
             remote = f"{self.image_registry}/{tag}"
             if self.plan:
                 self.runner.note(f"docker SDK: tag {tag} {remote} and push it")

@@ -2,7 +2,7 @@
 
 Every step a backend takes goes through a ``CommandRunner``: the real one runs
 argv lists (never a shell string) with a private kubeconfig in the
-environment; the recording one, used by ``--plan`` and by tests, only writes
+environment and the virtualenv's bin first on PATH; the recording one, used by ``--plan`` and by tests, only writes
 them down. So the plan printed is exactly what a real run would do.
 """
 
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from matchlab.errors import CommandError
+from matchlab.k8s.tools import search_path
 
 COMMAND_TIMEOUT_S = 900.0
 
@@ -44,8 +45,9 @@ class SubprocessRunner:
     def run(self, argv: Sequence[str], check: bool = True, input_text: str | None = None) -> str:
         self.steps.append(Step(tuple(argv)))
         proc = subprocess.run(
-            list(argv), env={**os.environ, **self.env}, input=input_text, capture_output=True, text=True,
-            timeout=COMMAND_TIMEOUT_S,
+            # The virtualenv's bin first: helm and kubectl from the pinned wheels win without activating it.
+            list(argv), check=False, env={**os.environ, "PATH": search_path(), **self.env}, input=input_text,
+            capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S,
         )
         if check and proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
@@ -58,15 +60,21 @@ class SubprocessRunner:
 
 @dataclass
 class RecordingRunner:
-    """Records commands instead of running them; answers with canned output where given."""
+    """Records commands instead of running them; answers with canned output where given.
 
-    answers: dict[tuple[str, ...], str] = field(default_factory=dict)
+    An answer is a string, or a list of strings given one per call (the last one repeats), for commands
+    polled until something changes.
+    """
+
+    answers: dict[tuple[str, ...], str | list[str]] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
 
     def run(self, argv: Sequence[str], check: bool = True, input_text: str | None = None) -> str:
         self.steps.append(Step(tuple(argv)))
         for prefix, answer in self.answers.items():
             if tuple(argv[: len(prefix)]) == prefix:
+                if isinstance(answer, list):
+                    return answer.pop(0) if len(answer) > 1 else answer[0]
                 return answer
         return ""
 

@@ -28,6 +28,14 @@ GRAFANA_CHART = ("grafana-community", "https://grafana-community.github.io/helm-
 GRAFANA_SECRET = "grafana-admin"
 DASHBOARD_CONFIGMAP = "me-dashboard"
 PROMETHEUS_URL = f"http://prometheus-server.{MONITORING_NAMESPACE}.svc.cluster.local"
+# The charts' server Deployments and their pods' labels (release names "prometheus", "grafana"), for
+# restarting them; tests/integration/test_helm_render.py checks them against what the charts render.
+CHART_WORKLOADS = {
+    "prometheus": ("deployment/prometheus-server", {"app.kubernetes.io/name": "prometheus",
+                                                   "app.kubernetes.io/instance": "prometheus",
+                                                   "app.kubernetes.io/component": "server"}),
+    "grafana": ("deployment/grafana", {"app.kubernetes.io/name": "grafana", "app.kubernetes.io/instance": "grafana"}),
+}
 
 
 def prometheus_values() -> dict:
@@ -40,7 +48,9 @@ def prometheus_values() -> dict:
             "global": {"scrape_interval": "5s", "scrape_timeout": "4s", "evaluation_interval": "5s"},
             # web.enable-lifecycle: the chart's config reloader needs it (in-pod loopback call).
             "extraFlags": ["web.enable-lifecycle", "web.enable-remote-write-receiver"],
-            "persistentVolume": {"enabled": False},
+            # The TSDB outlives the pod: a restarted Prometheus still answers queries over the time before
+            # (as on the local backend); the cluster's default storage class.
+            "persistentVolume": {"enabled": True, "size": "2Gi"},
             "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
             "service": {"type": "ClusterIP", "servicePort": 80},
         },

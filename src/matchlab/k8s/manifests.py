@@ -76,6 +76,7 @@ RESOURCES = {
     Role.SHARD: {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
     Role.GATEWAY: {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
 }
+JOURNAL_STORAGE = "1Gi"  # WAL_SIZE_MB is 64
 REDPANDA_RESOURCES = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
 
 
@@ -120,7 +121,7 @@ def app_deployment(spec: ServiceSpec, registry: str = "") -> dict:
     if spec.role is Role.SHARD:
         container["livenessProbe"] = {**_probe("/health", APP_HTTP_PORT, 10), "initialDelaySeconds": 10}
         container["volumeMounts"] = [{"name": "wal", "mountPath": "/data"}]
-        volumes = [{"name": "wal", "emptyDir": {}}]
+        volumes = [{"name": "wal", "persistentVolumeClaim": {"claimName": journal_claim_name(spec)}}]
     pod_spec = {"containers": [container], "terminationGracePeriodSeconds": 30}
     if volumes:
         pod_spec["volumes"] = volumes
@@ -134,7 +135,9 @@ def app_deployment(spec: ServiceSpec, registry: str = "") -> dict:
             "selector": {"matchLabels": dict(spec.labels)},
             "template": {
                 "metadata": {
-                    "labels": dict(spec.labels),
+                    # `job` as on the local stack (its scrape jobs are named after the app): the chart's
+                    # kubernetes-pods job maps pod labels onto targets, which overrides its own job name.
+                    "labels": {**spec.labels, "job": spec.labels["app"]},
                     "annotations": {
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(APP_METRICS_PORT),
@@ -144,6 +147,24 @@ def app_deployment(spec: ServiceSpec, registry: str = "") -> dict:
                 "spec": pod_spec,
             },
         },
+    }
+
+
+def journal_claim_name(spec: ServiceSpec) -> str:
+    return f"wal-{spec.name}"
+
+
+def journal_claim(spec: ServiceSpec) -> dict:
+    """The shard's journal outlives its pod: a killed or restarted shard replays it, as on the local backend.
+
+    No storage class named: the cluster's default (k3s: ``local-path``). ReadWriteOnce with one replica and the
+    Recreate strategy: never two matchers on one journal.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": journal_claim_name(spec), "namespace": APP_NAMESPACE, "labels": dict(spec.labels)},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": JOURNAL_STORAGE}}},
     }
 
 
@@ -319,6 +340,8 @@ def network_policies(sources: Sequence[str] = K3D_NODE_SOURCES) -> list[dict]:
 def app_objects(registry: str = "") -> list[dict]:
     out = []
     for spec in app_services(Topology.MULTI):
+        if spec.role is Role.SHARD:
+            out.append(journal_claim(spec))
         out += [app_deployment(spec, registry), app_service(spec)]
     return out
 

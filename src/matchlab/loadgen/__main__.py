@@ -12,14 +12,20 @@ Examples::
 
     # a k6-style ramp: 10/s -> 50/s over 60 s, hold 60 s
     python -m matchlab.loadgen --shard a=http://127.0.0.1:8080 --start-rate 10 --stages 60:50,60:50
+
+    # worker 1 of 3 of the same schedule (as an Indexed Job's pod runs it), its result as log lines
+    python -m matchlab.loadgen --gateway http://edge-gateway:8080 --rate 90 --duration 60 \
+        --workers 3 --worker-index 1 --start-at 1767225600 --result-lines --quiet
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+import time
 from pathlib import Path
 
 from matchlab.admin_auth import ADMIN_TOKEN_ENV
@@ -28,12 +34,25 @@ from matchlab.loadgen.calibration import calibrate
 from matchlab.loadgen.flow import STATIONARY, OrderFlow, hot_symbol_mix
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.remote_write import RemoteWriteExporter
-from matchlab.loadgen.runner import DEFAULT_MAX_IN_FLIGHT, run_load
+from matchlab.loadgen.results import LoadResult
+from matchlab.loadgen.runner import DEFAULT_MAX_IN_FLIGHT, OpenModelRunner
 from matchlab.loadgen.seeding import seed_books
+from matchlab.loadgen.segments import (
+    Segment,
+    SegmentProfile,
+    merged_result,
+    recorder_to_dict,
+    result_lines,
+    segment_source,
+)
 from matchlab.loadgen.targets import SHARD_SYMBOLS, direct_targets, flow_source, gateway_targets
+from matchlab.loadgen.workers import COMPLETION_GRACE_S, run_worker_processes, worker_args
 from matchlab.promtext import scrape_counter
+from matchlab.service import event_loop_runner
 
 CALIBRATION_RATE = 50.0
+START_TOLERANCE_S = 1.0
+PROCESS_START_S, PROCESS_START_EACH_S = 2.0, 0.5  # interpreters starting on a busy machine
 
 
 
@@ -93,6 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="random seed of the order flow")
     p.add_argument("--max-in-flight", type=int, default=DEFAULT_MAX_IN_FLIGHT)
     p.add_argument("--remote-write", metavar="URL", help="Prometheus remote-write endpoint for client metrics")
+    p.add_argument("--label", action="append", default=[], metavar="NAME=VALUE",
+                   help="extra label on the remote-written client metrics (repeatable)")
+    split = p.add_argument_group("one schedule across several workers (matchlab.loadgen.segments)")
+    split.add_argument("--workers", type=int, default=1, help="how many workers share the schedule")
+    split.add_argument("--worker-index", type=int, default=0, help="which of them this is (0-based)")
+    split.add_argument("--start-at", type=float, help="Unix time at which every worker starts the schedule")
+    split.add_argument("--processes", type=int, default=1,
+                       help="run the schedule as this many worker processes on this machine and merge their results "
+                            "(seeding and calibration happen once, first)")
+    split.add_argument("--result-lines", action="store_true",
+                       help="print the measurements (histograms included) as MATCHLAB-RESULT lines for merging")
     p.add_argument("--json", type=Path, help="write the result as JSON here")
     p.add_argument("--quiet", action="store_true", help="no per-second progress on stderr")
     return p
@@ -109,6 +139,14 @@ def progress_line(snap: dict) -> None:
     )
 
 
+def wait_for_start(start_at: float) -> None:
+    """Sleep until the common start; a worker that missed it by more than a second refuses to run late."""
+    late = time.time() - start_at
+    if late > START_TOLERANCE_S:
+        raise UsageError(f"started {late:.1f} s after --start-at: its share of the schedule would be late")
+    time.sleep(max(0.0, -late))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -123,6 +161,18 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give either --shard ID=URL (repeatable) or --gateway URL")
     if sum(x is not None for x in (args.rate, args.matches_per_min, args.stages)) != 1:
         raise UsageError("give exactly one of --rate, --matches-per-min, --stages")
+    try:
+        segment = Segment(args.worker_index, args.workers)
+    except ValueError as exc:
+        raise UsageError(f"--workers/--worker-index: {exc}") from None
+    if segment.count > 1 and (args.matches_per_min is not None or args.seed_books):
+        raise UsageError("with --workers > 1, seed and calibrate once before the workers start; "
+                         "give the workers --rate or --stages")
+    if args.processes < 1 or (args.processes > 1 and segment.count > 1):
+        raise UsageError("--processes N (N >= 1) starts its own workers: give it without --workers")
+    labels = parse_pairs(args.label, "--label")
+    if segment.count > 1:
+        labels["worker"] = str(segment.index)
     if args.gateway:
         shards = [s.strip() for s in args.shards.split(",") if s.strip()]
         unknown = [s for s in shards if s not in SHARD_SYMBOLS]
@@ -168,10 +218,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         profile = LoadProfile.constant(args.rate, args.duration)
 
-    exporter = RemoteWriteExporter(args.remote_write) if args.remote_write else None
-    result = run_load(profile, source, args.max_in_flight, None if args.quiet else progress_line, exporter)
+    if args.processes > 1:
+        return report(args, run_in_processes(args, profile, labels), calibration)
+    if segment.count > 1:
+        profile, source = SegmentProfile(profile, segment), segment_source(source, segment)
+    exporter = RemoteWriteExporter(args.remote_write, labels) if args.remote_write else None
+    if args.start_at is not None:
+        wait_for_start(args.start_at)
+    runner = OpenModelRunner(args.max_in_flight, progress=None if args.quiet else progress_line, exporter=exporter)
+    result = event_loop_runner()(runner.run(profile, source))
     if not args.quiet:
         print(file=sys.stderr)
+    if args.result_lines:
+        for line in result_lines(recorder_to_dict(runner.recorder, result.cpu_seconds)):
+            print(line)
+    return report(args, result, calibration)
+
+
+def report(args: argparse.Namespace, result: LoadResult, calibration) -> int:
     if calibration is not None:
         result.extra["calibration"] = calibration.to_dict()
     print(result.summary_line())
@@ -179,6 +243,22 @@ def run(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result.to_dict(), indent=1))
     return 0
+
+
+def run_in_processes(args: argparse.Namespace, profile: LoadProfile, labels: dict[str, str]) -> LoadResult:
+    """The schedule split across ``--processes`` worker processes started together; one merged result."""
+    n = args.processes
+    route = ["--gateway", args.gateway, "--shards", args.shards] if args.gateway else [
+        arg for pair in args.shard for arg in ("--shard", pair)]
+    extra = ["--max-in-flight", str(max(1, math.ceil(args.max_in_flight / n))), "--hot-symbol", args.hot_symbol]
+    lead = PROCESS_START_S + PROCESS_START_EACH_S * n
+    start_at = time.time() + lead
+    argvs = [worker_args(route, profile, n, str(i), start_at, seed=args.seed, mix=args.mix,
+                         remote_write=args.remote_write, labels=labels, extra=extra) for i in range(n)]
+    if not args.quiet:
+        print(f"{n} worker processes, starting together in {lead:.1f} s", file=sys.stderr)
+    parts = run_worker_processes(argvs, lead + profile.duration_s + COMPLETION_GRACE_S)
+    return merged_result(parts, profile)
 
 
 if __name__ == "__main__":

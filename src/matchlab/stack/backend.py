@@ -31,7 +31,10 @@ class Backend(Protocol):
     def resume_broker(self) -> None: ...
 
     def kill_service(self, name: str) -> None:
-        """Crash a service abruptly (SIGKILL / pod delete), for fault tests."""
+        """Crash a service abruptly and keep it down until ``restart_service``, for fault tests.
+
+        Local: SIGKILL. Kubernetes: the Deployment scaled to 0 and its pods force-deleted, until none is Ready.
+        """
         ...
 
     def restart_service(self, name: str) -> None:
