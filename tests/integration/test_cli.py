@@ -56,8 +56,11 @@ def reports(tmp_path: Path):
     matchlab(path, "down")  # whatever a test left, stopped by recorded PID
 
 
-def stats(shard_url: str) -> dict:
-    return httpx.get(f"{shard_url}/admin/stats", timeout=5).json()
+def stats(reports: Path, shard: str = "a") -> dict:
+    """The shard's admin stats, with the stack's token from the record `up` wrote (readable only by its owner)."""
+    state = read_state(reports)
+    ep = state.endpoints
+    return httpx.get(f"{ep.shards[shard]}/admin/stats", headers=ep.admin_headers, timeout=5).json()
 
 
 def test_up_status_order_book_broker_pause_down(reports: Path):
@@ -79,15 +82,15 @@ def test_up_status_order_book_broker_pause_down(reports: Path):
                10, "the order in the book")
 
     shard = record.endpoints.shards["a"]
-    wait_until(lambda: stats(shard)["eventsPending"] == 0, 15, "events delivered before the pause")
+    wait_until(lambda: stats(reports)["eventsPending"] == 0, 15, "events delivered before the pause")
     assert matchlab(reports, "broker", "pause").returncode == 0
     crossing = matchlab(reports, "order", "TEST-ASSET-A", "SELL", "LIMIT", "7", "12345")
     assert crossing.stdout.startswith("ACCEPTED"), crossing.stderr  # acknowledged with the broker frozen
-    wait_until(lambda: stats(shard)["matches"] == 1, 10, "the crossing order to match")
-    assert stats(shard)["eventsPending"] >= 2  # ORDER_PLACED and MATCH_EXECUTED wait for the broker
+    wait_until(lambda: stats(reports)["matches"] == 1, 10, "the crossing order to match")
+    assert stats(reports)["eventsPending"] >= 2  # ORDER_PLACED and MATCH_EXECUTED wait for the broker
     assert " paused " in matchlab(reports, "status").stdout
     assert matchlab(reports, "broker", "resume").returncode == 0
-    wait_until(lambda: stats(shard)["eventsPending"] == 0, 30, "the waiting events to be delivered")
+    wait_until(lambda: stats(reports)["eventsPending"] == 0, 30, "the waiting events to be delivered")
 
     down = matchlab(reports, "down")
     assert down.returncode == 0 and down.stdout.count("stopped ") == 3, down.stdout

@@ -14,14 +14,15 @@ import httpx
 import pytest
 
 from matchlab.errors import PrerequisiteError
-from matchlab.experiment.criteria import MAX_ERROR_RATIO, error_rate
+from matchlab.experiment.criteria import Context, error_rate
+from matchlab.experiment.profiles import QUICK
+from matchlab.experiment.registry import build
 from matchlab.experiment.record import ExperimentRecord, PhaseRecord
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.remote_write import HEADERS, RemoteWriteExporter, encode_write_request
 from matchlab.loadgen.run_label import run_label, run_matcher
 from matchlab.loadgen.runner import json_request, run_load
 from matchlab.observe.promql import PromClient
-from matchlab.observe.verdicts import Criterion, Role
 from matchlab.stack.probes import free_port
 from matchlab.stack.prometheus import PrometheusServer
 
@@ -76,19 +77,19 @@ def test_error_rate_counts_only_this_run_s_series(prometheus, trivial_server):
     assert result.ok == result.scheduled and exporter.pushes >= 1
     exp = ExperimentRecord("A2", "t", "ASR 1", "shard a direct", "none",
                            phases=[PhaseRecord("A2", start, end, None, 40.0, ["a"], result)])
-    criterion = Criterion("ASR 1", "A2", "error rate", Role.ERROR_RATE, "<", MAX_ERROR_RATIO)
+    criterion = build(QUICK)["A2.error_rate"]
     prom = PromClient(prometheus.url)
     try:
         # Guessable labels: the folder name, with and without a made-up suffix, and no run label at all.
         for labels in ({"run": RUN_ID, "experiment": "A2"}, {"run": f"{RUN_ID}-0000", "experiment": "A2"},
                        {"experiment": "A2"}):
             forge(prometheus.remote_write_url, labels, errors=10 * result.ok)
-        verdict = error_rate(prom, RUN_ID, exp, criterion)
+        verdict = error_rate(Context(prom, RUN_ID, QUICK), criterion, exp, ("a",), via_gateway=False)
         assert verdict.passed and verdict.observed == 0.0, verdict
         assert run_label(RUN_ID) in verdict.query
         # The same forgery under the real label is counted: the selector is what keeps it out.
         forge(prometheus.remote_write_url, {"run": run_label(RUN_ID), "experiment": "A2"}, errors=10 * result.ok)
-        forged = error_rate(prom, RUN_ID, exp, criterion)
+        forged = error_rate(Context(prom, RUN_ID, QUICK), criterion, exp, ("a",), via_gateway=False)
         assert not forged.passed and forged.observed > 0.5, forged
     finally:
         prom.close()

@@ -15,13 +15,14 @@ import httpx
 import pytest
 
 from matchlab.errors import PrerequisiteError
-from matchlab.experiment.criteria import MAX_ERROR_RATIO, error_rate
-from matchlab.experiment.profiles import PROFILES
+from matchlab.experiment.criteria import Context, error_rate
+from matchlab.experiment.profiles import QUICK
+from matchlab.experiment.registry import build
+
 from matchlab.experiment.record import ExperimentRecord, RunRecord
 from matchlab.experiment.runner import ExperimentRunner, Route
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.observe.summary import summary_html
-from matchlab.observe.verdicts import Criterion, Role
 from matchlab.stack.local import LocalBackend
 from matchlab.stack.prometheus import find_binary
 from matchlab.stack.spec import Topology
@@ -45,13 +46,13 @@ def test_the_admin_token_never_reaches_logs_reports_or_results(tmp_path, caplog)
         assert ep.admin_token == token and token not in repr(ep)
         # The services hold it: without it, no reset; with it (as the runner sends it), reset and seed work.
         assert httpx.post(f"{ep.shards['a']}/admin/reset", timeout=10).status_code == 401
-        runner = ExperimentRunner(stack, PROFILES["quick"], run_dir.name, progress=logging.getLogger("progress").info)
+        runner = ExperimentRunner(stack, QUICK, run_dir.name, progress=logging.getLogger("progress").info)
         exp = ExperimentRecord("A2", "token check", "ASR 1", "shard a direct", runner.reset_and_seed(["a"], 20, 4))
         route = Route(("a",), via_gateway=False)
         runner.drive(exp, "A2", route, LoadProfile.constant(20, 3), runner.source(route, "tok"), None)
         record.experiments["A2"] = exp
-        record.add_verdicts([error_rate(stack.prometheus(), run_dir.name, exp,
-                                        Criterion("ASR 1", "A2", "error rate", Role.ERROR_RATE, "<", MAX_ERROR_RATIO))])
+        ctx = Context(stack.prometheus(), run_dir.name, QUICK)
+        record.add_verdicts([error_rate(ctx, build(QUICK)["A2.error_rate"], exp, ("a",), via_gateway=False)])
         record.facts.update(backend.facts())
         record.log_tails = backend.log_tails()
         # Even a failing admin call's error text (what a report would show) carries no token.

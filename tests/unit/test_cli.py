@@ -10,7 +10,9 @@ import pytest
 from matchlab.cli.main import main
 from matchlab.cli.trading import book_lines
 from matchlab.experiment.record import RunRecord
-from matchlab.observe.verdicts import Criterion, Role, judge
+from matchlab.experiment.profiles import QUICK
+from matchlab.experiment.registry import build
+from matchlab.observe.verdicts import judge
 from matchlab.stack.backend import Backend
 from matchlab.stack.recorded import RecordedStack
 from matchlab.stack.spec import Endpoints, Topology
@@ -19,10 +21,8 @@ from matchlab.stack.state import ServiceRecord, StackRecord, read_state, write_s
 
 def write_run(run_dir: Path, p99_s: float) -> None:
     record = RunRecord(backend="local", profile="quick", scaling_note="quick profile", facts={"cores": "2"})
-    record.add_verdicts([
-        judge(Criterion("ASR 1", "A2", "p99 matching latency", Role.PRIMARY, "<", 0.2, "s"), p99_s, "q_p99"),
-        judge(Criterion("ASR 1", "A2", "error rate", Role.ERROR_RATE, "<", 0.01), 0.0, "q_err"),
-    ])
+    criteria = build(QUICK)
+    record.add_verdicts([judge(criteria["A2.p99"], p99_s, "q_p99"), judge(criteria["A2.error_rate"], 0.0, "q_err")])
     record.write_json(run_dir / "results.json")
 
 
@@ -31,8 +31,8 @@ def test_report_rerenders_the_verdicts_and_statuses_of_a_run(tmp_path: Path, cap
     html = tmp_path / "r.html"
     assert main(["report", str(tmp_path / "run-1"), "--html", str(html)]) == 0
     out = capsys.readouterr().out
-    assert "ASR 1: FAIL" in out
-    assert "[FAIL] A2 p99 matching latency: < 0.2 s | observed 0.35 s | query: q_p99" in out
+    assert "ASR 1: FAIL (quick)" in out
+    assert "[FAIL] A2 p99 match latency (shard a): < 200.00 ms | observed 350.00 ms | query: q_p99" in out
     assert "[PASS] A2 error rate" in out
     assert "350.00 ms" in html.read_text() and "<html>" in html.read_text()
 
@@ -43,7 +43,8 @@ def test_report_notes_a_status_that_todays_rules_decide_differently(tmp_path: Pa
     doc["asr"][0]["status"] = "FAIL"
     (tmp_path / "run-1" / "results.json").write_text(json.dumps(doc))
     assert main(["report", str(tmp_path / "run-1")]) == 0
-    assert "note: ASR 1 was FAIL when the run ended; today's rules say PASS" in capsys.readouterr().out
+    # Two of ASR 1's criteria, both passing: today's rules say the others are missing, so not PASS.
+    assert "note: ASR 1 was FAIL when the run ended; today's rules say INCONCLUSIVE (quick)" in capsys.readouterr().out
 
 
 def test_report_shows_results_of_another_verdict_format_as_stored(tmp_path: Path, capsys):

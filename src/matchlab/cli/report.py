@@ -12,30 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
 from html import escape
 from pathlib import Path
 
 from matchlab.errors import ConfigError
 from matchlab.experiment.record import RunRecord
 from matchlab.observe.summary import summary_html, summary_lines
-from matchlab.observe.verdicts import Criterion, Role, Verdict
+from matchlab.observe.verdicts import verdict_from_dict
 
 RESULTS_FILE = "results.json"
-
-
-def _known(cls, doc: dict) -> dict:
-    """The keys ``cls`` takes: results written by an older or newer version may carry others."""
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in doc.items() if k in names}
-
-
-def verdict_from_dict(doc: dict) -> Verdict:
-    criterion = Criterion(**{**_known(Criterion, doc["criterion"]), "role": Role(doc["criterion"]["role"])})
-    verdict = _known(Verdict, doc)
-    if verdict.get("window"):
-        verdict["window"] = tuple(verdict["window"])
-    return Verdict(**{**verdict, "criterion": criterion})
 
 
 def read_results(run_dir: Path) -> dict:
@@ -81,9 +66,11 @@ def render(args: argparse.Namespace) -> int:
         print("\n".join(summary_lines(record)))
         stored = {a["asr"]: a["status"] for a in doc.get("asr", [])}
         for outcome in record.outcomes():
-            if stored.get(outcome.asr, outcome.status.value) != outcome.status.value:
+            if stored.get(outcome.asr, outcome.label) != outcome.label:
                 print(f"note: {outcome.asr} was {stored[outcome.asr]} when the run ended; "
-                      f"today's rules say {outcome.status.value}")
+                      f"today's rules say {outcome.label}")
+        if (args.run_dir / "report.html").exists():
+            print(f"the run's own report, with its charts: {args.run_dir / 'report.html'}")
         html = summary_html(record)
     if args.html:
         title = f"matchlab report: {escape(args.run_dir.name)}"

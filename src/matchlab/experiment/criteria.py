@@ -72,8 +72,10 @@ def error_rate(ctx: Context, crit: Criterion, exp: ExperimentRecord, shards: tup
     sel = f'{run_matcher(ctx.run_id)},experiment="{exp.id}"'
     client_total = sum(p.load.scheduled for p in exp.phases)
     client_bad = sum(sum(p.load.errors.values()) + p.load.dropped for p in exp.phases)
-    rw_total, q1 = counter_increase(ctx.prom, f"loadgen_requests_total{{{sel}}}", start, end)
-    rw_by_status, _ = counter_increase(ctx.prom, f"loadgen_requests_total{{{sel}}}", start, end, by="status")
+    # The client's counters start at zero with each phase's exporter: their highest value is the phase's count
+    # (increase() would need two pushes, and a short phase may make one).
+    rw_total, q1 = remote_written(ctx.prom, f"loadgen_requests_total{{{sel}}}", start, end)
+    rw_by_status, _ = remote_written(ctx.prom, f"loadgen_requests_total{{{sel}}}", start, end, by="status")
     shard_sel = "|".join(shards)
     if via_gateway:
         by_class, q3 = counter_increase(ctx.prom, f'gw_requests_total{{shard=~"{shard_sel}"}}', start, end, by="status")
@@ -103,6 +105,14 @@ def error_rate(ctx: Context, crit: Criterion, exp: ExperimentRecord, shards: tup
         return Verdict(crit, ratio, Status.FAIL, query,
                        detail + f"; the sides disagree by {spread:.1%} (> 1 point): the evidence does not hold together")
     return judge(crit, ratio, query, detail)
+
+
+def remote_written(prom: PromClient, selector: str, start: float, end: float, by: str = "") -> tuple[dict[str, float], str]:
+    """Remote-written client counters over a window: each series' highest value, summed (by a label)."""
+    group = f" by ({by})" if by else ""
+    query = f"sum{group} (max_over_time({selector}[{max(5, round(end - start))}s]))"
+    samples = prom.query(query, at=end)
+    return {s.labels.get(by, "") if by else "": s.value for s in samples}, f"{query} @ {end:.0f}"
 
 
 def queue_verdict(ctx: Context, crit: Criterion, shards: tuple[str, ...], start: float, end: float) -> Verdict:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 
 class Role(enum.Enum):
@@ -112,6 +112,16 @@ class Verdict:
         doc["observed_text"] = render(self.observed, self.criterion.unit)
         doc["threshold_text"] = f"{self.criterion.comparison} {render(self.criterion.threshold, self.criterion.unit)}"
         return doc
+
+
+def verdict_from_dict(doc: dict) -> Verdict:
+    """The inverse of ``Verdict.to_dict`` (keys it does not know, from other versions, are ignored)."""
+    c = doc["criterion"]
+    names = {f.name for f in fields(Criterion)}
+    criterion = Criterion(**{**{k: v for k, v in c.items() if k in names}, "role": Role(c["role"])})
+    window = doc.get("window")
+    return Verdict(criterion, doc.get("observed"), Status(doc["status"]), doc.get("query", ""), doc.get("detail", ""),
+                   tuple(window) if window else None, doc.get("resolving_power"))
 
 
 def judge(criterion: Criterion, observed: float | None, query: str, detail: str = "", window=None) -> Verdict:

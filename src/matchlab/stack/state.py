@@ -1,6 +1,6 @@
 """A running stack written down, so that another process can find, operate and stop it.
 
-``matchlab up`` writes ``<reports>/stack.json`` after the stack is ready:
+``matchlab up`` writes ``<reports>/stack.json`` (mode 0600: it holds the stack's admin token) after the stack is ready:
 topology, backend, run folder, endpoints, and per service its PID, command
 line, environment, log and readiness probe. ``status``, ``down``, the fault
 verbs and ``pytest --reuse-stack`` read it. A recorded PID counts as the
@@ -89,10 +89,14 @@ class StackRecord:
             backend=doc["backend"],
             topology=Topology(doc["topology"]),
             run_dir=doc["run_dir"],
-            endpoints=Endpoints(**doc["endpoints"]),
+            endpoints=Endpoints(**{**doc["endpoints"], "grafana_auth": _pair(doc["endpoints"].get("grafana_auth"))}),
             services=[ServiceRecord(**s) for s in doc["services"]],
             facts=doc.get("facts", {}),
         )
+
+
+def _pair(value) -> tuple[str, str] | None:
+    return tuple(value) if value else None
 
 
 def state_path(reports_dir: Path) -> Path:
@@ -111,6 +115,9 @@ def write_state(reports_dir: Path, record: StackRecord) -> Path:
     path = state_path(reports_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
+    # It holds the stack's admin token (services restart with it): readable by its owner only, like a kubeconfig.
+    tmp.touch(mode=0o600)
+    tmp.chmod(0o600)
     tmp.write_text(json.dumps(record.to_dict(), indent=1))
     tmp.replace(path)  # readers never see half a file
     return path
