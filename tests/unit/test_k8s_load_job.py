@@ -150,7 +150,7 @@ class FakeConfig:
     def __init__(self, **given) -> None:
         self.options = {"--backend": "local", "--profile": "quick", "--keep-stack": False, "--reports-dir": "reports",
                         "--kube-context": None, "--image-registry": None, "--plan": False, "--load-from": "host",
-                        "--load-workers": None, **given}
+                        "--load-workers": None, "--expose-on": None, "--reuse-stack": False, **given}
         self.stash = {}
 
     def getoption(self, name: str):
@@ -164,7 +164,7 @@ class FakeConfig:
     ({"--backend": "k3d", "--load-from": "cluster"}, "--load-from cluster is only available with --plan so far"),
 ])
 def test_load_options_are_checked_before_anything_runs(options, message):
-    from fixtures.options import pytest_configure
+    from matchlab.harness.options import pytest_configure
 
     with pytest.raises(pytest.UsageError, match=re.escape(message)):
         pytest_configure(FakeConfig(**options))
