@@ -89,10 +89,11 @@ def test_kill_9_a_shard_under_gateway_load(multi_stack: Stack):
     ep, backend = multi_stack.endpoints, multi_stack.backend
     for shard in "abc":
         multi_stack.reset_shard(shard)
-    seed_books({s: ep.shards[s] for s in "ac"}, SHARD_SYMBOLS, 100, 10)
+    seed_books({s: ep.shards[s] for s in "ac"}, SHARD_SYMBOLS, 100, 10, token=ep.admin_token)
     symbol = "TEST-ASSET-F"  # shard b: one client, one order at a time, so arrival order is known
     b_seed = seed_orders(symbol, 100, 10)
-    assert httpx.post(f"{ep.shards['b']}/seed", json={"orders": b_seed}).json() == {"seeded": 100}
+    seeded = httpx.post(f"{ep.shards['b']}/seed", json={"orders": b_seed}, headers=ep.admin_headers)
+    assert seeded.json() == {"seeded": 100}
 
     acked: list[dict] = []
     first_refused: list[tuple[int, dict]] = []  # (position in acked, order) of the first 502
@@ -165,7 +166,7 @@ def test_broker_frozen_under_load_loses_no_event(multi_stack: Stack):
     ep, backend = multi_stack.endpoints, multi_stack.backend
     for shard in "abc":
         multi_stack.reset_shard(shard)
-    seed_books({s: ep.shards[s] for s in "ac"}, SHARD_SYMBOLS, 100, 10)
+    seed_books({s: ep.shards[s] for s in "ac"}, SHARD_SYMBOLS, 100, 10, token=ep.admin_token)
     results: dict = {}
     t0 = time.time()
     load = background_load(multi_stack, ["a", "c"], 2 * PHASE_S + BROKER_OUTAGE_S, results, seed=2)
@@ -200,10 +201,10 @@ def assert_matches_published(stack: Stack, shard: str, crashed: bool = False) ->
     A shard that was killed may repeat events confirmed after its last
     delivery mark (at-least-once across a crash); one that was not, none.
     """
-    url = stack.endpoints.shards[shard]
-    wait_until(lambda: httpx.get(f"{url}/admin/stats").json()["eventsPending"] == 0, 90,
+    url, auth = stack.endpoints.shards[shard], stack.endpoints.admin_headers
+    wait_until(lambda: httpx.get(f"{url}/admin/stats", headers=auth).json()["eventsPending"] == 0, 90,
                f"shard {shard}'s events to be confirmed by the broker")
-    counted = httpx.get(f"{url}/admin/stats").json()["matches"]
+    counted = httpx.get(f"{url}/admin/stats", headers=auth).json()["matches"]
     if not crashed:  # the process counter and the journal agree when the process saw every match
         assert int(scrape_counter([stack.endpoints.shard_metrics[shard]])) == counted
     ids = read_ids(stack.endpoints.broker, "matches", "matchId", f"{shard}-", counted, 90)
@@ -216,7 +217,7 @@ def assert_matches_published(stack: Stack, shard: str, crashed: bool = False) ->
 
 def test_gateway_restart_errors_only_during_the_restart(multi_stack: Stack):
     ep, backend = multi_stack.endpoints, multi_stack.backend
-    seed_books({s: ep.shards[s] for s in "ac"}, SHARD_SYMBOLS, 100, 10)
+    seed_books({s: ep.shards[s] for s in "ac"}, SHARD_SYMBOLS, 100, 10, token=ep.admin_token)
     results: dict = {}
     start = time.time()
     load = background_load(multi_stack, ["a", "c"], 2 * PHASE_S, results, seed=3)
