@@ -11,9 +11,11 @@ import httpx
 import pytest
 
 from matchlab.admin_auth import ADMIN_TOKEN_ENV, bearer, new_token
+from matchlab.errors import PrerequisiteError
 from matchlab.stack.broker import TansuBroker
 from matchlab.stack.probes import HttpProbe, free_port
 from matchlab.stack.process import ManagedProcess
+from matchlab.stack.prometheus import PrometheusServer
 
 SHARD_READY_S = 20.0
 SYMBOLS_A = ["TEST-ASSET-A", "TEST-ASSET-B", "TEST-ASSET-C", "TEST-ASSET-D"]
@@ -152,3 +154,14 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
     log = tmp_path_factory.mktemp("broker") / "broker.log"
     with TansuBroker(free_port(), log) as b:
         yield b
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[PrometheusServer]:
+    """A bare real Prometheus on 127.0.0.1 (remote-write receiver on, nothing scraped)."""
+    try:
+        server = PrometheusServer(free_port(), tmp_path / "prom", "global:\n  scrape_interval: 5s\n")
+    except PrerequisiteError as exc:
+        pytest.skip(f"prerequisite missing: {exc}")
+    with server:
+        yield server

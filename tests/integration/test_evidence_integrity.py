@@ -13,32 +13,19 @@ import time
 import httpx
 import pytest
 
-from matchlab.errors import PrerequisiteError
 from matchlab.experiment.criteria import Context, error_rate
 from matchlab.experiment.profiles import QUICK
-from matchlab.experiment.registry import build
 from matchlab.experiment.record import ExperimentRecord, PhaseRecord
+from matchlab.experiment.registry import build
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.remote_write import HEADERS, RemoteWriteExporter, encode_write_request
 from matchlab.loadgen.run_label import run_label, run_matcher
 from matchlab.loadgen.runner import json_request, run_load
 from matchlab.observe.promql import PromClient
-from matchlab.stack.probes import free_port
-from matchlab.stack.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.integration
 
 RUN_ID = "run-20260101-120000"  # what a run folder is called: anyone can guess it
-
-
-@pytest.fixture
-def prometheus(tmp_path):
-    try:
-        server = PrometheusServer(free_port(), tmp_path / "prom", "global:\n  scrape_interval: 5s\n")
-    except PrerequisiteError as exc:
-        pytest.skip(f"prerequisite missing: {exc}")
-    with server:
-        yield server
 
 
 def test_local_prometheus_has_no_lifecycle_api(prometheus):

@@ -11,13 +11,10 @@ import httpx
 import psutil
 import pytest
 
-from matchlab.errors import PrerequisiteError
 from matchlab.loadgen.__main__ import main as loadgen_main
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.segments import merged_result
 from matchlab.loadgen.workers import run_worker_processes
-from matchlab.stack.probes import free_port
-from matchlab.stack.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.integration
 
@@ -25,30 +22,26 @@ WORKERS, RATE, DURATION_S = 3, 60.0, 3.0
 START_LEAD_S = 5.0  # interpreter start-up of three processes on a busy 2-core machine
 
 
-def test_three_workers_send_the_single_schedule_once_and_merge_into_one_result(trivial_server, tmp_path):
-    try:
-        prom = PrometheusServer(free_port(), tmp_path / "prom", "global:\n  scrape_interval: 5s\n")
-    except PrerequisiteError as exc:
-        pytest.skip(f"prerequisite missing: {exc}")
+def test_three_workers_send_the_single_schedule_once_and_merge_into_one_result(trivial_server, prometheus):
+    prom = prometheus
     url = trivial_server()
-    with prom:
-        start_at = time.time() + START_LEAD_S
-        argv = ["--gateway", url, "--rate", str(RATE), "--duration", str(DURATION_S), "--seed", "5",
-                "--workers", str(WORKERS), "--start-at", str(start_at), "--remote-write", prom.remote_write_url,
-                "--label", "run=split1", "--result-lines", "--quiet"]
-        parts = run_worker_processes([[*argv, "--worker-index", str(i)] for i in range(WORKERS)],
-                                     START_LEAD_S + DURATION_S + 30)
-        single = LoadProfile.constant(RATE, DURATION_S)
-        result = merged_result(parts, single)
-        expected = len(list(single.send_offsets()))
-        assert result.scheduled == result.sent == result.ok == expected == 180
-        assert sorted(p["sent"] for p in parts) == [60, 60, 60]
-        assert result.latency_ms["count"] == expected and result.target_rate == RATE
-        assert result.schedule_error_ms["p99"] < 50  # they started together, on the common start time
+    start_at = time.time() + START_LEAD_S
+    argv = ["--gateway", url, "--rate", str(RATE), "--duration", str(DURATION_S), "--seed", "5",
+            "--workers", str(WORKERS), "--start-at", str(start_at), "--remote-write", prom.remote_write_url,
+            "--label", "run=split1", "--result-lines", "--quiet"]
+    parts = run_worker_processes([[*argv, "--worker-index", str(i)] for i in range(WORKERS)],
+                                 START_LEAD_S + DURATION_S + 30)
+    single = LoadProfile.constant(RATE, DURATION_S)
+    result = merged_result(parts, single)
+    expected = len(list(single.send_offsets()))
+    assert result.scheduled == result.sent == result.ok == expected == 180
+    assert sorted(p["sent"] for p in parts) == [60, 60, 60]
+    assert result.latency_ms["count"] == expected and result.target_rate == RATE
+    assert result.schedule_error_ms["p99"] < 50  # they started together, on the common start time
 
-        rows = httpx.get(f"{prom.url}/api/v1/query", timeout=5, params={
-            "query": 'sum by (worker) (loadgen_requests_total{run="split1",status="200"})'}).json()["data"]["result"]
-        assert {r["metric"]["worker"]: float(r["value"][1]) for r in rows} == {"0": 60.0, "1": 60.0, "2": 60.0}
+    rows = httpx.get(f"{prom.url}/api/v1/query", timeout=5, params={
+        "query": 'sum by (worker) (loadgen_requests_total{run="split1",status="200"})'}).json()["data"]["result"]
+    assert {r["metric"]["worker"]: float(r["value"][1]) for r in rows} == {"0": 60.0, "1": 60.0, "2": 60.0}
 
 
 def test_a_worker_that_missed_the_common_start_refuses_to_run_late(trivial_server):

@@ -7,7 +7,6 @@ import time
 import httpx
 import pytest
 
-from matchlab.errors import PrerequisiteError
 from matchlab.loadgen.calibration import calibrate
 from matchlab.loadgen.flow import OrderFlow
 from matchlab.loadgen.profile import LoadProfile
@@ -16,8 +15,6 @@ from matchlab.loadgen.runner import json_request, run_load
 from matchlab.loadgen.seeding import seed_books
 from matchlab.loadgen.targets import SHARD_SYMBOLS, direct_targets, flow_source
 from matchlab.promtext import scrape, scrape_counter
-from matchlab.stack.probes import free_port
-from matchlab.stack.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.integration
 
@@ -119,21 +116,17 @@ def test_calibration_converts_match_rate_to_order_rate(shard_factory):
     assert cal.order_rate_for(1000) == pytest.approx(1000 / 60 / cal.fills_per_order)
 
 
-def test_client_metrics_reach_prometheus_by_remote_write(trivial_server, tmp_path):
-    try:
-        prom = PrometheusServer(free_port(), tmp_path / "prom", "global:\n  scrape_interval: 5s\n")
-    except PrerequisiteError as exc:
-        pytest.skip(f"prerequisite missing: {exc}")
+def test_client_metrics_reach_prometheus_by_remote_write(trivial_server, prometheus):
+    prom = prometheus
     url = trivial_server()
-    with prom:
-        exporter = RemoteWriteExporter(prom.remote_write_url, {"run": "t1"})
-        result = run_load(LoadProfile.constant(50, 3), constant_source(url), exporter=exporter)
-        assert exporter.pushes >= 1 and exporter.failures == 0
+    exporter = RemoteWriteExporter(prom.remote_write_url, {"run": "t1"})
+    result = run_load(LoadProfile.constant(50, 3), constant_source(url), exporter=exporter)
+    assert exporter.pushes >= 1 and exporter.failures == 0
 
-        def query(q: str) -> list:
-            return httpx.get(f"{prom.url}/api/v1/query", params={"query": q}, timeout=5).json()["data"]["result"]
+    def query(q: str) -> list:
+        return httpx.get(f"{prom.url}/api/v1/query", params={"query": q}, timeout=5).json()["data"]["result"]
 
-        rows = query('loadgen_requests_total{job="loadgen",run="t1",status="200"}')
-        assert [float(r["value"][1]) for r in rows] == [result.ok]
-        count = query('loadgen_request_duration_seconds_count{run="t1"}')
-        assert float(count[0]["value"][1]) == result.ok
+    rows = query('loadgen_requests_total{job="loadgen",run="t1",status="200"}')
+    assert [float(r["value"][1]) for r in rows] == [result.ok]
+    count = query('loadgen_request_duration_seconds_count{run="t1"}')
+    assert float(count[0]["value"][1]) == result.ok
