@@ -8,6 +8,7 @@ assuming it. Grafana annotations are posted to a small fake of its HTTP API.
 from __future__ import annotations
 
 import base64
+import typing
 import json
 import re
 import signal
@@ -49,7 +50,7 @@ def small_run(stack_pool) -> tuple[ExperimentRecord, list[dict]]:
 
 
 def test_every_chart_of_a_small_run_drew_data_counted_from_the_svg(small_run):
-    exp, charts = small_run
+    _exp, charts = small_run
     assert [c["title"] for c in charts[:6]] == [f"Panel {p.id}: {p.title}" for p in PANELS]
     for chart in charts:
         drawn = len(re.findall(r'id="series-\d+"', chart["svg"]))
@@ -81,10 +82,10 @@ def test_report_lays_out_every_experiment_with_its_panels(small_run):
 
 
 class _FakeGrafana(BaseHTTPRequestHandler):
-    posted: list[dict] = []
+    posted: typing.ClassVar[list[dict]] = []
     auth = "Basic " + base64.b64encode(b"admin:secret").decode()
 
-    def do_POST(self):  # noqa: N802 - http.server's naming
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         if self.headers.get("Authorization") != self.auth:
             self.send_response(401)

@@ -67,7 +67,7 @@ def a4_phase(start: float, rate: float) -> PhaseRecord:
 def model_a4(s: SyntheticSeries, i: int, rate: float, scale: float, matched: float) -> None:
     start = scenario_start(i)
     pause, resume = start + P.a4_pause_at_s, start + P.a4_pause_at_s + P.a4_pause_for_s
-    in_outage = lambda t: pause < t <= resume  # noqa: E731 - a step's observations happened in (t-5, t]
+    in_outage = lambda t: pause < t <= resume
     model_shard(s, "a", start - 30, start + P.a4_s + 30, orders_per_s=rate, seed=i,
                 latency_scale=lambda t: scale if in_outage(t) else 1.0,
                 matched_fraction=lambda t: matched if in_outage(t) else 1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -37,7 +38,7 @@ def test_bucket_vector_must_end_with_inf_and_is_kept_monotonic():
 def test_the_fine_grid_keeps_the_required_bounds_and_is_3_percent_apart():
     assert set(MATCH_REQUIRED) <= set(MATCH_BUCKETS)
     fine = [b for b in MATCH_BUCKETS if 0.0005 <= b <= 0.04]
-    assert max(hi / lo for lo, hi in zip(fine, fine[1:])) < 1.031
+    assert max(hi / lo for lo, hi in itertools.pairwise(fine)) < 1.031
 
 
 def test_interval_narrows_with_samples_and_contains_the_truth():

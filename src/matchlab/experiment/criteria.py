@@ -9,7 +9,7 @@ id; this module only measures and decides.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from matchlab.experiment import registry as reg
 from matchlab.experiment.evidence import (
@@ -18,6 +18,7 @@ from matchlab.experiment.evidence import (
     depth_excursion,
     error_ratio_both_sides,
     latency_verdict,
+    p99_over,
     p99_shift,
     queue_fill,
 )
@@ -26,6 +27,7 @@ from matchlab.experiment.record import ExperimentRecord, PhaseRecord
 from matchlab.loadgen.run_label import run_matcher
 from matchlab.observe.promql import PromClient
 from matchlab.observe.verdicts import (
+    LATENCY,
     Criterion,
     Status,
     Verdict,
@@ -152,6 +154,17 @@ def a3_verdicts(ctx: Context, exp: ExperimentRecord) -> list[Verdict]:
     return out
 
 
+def where_latency_went(ctx: Context, shard: str, before: tuple[float, float], during: tuple[float, float]) -> str:
+    """The parts of match latency that tell a coupled matcher from a slow disk: publish and journal p99s."""
+    parts = []
+    for label, metric in (("handing events to the producer", "me_event_publish_duration_seconds"),
+                          ("the journal's append-to-fsync", "me_wal_append_duration_seconds")):
+        a, _ = p99_over(ctx.prom, shard, *before, metric=metric)
+        b, _ = p99_over(ctx.prom, shard, *during, metric=metric)
+        parts.append(f"{label} p99 {render(a, LATENCY)} -> {render(b, LATENCY)}")
+    return "attribution: " + ", ".join(parts)
+
+
 def scheduled_between(phase: PhaseRecord, start: float, end: float) -> int:
     """Requests the schedule sent in [start, end), by the second they were due."""
     rows = phase.load.timeline
@@ -164,6 +177,7 @@ def a4_verdicts(ctx: Context, exp: ExperimentRecord, lost_events: Callable[[], t
     outage = (base[1], base[1] + p.a4_pause_for_s)
     shift = p99_shift(ctx.prom, "a", base, outage, reg.DECOUPLING_RATIO)
     decoupling = shift.verdict(ctx.criterion("A4.decoupling"), (base[0], outage[1]))
+    decoupling = replace(decoupling, detail=f"{decoupling.detail}; {where_latency_went(ctx, 'a', base, outage)}")
 
     expected, found, duplicates = lost_events()
     events = judge(ctx.criterion("A4.events_lost"), float(max(0, expected - found)),

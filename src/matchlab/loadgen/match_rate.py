@@ -14,6 +14,7 @@ whatever the answers (open model); only the schedule's rate is steered.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
@@ -55,7 +56,7 @@ class AdaptiveRateProfile:
     def expected_requests(self) -> float:
         total = 0.0
         points = [*self.history, (self.duration_s, self.rate)]
-        for (t0, r), (t1, _) in zip(points, points[1:]):
+        for (t0, r), (t1, _) in itertools.pairwise(points):
             total += r * max(0.0, min(t1, self.duration_s) - t0)
         return total
 
@@ -104,9 +105,18 @@ class MatchRateController:
         an open-loop window that follows must run at the plain rate instead.
         """
         self.stop()
-        if self.adjustments:
+        try:
+            matches, orders = self.read()
+        except Exception:  # noqa: BLE001 - any failed reading (a scrape timed out): keep the last estimate
+            matches = orders = None
+        first_m, first_o = self._first[1], self._first[2]
+        if orders is not None and orders - first_o >= MIN_ORDERS and matches > first_m:
+            fills = (matches - first_m) / (orders - first_o)  # the whole warm-up: steadier than the last window
+        elif self.adjustments:
             fills = self.adjustments[-1][1]
-            self.profile.set_rate(self.clock() - self._t0, self.target / 60.0 / fills)
+        else:
+            return self.profile.rate
+        self.profile.set_rate(self.clock() - self._t0, self.target / 60.0 / fills)
         return self.profile.rate
 
     def _run(self) -> None:
@@ -118,7 +128,7 @@ class MatchRateController:
                 continue
             while len(self.samples) > 2 and now - self.samples[1][0] >= self.window_s:
                 self.samples.popleft()
-            t_old, m_old, o_old = self.samples[0]
+            _t_old, m_old, o_old = self.samples[0]
             _, m_new, o_new = self.samples[-1]
             orders, matches = o_new - o_old, m_new - m_old
             if orders < MIN_ORDERS or matches <= 0:

@@ -21,11 +21,11 @@ import re
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from matchlab.experiment.record import ExperimentRecord  # noqa: E402
-from matchlab.observe.panels import PANELS, Panel  # noqa: E402
-from matchlab.observe.promql import PromClient  # noqa: E402
+from matchlab.experiment.record import ExperimentRecord
+from matchlab.observe.panels import PANELS, Panel
+from matchlab.observe.promql import PromClient
 
 STEP_S = 5.0
 MARGIN_S = 10.0

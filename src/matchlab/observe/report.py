@@ -67,8 +67,8 @@ def _experiment_section(exp: ExperimentRecord, charts: list[dict], grafana: str 
 def render_report(record: RunRecord, charts: dict[str, list[dict]], *, complete: bool, grafana: str | None,
                   grafana_note: str = "", budgets: str = "") -> str:
     outcomes = record.outcomes()
-    head = [f"<!doctype html><html><head><meta charset='utf-8'><title>matchlab run {escape(record.facts.get('run', ''))}"
-            f"</title><style>{STYLE}</style></head><body>", "<h1>Matching-engine experiment report</h1>"]
+    head = [(f"<!doctype html><html><head><meta charset='utf-8'><title>matchlab run {escape(record.facts.get('run', ''))}"
+            f"</title><style>{STYLE}</style></head><body>"), "<h1>Matching-engine experiment report</h1>"]
     if not complete:
         head.append('<div class="incomplete"><b>Incomplete run</b>: interrupted or failed before every experiment '
                     "finished; what was measured up to then is below.</div>")

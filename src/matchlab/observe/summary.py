@@ -47,8 +47,8 @@ def verdict_table_html(record: RunRecord) -> str:
     if not record.verdicts:
         return "<p>No criterion was evaluated.</p>"
     parts = ['<table border="1" cellpadding="4" style="border-collapse:collapse;font-size:0.9em">',
-             "<tr><th>ASR</th><th>exp.</th><th>criterion</th><th>role</th><th>observed</th><th>threshold</th>"
-             "<th>status</th><th>resolving power</th><th>detail and query</th></tr>"]
+             ("<tr><th>ASR</th><th>exp.</th><th>criterion</th><th>role</th><th>observed</th><th>threshold</th>"
+             "<th>status</th><th>resolving power</th><th>detail and query</th></tr>")]
     for v in record.verdicts:
         c = v.criterion
         power = "" if v.resolving_power is None else f"&plusmn;{escape(render(v.resolving_power, c.unit))}"
