@@ -157,6 +157,7 @@ def load_chart(exp: ExperimentRecord) -> tuple[str, int]:
         if any(errs):
             ax.plot(secs, errs, color=THRESHOLD_COLORS["red"], lw=1, label=f"{phase.name} errors + dropped")
     ax.plot([], [], color="grey", ls="--", label="target (scheduled)")
+    ax.set_ylim(bottom=0)  # a steady rate is a flat line, not a zoomed-in zigzag of +-1 request
     shade_phases(ax, exp, t0)
     _frame(ax, "Load achieved vs target (orders per second)", "orders/s", drawn, wide_legend=True)
     return _svg(fig), drawn

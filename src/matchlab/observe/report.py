@@ -80,7 +80,7 @@ def render_report(record: RunRecord, charts: dict[str, list[dict]], *, complete:
     from matchlab.experiment.profiles import PROFILES
 
     profile = PROFILES.get(record.profile)
-    facts = [("profile", f"{record.profile}: {profile.full_adds or profile.scaling_note}" if profile else record.profile),
+    facts = [("profile", (profile.full_adds or profile.scaling_note) if profile else record.profile),
              ("backend", record.backend),
              ("CPU budgets", budgets or "none enforced: every process may use every core of this machine"),
              ("commit", record.facts.get("commit", "unknown")),
