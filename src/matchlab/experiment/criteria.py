@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from matchlab.experiment import registry as reg
 from matchlab.experiment.evidence import (
     SCRAPE_S,
+    counter_delta,
     counter_increase,
     depth_excursion,
     error_ratio_both_sides,
@@ -85,9 +86,9 @@ def error_rate(ctx: Context, crit: Criterion, exp: ExperimentRecord, shards: tup
         server_bad = sum(v for k, v in by_class.items() if k != "2xx")
         server_name = "gateway (gw_requests_total)"
     else:
-        accepted, q3 = counter_increase(ctx.prom, f'me_orders_received_total{{shard=~"{shard_sel}"}}', start, end)
+        accepted, q3 = counter_delta(ctx.prom, f'me_orders_received_total{{shard=~"{shard_sel}"}}', start, end)
         server_total = float(client_total) or None
-        server_bad = max(0.0, client_total - accepted.get("", 0.0)) if accepted else None
+        server_bad = max(0.0, client_total - accepted) if accepted is not None else None
         server_name = "shard (accepted orders vs scheduled)"
     ratio, client, server = error_ratio_both_sides(client_bad, client_total, server_bad, server_total)
     remote_total = rw_total.get("")
@@ -365,12 +366,12 @@ def b5_verdicts(ctx: Context, exp: ExperimentRecord) -> list[Verdict]:
     shift = p99_shift(ctx.prom, "a", (s1, idle.end), (s2, loaded.end), reg.ISOLATION_RATIO, two_sided=True)
     out = [shift.verdict(ctx.criterion("B5.isolation"), (s1, e2))]
     planned = loaded.extra.get("planned_orders", {}).get("b")
-    got, q = counter_increase(ctx.prom, 'me_orders_received_total{shard="b"}', loaded.start - SCRAPE_S, e2)
+    got, q = counter_delta(ctx.prom, 'me_orders_received_total{shard="b"}', loaded.start - SCRAPE_S, e2)
     crit = ctx.criterion("B5.b_load")
-    if not planned or "" not in got:
+    if not planned or got is None:
         out.append(no_data(crit, q, f"planned {planned}"))
     else:
-        out.append(judge(crit, got[""] / planned, q, f"shard b accepted {got['']:,.0f} of {planned:,} planned orders"))
+        out.append(judge(crit, got / planned, q, f"shard b accepted {got:,.0f} of {planned:,} planned orders"))
     by_class, q = counter_increase(ctx.prom, 'gw_requests_total{shard="b"}', loaded.start - SCRAPE_S, e2, by="status")
     total = sum(by_class.values())
     crit = ctx.criterion("B5.b_errors")

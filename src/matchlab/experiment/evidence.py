@@ -152,6 +152,20 @@ def counter_increase(prom: PromClient, selector: str, start: float, end: float,
     return {s.labels.get(by, "") if by else "": s.value for s in samples if not math.isnan(s.value)}, f"{query} @ {end:.0f}"
 
 
+def counter_delta(prom: PromClient, selector: str, start: float, end: float) -> tuple[float | None, str]:
+    """A counter's growth between its first and last raw sample in [start, end], summed over series.
+
+    For a window that holds a whole phase with quiet edges: increase()
+    would extrapolate the phase's slope out to the window's edges and count
+    orders that never came.
+    """
+    query = f"{selector}[{max(5, round(end - start))}s]"
+    series = [s for s in prom.query_matrix(query, at=end) if len(s.points) >= 2]
+    if not series:
+        return None, f"{query} @ {end:.0f} (raw samples)"
+    return sum(s.points[-1][1] - s.points[0][1] for s in series), f"{query} @ {end:.0f} (last - first raw sample)"
+
+
 def queue_fill(prom: PromClient, shards: Sequence[str], start: float, end: float) -> tuple[float | None, str]:
     """The highest matcher-queue fill any of the shards showed at a scrape in the window."""
     sel = "|".join(shards)
