@@ -22,6 +22,7 @@ from matchlab.experiment.evidence import (
     p99_over,
     p99_shift,
     queue_fill,
+    remote_written,
 )
 from matchlab.experiment.profiles import ProfileSettings
 from matchlab.experiment.record import ExperimentRecord, PhaseRecord
@@ -75,20 +76,18 @@ def error_rate(ctx: Context, crit: Criterion, exp: ExperimentRecord, shards: tup
     sel = f'{run_matcher(ctx.run_id)},experiment="{exp.id}"'
     client_total = sum(p.load.scheduled for p in exp.phases)
     client_bad = sum(sum(p.load.errors.values()) + p.load.dropped for p in exp.phases)
-    # The client's counters start at zero with each phase's exporter: their highest value is the phase's count
-    # (increase() would need two pushes, and a short phase may make one).
     rw_total, q1 = remote_written(ctx.prom, f"loadgen_requests_total{{{sel}}}", start, end)
     rw_by_status, _ = remote_written(ctx.prom, f"loadgen_requests_total{{{sel}}}", start, end, by="status")
     shard_sel = "|".join(shards)
     if via_gateway:
-        by_class, q3 = counter_increase(ctx.prom, f'gw_requests_total{{shard=~"{shard_sel}"}}', start, end, by="status")
+        by_class, q3 = counter_delta(ctx.prom, f'gw_requests_total{{shard=~"{shard_sel}"}}', start, end, by="status")
         server_total = sum(by_class.values()) or None
         server_bad = sum(v for k, v in by_class.items() if k != "2xx")
         server_name = "gateway (gw_requests_total)"
     else:
         accepted, q3 = counter_delta(ctx.prom, f'me_orders_received_total{{shard=~"{shard_sel}"}}', start, end)
         server_total = float(client_total) or None
-        server_bad = max(0.0, client_total - accepted) if accepted is not None else None
+        server_bad = max(0.0, client_total - accepted[""]) if "" in accepted else None
         server_name = "shard (accepted orders vs scheduled)"
     ratio, client, server = error_ratio_both_sides(client_bad, client_total, server_bad, server_total)
     remote_total = rw_total.get("")
@@ -108,14 +107,6 @@ def error_rate(ctx: Context, crit: Criterion, exp: ExperimentRecord, shards: tup
         return Verdict(crit, ratio, Status.FAIL, query,
                        detail + f"; the sides disagree by {spread:.1%} (> 1 point): the evidence does not hold together")
     return judge(crit, ratio, query, detail)
-
-
-def remote_written(prom: PromClient, selector: str, start: float, end: float, by: str = "") -> tuple[dict[str, float], str]:
-    """Remote-written client counters over a window: each series' highest value, summed (by a label)."""
-    group = f" by ({by})" if by else ""
-    query = f"sum{group} (max_over_time({selector}[{max(5, round(end - start))}s]))"
-    samples = prom.query(query, at=end)
-    return {s.labels.get(by, "") if by else "": s.value for s in samples}, f"{query} @ {end:.0f}"
 
 
 def queue_verdict(ctx: Context, crit: Criterion, shards: tuple[str, ...], start: float, end: float) -> Verdict:
@@ -366,13 +357,14 @@ def b5_verdicts(ctx: Context, exp: ExperimentRecord) -> list[Verdict]:
     shift = p99_shift(ctx.prom, "a", (s1, idle.end), (s2, loaded.end), reg.ISOLATION_RATIO, two_sided=True)
     out = [shift.verdict(ctx.criterion("B5.isolation"), (s1, e2))]
     planned = loaded.extra.get("planned_orders", {}).get("b")
-    got, q = counter_delta(ctx.prom, 'me_orders_received_total{shard="b"}', loaded.start - SCRAPE_S, e2)
+    delta, q = counter_delta(ctx.prom, 'me_orders_received_total{shard="b"}', loaded.start - SCRAPE_S, e2)
+    got = delta.get("")
     crit = ctx.criterion("B5.b_load")
     if not planned or got is None:
         out.append(no_data(crit, q, f"planned {planned}"))
     else:
         out.append(judge(crit, got / planned, q, f"shard b accepted {got:,.0f} of {planned:,} planned orders"))
-    by_class, q = counter_increase(ctx.prom, 'gw_requests_total{shard="b"}', loaded.start - SCRAPE_S, e2, by="status")
+    by_class, q = counter_delta(ctx.prom, 'gw_requests_total{shard="b"}', loaded.start - SCRAPE_S, e2, by="status")
     total = sum(by_class.values())
     crit = ctx.criterion("B5.b_errors")
     if not total:

@@ -152,18 +152,34 @@ def counter_increase(prom: PromClient, selector: str, start: float, end: float,
     return {s.labels.get(by, "") if by else "": s.value for s in samples if not math.isnan(s.value)}, f"{query} @ {end:.0f}"
 
 
-def counter_delta(prom: PromClient, selector: str, start: float, end: float) -> tuple[float | None, str]:
-    """A counter's growth between its first and last raw sample in [start, end], summed over series.
+def counter_delta(prom: PromClient, selector: str, start: float, end: float,
+                  by: str = "") -> tuple[dict[str, float], str]:
+    """A counter's growth between its first and last raw sample in [start, end], summed (by a label).
 
     For a window that holds a whole phase with quiet edges: increase()
     would extrapolate the phase's slope out to the window's edges and count
-    orders that never came.
+    requests that never came.
     """
     query = f"{selector}[{max(5, round(end - start))}s]"
-    series = [s for s in prom.query_matrix(query, at=end) if len(s.points) >= 2]
-    if not series:
-        return None, f"{query} @ {end:.0f} (raw samples)"
-    return sum(s.points[-1][1] - s.points[0][1] for s in series), f"{query} @ {end:.0f} (last - first raw sample)"
+    out: dict[str, float] = {}
+    for s in prom.query_matrix(query, at=end):
+        if len(s.points) >= 2:
+            key = s.labels.get(by, "") if by else ""
+            out[key] = out.get(key, 0.0) + s.points[-1][1] - s.points[0][1]
+    return out, f"{query} @ {end:.0f} (last - first raw sample{', by ' + by if by else ''})"
+
+
+def remote_written(prom: PromClient, selector: str, start: float, end: float, by: str = "") -> tuple[dict[str, float], str]:
+    """Remote-written client counters over a window: each series' highest value, summed (by a label).
+
+    The client's counters start at zero with each phase's exporter, so their
+    highest value is the phase's count (increase() would need two pushes,
+    and a short phase may make only one).
+    """
+    group = f" by ({by})" if by else ""
+    query = f"sum{group} (max_over_time({selector}[{max(5, round(end - start))}s]))"
+    samples = prom.query(query, at=end)
+    return {s.labels.get(by, "") if by else "": s.value for s in samples}, f"{query} @ {end:.0f}"
 
 
 def queue_fill(prom: PromClient, shards: Sequence[str], start: float, end: float) -> tuple[float | None, str]:
