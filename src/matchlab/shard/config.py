@@ -29,6 +29,9 @@ class ShardConfig:
     wal_size_mb: int
     ring_buffer_size: int
     fsync: bool
+    snapshot_every_records: int = 200_000
+    order_id_window_s: int = 600
+    order_id_window_ids: int = 1_000_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ShardConfig:
@@ -55,4 +58,7 @@ class ShardConfig:
             ring_buffer_size=ring,
             # Benchmarks only: measures what durability costs. Never in experiments.
             fsync=env_bool(env, "WAL_FSYNC", True),
+            snapshot_every_records=env_int(env, "SNAPSHOT_EVERY_RECORDS", 200_000, minimum=1),
+            order_id_window_s=env_int(env, "ORDER_ID_WINDOW_S", 600, minimum=1),
+            order_id_window_ids=env_int(env, "ORDER_ID_WINDOW_IDS", 1_000_000, minimum=1),
         )
