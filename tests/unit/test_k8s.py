@@ -76,7 +76,8 @@ def test_labels_annotations_resources_probes_as_designed():
         c = pod["spec"]["containers"][0]
         assert c["imagePullPolicy"] == "Never" and not c["image"].endswith(":latest")
         assert c["resources"] == {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
-        assert c["readinessProbe"]["httpGet"]["path"] == "/health" == c["livenessProbe"]["httpGet"]["path"]
+        assert c["readinessProbe"]["httpGet"]["path"] == "/ready"  # not ready while its journal cannot write
+        assert c["livenessProbe"]["httpGet"]["path"] == "/health"
         env = {e["name"]: e["value"] for e in c["env"]}
         assert env["SHARD_ID"] == shard and env["KAFKA_BOOTSTRAP"].startswith("redpanda-0.redpanda.matching-engine")
     gw = deps["edge-gateway"]["spec"]["template"]

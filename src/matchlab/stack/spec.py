@@ -45,6 +45,9 @@ class ServiceSpec:
     env: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     shard: str | None = None
+    # Readiness (may take traffic) vs liveness (/health: the process serves):
+    # a shard whose journal cannot write is alive but not ready.
+    ready_path: str = "/health"
 
 
 def shard_spec(shard: str) -> ServiceSpec:
@@ -55,6 +58,7 @@ def shard_spec(shard: str) -> ServiceSpec:
         env={"SHARD_ID": shard, "SHARD_SYMBOLS": ",".join(SHARD_SYMBOLS[shard])},
         labels={"app": "matching-engine", "shard": shard},
         shard=shard,
+        ready_path="/ready",
     )
 
 
