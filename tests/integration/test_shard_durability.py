@@ -45,7 +45,7 @@ def test_an_unusable_wal_path_exits_2_with_one_line_naming_it(tmp_path: Path):
     blocker.write_text("not a directory")
     wal = blocker / "wal"
     env = {**os.environ, "WAL_PATH": str(wal), "HTTP_PORT": str(free_port()), "METRICS_PORT": str(free_port()), "KAFKA_BOOTSTRAP": ""}
-    done = subprocess.run([sys.executable, "-m", "matchlab.shard"], env=env, capture_output=True, text=True, timeout=30)
+    done = subprocess.run([sys.executable, "-m", "matchlab.shard"], env=env, capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if "configuration error" in line]
     assert len(lines) == 1 and str(wal) in lines[0], done.stderr
@@ -73,7 +73,7 @@ def small_tmpfs(tmp_path: Path):
     mount.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root (mount -t tmpfs)")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(mount)], capture_output=True, text=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(mount)], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.strip()}")
     try:

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from matchlab.shard.engine import MatchingEngine
-from matchlab.shard.orders import Order
 from matchlab.shard.idwindow import IdWindow
+from matchlab.shard.orders import Order
 from matchlab.shard.replay import REC_ORDER, Replayer, order_record
 from matchlab.shard.wal import encode_record, recover
 

@@ -26,7 +26,7 @@ Fill = tuple[str, int, int]
 class OrderBook:
     """Resting orders of one symbol and the matching algorithm over them."""
 
-    __slots__ = ("symbol", "bids", "asks", "_bid_keys", "_ask_keys", "bid_orders", "ask_orders")
+    __slots__ = ("_ask_keys", "_bid_keys", "ask_orders", "asks", "bid_orders", "bids", "symbol")
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol

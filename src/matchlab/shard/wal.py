@@ -88,7 +88,7 @@ def recover(path: Path) -> list[tuple[int, bytes]]:
 
 
 class _Batch:
-    __slots__ = ("buf", "count", "attachments", "future")
+    __slots__ = ("attachments", "buf", "count", "future")
 
     def __init__(self) -> None:
         self.buf = bytearray()
