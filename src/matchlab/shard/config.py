@@ -10,6 +10,9 @@ from pathlib import Path
 from matchlab.envparse import env_bool, env_int, env_port
 from matchlab.errors import ConfigError
 
+# Journal records between snapshots: bounds the replay at start-up.
+DEFAULT_SNAPSHOT_EVERY = 100_000
+
 DEFAULT_SYMBOLS = {
     "a": "TEST-ASSET-A,TEST-ASSET-B,TEST-ASSET-C,TEST-ASSET-D",
     "b": "TEST-ASSET-E,TEST-ASSET-F,TEST-ASSET-G,TEST-ASSET-H",
@@ -29,7 +32,7 @@ class ShardConfig:
     wal_size_mb: int
     ring_buffer_size: int
     fsync: bool
-    snapshot_every_records: int = 200_000
+    snapshot_every_records: int = DEFAULT_SNAPSHOT_EVERY
     order_id_window_s: int = 600
     order_id_window_ids: int = 1_000_000
 
@@ -58,7 +61,7 @@ class ShardConfig:
             ring_buffer_size=ring,
             # Benchmarks only: measures what durability costs. Never in experiments.
             fsync=env_bool(env, "WAL_FSYNC", True),
-            snapshot_every_records=env_int(env, "SNAPSHOT_EVERY_RECORDS", 200_000, minimum=1),
+            snapshot_every_records=env_int(env, "SNAPSHOT_EVERY_RECORDS", DEFAULT_SNAPSHOT_EVERY, minimum=1),
             order_id_window_s=env_int(env, "ORDER_ID_WINDOW_S", 600, minimum=1),
             order_id_window_ids=env_int(env, "ORDER_ID_WINDOW_IDS", 1_000_000, minimum=1),
         )

@@ -31,6 +31,7 @@ from time import perf_counter, time
 import msgspec
 
 from matchlab.errors import QueueFullError
+from matchlab.shard.config import DEFAULT_SNAPSHOT_EVERY
 from matchlab.shard.engine import MatchingEngine
 from matchlab.shard.events import TOPIC_MATCHES, TOPIC_ORDERS
 from matchlab.shard.idwindow import IdWindow, ack_ms_of, fingerprint_entry, same_body
@@ -71,7 +72,7 @@ MATCH_CHUNK = 512
 MARK_INTERVAL_S = 1.0
 # How often a journal that could not write is tried again.
 JOURNAL_RETRY_S = 0.5
-DEFAULT_SNAPSHOT_EVERY = 200_000
+
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 # Two, so that a corrupt newest snapshot falls back to the previous one.
 SNAPSHOTS_KEPT = 2
@@ -201,11 +202,12 @@ class OrderPipeline:
                 continue  # wholly before what the replay needs
             if first != next_index:
                 raise JournalCorruptError(f"journal {layout.directory}: segment {path.name} starts at record {first}, expected {next_index}")
-            records = recover(path)
-            feed = replayer.feed
+            skip = max(0, start - first)  # below the snapshot and the delivery mark: not needed
+            records = recover(path, skip)
+            feed, base = replayer.feed, first + skip
             for offset, (kind, payload) in enumerate(records):
-                feed(first + offset, kind, payload)
-            next_index = first + len(records)
+                feed(base + offset, kind, payload)
+            next_index = base + len(records)
             if following is not None and following != next_index:
                 raise JournalCorruptError(
                     f"journal {layout.directory}: segment {path.name} ends at record {next_index} "

@@ -55,27 +55,39 @@ def encode_record(kind: int, payload: bytes) -> bytes:
     return HEADER.pack(len(body), zlib.crc32(body)) + body
 
 
-def scan(path: Path) -> tuple[list[tuple[int, bytes]], int, int]:
-    """Read every intact record; return (records, valid_end_offset, file_size)."""
+def scan(path: Path, skip: int = 0) -> tuple[list[tuple[int, bytes]], int, int]:
+    """Read every intact record; return (records, valid_end_offset, file_size).
+
+    The first ``skip`` records are stepped over by their length fields alone,
+    unchecked and not returned: a snapshot already covers them, and the only
+    torn record a crash leaves is the last one.
+    """
     data = path.read_bytes() if path.exists() else b""
+    view = memoryview(data)
     records: list[tuple[int, bytes]] = []
     offset, size = 0, len(data)
+    unpack = HEADER.unpack_from
+    while skip and offset + HEADER.size <= size:
+        length = unpack(data, offset)[0]
+        if length == 0 or length > MAX_RECORD_BYTES or offset + HEADER.size + length > size:
+            break
+        offset += HEADER.size + length
+        skip -= 1
     while offset + HEADER.size <= size:
-        length, crc = HEADER.unpack_from(data, offset)
+        length, crc = unpack(data, offset)
         start, end = offset + HEADER.size, offset + HEADER.size + length
         if length == 0 or length > MAX_RECORD_BYTES or end > size:
             break
-        body = data[start:end]
-        if zlib.crc32(body) != crc:
+        if zlib.crc32(view[start:end]) != crc:
             break
-        records.append((body[0], body[1:]))
+        records.append((data[start], data[start + 1:end]))
         offset = end
     return records, offset, size
 
 
-def recover(path: Path) -> list[tuple[int, bytes]]:
-    """Scan the log, truncate a torn tail in place, return the intact records."""
-    records, valid_end, size = scan(path)
+def recover(path: Path, skip: int = 0) -> list[tuple[int, bytes]]:
+    """Scan the log, truncate a torn tail in place, return the intact records after the first ``skip``."""
+    records, valid_end, size = scan(path, skip)
     if valid_end < size:
         log.warning(
             "journal %s: torn or corrupt record at byte %d; truncating %d trailing bytes",
