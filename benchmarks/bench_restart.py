@@ -101,9 +101,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, nargs="+", default=[250_000, 1_000_000, 2_000_000])
     parser.add_argument("--snapshot-every", type=int, default=None, help="records (default: the shard's)")
+    parser.add_argument("--only-snapshots", action="store_true", help="skip the (slow) journal without snapshots")
     args = parser.parse_args()
+    variants = [("snapshots", args.snapshot_every or DEFAULT_SNAPSHOT_EVERY)]
+    if not args.only_snapshots:
+        variants.append(("no snapshots", NO_SNAPSHOTS))
     for orders in args.orders:
-        for label, every in (("snapshots", args.snapshot_every or DEFAULT_SNAPSHOT_EVERY), ("no snapshots", NO_SNAPSHOTS)):
+        for label, every in variants:
             with tempfile.TemporaryDirectory() as tmp:
                 directory = Path(tmp) / "journal"
                 t0 = time.perf_counter()
