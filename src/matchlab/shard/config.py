@@ -11,7 +11,7 @@ from matchlab.envparse import env_bool, env_int, env_port
 from matchlab.errors import ConfigError
 
 # Journal records between snapshots: bounds the replay at start-up.
-DEFAULT_SNAPSHOT_EVERY = 100_000
+DEFAULT_SNAPSHOT_EVERY = 50_000
 
 DEFAULT_SYMBOLS = {
     "a": "TEST-ASSET-A,TEST-ASSET-B,TEST-ASSET-C,TEST-ASSET-D",

@@ -253,7 +253,8 @@ class OrderPipeline:
             return
         if self.journal_ok and not self._unjournaled:
             self._journal_mark()
-            self._start_snapshot()
+            if self._applied_through > self.last_snapshot_cut:  # a restart then replays (almost) nothing
+                self._start_snapshot()
             if self._snapshot_task is not None:
                 await asyncio.gather(self._snapshot_task, return_exceptions=True)
         await self.wal.close()
