@@ -258,6 +258,6 @@ def test_prometheus_restart_keeps_scraping_and_verdict_queries(multi_stack: Stac
     prom.wait_for('up{job="matching-engine"} == 1', 30, what="scraping to resume after a Prometheus restart")
     wait_until(lambda: prom.scalar('count(up{job="matching-engine"} == 1)') == 3, 30, "all shards scraped again")
     # A verdict query over a window from before the restart still answers (the TSDB survived).
-    value, q = p99_over(prom, "a", before - 60, before)
+    _value, q = p99_over(prom, "a", before - 60, before)
     samples = prom.query('count_over_time(up{job="matching-engine",shard="a"}[2m])', at=time.time())
     assert samples and samples[0].value >= 2, q
