@@ -40,7 +40,8 @@ MAX_PUBLISH_P99_S = 0.001  # produce() only enqueues: ~0.01-0.1 ms; a blocking s
 
 def background_load(stack: Stack, shards: list[str], seconds: float, results: dict, seed: int) -> threading.Thread:
     symbols = [s for shard in shards for s in SHARD_SYMBOLS[shard]]
-    source = flow_source(OrderFlow(symbols, seed=seed, id_prefix=unique_prefix(f"f{seed}")), gateway_targets(stack.endpoints.gateway, shards))
+    results["prefix"] = prefix = unique_prefix(f"f{seed}")  # the flow numbers its ids <prefix>1 .. <prefix>N
+    source = flow_source(OrderFlow(symbols, seed=seed, id_prefix=prefix), gateway_targets(stack.endpoints.gateway, shards))
 
     def run() -> None:
         results["load"] = run_load(LoadProfile.constant(RATE, seconds), source)
@@ -200,9 +201,10 @@ def test_broker_frozen_under_load_loses_no_event(multi_stack: Stack):
     load_result = results["load"]
     assert load_result.ok == load_result.scheduled, load_result.summary_line()
 
-    # Every acknowledged order once on `orders`: the flow numbers its ids f2-1 .. f2-N.
-    acked = {f"f2-{n}" for n in range(1, load_result.ok + 1)}
-    placed_ids = read_ids(ep.broker, "orders", "orderId", "f2-", len(acked), 90)
+    # Every acknowledged order once on `orders`.
+    prefix = results["prefix"]
+    acked = {f"{prefix}{n}" for n in range(1, load_result.ok + 1)}
+    placed_ids = read_ids(ep.broker, "orders", "orderId", prefix, len(acked), 90)
     assert set(placed_ids) == acked and len(placed_ids) == len(acked), (
         f"{len(acked)} orders acknowledged, {len(set(placed_ids))} distinct ORDER_PLACED events, "
         f"{len(placed_ids) - len(set(placed_ids))} duplicates, missing e.g. {sorted(acked - set(placed_ids))[:5]}")
