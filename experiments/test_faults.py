@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 from matchlab.experiment.evidence import journal_p99_rise, p99_over, p99_shift
-from matchlab.loadgen.flow import OrderFlow, seed_orders
+from matchlab.loadgen.flow import OrderFlow, seed_orders, unique_prefix
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.runner import run_load
 from matchlab.loadgen.seeding import seed_books
@@ -40,7 +40,8 @@ MAX_PUBLISH_P99_S = 0.001  # produce() only enqueues: ~0.01-0.1 ms; a blocking s
 
 def background_load(stack: Stack, shards: list[str], seconds: float, results: dict, seed: int) -> threading.Thread:
     symbols = [s for shard in shards for s in SHARD_SYMBOLS[shard]]
-    source = flow_source(OrderFlow(symbols, seed=seed, id_prefix=f"f{seed}-"), gateway_targets(stack.endpoints.gateway, shards))
+    results["prefix"] = prefix = unique_prefix(f"f{seed}")  # the flow numbers its ids <prefix>1 .. <prefix>N
+    source = flow_source(OrderFlow(symbols, seed=seed, id_prefix=prefix), gateway_targets(stack.endpoints.gateway, shards))
 
     def run() -> None:
         results["load"] = run_load(LoadProfile.constant(RATE, seconds), source)
@@ -96,27 +97,40 @@ def test_kill_9_a_shard_under_gateway_load(multi_stack: Stack):
     assert seeded.json() == {"seeded": 100}
 
     acked: list[dict] = []
+    refused: list[dict] = []  # unacknowledged: retried after the restart
     first_refused: list[tuple[int, dict]] = []  # (position in acked, order) of the first 502
     statuses: dict[int, int] = {}
+    duplicates: list[str] = []
     stop = threading.Event()
-    flow = OrderFlow([symbol], seed=77, id_prefix="kill-")
+    kill_prefix = unique_prefix("kill")
+    flow = OrderFlow([symbol], seed=77, id_prefix=kill_prefix)
 
-    def b_client() -> None:
+    def send(client: httpx.Client, doc: dict) -> int:
+        r = client.post("/orders", json=doc)
+        statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+        if r.status_code == 200:
+            acked.append(doc)
+            if r.json().get("duplicate"):
+                duplicates.append(doc["orderId"])
+        return r.status_code
+
+    def b_client(retry: list[dict]) -> None:
         with httpx.Client(base_url=ep.gateway, timeout=10) as client:
+            for doc in retry:  # a client retries what it was never told was accepted (same orderId)
+                assert send(client, doc) == 200
             while not stop.is_set():
                 doc = flow.next_order()
-                code = client.post("/orders", json=doc).status_code
-                statuses[code] = statuses.get(code, 0) + 1
-                if code == 200:
-                    acked.append(doc)
-                elif code == 502 and not first_refused:
-                    first_refused.append((len(acked), doc))
+                code = send(client, doc)
+                if code == 502:
+                    refused.append(doc)
+                    if not first_refused:
+                        first_refused.append((len(acked), doc))
                 time.sleep(0.01)
 
     results: dict = {}
     t0 = time.time()
     load = background_load(multi_stack, ["a", "c"], 3 * PHASE_S, results, seed=1)
-    client = threading.Thread(target=b_client)
+    client = threading.Thread(target=b_client, args=([],))
     client.start()
     try:
         time.sleep(PHASE_S)  # fault injection point
@@ -130,10 +144,12 @@ def test_kill_9_a_shard_under_gateway_load(multi_stack: Stack):
     restarted_at = time.time()
     backend.restart_service("me-shard-b")  # replays its journal
     recovered = httpx.get(f"{ep.shards['b']}/book/{symbol}").json()
+    cut, maybe = first_refused[0]
     stop.clear()
-    client = threading.Thread(target=b_client)  # and it takes orders again
+    retried = list(refused)
+    client = threading.Thread(target=b_client, args=(retried,))  # retries, then new orders
     client.start()
-    time.sleep(3)
+    wait_until(lambda: len(acked) > cut + len(retried) + 50, 60, "shard b to take new orders after the retries")
     stop.set()
     client.join(15)
     load.join(3 * PHASE_S + 30)
@@ -142,18 +158,20 @@ def test_kill_9_a_shard_under_gateway_load(multi_stack: Stack):
     assert set(statuses) <= {200, 502}, statuses
     # The order in flight at the kill was refused to its client but may have been journaled already:
     # the recovered book is the acknowledged orders' book, with or without that one order.
-    cut, maybe = first_refused[0]
     before_kill = acked[:cut]
     with_maybe = before_kill + [maybe]
     assert recovered in (expected_book(symbol, b_seed, before_kill), expected_book(symbol, b_seed, with_maybe)), (
         "shard b's recovered book differs from what its clients were told")
-    # After the restart, the book keeps following the acknowledged orders exactly.
+    # Retrying every refused order by its orderId executes each exactly once: only the one that was
+    # in flight at the kill can come back as a duplicate, and the book is the one of each order once.
+    assert set(duplicates) <= {maybe["orderId"]}, duplicates
+    executed = [doc for doc in acked if doc["orderId"] not in set(duplicates)]
     final = httpx.get(f"{ep.shards['b']}/book/{symbol}").json()
-    assert len(acked) > cut, "no order was acknowledged after the restart"
-    assert final in (expected_book(symbol, b_seed, acked), expected_book(symbol, b_seed, with_maybe + acked[cut:]))
+    assert len(acked) > cut + len(retried), "no order was acknowledged after the restart"
+    assert final == expected_book(symbol, b_seed, executed if not duplicates else with_maybe + executed[cut:])
     # The events the killed producer still held come back from the journal: none lost.
     assert_matches_published(multi_stack, "b", crashed=True)
-    placed = set(read_ids(ep.broker, "orders", "orderId", "kill-", len(acked), 90))
+    placed = set(read_ids(ep.broker, "orders", "orderId", kill_prefix, len(acked), 90))
     lost = {doc["orderId"] for doc in acked} - placed
     assert not lost, f"{len(lost)} acknowledged orders of shard b have no ORDER_PLACED event, e.g. {sorted(lost)[:5]}"
 
@@ -184,9 +202,10 @@ def test_broker_frozen_under_load_loses_no_event(multi_stack: Stack):
     load_result = results["load"]
     assert load_result.ok == load_result.scheduled, load_result.summary_line()
 
-    # Every acknowledged order once on `orders`: the flow numbers its ids f2-1 .. f2-N.
-    acked = {f"f2-{n}" for n in range(1, load_result.ok + 1)}
-    placed_ids = read_ids(ep.broker, "orders", "orderId", "f2-", len(acked), 90)
+    # Every acknowledged order once on `orders`.
+    prefix = results["prefix"]
+    acked = {f"{prefix}{n}" for n in range(1, load_result.ok + 1)}
+    placed_ids = read_ids(ep.broker, "orders", "orderId", prefix, len(acked), 90)
     assert set(placed_ids) == acked and len(placed_ids) == len(acked), (
         f"{len(acked)} orders acknowledged, {len(set(placed_ids))} distinct ORDER_PLACED events, "
         f"{len(placed_ids) - len(set(placed_ids))} duplicates, missing e.g. {sorted(acked - set(placed_ids))[:5]}")

@@ -51,6 +51,9 @@ def run_service(name: str, load_config: Callable[[], Any], serve: Callable[[Any]
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     try:
         event_loop_runner()(serve(config))
+    except ConfigError as exc:  # found only when used, e.g. a journal path that cannot be written
+        print(f"{name}: configuration error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # e.g. port already in use
         print(f"{name}: {exc}", file=sys.stderr)
         return 1

@@ -79,7 +79,8 @@ def test_labels_annotations_resources_probes_as_designed():
         c = pod["spec"]["containers"][0]
         assert c["imagePullPolicy"] == "Never" and not c["image"].endswith(":latest")
         assert c["resources"] == {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
-        assert c["readinessProbe"]["httpGet"]["path"] == "/health" == c["livenessProbe"]["httpGet"]["path"]
+        assert c["readinessProbe"]["httpGet"]["path"] == "/ready"  # not ready while its journal cannot write
+        assert c["livenessProbe"]["httpGet"]["path"] == "/health"
         env = {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
         assert env["ADMIN_TOKEN"] == {"secretKeyRef": {"name": m.ADMIN_SECRET, "key": m.ADMIN_SECRET_KEY}}
         assert env["SHARD_ID"] == shard and env["KAFKA_BOOTSTRAP"].startswith("redpanda-0.redpanda.matching-engine")

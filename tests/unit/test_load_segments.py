@@ -35,8 +35,10 @@ def schedule(profile, source) -> list[tuple[float, str, bytes]]:
 
 
 def source(seed: int = 7):
+    """The flow every worker builds: same seed, same id prefix (workers share it, see the loadgen CLI)."""
     symbols = [s for shard in "abc" for s in SHARD_SYMBOLS[shard]]
-    return flow_source(OrderFlow(symbols, seed=seed), gateway_targets("http://gw:8080", list("abc")))
+    flow = OrderFlow(symbols, seed=seed, id_prefix=f"w{seed}-")
+    return flow_source(flow, gateway_targets("http://gw:8080", list("abc")))
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3, 4, 7])

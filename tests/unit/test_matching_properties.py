@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from matchlab.shard.engine import MatchingEngine
+from matchlab.shard.idwindow import IdWindow
 from matchlab.shard.orders import Order
-from matchlab.shard.pipeline import REC_ORDER, OrderPipeline
+from matchlab.shard.replay import REC_ORDER, Replayer, order_record
 from matchlab.shard.wal import encode_record, recover
 
 SYM = "TEST-ASSET-A"
@@ -75,7 +76,7 @@ def test_replaying_the_journal_reproduces_the_book(raw):
     records = []
     for order in stream(raw):
         live.apply_order(order, [])
-        records.append((REC_ORDER, _encode(order)))
+        records.append((REC_ORDER, order_record(_encode(order), 0)))
     # Through the real journal format on disk and the pipeline's replay.
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "wal.log"
@@ -83,6 +84,8 @@ def test_replaying_the_journal_reproduces_the_book(raw):
         read_back = recover(path)
     assert read_back == records
     replayed = MatchingEngine("a", frozenset([SYM]))
-    OrderPipeline(replayed, metrics=None, publisher=None, capacity=1)._replay(read_back)
+    replayer = Replayer(replayed, IdWindow(1000, 60_000))
+    for index, (kind, payload) in enumerate(read_back):
+        replayer.feed(index, kind, payload)
     assert replayed.books[SYM].snapshot() == live.books[SYM].snapshot()
     assert replayed.match_count == live.match_count

@@ -10,6 +10,7 @@ from unittest import mock
 import orjson
 
 from matchlab.shard.engine import MatchingEngine
+from matchlab.shard.journal import JournalLayout
 from matchlab.shard.metrics import ShardMetrics
 from matchlab.shard.orders import Order
 from matchlab.shard.pipeline import REC_DELIVERED, REC_MATCH, REC_ORDER, OrderPipeline
@@ -63,7 +64,7 @@ def test_group_commit_shares_one_fsync_and_acks_only_after_it(tmp_path: Path):
             real_fsync(fd)
 
         with mock.patch("matchlab.shard.wal.os.fsync", counting_fsync):
-            wal = GroupCommitLog(tmp_path / "wal.log", loop, lambda atts, _t: durable.extend(atts))
+            wal = GroupCommitLog(JournalLayout(tmp_path, "wal.log"), 0, 0, loop, lambda atts, _t: durable.extend(atts))
             futures = [wal.append(1, str(i).encode(), i) for i in range(200)]
             assert not any(f.done() for f in futures)  # nothing acknowledged before the fsync
             await asyncio.gather(*futures)
@@ -123,7 +124,7 @@ def test_replay_rebuilds_the_same_books_and_match_count(tmp_path: Path):
 def test_matches_torn_off_the_journal_are_journaled_and_published_on_replay(tmp_path: Path):
     wal = tmp_path / "wal.log"
     flow = [order("s1", "SELL", 5, 100), order("s2", "SELL", 5, 100), order("b1", "BUY", 10, 100)]
-    asyncio.run(run_pipeline(wal, flow, RecordingPublisher()))
+    asyncio.run(run_pipeline(wal, flow, RecordingPublisher(), crash=True))  # no stop snapshot: the journal alone
     # Simulate a crash after the order was durable but before its matches were.
     records = recover(wal)
     kept = records[: [k for k, _ in records].index(REC_MATCH)]  # the tail from the first match record is torn off

@@ -70,7 +70,9 @@ class ExperimentRunner:
         else:
             targets = direct_targets({s: ep.shards[s] for s in route.shards})
         self._flows += 1
-        return flow_source(OrderFlow(symbols, mix, seed=self._flows, id_prefix=f"{self.run_id}-{tag}-"), targets)
+        # Each flow its own ids: shards de-duplicate by orderId, and tags (e.g. "cal") recur within a run.
+        prefix = f"{self.run_id}-{tag}-{self._flows}-"
+        return flow_source(OrderFlow(symbols, mix, seed=self._flows, id_prefix=prefix), targets)
 
     def reset_and_seed(self, shards: Sequence[str], count: int, levels: int, per_shard: dict | None = None) -> str:
         """Empty the books, then seed them (so every experiment starts from a known book)."""

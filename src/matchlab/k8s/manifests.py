@@ -100,7 +100,7 @@ def app_deployment(spec: ServiceSpec, registry: str = "") -> dict:
         "BIND_HOST": "0.0.0.0",  # inside the pod network; Services expose it
     }
     if spec.role is Role.SHARD:
-        env.update({"KAFKA_BOOTSTRAP": REDPANDA_ADVERTISED, "WAL_PATH": "/data/wal.log", "WAL_SIZE_MB": "64",
+        env.update({"KAFKA_BOOTSTRAP": REDPANDA_ADVERTISED, "WAL_PATH": "/data", "WAL_SIZE_MB": "64",
                     "RING_BUFFER_SIZE": "131072"})
     else:
         env["ME_SHARD_MAP"] = ",".join(
@@ -114,7 +114,7 @@ def app_deployment(spec: ServiceSpec, registry: str = "") -> dict:
         "env": [{"name": k, "value": v} for k, v in sorted(env.items())] + [token],
         "ports": [{"name": "http", "containerPort": APP_HTTP_PORT}, {"name": "metrics", "containerPort": APP_METRICS_PORT}],
         "resources": RESOURCES[spec.role],
-        "readinessProbe": _probe("/health", APP_HTTP_PORT),
+        "readinessProbe": _probe(spec.ready_path, APP_HTTP_PORT),
         "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False},
     }
     volumes = []

@@ -199,7 +199,10 @@ def run(args: argparse.Namespace) -> int:
         seeded = seed_books(seed_bases, SHARD_SYMBOLS, count, levels, token=token, via_gateway=bool(args.gateway))
         print(f"seeded {seeded}", file=sys.stderr)
 
-    flow = OrderFlow(symbols, mix, seed=args.seed)
+    # Workers of one schedule must send the very same orders (ids included); they share the seed and the
+    # start time, which no other run shares. A lone process takes a fresh id prefix of its own.
+    shared = f"w{args.seed}-{int(args.start_at * 1000):x}-" if args.start_at is not None else None
+    flow = OrderFlow(symbols, mix, seed=args.seed, id_prefix=shared)
     source = flow_source(flow, targets)
     calibration = None
     if args.matches_per_min is not None:

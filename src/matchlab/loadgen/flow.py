@@ -19,7 +19,10 @@ Everything is deterministic for a given seed.
 
 from __future__ import annotations
 
+import itertools
 import random
+import secrets
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -55,15 +58,27 @@ def hot_symbol_mix(symbol: str, ratio: float = 0.8) -> OrderMix:
     return OrderMix(hot_symbol=symbol, hot_ratio=ratio)
 
 
+# Shards de-duplicate orders by orderId (idempotent submission), so every id
+# the harness sends must be new: ids carry this process's run id, and each
+# flow without an explicit prefix gets its own number.
+RUN_ID = f"{int(time.time() * 1000):x}{secrets.token_hex(2)}"
+_flows_made = itertools.count(1)
+
+
+def unique_prefix(tag: str) -> str:
+    """An orderId prefix no other flow of this run, or of any other run, uses."""
+    return f"{tag}-{RUN_ID}-{next(_flows_made)}-"
+
+
 class OrderFlow:
-    """An endless, reproducible stream of order dicts ready to post as JSON."""
+    """An endless stream of order dicts ready to post as JSON, reproducible per seed (ids aside)."""
 
     def __init__(
         self,
         symbols: Sequence[str],
         mix: OrderMix = STATIONARY,
         seed: int = 1,
-        id_prefix: str = "o",
+        id_prefix: str | None = None,
         reference_price: int = REFERENCE_PRICE,
     ) -> None:
         if not symbols:
@@ -74,7 +89,7 @@ class OrderFlow:
         self.mix = mix
         self.reference = reference_price
         self._rng = random.Random(seed)
-        self._prefix = id_prefix
+        self._prefix = id_prefix if id_prefix is not None else unique_prefix("o")
         self._n = 0
         self._others = [s for s in self.symbols if s != mix.hot_symbol] or self.symbols
 
@@ -109,7 +124,7 @@ def seed_orders(
     count: int,
     levels: int,
     seed: int = 7,
-    id_prefix: str = "seed",
+    id_prefix: str = f"seed-{RUN_ID}",
     reference_price: int = REFERENCE_PRICE,
 ) -> list[dict]:
     """``count`` resting orders over ``levels`` price levels around the reference.

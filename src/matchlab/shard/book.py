@@ -14,7 +14,7 @@ as it can and avoids calls inside the inner loop on purpose.
 from __future__ import annotations
 
 from collections import deque
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 
 BUY = "BUY"
 SELL = "SELL"
@@ -26,7 +26,7 @@ Fill = tuple[str, int, int]
 class OrderBook:
     """Resting orders of one symbol and the matching algorithm over them."""
 
-    __slots__ = ("symbol", "bids", "asks", "_bid_keys", "_ask_keys", "bid_orders", "ask_orders")
+    __slots__ = ("_ask_keys", "_bid_keys", "ask_orders", "asks", "bid_orders", "bids", "symbol")
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
@@ -109,6 +109,25 @@ class OrderBook:
         self._bid_keys.clear()
         self._ask_keys.clear()
         self.bid_orders = self.ask_orders = 0
+
+    def export_levels(self) -> tuple[list, list]:
+        """Both sides as (price, [[order_id, qty], ...]) pairs, for a journal snapshot."""
+        return (
+            [(price, list(level)) for price, level in self.bids.items()],
+            [(price, list(level)) for price, level in self.asks.items()],
+        )
+
+    def load_levels(self, bids: list, asks: list) -> None:
+        """Replace the book with ``export_levels()``'s output."""
+        self.clear()
+        self.bids = {price: deque(orders) for price, orders in bids}
+        self.asks = {price: deque(orders) for price, orders in asks}
+        self._bid_keys = [-price for price in self.bids]
+        self._ask_keys = list(self.asks)
+        heapify(self._bid_keys)
+        heapify(self._ask_keys)
+        self.bid_orders = sum(len(level) for level in self.bids.values())
+        self.ask_orders = sum(len(level) for level in self.asks.values())
 
     def snapshot(self) -> dict:
         """Levels best-first, each with its orders in time priority."""

@@ -11,6 +11,9 @@ from matchlab.admin_auth import token_from_env
 from matchlab.envparse import env_bool, env_int, env_port
 from matchlab.errors import ConfigError
 
+# Journal records between snapshots: bounds the replay at start-up.
+DEFAULT_SNAPSHOT_EVERY = 50_000
+
 DEFAULT_SYMBOLS = {
     "a": "TEST-ASSET-A,TEST-ASSET-B,TEST-ASSET-C,TEST-ASSET-D",
     "b": "TEST-ASSET-E,TEST-ASSET-F,TEST-ASSET-G,TEST-ASSET-H",
@@ -32,6 +35,9 @@ class ShardConfig:
     fsync: bool
     # Guards /admin/* and /seed; None leaves them refusing every request (401). Never in repr: logs.
     admin_token: str | None = field(default=None, repr=False)
+    snapshot_every_records: int = DEFAULT_SNAPSHOT_EVERY
+    order_id_window_s: int = 600
+    order_id_window_ids: int = 1_000_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ShardConfig:
@@ -59,4 +65,7 @@ class ShardConfig:
             # Benchmarks only: measures what durability costs. Never in experiments.
             fsync=env_bool(env, "WAL_FSYNC", True),
             admin_token=token_from_env(env),
+            snapshot_every_records=env_int(env, "SNAPSHOT_EVERY_RECORDS", DEFAULT_SNAPSHOT_EVERY, minimum=1),
+            order_id_window_s=env_int(env, "ORDER_ID_WINDOW_S", 600, minimum=1),
+            order_id_window_ids=env_int(env, "ORDER_ID_WINDOW_IDS", 1_000_000, minimum=1),
         )

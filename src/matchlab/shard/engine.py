@@ -45,6 +45,13 @@ class MatchingEngine:
         for order in orders:
             books[order.symbol].rest(order.side, order.orderId, order.price, order.quantity)
 
+    def export_books(self) -> dict[str, tuple[list, list]]:
+        return {symbol: book.export_levels() for symbol, book in self.books.items()}
+
+    def load_books(self, books: dict[str, tuple[list, list]]) -> None:
+        for symbol, (bids, asks) in books.items():
+            self.books[symbol].load_levels(bids, asks)
+
     def reset(self) -> None:
         for book in self.books.values():
             book.clear()

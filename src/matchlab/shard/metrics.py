@@ -77,6 +77,13 @@ class ShardMetrics:
         self.publish_errors = Counter(
             "me_event_publish_errors_total", "Events the producer failed to deliver", ["shard"], registry=r
         ).labels(shard=shard_id)
+        self.duplicates = Counter(
+            "me_orders_duplicate_total", "Repeated orderIds answered with the original acknowledgement", ["shard"], registry=r
+        ).labels(shard=shard_id)
+        self.journal_errors = Counter(
+            "me_journal_write_errors_total", "Journal writes or fsyncs that failed (their groups got 503)", ["shard"],
+            registry=r,
+        ).labels(shard=shard_id)
         self._depth = Gauge("me_orderbook_depth", "Resting orders", ["shard", "side"], registry=r)
         self._levels = Gauge("me_orderbook_price_levels", "Price levels", ["shard", "side"], registry=r)
         self._ring = Gauge(

@@ -10,11 +10,19 @@ Match records are journaled after matching; their events are published only
 once those records are durable (DESIGN.md §3.3). The journal is also the
 events' outbox (``outbox.py``): what was not confirmed delivered before a
 crash is published again on restart.
+
+The journal fails closed: a write that fails fails every entry of its group
+(their requests get 503, nothing is matched or published), orders are refused
+while it cannot write, and a retry task re-opens it once a probe write
+succeeds. Every ``snapshot_every`` records the matcher captures a consistent
+state between two entries and a task writes it once everything before it is
+durable; older segments are then compacted away (``journal.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections import deque
 from functools import partial
@@ -22,43 +30,104 @@ from pathlib import Path
 from time import perf_counter, time
 
 import msgspec
-import orjson
 
 from matchlab.errors import QueueFullError
+from matchlab.shard.config import DEFAULT_SNAPSHOT_EVERY
 from matchlab.shard.engine import MatchingEngine
 from matchlab.shard.events import TOPIC_MATCHES, TOPIC_ORDERS
+from matchlab.shard.idwindow import IdWindow, ack_ms_of, fingerprint_entry, same_body
+from matchlab.shard.journal import (
+    JournalCorruptError,
+    JournalLayout,
+    compact,
+    read_snapshot,
+    resolve_journal,
+    write_snapshot,
+)
 from matchlab.shard.metrics import ShardMetrics
 from matchlab.shard.orders import Order
-from matchlab.shard.outbox import Outbox, decode_mark, encode_mark
-from matchlab.shard.wal import GroupCommitLog, recover
+from matchlab.shard.outbox import Outbox, encode_mark
+from matchlab.shard.replay import (
+    REC_DELIVERED,
+    REC_MATCH,
+    REC_ORDER,
+    REC_RESET,
+    REC_SEED,
+    Replayer,
+    encode_order,
+    match_event,
+    order_placed,
+    order_record,
+)
+from matchlab.shard.wal import GroupCommitLog, JournalUnavailable, WalError, recover
 
 log = logging.getLogger(__name__)
 
-# Journal record kinds.
-REC_ORDER, REC_SEED, REC_MATCH, REC_RESET, REC_DELIVERED = 1, 2, 3, 4, 5
-# Ring entry kinds (first element of each attachment).
+__all__ = ["REC_DELIVERED", "REC_MATCH", "REC_ORDER", "REC_RESET", "REC_SEED", "OrderPipeline", "order_placed"]
+
+# Ring entry kinds (first element of each attachment; the record's index is always the last).
 OP_ORDER, OP_SEED, OP_RESET, OP_EVENT = 0, 1, 2, 3
 # The matcher yields to the HTTP side after this many orders.
 MATCH_CHUNK = 512
 # How often the delivery mark is journaled: bounds the events re-sent after a crash.
 MARK_INTERVAL_S = 1.0
+# How often a journal that could not write is tried again.
+JOURNAL_RETRY_S = 0.5
 
-_encode = msgspec.msgpack.Encoder().encode
-_decode_order = msgspec.msgpack.Decoder(Order).decode
-_decode_seed = msgspec.msgpack.Decoder(list[Order]).decode
+DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+# Two, so that a corrupt newest snapshot falls back to the previous one.
+SNAPSHOTS_KEPT = 2
+SNAPSHOT_VERSION = 1
+
+
+class OrderConflict(ValueError):
+    """The orderId was already acknowledged for a different order body."""
+
+
+class Snapshot(msgspec.Struct, array_like=True):
+    version: int
+    cut: int
+    match_count: int
+    mark: int
+    books: dict[str, tuple[list[tuple[int, list[list]]], list[tuple[int, list[list]]]]]
+    ids: bytes
+
+
+_decode_snapshot = msgspec.msgpack.Decoder(Snapshot).decode
 
 
 class OrderPipeline:
-    """Owns the journal, the ring buffer and the matcher task of one shard."""
+    """Owns the journal, the ring buffer, the id window and the matcher task of one shard."""
 
-    def __init__(self, engine: MatchingEngine, metrics: ShardMetrics, publisher, capacity: int) -> None:
+    def __init__(
+        self,
+        engine: MatchingEngine,
+        metrics: ShardMetrics,
+        publisher,
+        capacity: int,
+        ids: IdWindow | None = None,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+    ) -> None:
         self.engine = engine
         self.metrics = metrics
         self.publisher = publisher
         self.capacity = capacity
+        self.ids = ids if ids is not None else IdWindow(1_000_000, 600_000)
+        self.snapshot_every = snapshot_every
+        self.segment_bytes = segment_bytes
         self.ring: deque[tuple] = deque()
         self.in_flight = 0  # accepted, not yet matched (journal wait + ring)
+        self._orders_in_flight = 0  # of which orders: their ids are the window's newest
         self.wal: GroupCommitLog | None = None
+        self.layout: JournalLayout | None = None
+        self.journal_ok = True
+        self.journal_error = ""
+        self._unjournaled: list[tuple[int, bytes, bytes]] = []  # (match n, key, event) awaiting a writable journal
+        self._applied_through = 0  # every order, seed and reset below this index is in the books
+        self.last_snapshot_cut = 0
+        self._snapshot_task: asyncio.Task | None = None
+        self._recovery_task: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -69,14 +138,28 @@ class OrderPipeline:
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self, wal_path: Path, fsync: bool) -> int:
-        """Replay the journal, then open it for appends; return records replayed."""
-        wal_path.parent.mkdir(parents=True, exist_ok=True)
-        records = recover(wal_path)
-        mark = max((decode_mark(p) for kind, p in records if kind == REC_DELIVERED), default=0)
-        self.outbox = Outbox(len(records), mark)
-        undelivered, unjournaled = self._replay(records, mark)
+        """Restore the latest snapshot, replay the journal after it, open it for appends; return records replayed."""
+        self.layout = layout = resolve_journal(wal_path)
+        layout.remove_temp_files()
+        # Replay allocates millions of objects that all stay alive: collecting
+        # cycles meanwhile would only rescan them (it can double the replay time).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            replayer = self._restore_snapshot(layout)
+            segment_first, next_index = self._replay_segments(layout, replayer)
+            undelivered, unjournaled = replayer.finish(int(time() * 1000))
+        finally:
+            if collecting:
+                gc.enable()
+        self.outbox = Outbox(next_index, replayer.mark)
+        self._applied_through = next_index
+        self.last_snapshot_cut = replayer.cut
         loop = asyncio.get_running_loop()
-        self.wal = GroupCommitLog(wal_path, loop, self._on_durable, fsync=fsync)
+        self.wal = GroupCommitLog(
+            layout, segment_first, next_index, loop, self._on_durable, self._on_failed,
+            fsync=fsync, segment_bytes=self.segment_bytes,
+        )
         self._task = loop.create_task(self._match_forever(), name="matcher")
         self._marker = loop.create_task(self._mark_forever(), name="delivery-mark")
         # Events not confirmed delivered before the last stop go out again.
@@ -87,36 +170,59 @@ class OrderPipeline:
             log.info("re-publishing %d events not confirmed delivered before the restart", len(undelivered))
         # Matches whose order was durable but whose own record was torn off:
         # journal them now so their events still go out.
-        for key, event in unjournaled:
-            self._journal_match(key, event)
-        return len(records)
+        for n, key, event in unjournaled:
+            self._journal_match(n, key, event)
+        return replayer.fed
 
-    def _replay(self, records: list[tuple[int, bytes]], mark: int = 0) -> tuple[list[tuple], list[tuple[bytes, bytes]]]:
-        """Rebuild the books; return the events at or after ``mark`` and the matches never journaled."""
-        engine = self.engine
-        journaled = sum(1 for kind, _ in records if kind == REC_MATCH)
-        undelivered: list[tuple[int, str, bytes, bytes]] = []
-        unjournaled: list[tuple[bytes, bytes]] = []
-        fills: list = []
-        now_ms = int(time() * 1000)  # events rebuilt on replay carry the replay's time
-        for index, (kind, payload) in enumerate(records):
-            if kind == REC_ORDER:
-                order = _decode_order(payload)
-                fills.clear()
-                first = engine.match_count
-                engine.apply_order(order, fills)
-                if index >= mark:
-                    undelivered.append((index, TOPIC_ORDERS, order.symbol.encode(), order_placed(order, now_ms)))
-                for i, fill in enumerate(fills):
-                    if first + i >= journaled:
-                        unjournaled.append((order.symbol.encode(), self._match_event(order, fill, first + i + 1, now_ms)))
-            elif kind == REC_MATCH and index >= mark:
-                undelivered.append((index, TOPIC_MATCHES, orjson.loads(payload)["symbol"].encode(), payload))
-            elif kind == REC_SEED:
-                engine.seed(_decode_seed(payload))
-            elif kind == REC_RESET:
-                engine.reset()
-        return undelivered, unjournaled
+    def _restore_snapshot(self, layout: JournalLayout) -> Replayer:
+        """A replayer positioned after the newest valid snapshot (or at the journal's start)."""
+        for cut, path in reversed(layout.snapshots()):
+            payload = read_snapshot(path)
+            try:
+                snap = _decode_snapshot(payload) if payload is not None else None
+            except msgspec.DecodeError:
+                snap = None
+            if snap is None or snap.version != SNAPSHOT_VERSION or snap.cut != cut:
+                log.error("snapshot %s is torn or corrupt; falling back to the previous one", path)
+                continue
+            self.engine.load_books({s: b for s, b in snap.books.items() if s in self.engine.books})
+            self.engine.match_count = snap.match_count
+            self.ids.restore(snap.ids)
+            log.info("restored snapshot %s (record %d, %d ids in the window)", path.name, cut, len(self.ids))
+            return Replayer(self.engine, self.ids, cut, snap.mark, snap.match_count)
+        return Replayer(self.engine, self.ids)
+
+    def _replay_segments(self, layout: JournalLayout, replayer: Replayer) -> tuple[int, int]:
+        """Feed every segment the replay needs; return (the last segment's first index, the next index)."""
+        start = min(replayer.cut, replayer.mark)
+        segments = layout.segments()
+        if not segments:
+            return replayer.cut, replayer.cut
+        if segments[0][0] > start:
+            raise JournalCorruptError(
+                f"journal {layout.directory}: records from {start} are needed but the oldest segment starts at "
+                f"{segments[0][0]} ({segments[0][1].name}) and no older snapshot is valid"
+            )
+        first = next_index = segments[0][0]
+        for position, (first, path) in enumerate(segments):
+            following = segments[position + 1][0] if position + 1 < len(segments) else None
+            if following is not None and following <= start:
+                next_index = following
+                continue  # wholly before what the replay needs
+            if first != next_index:
+                raise JournalCorruptError(f"journal {layout.directory}: segment {path.name} starts at record {first}, expected {next_index}")
+            skip = max(0, start - first)  # below the snapshot and the delivery mark: not needed
+            records = recover(path, skip)
+            feed, base = replayer.feed, first + skip
+            for offset, (kind, payload) in enumerate(records):
+                feed(base + offset, kind, payload)
+            next_index = base + len(records)
+            if following is not None and following != next_index:
+                raise JournalCorruptError(
+                    f"journal {layout.directory}: segment {path.name} ends at record {next_index} "
+                    f"but the next one starts at {following}"
+                )
+        return first, next_index
 
     async def drain(self) -> None:
         """Wait until every accepted entry has been matched and its match records handed to the publisher."""
@@ -127,23 +233,37 @@ class OrderPipeline:
             await self.wal.sync()
 
     async def close(self) -> None:
-        """Drain, journal the final delivery mark, close the journal.
+        """Drain, journal the final delivery mark and a snapshot, close the journal.
 
         Flush the publisher between ``drain()`` and ``close()`` so the mark
         covers every event delivered, and a clean restart re-sends nothing.
+        A journal that cannot write is closed as it is: what was acknowledged
+        is on disk already.
         """
-        await self.drain()
-        for task in (self._task, self._marker):
+        try:
+            await self.drain()
+        except WalError:
+            pass
+        for task in (self._task, self._marker, self._recovery_task):
             if task is not None:
                 task.cancel()
-        if self.wal is not None:
+        if self._snapshot_task is not None:
+            await asyncio.gather(self._snapshot_task, return_exceptions=True)
+        if self.wal is None:
+            return
+        if self.journal_ok and not self._unjournaled:
             self._journal_mark()
-            await self.wal.close()
+            if self._applied_through > self.last_snapshot_cut:  # a restart then replays (almost) nothing
+                self._start_snapshot()
+            if self._snapshot_task is not None:
+                await asyncio.gather(self._snapshot_task, return_exceptions=True)
+        await self.wal.close()
 
     async def _mark_forever(self) -> None:
         while True:
             await asyncio.sleep(MARK_INTERVAL_S)
-            self._journal_mark()
+            if self.journal_ok:
+                self._journal_mark()
 
     def _journal_mark(self) -> None:
         mark = self.outbox.new_mark()
@@ -169,33 +289,70 @@ class OrderPipeline:
 
     # -- the request side ----------------------------------------------------
 
-    def submit_order(self, order: Order, received_at: float) -> asyncio.Future:
-        """Journal an order; the future resolves once it is durable and queued."""
+    async def submit_order(self, order: Order, received_at: float) -> tuple[int, bool]:
+        """Journal an order; return (ack time in epoch ms, whether it repeats an acknowledged one).
+
+        Returns once the order is durable and queued. A repeat of an
+        acknowledged orderId returns the original ack time and is not
+        journaled again; a different body under that id raises OrderConflict.
+        """
+        encoded = encode_order(order)
+        known = self.ids.get(order.orderId)
+        if known is not None:
+            return await self._repeat(order.orderId, encoded, known)
+        if not self.journal_ok:
+            raise JournalUnavailable(None, f"journal cannot write ({self.journal_error}); orders are refused until it can")
         if self.in_flight >= self.capacity:
             raise QueueFullError(f"matching queue full ({self.in_flight}/{self.capacity} orders in flight)")
-        future = self._append_event(REC_ORDER, _encode(order), (OP_ORDER, order, received_at, perf_counter()))
+        ack_ms = int(time() * 1000)
+        future = self._append_event(
+            REC_ORDER, order_record(encoded, ack_ms), (OP_ORDER, order, received_at, perf_counter())
+        )
+        self.ids.add(order.orderId, fingerprint_entry(encoded, ack_ms), ack_ms)
         self.in_flight += 1
+        self._orders_in_flight += 1
         self.metrics.received[order.side].inc()
-        return future
+        await future
+        return ack_ms, False
+
+    async def _repeat(self, order_id: str, encoded: bytes, known: bytes) -> tuple[int, bool]:
+        if not same_body(known, fingerprint_entry(encoded, 0)):
+            raise OrderConflict(f"orderId: {order_id!r} was already accepted with a different order")
+        try:
+            await self.wal.sync()  # the original may still be on its way to disk
+        except WalError:
+            pass
+        if self.ids.get(order_id) is not known:  # the original's write failed: it was never acknowledged
+            raise JournalUnavailable(None, f"journal cannot write ({self.journal_error})")
+        self.metrics.duplicates.inc()
+        return ack_ms_of(known), True
 
     async def submit_seed(self, orders: list[Order]) -> None:
         """Journal a seed and wait until it is applied to the books."""
-        await self._submit_and_apply(REC_SEED, _encode(orders), OP_SEED, orders)
+        await self._submit_and_apply(REC_SEED, encode_seed(orders), OP_SEED, orders)
 
     async def submit_reset(self) -> None:
-        """Journal a reset (empty every book) and wait until it is applied."""
+        """Journal a reset (empty every book and the id window) and wait until it is applied."""
         await self._submit_and_apply(REC_RESET, b"", OP_RESET, None)
+        # Cleared when journaled, like replay does at the record: ids of orders
+        # journaled after the reset stay.
 
     async def _submit_and_apply(self, rec: int, payload: bytes, op: int, data) -> None:
+        if not self.journal_ok:
+            raise JournalUnavailable(None, f"journal cannot write ({self.journal_error})")
         applied = asyncio.get_running_loop().create_future()
+        index = self.outbox.next_index
+        future = self._append(rec, payload, (op, data, applied, index))
+        if rec == REC_RESET:
+            self.ids.clear()
         self.in_flight += 1
-        await self._append(rec, payload, (op, data, applied))
+        await future
         await applied
 
     def utilization(self) -> float:
         return min(1.0, self.in_flight / self.capacity)
 
-    # -- the matching side -----------------------------------------------------
+    # -- the journal's outcomes ------------------------------------------------
 
     def _on_durable(self, attachments: list[tuple], durable_at: float) -> None:
         wal_hist = self.metrics.wal_append
@@ -203,13 +360,66 @@ class OrderPipeline:
         for entry in attachments:
             op = entry[0]
             if op == OP_EVENT:
-                self._publish(entry[3], TOPIC_MATCHES, entry[1], entry[2])
+                self._publish(entry[4], TOPIC_MATCHES, entry[1], entry[2])
                 continue
             if op == OP_ORDER:
                 wal_hist.observe(durable_at - entry[3])
             ring.append(entry)
         if ring:
             self._wake.set()
+
+    def _on_failed(self, attachments: list[tuple], error: WalError) -> None:
+        """A group that did not become durable: nothing in it is matched, published or remembered."""
+        if not isinstance(error, JournalUnavailable):
+            self.metrics.journal_errors.inc()
+        if self.journal_ok:
+            self.journal_ok = False
+            self.journal_error = error.strerror or str(error)
+            log.error("journal cannot write (%s): refusing orders until it can", self.journal_error)
+            self._recovery_task = asyncio.get_running_loop().create_task(self._recover_journal(), name="journal-retry")
+        outbox = self.outbox
+        for entry in attachments:
+            op = entry[0]
+            outbox.delivered(entry[-1])  # no longer pending: the record does not exist
+            if op == OP_EVENT:
+                self._unjournaled.append((entry[3], entry[1], entry[2]))
+            elif op == OP_ORDER:
+                self.in_flight -= 1
+                self._orders_in_flight -= 1
+                self.ids.forget(entry[1].orderId)
+            else:
+                self.in_flight -= 1
+                if not entry[2].done():
+                    entry[2].set_exception(error)
+        if not self.in_flight:
+            self._idle.set()
+
+    async def _recover_journal(self) -> None:
+        """Retry until a probe write succeeds; then journal the matches that waited, and accept orders again."""
+        while not self.journal_ok:
+            await asyncio.sleep(JOURNAL_RETRY_S)
+            if self.wal.pending_records:
+                continue  # groups still in the committer: let them fail first
+            next_index = self.wal.reset()
+            # Numbering resumes at the first record that did not become durable.
+            self.outbox.next_index = next_index
+            self.outbox.last_mark = min(self.outbox.last_mark, next_index)
+            try:
+                self._flush_unjournaled()
+                self._append(REC_DELIVERED, encode_mark(self.outbox.last_mark), None)  # the probe
+                await self.wal.sync()
+            except WalError:
+                continue
+            self.journal_ok = True
+            self._flush_unjournaled()
+            log.info("journal writable again: accepting orders")
+
+    def _flush_unjournaled(self) -> None:
+        waiting, self._unjournaled = sorted(self._unjournaled), []
+        for n, key, event in waiting:
+            self._append_event(REC_MATCH, event, (OP_EVENT, key, event, n))
+
+    # -- the matching side -----------------------------------------------------
 
     async def _match_forever(self) -> None:
         ring = self.ring
@@ -219,6 +429,8 @@ class OrderPipeline:
             while ring:
                 for _ in range(min(len(ring), MATCH_CHUNK)):
                     self._apply(ring.popleft())
+                if self.outbox.next_index - self.last_snapshot_cut >= self.snapshot_every:
+                    self._start_snapshot()
                 if ring:
                     await asyncio.sleep(0)  # let requests in between chunks
             if not self.in_flight:
@@ -226,8 +438,10 @@ class OrderPipeline:
 
     def _apply(self, entry: tuple) -> None:
         self.in_flight -= 1
+        self._applied_through = entry[-1] + 1
         op = entry[0]
         if op == OP_ORDER:
+            self._orders_in_flight -= 1
             self._apply_order(entry[1], entry[2], entry[4])
             return
         if op == OP_SEED:
@@ -246,43 +460,63 @@ class OrderPipeline:
         key = order.symbol.encode()
         self._publish(index, TOPIC_ORDERS, key, order_placed(order, now_ms))
         for i, fill in enumerate(fills):
-            self._journal_match(key, self._match_event(order, fill, first + i + 1, now_ms))
+            n = first + i + 1
+            self._journal_match(n, key, match_event(engine, order, fill, n, now_ms))
         if fills:
             m.matches.inc(len(fills))
         m.algorithm.observe(engine.last_algorithm_s)
         m.insertion.observe(engine.last_insertion_s)
         m.match_duration.observe(perf_counter() - received_at)
 
-    def _match_event(self, order: Order, fill: tuple, n: int, now_ms: int) -> bytes:
-        maker_id, price, qty = fill
-        return orjson.dumps(
-            {
-                "type": "MATCH_EXECUTED",
-                "matchId": self.engine.match_id(n),
-                "takerOrderId": order.orderId,
-                "makerOrderId": maker_id,
-                "symbol": order.symbol,
-                "executionPrice": price,
-                "executionQuantity": qty,
-                "takerSide": order.side,
-                "timestamp": now_ms,
-            }
+    def _journal_match(self, n: int, key: bytes, event: bytes) -> None:
+        # The journal holds the event itself; it is published once durable.
+        if self.journal_ok and not self._unjournaled:
+            self._append_event(REC_MATCH, event, (OP_EVENT, key, event, n))
+        else:  # kept in match order until the journal can write again
+            self._unjournaled.append((n, key, event))
+
+    # -- snapshots ---------------------------------------------------------------
+
+    def _start_snapshot(self) -> None:
+        """Capture the state at this point between two entries, and write it once everything before is durable.
+
+        Only when the cut is clean: no seed or reset in flight (their effect on
+        the id window is applied when journaled) and no match waiting for the
+        journal.
+        """
+        if (
+            self._snapshot_task is not None or not self.journal_ok or self._unjournaled
+            or self.in_flight != self._orders_in_flight
+        ):
+            return
+        cut = self._applied_through
+        self.last_snapshot_cut = cut  # also the back-off if this one fails
+        ids = self.ids.encode(exclude_newest=self._orders_in_flight)  # ids of orders after the cut are replayed
+        payload = msgspec.msgpack.encode(
+            Snapshot(SNAPSHOT_VERSION, cut, self.engine.match_count, self.outbox.last_mark, self.engine.export_books(), ids)
+        )
+        self.wal.request_rotation()
+        self._snapshot_task = asyncio.get_running_loop().create_task(
+            self._write_snapshot(cut, self.outbox.last_mark, payload), name="snapshot"
         )
 
-    def _journal_match(self, key: bytes, event: bytes) -> None:
-        # The journal holds the event itself; it is published once durable.
-        self._append_event(REC_MATCH, event, (OP_EVENT, key, event))
+    async def _write_snapshot(self, cut: int, mark: int, payload: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            # Every match of an order below the cut, and the mark, must be durable before the snapshot claims them.
+            await self.wal.sync()
+            started = perf_counter()
+            path = await loop.run_in_executor(None, write_snapshot, self.layout, cut, mark, payload)
+            freed = await loop.run_in_executor(None, compact, self.layout, SNAPSHOTS_KEPT)
+            log.info(
+                "snapshot %s written (%d bytes, %.3fs); compaction freed %d bytes",
+                path.name, len(payload), perf_counter() - started, freed,
+            )
+        except OSError as exc:  # WalError included: the journal will be retried, the snapshot comes later
+            log.error("snapshot at record %d not written: %s", cut, exc)
+        finally:
+            self._snapshot_task = None
 
 
-def order_placed(order: Order, now_ms: int) -> bytes:
-    return orjson.dumps(
-        {
-            "type": "ORDER_PLACED",
-            "orderId": order.orderId,
-            "symbol": order.symbol,
-            "side": order.side,
-            "price": order.price,
-            "quantity": order.quantity,
-            "timestamp": now_ms,
-        }
-    )
+def encode_seed(orders: list[Order]) -> bytes:
+    return msgspec.msgpack.encode(orders)

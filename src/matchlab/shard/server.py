@@ -1,12 +1,14 @@
 """The shard's HTTP API (DESIGN.md §3.1) and its metrics endpoint.
 
 Routes:
-    POST /orders          one order; 200 once durable and queued, 400, 413, 415, 503
+    POST /orders          one order; 200 once durable and queued (again, marked "duplicate", for a
+                          repeated orderId), 400, 409 (same orderId, other order), 413, 415, 503
     POST /seed            {"orders": [...]}: resting orders inserted without matching   (token)
     POST /admin/reset     empty every book (journaled, so it survives a restart)       (token)
     GET  /book/{symbol}   the book's levels, best first (for checks and reports)
     GET  /admin/stats     matches since the journal began, events awaiting the broker  (token)
-    GET  /health
+    GET  /health          liveness: the process serves HTTP
+    GET  /ready           readiness: 503 while the journal cannot write
     GET  /metrics         on METRICS_PORT
 
 (token): needs ``Authorization: Bearer $ADMIN_TOKEN`` (matchlab.admin_auth).
@@ -14,9 +16,10 @@ Routes:
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
-from time import perf_counter, time
+from time import perf_counter
 
 import orjson
 from aiohttp import web
@@ -28,9 +31,10 @@ from matchlab.service import serve_until_signalled
 from matchlab.shard.config import ShardConfig
 from matchlab.shard.engine import MatchingEngine
 from matchlab.shard.events import EventPublisher, NullPublisher
+from matchlab.shard.idwindow import IdWindow
 from matchlab.shard.metrics import ShardMetrics
 from matchlab.shard.orders import OrderRejected, parse_order, parse_seed
-from matchlab.shard.pipeline import OrderPipeline
+from matchlab.shard.pipeline import OrderConflict, OrderPipeline
 from matchlab.shard.wal import WalError
 
 log = logging.getLogger(__name__)
@@ -81,10 +85,16 @@ class ShardServer:
             self.publisher = EventPublisher(config.kafka_bootstrap, f"me-shard-{config.shard_id}", self.metrics)
         else:
             self.publisher = NullPublisher()
-        self.pipeline = OrderPipeline(self.engine, self.metrics, self.publisher, config.ring_buffer_size)
+        self.pipeline = OrderPipeline(
+            self.engine, self.metrics, self.publisher, config.ring_buffer_size,
+            ids=IdWindow(config.order_id_window_ids, config.order_id_window_s * 1000),
+            snapshot_every=config.snapshot_every_records,
+            segment_bytes=config.wal_size_mb * 1024 * 1024,
+        )
         self.metrics.bind_state(self.engine.depth, self.engine.price_levels, self.pipeline.utilization)
         self._symbols = config.symbols
         self._runners: list[web.AppRunner] = []
+        self._serving = False
 
     # -- handlers --------------------------------------------------------
 
@@ -99,20 +109,17 @@ class ShardServer:
             return rejection(400, exc.reason, exc.order_id)
         self.metrics.validation.observe(perf_counter() - received_at)
         try:
-            await self.pipeline.submit_order(order, received_at)
+            ack_ms, duplicate = await self.pipeline.submit_order(order, received_at)
         except QueueFullError as exc:
             return rejection(503, str(exc), order.orderId)
         except WalError as exc:
-            return rejection(503, f"journal unavailable: {exc}", order.orderId)
-        return json_response(
-            200,
-            {
-                "status": "ACCEPTED",
-                "orderId": order.orderId,
-                "shardId": self.config.shard_id,
-                "timestamp": int(time() * 1000),
-            },
-        )
+            return rejection(503, journal_reason(exc), order.orderId)
+        except OrderConflict as exc:
+            return rejection(409, str(exc), order.orderId)
+        reply = {"status": "ACCEPTED", "orderId": order.orderId, "shardId": self.config.shard_id, "timestamp": ack_ms}
+        if duplicate:
+            reply["duplicate"] = True
+        return json_response(200, reply)
 
     async def post_seed(self, request: web.Request) -> web.Response:
         body = await read_json_body(request, MAX_SEED_BYTES)
@@ -122,11 +129,17 @@ class ShardServer:
             orders = parse_seed(body, self._symbols)
         except OrderRejected as exc:
             return rejection(400, exc.reason, exc.order_id)
-        await self.pipeline.submit_seed(orders)
+        try:
+            await self.pipeline.submit_seed(orders)
+        except WalError as exc:
+            return rejection(503, journal_reason(exc))
         return json_response(200, {"seeded": len(orders)})
 
     async def post_reset(self, _request: web.Request) -> web.Response:
-        await self.pipeline.submit_reset()
+        try:
+            await self.pipeline.submit_reset()
+        except WalError as exc:
+            return rejection(503, journal_reason(exc))
         return json_response(200, {"status": "RESET", "shardId": self.config.shard_id})
 
     async def get_book(self, request: web.Request) -> web.Response:
@@ -144,10 +157,22 @@ class ShardServer:
             "eventsPending": outbox.pending,
             "journalRecords": outbox.next_index,
             "deliveryMark": outbox.last_mark,
+            "lastSnapshot": self.pipeline.last_snapshot_cut,
+            "orderIdWindow": len(self.pipeline.ids),
         })
 
     async def get_health(self, _request: web.Request) -> web.Response:
         return json_response(200, {"status": "UP", "shardId": self.config.shard_id})
+
+    async def get_ready(self, _request: web.Request) -> web.Response:
+        """Ready to take orders: started, not stopping, and the journal can write."""
+        shard = self.config.shard_id
+        if not self._serving:
+            return json_response(503, {"status": "NOT_READY", "shardId": shard, "reason": "starting or stopping"})
+        if not self.pipeline.journal_ok:
+            reason = f"journal cannot write: {self.pipeline.journal_error}"
+            return json_response(503, {"status": "NOT_READY", "shardId": shard, "reason": reason})
+        return json_response(200, {"status": "READY", "shardId": shard})
 
     async def get_metrics(self, _request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -162,6 +187,7 @@ class ShardServer:
         app.router.add_get("/book/{symbol}", self.get_book)
         app.router.add_get("/admin/stats", self.get_stats)
         app.router.add_get("/health", self.get_health)
+        app.router.add_get("/ready", self.get_ready)
         return app
 
     def metrics_app(self) -> web.Application:
@@ -183,6 +209,7 @@ class ShardServer:
             await runner.setup()
             self._runners.append(runner)
             await web.TCPSite(runner, self.config.bind_host, port, reuse_address=True).start()
+        self._serving = True
         log.info(
             "shard %s up on %s:%d (metrics %d), %d journal records replayed in %.3fs, book depth bid=%d ask=%d",
             self.config.shard_id, self.config.bind_host, self.config.http_port, self.config.metrics_port,
@@ -193,15 +220,26 @@ class ShardServer:
 
     async def stop(self) -> None:
         """Stop accepting, finish in-flight requests, drain, flush journal and producer."""
+        self._serving = False
         api = self._runners[-1:] if self._runners else []
         for runner in api:  # the API first: no new orders
             await runner.cleanup()
-        await self.pipeline.drain()
+        try:
+            await asyncio.wait_for(self.pipeline.drain(), SHUTDOWN_GRACE_S)
+        except (TimeoutError, WalError) as exc:  # a journal that cannot write must not hold the stop up
+            log.warning("stopping without a full drain: %s", journal_reason(exc) if isinstance(exc, WalError) else "timed out")
         undelivered = await self.publisher.close(PRODUCER_FLUSH_S)
-        await self.pipeline.close()  # journals the delivery mark the flush reached
+        try:  # journals the delivery mark the flush reached, and a snapshot
+            await asyncio.wait_for(self.pipeline.close(), SHUTDOWN_GRACE_S)
+        except TimeoutError:
+            log.warning("journal not closed within %.0fs", SHUTDOWN_GRACE_S)
         for runner in self._runners[:-1]:
             await runner.cleanup()
         log.info("shard %s stopped (%d events undelivered)", self.config.shard_id, undelivered)
+
+
+def journal_reason(exc: WalError) -> str:
+    return f"journal unavailable: {exc.strerror or exc}"
 
 
 async def serve(config: ShardConfig) -> None:

@@ -12,6 +12,12 @@ order. Nothing is acknowledged before the fsync covering it has returned.
 
 On open, the log is scanned; the first record whose header or checksum does
 not hold (a torn write from a crash) and everything after it is truncated.
+
+A write or fsync that fails or falls short (a full disk) fails its whole
+batch and every batch after it: the committer cuts the segment back to its
+last durable byte, so no partial record stays on disk behind the next one,
+and appends are refused until the owner calls ``reset()``. Segments rotate
+when one reaches its size bound or on request (before a snapshot).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from matchlab.shard.journal import JournalLayout, fsync_directory
+
 log = logging.getLogger(__name__)
 
 HEADER = struct.Struct("<II")
@@ -38,32 +46,48 @@ class WalError(OSError):
     """The journal could not be written or synced; nothing in the batch is durable."""
 
 
+class JournalUnavailable(WalError):
+    """Refused without trying: an earlier batch failed and the journal has not been reset."""
+
+
 def encode_record(kind: int, payload: bytes) -> bytes:
     body = bytes((kind,)) + payload
     return HEADER.pack(len(body), zlib.crc32(body)) + body
 
 
-def scan(path: Path) -> tuple[list[tuple[int, bytes]], int, int]:
-    """Read every intact record; return (records, valid_end_offset, file_size)."""
+def scan(path: Path, skip: int = 0) -> tuple[list[tuple[int, bytes]], int, int]:
+    """Read every intact record; return (records, valid_end_offset, file_size).
+
+    The first ``skip`` records are stepped over by their length fields alone,
+    unchecked and not returned: a snapshot already covers them, and the only
+    torn record a crash leaves is the last one.
+    """
     data = path.read_bytes() if path.exists() else b""
+    view = memoryview(data)
     records: list[tuple[int, bytes]] = []
     offset, size = 0, len(data)
+    unpack = HEADER.unpack_from
+    while skip and offset + HEADER.size <= size:
+        length = unpack(data, offset)[0]
+        if length == 0 or length > MAX_RECORD_BYTES or offset + HEADER.size + length > size:
+            break
+        offset += HEADER.size + length
+        skip -= 1
     while offset + HEADER.size <= size:
-        length, crc = HEADER.unpack_from(data, offset)
+        length, crc = unpack(data, offset)
         start, end = offset + HEADER.size, offset + HEADER.size + length
         if length == 0 or length > MAX_RECORD_BYTES or end > size:
             break
-        body = data[start:end]
-        if zlib.crc32(body) != crc:
+        if zlib.crc32(view[start:end]) != crc:
             break
-        records.append((body[0], body[1:]))
+        records.append((data[start], data[start + 1:end]))
         offset = end
     return records, offset, size
 
 
-def recover(path: Path) -> list[tuple[int, bytes]]:
-    """Scan the log, truncate a torn tail in place, return the intact records."""
-    records, valid_end, size = scan(path)
+def recover(path: Path, skip: int = 0) -> list[tuple[int, bytes]]:
+    """Scan the log, truncate a torn tail in place, return the intact records after the first ``skip``."""
+    records, valid_end, size = scan(path, skip)
     if valid_end < size:
         log.warning(
             "journal %s: torn or corrupt record at byte %d; truncating %d trailing bytes",
@@ -76,7 +100,7 @@ def recover(path: Path) -> list[tuple[int, bytes]]:
 
 
 class _Batch:
-    __slots__ = ("buf", "count", "attachments", "future")
+    __slots__ = ("attachments", "buf", "count", "future")
 
     def __init__(self) -> None:
         self.buf = bytearray()
@@ -86,29 +110,53 @@ class _Batch:
 
 
 class GroupCommitLog:
-    """The append side of the journal; one instance owns the file while open."""
+    """The append side of the journal; one instance owns the active segment while open.
+
+    ``next_index`` is the number of the next record that will become durable
+    (records are numbered across segments); the committer thread owns it while
+    batches are outstanding.
+    """
 
     def __init__(
         self,
-        path: Path,
+        layout: JournalLayout,
+        segment_first: int,
+        next_index: int,
         loop: asyncio.AbstractEventLoop,
         on_durable: Callable[[list[Any], float], None],
+        on_failed: Callable[[list[Any], WalError], None] | None = None,
         fsync: bool = True,
+        segment_bytes: int = 64 * 1024 * 1024,
     ) -> None:
-        self.path = path
+        self.layout = layout
         self._loop = loop
         self._on_durable = on_durable
+        self._on_failed = on_failed
         self._fsync = fsync
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._segment_bytes = segment_bytes
+        self.segment_first = segment_first
+        self.next_index = next_index
+        self._fd = self._open_segment(segment_first)
+        self._size = os.fstat(self._fd).st_size  # last durable byte of the active segment
+        self._cut_back = False  # the segment may hold bytes past _size: cut before writing
+        self._rotate_requested = False
         self._cond = threading.Condition()
         self._open = _Batch()
         self._closing = False
-        self._failed: WalError | None = None
-        self.pending_records = 0  # appended but not yet durable
+        self._broken: WalError | None = None  # committer side: refuse batches until reset
+        self.failed: WalError | None = None  # loop side: refuse appends until reset
+        self.pending_records = 0  # appended but not yet durable or failed
         self._newest: asyncio.Future | None = None  # the future of the latest batch appended to
-        self.bytes_written = os.fstat(self._fd).st_size
+        self.bytes_written = self._size
         self._thread = threading.Thread(target=self._commit_loop, name="wal-commit", daemon=True)
         self._thread.start()
+
+    @property
+    def path(self) -> Path:
+        return self.layout.segment_path(self.segment_first)
+
+    def _open_segment(self, first: int) -> int:
+        return os.open(self.layout.segment_path(first), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     def append(self, kind: int, payload: bytes, attachment: Any = None) -> asyncio.Future:
         """Append one record; the returned future resolves once it is durable.
@@ -116,8 +164,8 @@ class GroupCommitLog:
         Called on the event loop only. Records appended before the committer
         wakes share one batch, one write and one fsync.
         """
-        if self._failed is not None:
-            raise self._failed
+        if self.failed is not None:
+            raise self.failed
         if self._closing:
             raise WalError("journal is closing")
         record = encode_record(kind, payload)
@@ -133,6 +181,22 @@ class GroupCommitLog:
             self._cond.notify()
         return batch.future
 
+    def request_rotation(self) -> None:
+        """Start a new segment before the next batch (a snapshot is about to cover this one)."""
+        self._rotate_requested = True
+
+    def reset(self) -> int:
+        """After a failure, once no batch is outstanding: accept appends again; return ``next_index``.
+
+        Records appended since the failure were never written, so numbering
+        resumes at the first record that did not become durable.
+        """
+        assert self.pending_records == 0, "reset with batches outstanding"
+        with self._cond:
+            self._broken = None
+        self.failed = None
+        return self.next_index
+
     def _commit_loop(self) -> None:
         while True:
             with self._cond:
@@ -141,24 +205,66 @@ class GroupCommitLog:
                 if not self._open.buf and self._closing:
                     return
                 batch, self._open = self._open, _Batch()
-            error: WalError | None = None
-            try:
-                os.write(self._fd, batch.buf)
-                if self._fsync:
-                    os.fsync(self._fd)
-            except OSError as exc:
-                error = WalError(exc.errno, f"journal write failed: {exc.strerror}")
+                broken = self._broken
+            error: WalError | None = broken and JournalUnavailable(broken.errno, f"journal unavailable: {broken.strerror}")
+            if error is None:
+                error = self._write(batch)
+                if error is not None:
+                    with self._cond:
+                        self._broken = error
             try:
                 self._loop.call_soon_threadsafe(self._complete, batch, error, time.perf_counter())
             except RuntimeError:  # loop already closed during interpreter shutdown
                 return
 
+    def _write(self, batch: _Batch) -> WalError | None:
+        """Write and fsync one batch; on any failure cut the segment back so no partial record remains."""
+        try:
+            if self._cut_back:
+                os.ftruncate(self._fd, self._size)
+                self._cut_back = False
+            if self._size and (self._rotate_requested or self._size >= self._segment_bytes):
+                self._rotate()
+            view, done = memoryview(batch.buf), 0
+            while done < len(view):  # a full disk may take part of a write without raising
+                written = os.write(self._fd, view[done:])
+                if written <= 0:
+                    raise OSError(28, "short write")
+                done += written
+            if self._fsync:
+                os.fsync(self._fd)
+        except OSError as exc:
+            self._cut_back = True
+            try:
+                os.ftruncate(self._fd, self._size)
+                self._cut_back = False
+            except OSError:
+                pass  # retried before the next write
+            return WalError(exc.errno, f"journal write failed: {exc.strerror or exc}")
+        self._size += len(batch.buf)
+        self.next_index += batch.count
+        return None
+
+    def _rotate(self) -> None:
+        fd = self._open_segment(self.next_index)
+        try:
+            fsync_directory(self.layout.directory)
+        except OSError:
+            os.close(fd)
+            raise
+        os.close(self._fd)
+        self._fd, self._size, self.segment_first = fd, 0, self.next_index
+        self._rotate_requested = False
+
     def _complete(self, batch: _Batch, error: WalError | None, durable_at: float) -> None:
         self.pending_records -= batch.count
         fut = batch.future
         if error is not None:
-            self._failed = error
-            log.error("%s", error)
+            if self.failed is None:
+                self.failed = error
+                log.error("%s", error)
+            if self._on_failed is not None:
+                self._on_failed(batch.attachments, error)
             if fut is not None and not fut.done():
                 fut.set_exception(error)
                 fut.exception()  # mark retrieved: callers may have gone away
@@ -172,6 +278,7 @@ class GroupCommitLog:
         """Wait until everything appended so far is durable (and handed back).
 
         Batches complete in append order, so the newest batch's future covers all.
+        Raises WalError if that batch failed.
         """
         if self.pending_records and self._newest is not None:
             await asyncio.shield(self._newest)
@@ -185,4 +292,3 @@ class GroupCommitLog:
         # Let the committer's last call_soon_threadsafe callback run.
         await asyncio.sleep(0)
         os.close(self._fd)
-

@@ -39,7 +39,7 @@ class LocalBackend:
     def __init__(self, reports_dir: Path, pid_file: str = PID_FILE) -> None:
         self.registry = PidRegistry(reports_dir / pid_file)
         self._stack = ExitStack()
-        self._apps: dict[str, tuple[ManagedProcess, str]] = {}  # name -> (process, health URL)
+        self._apps: dict[str, tuple[ManagedProcess, str]] = {}  # name -> (process, readiness URL)
         self.broker: TansuBroker | None = None
         self.prometheus: PrometheusServer | None = None
         self.grafana: GrafanaServer | None = None
@@ -109,7 +109,7 @@ class LocalBackend:
             }
             proc = self._process(spec, env, logs)  # all shards start at once...
             url = f"http://127.0.0.1:{http}"
-            self._apps[spec.name] = (proc, f"{url}/health")
+            self._apps[spec.name] = (proc, f"{url}{spec.ready_path}")
             waiting.append(proc)
             shards[spec.shard] = url
             shard_metrics[spec.shard] = f"http://127.0.0.1:{metrics}/metrics"
@@ -130,8 +130,8 @@ class LocalBackend:
         }
         proc = self._process(spec, env, logs)
         url = f"http://127.0.0.1:{http}"
-        self._apps[spec.name] = (proc, f"{url}/health")
-        proc.wait_ready(HttpProbe(f"{url}/health"), APP_READY_TIMEOUT_S)
+        self._apps[spec.name] = (proc, f"{url}{spec.ready_path}")
+        proc.wait_ready(HttpProbe(f"{url}{spec.ready_path}"), APP_READY_TIMEOUT_S)
         return url, f"http://127.0.0.1:{metrics}/metrics", ("edge-gateway", f"127.0.0.1:{metrics}", spec.labels)
 
     def _start_grafana(self, run_dir: Path) -> str | None:

@@ -46,6 +46,15 @@ class ServiceSpec:
     env: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     shard: str | None = None
+    # Readiness (may take traffic) vs liveness (/health: the process serves):
+    # a shard whose journal cannot write is alive but not ready.
+    ready_path: str = "/health"
+
+
+# The shard keeps acknowledged order ids for de-duplication (10 minutes by default). A window that is
+# still filling looks like memory growth to the B2-B3 trend test; the harness' clients retry within
+# seconds, so a minute of retention is plenty and the window is full before B2 begins.
+EXPERIMENT_ID_WINDOW_S = 60
 
 
 def shard_spec(shard: str) -> ServiceSpec:
@@ -53,9 +62,11 @@ def shard_spec(shard: str) -> ServiceSpec:
         name=f"me-shard-{shard}",
         role=Role.SHARD,
         module="matchlab.shard",
-        env={"SHARD_ID": shard, "SHARD_SYMBOLS": ",".join(SHARD_SYMBOLS[shard])},
+        env={"SHARD_ID": shard, "SHARD_SYMBOLS": ",".join(SHARD_SYMBOLS[shard]),
+             "ORDER_ID_WINDOW_S": str(EXPERIMENT_ID_WINDOW_S)},
         labels={"app": "matching-engine", "shard": shard},
         shard=shard,
+        ready_path="/ready",
     )
 
 
