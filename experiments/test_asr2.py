@@ -91,3 +91,20 @@ def test_b5_isolation_run(suite: Suite, request):
 @pytest.mark.parametrize("criterion", ids("B5"))
 def test_b5(suite: Suite, criterion: str):
     check(suite, criterion)
+
+
+@pytest.mark.order(34)
+def test_s1_capacity_search_run(suite: Suite):
+    exp = suite.experiment("S1")
+    caps = {c["shards"]: c for c in exp.extra["capacities"]}
+    assert sorted(caps) == [1, 2, 3]
+    for n, c in caps.items():
+        assert c["steps"], f"N={n}: no step ran"
+        suite.progress(f"[S1] N={n}: " + ", ".join(
+            f"{st['rate']:.0f}/s {'ok' if st['passed'] else 'FAIL'}" for st in c["steps"]))
+
+
+@pytest.mark.order(35)
+@pytest.mark.parametrize("criterion", ids("S1"))
+def test_s1(suite: Suite, criterion: str):
+    check(suite, criterion)

@@ -128,7 +128,7 @@ def test_asr2_rules():
     rule = RULES[ASR2]
     assert asr_status(rule, verdicts_for(ASR2, B2__sustained=Status.FAIL), ex).status is Status.FAIL
     assert asr_status(rule, verdicts_for(ASR2, B2__p99__b=Status.FAIL), ex).status is Status.FAIL
-    assert asr_status(rule, verdicts_for(ASR2, B2__scaling=Status.INCONCLUSIVE), ex).status is Status.INCONCLUSIVE
+    assert asr_status(rule, verdicts_for(ASR2, S1__scaling=Status.INCONCLUSIVE), ex).status is Status.INCONCLUSIVE
     assert asr_status(rule, verdicts_for(ASR2, B5__isolation=Status.FAIL), ex).status is Status.CONDITIONAL_PASS
     assert asr_status(rule, verdicts_for(ASR2, B3__memory__a=Status.FAIL), ex).status is Status.CONDITIONAL_PASS
     # An isolation verdict without the power to decide leaves the ASR undecided, not passed.

@@ -63,7 +63,8 @@ def endpoint_lines(endpoints: Endpoints, facts: dict[str, str]) -> list[str]:
     rows.append(("broker", endpoints.broker))
     rows.append(("prometheus", endpoints.prometheus))
     grafana = endpoints.grafana
-    rows.append(("grafana", f"{grafana}  (login {facts['grafana login']})" if grafana else facts.get("grafana", "absent")))
+    login = f"  (login {endpoints.grafana_auth[0]} / {endpoints.grafana_auth[1]})" if endpoints.grafana_auth else ""
+    rows.append(("grafana", f"{grafana}{login}" if grafana else facts.get("grafana", "absent")))
     return [f"  {name:<11} {where}" for name, where in rows]
 
 

@@ -28,6 +28,7 @@ from matchlab.experiment.profiles import ProfileSettings
 from matchlab.experiment.record import ExperimentRecord, PhaseRecord
 from matchlab.loadgen.run_label import run_matcher
 from matchlab.observe.promql import PromClient
+from matchlab.observe.usl import fit_usl
 from matchlab.observe.verdicts import (
     LATENCY,
     Criterion,
@@ -212,11 +213,6 @@ def b2_verdicts(ctx: Context, b2: ExperimentRecord, count_events: Callable[[dict
     abc = reg.SHARDS
     out = [sustained_verdict(ctx, b2, phase, count_events)]
     out.append(_events_agree(ctx, ctx.criterion("B2.events_agree"), phase, count_events))
-    out.append(inconclusive(
-        ctx.criterion("B2.scaling"), None, "capacity search for N = 1, 2, 3 shards under equal CPU budgets",
-        "scaling is judged from capacities (the highest rate each shard count sustains within the latency bar, "
-        "under the same CPU budget per shard); rates an experiment chose to offer cannot decide it, and this run "
-        "measured no capacities"))
     for shard in abc:
         out.append(latency_verdict(ctx.prom, ctx.criterion(f"B2.p99.{shard}"), shard, start, end, client_p99_note(phase)))
     out.append(error_rate(ctx, ctx.criterion("B2.error_rate"), b2, abc, via_gateway=True))
@@ -399,3 +395,35 @@ def memory_verdicts(ctx: Context, start: float, end: float) -> list[Verdict]:
             out.append(inconclusive(crit, growth, text, detail + "; grew past 5 % without a significant trend "
                                     "(p >= 0.05): a longer run would tell growth from noise", (start, end)))
     return out
+
+
+def scaling_verdicts(ctx: Context, exp: ExperimentRecord) -> list[Verdict]:
+    return [scaling_verdict(ctx, exp)]
+
+
+def scaling_verdict(ctx: Context, exp: ExperimentRecord) -> Verdict:
+    """capacity(3) / (3 x capacity(1)) against 0.9, the USL fit explaining it, the bottleneck named per N."""
+    crit = ctx.criterion("S1.scaling")
+    caps = {c["shards"]: c for c in exp.extra.get("capacities", [])}
+    query = "capacity search through the gateway (client HdrHistograms, shards' /metrics, /proc CPU)"
+    lines = [f"N={n}: {_knee(c['knee'])}; at the knee: {c['bottleneck']}" for n, c in sorted(caps.items())]
+    detail = f"budgets: {exp.extra.get('budgets', 'none')}; " + " | ".join(lines)
+    one, three = caps.get(1, {}).get("knee"), caps.get(3, {}).get("knee")
+    if not exp.extra.get("enforced"):
+        return inconclusive(crit, None if not one or not three else three / (3 * one), query,
+                            f"CPU budgets were not enforced ({exp.extra.get('not_enforced', 'unknown')}): every "
+                            f"configuration had the whole machine, so this measured the machine, not sharding; {detail}")
+    if not one or not three or any(c.get("exhausted") for c in caps.values()):
+        return inconclusive(crit, None, query, f"a capacity is missing or the search ran out of steps: {detail}")
+    ratio = three / (3 * one)
+    try:
+        detail += "; " + fit_usl([(n, c["knee"]) for n, c in caps.items() if c["knee"]]).describe()
+    except ValueError as exc:
+        detail += f"; no USL fit: {exc}"
+    if "the load generator itself" in caps[3]["bottleneck"]:
+        return inconclusive(crit, ratio, query, f"the load generator saturated before the system did at N=3: {detail}")
+    return judge(crit, ratio, query, detail)
+
+
+def _knee(rate: float | None) -> str:
+    return "no knee (even the first step failed)" if rate is None else f"{rate:,.0f} orders/s"

@@ -36,6 +36,7 @@ class ProfileSettings:
     b4_s: float
     isolation_s: float  # each phase: shard b idle, then loaded
     capacity_step_s: float
+    scaling_step_s: float  # one step of the capacity search per shard count
     progress_every_s: float
 
     @property
@@ -65,7 +66,7 @@ FULL = ProfileSettings(
     warmup_exclusion_s=30, sustain_s=240, max_gap_s=30, rate_window_s=30,
     calibration_s=20, a1_s=120, a2_s=300, a3_s=180, a4_s=270, a4_pause_at_s=120, a4_pause_for_s=120,
     b1_s=180, b2_warmup_s=60, b2_s=300, b3_stages_s=(120, 120, 120, 240), b3_hold_warmup_s=30, b4_s=300, isolation_s=90,
-    capacity_step_s=30, progress_every_s=10,
+    capacity_step_s=30, scaling_step_s=20, progress_every_s=10,
 )
 
 QUICK = ProfileSettings(
@@ -73,7 +74,7 @@ QUICK = ProfileSettings(
     warmup_exclusion_s=5, sustain_s=60, max_gap_s=10, rate_window_s=30,
     calibration_s=6, a1_s=15, a2_s=35, a3_s=35, a4_s=75, a4_pause_at_s=35, a4_pause_for_s=30,
     b1_s=35, b2_warmup_s=20, b2_s=100, b3_stages_s=(10, 10, 10, 35), b3_hold_warmup_s=10, b4_s=35, isolation_s=35,
-    capacity_step_s=12, progress_every_s=5,
+    capacity_step_s=12, scaling_step_s=8, progress_every_s=5,
 )
 
 PROFILES = {p.name: p for p in (FULL, QUICK)}

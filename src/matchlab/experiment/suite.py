@@ -9,10 +9,11 @@ pytest modules are thin wrappers over ``experiment()`` and ``verdict()``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from matchlab.experiment import criteria
+from matchlab.experiment import criteria, scaling
 from matchlab.experiment.criteria import Context
 from matchlab.experiment.profiles import ProfileSettings
 from matchlab.experiment.record import ExperimentRecord, RunRecord
@@ -23,6 +24,7 @@ from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.targets import interleave
 from matchlab.observe.events import count_events_between, read_ids
 from matchlab.observe.verdicts import Verdict
+from matchlab.stack.cpu_budget import CpuBudgets
 from matchlab.stack.spec import Topology
 from matchlab.stack.stack import Stack
 
@@ -326,6 +328,86 @@ def run_c2(s: Suite) -> ExperimentRecord:
     return _capacity(s, "C2", Topology.MULTI, GATEWAY_ABC)
 
 
+# -- scaling from capacity (ASR 2) ------------------------------------------------------------
+
+# CPU budgets while capacities are measured, for a 2-core machine and scaled with the cores: three
+# shards and the gateway leave room for the load generator, the broker and Prometheus.
+SHARD_CPU_PER_2_CORES, GATEWAY_CPU_PER_2_CORES = 0.2, 0.5
+SCALING_START_PER_SHARD = 100.0  # orders/s per shard at the first step
+
+
+def scaling_budgets(cores: int | None = None) -> scaling.Budgets:
+    factor = (cores or os.cpu_count() or 2) / 2
+    return scaling.Budgets(round(SHARD_CPU_PER_2_CORES * factor, 3), round(GATEWAY_CPU_PER_2_CORES * factor, 3))
+
+
+def run_s1(s: Suite) -> ExperimentRecord:
+    r = s.runner(Topology.MULTI)
+    budgets = scaling_budgets()
+    exp = ExperimentRecord("S1", "Scaling from capacity: knees of 1, 2 and 3 shards behind the gateway", "ASR 2",
+                           GATEWAY_ABC.label, _seed_abc(r))
+    exp.extra["budgets"] = budgets.describe()
+    pids = {name: p.pid for name, p in getattr(r.stack.backend, "processes", dict)().items()
+            if budgets.for_service(name) is not None and p.pid}
+    cgroups = CpuBudgets(s.run_id)
+    why = cgroups.available() if pids else f"the {r.stack.backend.name} backend does not expose its processes here"
+    try:
+        if not why:
+            for name, pid in pids.items():
+                cgroups.limit(name, pid, budgets.for_service(name))
+        exp.extra["enforced"] = not why
+        exp.extra["not_enforced"] = why
+        s.progress(f"[S1] CPU budgets: {budgets.describe()}" + (f" NOT enforced: {why}" if why else
+                   f" (cgroup {cgroups.version}, 10 ms periods)"))
+        capacities = []
+        for n in (1, 2, 3):
+            route = Route(("a", "b", "c")[:n], via_gateway=True)
+            step = _scaling_step(s, r, exp, route, budgets, pids, cgroups if not why else None)
+            knee, steps, exhausted = scaling.knee_search(step, SCALING_START_PER_SHARD * n)
+            first_bad = next((st for st in reversed(steps) if not st.passed), None)
+            cap = scaling.Capacity(n, knee, steps, scaling.bottleneck(first_bad, budgets) if first_bad else
+                                   "nothing saturated within the search", exhausted)
+            capacities.append(cap.to_dict())
+            s.progress(f"[S1] N={n}: knee {knee if knee is None else round(knee)} orders/s; {cap.bottleneck}")
+    finally:
+        cgroups.close()
+    exp.extra["capacities"] = capacities
+    return exp
+
+
+def _scaling_step(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, route: Route, budgets: scaling.Budgets,
+                  pids: dict[str, int], cgroups: CpuBudgets | None) -> Callable[[float], scaling.Step]:
+    ep = r.stack.endpoints
+    metrics = [ep.shard_metrics[sh] for sh in route.shards]
+
+    def run(rate: float) -> scaling.Step:
+        before = [scaling.read_shard(u) for u in metrics]
+        cpu0 = scaling.cpu_seconds(pids)
+        thr0 = {n: cgroups.throttling(n) for n in pids} if cgroups else {}
+        phase = r.drive(exp, f"N{len(route.shards)}@{rate:.0f}", route, LoadProfile.constant(rate, s.profile.scaling_step_s),
+                        r.source(route, f"S1-{len(route.shards)}-{rate:.0f}"), None, marks={"measured": 0.0})
+        seconds = phase.end - phase.start
+        after = [scaling.read_shard(u) for u in metrics]
+        cpu1 = scaling.cpu_seconds(pids)
+        load = phase.load
+        step = scaling.Step(
+            rate=rate, passed=False, achieved=load.ok / load.scheduled if load.scheduled else 0.0,
+            error_ratio=load.error_ratio, client_p99_ms=load.latency_ms["p99"],
+            server_p99_ms=scaling.server_p99_ms(before, after),
+            cpu_share={n: (cpu1[n] - cpu0[n]) / seconds / budgets.for_service(n) for n in cpu1 if n in cpu0},
+            queue_fill=max(p.ring for p in after), loadgen_cpu=load.cpu_seconds / seconds if seconds else 0.0,
+            schedule_lag_p99_ms=load.schedule_error_ms.get("p99", 0.0))
+        for n in thr0:
+            t0, t1 = thr0[n], cgroups.throttling(n)
+            if t0 and t1 and t1.periods > t0.periods:
+                step.throttled[n] = (t1.throttled_periods - t0.throttled_periods) / (t1.periods - t0.periods)
+        step.passed = not step.why_not()
+        r.settle(route.shards, wait_for_scrape=False)
+        return step
+
+    return run
+
+
 # -- verdicts ------------------------------------------------------------------------------
 
 
@@ -349,6 +431,7 @@ EXPERIMENTS: dict[str, _Entry] = {
                  ("B1", "B2")),
     "B4": _Entry(MULTI, run_b4, lambda s, e: criteria.b4_verdicts(s.context(MULTI), e), ("B1",)),
     "B5": _Entry(MULTI, run_b5, lambda s, e: criteria.b5_verdicts(s.context(MULTI), e), ("B1",)),
+    "S1": _Entry(MULTI, run_s1, lambda s, e: criteria.scaling_verdicts(s.context(MULTI), e)),
     "C1": _Entry(SINGLE, run_c1, lambda s, e: []),
     "C2": _Entry(MULTI, run_c2, lambda s, e: []),
 }

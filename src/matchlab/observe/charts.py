@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt
 from matchlab.experiment.record import ExperimentRecord
 from matchlab.observe.panels import PANELS, Panel
 from matchlab.observe.promql import PromClient
+from matchlab.observe.usl import fit_usl
 
 STEP_S = 5.0
 MARGIN_S = 10.0
@@ -163,9 +164,42 @@ def load_chart(exp: ExperimentRecord) -> tuple[str, int]:
     return _svg(fig), drawn
 
 
+def scaling_chart(exp: ExperimentRecord) -> tuple[str, int]:
+    """Capacity against shard count, with linear scaling, the 0.9 x linear bar and the fitted USL curve."""
+    caps = sorted((c["shards"], c["knee"]) for c in exp.extra.get("capacities", []) if c["knee"])
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    drawn = 0
+    if caps:
+        ns = [n for n, _ in caps]
+        drawn += 1
+        ax.plot(ns, [k for _, k in caps], "o-", color="#1f77b4", lw=2, label="capacity (knee)", gid=f"series-{drawn}")
+        one = dict(caps).get(1)
+        if one:
+            xs = list(range(1, max(ns) + 2))
+            ax.plot(xs, [one * n for n in xs], color="grey", ls="--", lw=1, label="linear: N x capacity(1)")
+            ax.plot(xs, [0.9 * one * n for n in xs], color=THRESHOLD_COLORS["red"], ls="--", lw=1, label="0.9 x linear")
+            try:
+                fit = fit_usl(caps)
+                fine = [1 + i / 10 for i in range(10 * (max(ns)))]
+                ax.plot(fine, [fit.throughput(n) for n in fine], color="#2ca02c", lw=1,
+                        label=f"USL (sigma {fit.sigma:.2f}, kappa {fit.kappa:.3f})")
+            except ValueError:
+                pass
+    ax.set_title(f"Capacity by shard count behind the gateway ({exp.extra.get('budgets', 'no budgets')})", fontsize=9)
+    ax.set_xlabel("shards (N)")
+    ax.set_ylabel("orders/s")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    return _svg(fig), drawn
+
+
 def experiment_charts(prom: PromClient, exp: ExperimentRecord) -> list[dict]:
     """All charts of one experiment: [{"title", "svg", "series", "kind"}] (kind "panel" or "wide")."""
     charts = []
+    if "capacities" in exp.extra:
+        svg, drawn = scaling_chart(exp)
+        charts.append({"title": "Capacity by shard count", "svg": svg, "series": drawn, "kind": "panel"})
     for panel in PANELS:
         svg, drawn = panel_chart(prom, panel, exp)
         charts.append({"title": f"Panel {panel.id}: {panel.title}", "svg": svg, "series": drawn, "kind": "panel"})

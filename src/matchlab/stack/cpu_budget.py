@@ -110,7 +110,13 @@ class CpuBudgets:
         return Throttling(periods, throttled, seconds)
 
     def close(self) -> None:
-        """Remove the groups this object made, deepest first (those still holding processes stay, logged)."""
+        """Hand every process back to the root group, then remove the groups this object made, deepest first."""
+        for path in reversed(self._created):
+            try:
+                for pid in (path / "cgroup.procs").read_text().split():
+                    (self.found[1] / "cgroup.procs").write_text(pid)
+            except OSError:
+                pass  # a process that just ended
         for path in reversed(self._created):
             try:
                 path.rmdir()

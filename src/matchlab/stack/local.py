@@ -209,6 +209,4 @@ class LocalBackend:
         facts = {"backend": "local (processes on 127.0.0.1)", "cold start": f"{self.cold_start_s:.1f} s"}
         if self.grafana is None:
             facts["grafana"] = f"absent ({self.grafana_absent_reason})"
-        else:
-            facts["grafana login"] = f"admin / {self.grafana.admin_password}"
-        return facts
+        return facts  # no credentials: facts go into results.json and reports
