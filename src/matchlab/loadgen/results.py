@@ -22,6 +22,15 @@ def new_histogram(digits: int = SIGNIFICANT_DIGITS) -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, digits)
 
 
+def encode_histogram(hist: HdrHistogram) -> str:
+    """The standard compressed HdrHistogram encoding, as text (``decode_histogram`` reads it back)."""
+    return hist.encode().decode("ascii")
+
+
+def decode_histogram(encoded: str) -> HdrHistogram:
+    return HdrHistogram.decode(encoded.encode("ascii"))
+
+
 def summarize(hist: HdrHistogram) -> dict[str, float]:
     """Percentiles in milliseconds (empty histogram: zeros with count 0)."""
     out = {f"p{p:g}": hist.get_value_at_percentile(p) / 1000.0 for p in PERCENTILES}
@@ -62,6 +71,7 @@ class LoadResult:
     cpu_seconds: float = 0.0
     cpu_us_per_request: float = 0.0
     extra: dict = field(default_factory=dict)
+    histogram: str = ""  # every latency recorded, encoded (``decode_histogram``): what a comparison of runs reads
 
     @property
     def error_ratio(self) -> float:
@@ -156,4 +166,5 @@ class Recorder:
             timeline=timeline,
             cpu_seconds=cpu_seconds,
             cpu_us_per_request=cpu_seconds / self.sent * 1e6 if self.sent else 0.0,
+            histogram=encode_histogram(self.overall) if self.overall.get_total_count() else "",
         )
