@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from matchlab.compare.__main__ import main
+from matchlab.compare.__main__ import comparison_with, main
 from matchlab.compare.runs import compare_runs, load_results
 from matchlab.compare.stats import Histogram, mann_whitney, quantile_change, shift_change
-from tests.synthetic_runs import write_run
+from tests.synthetic_runs import synthetic_run, write_run
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +99,18 @@ def test_quantile_bootstrap_covers_the_true_difference_most_of_the_time():
     # Nominal 95 % (57 of 60); the percentile bootstrap of a median runs a little short (measured
     # over 300 trials: 90-93 %), and an interval far too narrow would cover far fewer.
     assert covered >= 51
+
+
+def test_compare_to_compares_a_finished_session_and_says_why_not_otherwise(runs):
+    lines = comparison_with(runs["same1"], synthetic_run(seed=3, shift_s=0.002))
+    assert lines[1].startswith("B this run") and any("A2 client p99" in x and "worse" in x for x in lines)
+    cut = synthetic_run(seed=2, seconds=20, complete=False)
+    assert comparison_with(runs["same1"], cut) == ["not compared: this run is incomplete (no (interrupted))"]
+
+
+def test_pytest_refuses_an_incomplete_baseline_before_running_anything(runs, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "pytest", "--compare-to", str(runs["cut"]), "--collect-only", "-q",
+                           "-p", "no:cacheprovider", str(tmp_path)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 4, done.stdout + done.stderr  # pytest's usage error
+    assert "--compare-to:" in done.stderr and "incomplete run" in done.stderr

@@ -52,6 +52,18 @@ def comparison_lines(a: dict, b: dict, a_name: str = "A", b_name: str = "B") -> 
     return lines, rows
 
 
+def comparison_with(baseline: Path, record) -> list[str]:
+    """The comparison of a finished session's ``RunRecord`` with a baseline run (``pytest --compare-to``)."""
+    b = record.to_dict()
+    if b.get("facts", {}).get("complete") != "yes":
+        return [f"not compared: this run is incomplete ({b.get('facts', {}).get('complete', 'not recorded')})"]
+    try:
+        a = load_results(baseline)
+    except ConfigError as exc:
+        return [f"not compared: {exc}"]
+    return comparison_lines(a, b, f"A {baseline}", "B this run")[0]
+
+
 def regressions(rows: list[Row], threshold: float) -> list[Row]:
     return [r for r in rows if (r.regression() or 0.0) > threshold]
 
