@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from matchlab.history.__main__ import main
 from matchlab.history.changepoints import change_points
-from matchlab.history.index import HISTORY_FILE, append_entry, history_entry, read_index
+from matchlab.history.index import HISTORY_FILE, append_entry, history_entry, prune_runs, read_index
 from tests.synthetic_runs import synthetic_run
 
 
@@ -63,3 +64,19 @@ def test_missing_index_or_figure_is_one_line(tmp_path, capsys):
     (tmp_path / HISTORY_FILE).write_text(json.dumps({"run": "x"}) + "\n{broken\n")
     assert main(["--reports-dir", str(tmp_path)]) == 2
     assert "line 2 is not JSON" in capsys.readouterr().err
+
+
+def test_keep_runs_deletes_the_oldest_run_folders_only(tmp_path):
+    names = [f"run-20261127-1{i}0000" for i in range(5)]
+    for name in names:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text("{}")
+    (tmp_path / "up-20261127-090000").mkdir()  # a stack `matchlab up` left: not a run
+    append_entry(tmp_path, {"run": names[0]})
+    current = tmp_path / names[2]  # this session's folder is kept even when it is not the newest
+    pruned = prune_runs(tmp_path, 2, current)
+    assert [p.name for p in pruned] == names[:2] + [names[3]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([names[2], names[4], "up-20261127-090000", HISTORY_FILE])
+    assert read_index(tmp_path) == [{"run": names[0]}]
+    with pytest.raises(ValueError, match="at least 1"):
+        prune_runs(tmp_path, 0, current)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 from matchlab.errors import ConfigError
@@ -69,3 +70,22 @@ def read_index(reports_dir: Path) -> list[dict]:
 def folder_size(reports_dir: Path) -> int:
     """Bytes under the reports directory (printed at the end of each run)."""
     return sum(p.stat().st_size for p in reports_dir.rglob("*") if p.is_file())
+
+
+RUN_PREFIX = "run-"
+
+
+def prune_runs(reports_dir: Path, keep: int, current: Path) -> list[Path]:
+    """Delete the oldest run folders beyond the newest ``keep`` (never ``current``); the index keeps their lines.
+
+    Only ``run-*`` folders directly under the reports directory are touched
+    (their names are timestamps, so name order is age order): stacks left by
+    ``matchlab up`` and anything else there stay.
+    """
+    if keep < 1:
+        raise ValueError(f"--keep-runs keeps at least 1 run, got {keep}")
+    runs = sorted(p for p in reports_dir.glob(f"{RUN_PREFIX}*") if p.is_dir() and p.resolve() != current.resolve())
+    doomed = runs[:max(0, len(runs) - (keep - 1))]
+    for path in doomed:
+        shutil.rmtree(path)
+    return doomed
