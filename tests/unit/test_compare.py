@@ -32,7 +32,7 @@ def rows_by_name(a, b):
 def test_two_runs_of_the_same_system_compare_as_no_difference(runs):
     rows = rows_by_name(runs["same1"], runs["same2"])
     tested = [r for r in rows.values() if r.change is not None]
-    assert {"A2 client p99", "A2 answered orders/s"} <= set(rows)
+    assert {"A2 client p99 (measured)", "A2 answered orders/s"} <= set(rows)
     assert len(tested) == 4  # client p50 and p99, the rate, the server-side A2.p99
     assert all(r.reading == "~" for r in tested), [(r.what, r.change) for r in tested]
     assert rows["A2.queue (matcher queue near empty)"].reading == "n/a"
@@ -40,14 +40,14 @@ def test_two_runs_of_the_same_system_compare_as_no_difference(runs):
 
 def test_two_ms_more_latency_compares_as_worse_with_the_interval_excluding_zero(runs):
     rows = rows_by_name(runs["same1"], runs["slow"])
-    for name in ("A2 client p50", "A2 client p99", "A2.p99 (p99 match latency (shard a))"):
+    for name in ("A2 client p50 (measured)", "A2 client p99 (measured)", "A2.p99 (p99 match latency (shard a))"):
         row = rows[name]
         assert row.reading == "worse", name
         assert row.change.low > 0, (name, row.change)
-        assert row.change.low < 0.002 < row.change.high or name != "A2 client p50"
+        assert row.change.low < 0.002 < row.change.high or name != "A2 client p50 (measured)"
     assert rows["A2 answered orders/s"].reading == "~"  # same rate: the latency moved, not the load
     back = rows_by_name(runs["slow"], runs["same1"])
-    assert back["A2 client p99"].reading == "better" and back["A2 client p99"].change.high < 0
+    assert back["A2 client p99 (measured)"].reading == "better" and back["A2 client p99 (measured)"].change.high < 0
 
 
 def test_fail_on_worse_exits_one_on_a_significant_regression_beyond_the_threshold(runs, capsys):
@@ -103,7 +103,7 @@ def test_quantile_bootstrap_covers_the_true_difference_most_of_the_time():
 
 def test_compare_to_compares_a_finished_session_and_says_why_not_otherwise(runs):
     lines = comparison_with(runs["same1"], synthetic_run(seed=3, shift_s=0.002))
-    assert lines[1].startswith("B this run") and any("A2 client p99" in x and "worse" in x for x in lines)
+    assert lines[1].startswith("B this run") and any("A2 client p99 (measured)" in x and "worse" in x for x in lines)
     cut = synthetic_run(seed=2, seconds=20, complete=False)
     assert comparison_with(runs["same1"], cut) == ["not compared: this run is incomplete (no (interrupted))"]
 

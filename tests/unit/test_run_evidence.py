@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from matchlab.compare.runs import window_histogram
 from matchlab.experiment import registry
 from matchlab.experiment.evidence import p99_shift
 from matchlab.experiment.profiles import PROFILES
@@ -49,3 +50,15 @@ def test_a_rise_verdict_keeps_both_windows():
     assert verdict.evidence["kind"] == "quantile_rise"
     assert Buckets.from_dict(verdict.evidence["base"]).n == 2000 == Buckets.from_dict(verdict.evidence["other"]).n
 
+
+
+def test_the_client_histogram_of_the_measured_window_is_the_sum_of_its_seconds(tmp_path):
+    phase = json.loads(write_run(tmp_path, seed=8, seconds=30).read_text())["experiments"]["A2"]["phases"][0]
+    offset = phase["marks"]["measured"] - phase["start"]
+    which, hist = window_histogram(phase)
+    assert which == "measured"
+    assert hist.n == sum(r["ok"] for r in phase["load"]["timeline"] if r["second"] >= offset) < phase["load"]["ok"]
+    for row in phase["load"]["timeline"]:  # results without per-second histograms: the whole phase's
+        row.pop("histogram")
+    which, hist = window_histogram(phase)
+    assert which == "whole phase" and hist.n == phase["load"]["ok"]

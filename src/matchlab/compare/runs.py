@@ -1,7 +1,8 @@
 """Two runs' results side by side: which figures are compared, from which stored evidence, and how they read.
 
-Per experiment: each phase's client latency (p50, p99 from its HdrHistogram)
-and its rate of answered orders per second (from the phase timeline, the
+Per experiment: each phase's client latency (p50, p99 from its HdrHistograms:
+the measured part's seconds summed, or the whole phase's for results that
+kept no per-second histograms) and its rate of answered orders per second (from the phase timeline, the
 measured part only); then every criterion both runs evaluated. A criterion
 whose verdict kept its bucket vectors is compared with a bootstrap; one
 that kept a single number is shown side by side without a test, and says so.
@@ -77,13 +78,32 @@ class Row:
 
 
 def client_histogram(encoded: str) -> Histogram:
-    """An HdrHistogram's recorded values (microseconds) as point cells in seconds."""
-    hist = decode_histogram(encoded)
+    """An encoded HdrHistogram's recorded values (microseconds) as point cells in seconds."""
+    return client_histogram_of(decode_histogram(encoded))
+
+
+def client_histogram_of(hist) -> Histogram:
     values, counts = [], []
     for item in hist.get_recorded_iterator():
         values.append(item.value_iterated_to / 1e6)
         counts.append(item.count_added_in_this_iter_step)
     return Histogram.points(values, counts)
+
+
+def window_histogram(phase: dict) -> tuple[str, Histogram] | None:
+    """The client latencies of the phase's measured part (the sum of its seconds' histograms), or of the
+    whole phase when the seconds carry none; None when there is neither. Returns (which window, histogram)."""
+    load = phase.get("load", {})
+    offset = phase.get("marks", {}).get("measured", phase["start"]) - phase["start"]
+    seconds = [r["histogram"] for r in load.get("timeline", []) if r.get("histogram") and r["second"] >= offset]
+    if seconds:
+        total = decode_histogram(seconds[0])
+        for encoded in seconds[1:]:
+            total.add(decode_histogram(encoded))
+        return "measured", client_histogram_of(total)
+    if load.get("histogram"):
+        return "whole phase", client_histogram(load["histogram"])
+    return None
 
 
 def bucket_histogram(doc: dict) -> Histogram:
@@ -111,11 +131,12 @@ def phase_rows(exp_id: str, a: dict, b: dict) -> list[Row]:
         if pa is None:
             continue
         label = exp_id if pb["name"] == exp_id else f"{exp_id}/{pb['name']}"
-        ha, hb = pa["load"].get("histogram"), pb["load"].get("histogram")
+        ha, hb = window_histogram(pa), window_histogram(pb)
         if ha and hb:
+            window = ha[0] if ha[0] == hb[0] else "measured in one run, whole phase in the other"
             for q in (0.5, 0.99):
-                change = quantile_change(client_histogram(ha), client_histogram(hb), q)
-                rows.append(Row(exp_id, f"{label} client p{q * 100:g}", LATENCY, True,
+                change = quantile_change(ha[1], hb[1], q)
+                rows.append(Row(exp_id, f"{label} client p{q * 100:g} ({window})", LATENCY, True,
                                 change.a if change else None, change.b if change else None, change,
                                 change.test if change else "empty histogram"))
         ra, rb = measured_rates(pa), measured_rates(pb)

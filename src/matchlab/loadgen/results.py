@@ -50,6 +50,7 @@ class SecondStats:
     errors: dict[str, int] = field(default_factory=dict)
     p50_ms: float = 0.0
     p99_ms: float = 0.0
+    histogram: str = ""  # this second's latencies, encoded: a window's histogram is the sum of its seconds'
 
 
 @dataclass
@@ -150,6 +151,7 @@ class Recorder:
             if hist.get_total_count():
                 stats.p50_ms = hist.get_value_at_percentile(50) / 1000.0
                 stats.p99_ms = hist.get_value_at_percentile(99) / 1000.0
+                stats.histogram = encode_histogram(hist)
             timeline.append(stats)
         return LoadResult(
             target_rate=target_rate,
