@@ -114,3 +114,20 @@ def test_pytest_refuses_an_incomplete_baseline_before_running_anything(runs, tmp
                           check=False)
     assert done.returncode == 4, done.stdout + done.stderr  # pytest's usage error
     assert "--compare-to:" in done.stderr and "incomplete run" in done.stderr
+
+
+def test_the_html_report_carries_the_comparison_when_asked(runs):
+    from types import SimpleNamespace
+
+    from fixtures.experiments import RECORD_KEY, pytest_html_results_summary
+    from matchlab.harness.options import OPTIONS_KEY, HarnessOptions, Profile
+
+    opts = HarnessOptions("local", Profile.QUICK, False, runs["same1"].parent, None, None, False,
+                          compare_to=runs["same1"])
+    session = SimpleNamespace(config=SimpleNamespace(stash={RECORD_KEY: synthetic_run(seed=3, shift_s=0.002),
+                                                            OPTIONS_KEY: opts},
+                                                     option=SimpleNamespace(htmlpath=None)))
+    prefix: list[str] = []
+    pytest_html_results_summary(prefix, [], [], session)
+    assert len(prefix) == 2 and prefix[1].startswith(f"<h2>Comparison with {runs['same1']}</h2><pre>")
+    assert "A2 client p99 (measured)" in prefix[1] and "worse" in prefix[1]
