@@ -10,7 +10,7 @@ import pytest
 
 from matchlab.compare.__main__ import comparison_with, main
 from matchlab.compare.runs import compare_runs, load_results
-from matchlab.compare.stats import Histogram, mann_whitney, quantile_change, shift_change
+from matchlab.compare.stats import Histogram, mann_whitney, quantile_change, rise_change, shift_change
 from tests.synthetic_runs import synthetic_run, write_run
 
 
@@ -131,3 +131,16 @@ def test_the_html_report_carries_the_comparison_when_asked(runs):
     pytest_html_results_summary(prefix, [], [], session)
     assert len(prefix) == 2 and prefix[1].startswith(f"<h2>Comparison with {runs['same1']}</h2><pre>")
     assert "A2 client p99 (measured)" in prefix[1] and "worse" in prefix[1]
+
+
+def test_a_rise_is_compared_from_both_windows_of_both_runs():
+    rng = np.random.default_rng(5)
+
+    def window(scale):
+        return Histogram.points(*np.unique(np.round(rng.exponential(scale, 4000), 4), return_counts=True))
+
+    steady = (window(1.0), window(1.0))
+    same = rise_change(steady, (window(1.0), window(1.0)), 0.99)
+    risen = rise_change(steady, (window(1.0), window(1.5)), 0.99)  # the second window's p99 rose by half
+    assert not same.significant and same.low < 0 < same.high
+    assert risen.significant and risen.low < 0.5 < risen.high and risen.delta > 0.3
