@@ -22,12 +22,12 @@ from matchlab.compare.runs import IncompleteRunError, load_results
 from matchlab.experiment.profiles import QUICK
 from matchlab.experiment.record import ExperimentRecord, RunRecord
 from matchlab.experiment.runner import ExperimentRunner, Route
+from matchlab.history.index import read_index
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.run_label import run_matcher
 from matchlab.observe.annotations import post_annotations
 from matchlab.observe.charts import experiment_charts
 from matchlab.observe.panels import PANELS
-from matchlab.history.index import read_index
 from matchlab.observe.report import render_report
 from matchlab.stack.spec import Topology
 from matchlab.stack.stack import Stack
