@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from matchlab.compare.runs import IncompleteRunError, load_results
 from matchlab.experiment.profiles import QUICK
 from matchlab.experiment.record import ExperimentRecord, RunRecord
 from matchlab.experiment.runner import ExperimentRunner, Route
+from matchlab.history.index import read_index
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.run_label import run_matcher
 from matchlab.observe.annotations import post_annotations
@@ -147,6 +149,10 @@ def test_an_interrupted_run_still_writes_its_report_marked_incomplete(tmp_path: 
     assert "Incomplete run" in html and 'id="A1"' in html
     results = json.loads(next(reports.glob("run-*/results.json")).read_text())
     assert results["facts"]["complete"].startswith("no"), results["facts"]
+    with pytest.raises(IncompleteRunError, match="incomplete run"):  # compare refuses it
+        load_results(next(reports.glob("run-*")))
+    [entry] = read_index(reports)  # and the history says so
+    assert entry["complete"].startswith("no")
 
 
 def test_prometheus_keeps_the_phases_as_a_window_series(small_run, stack_pool):

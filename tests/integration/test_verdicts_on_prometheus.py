@@ -19,6 +19,7 @@ from matchlab.experiment.profiles import QUICK
 from matchlab.experiment.record import ExperimentRecord, PhaseRecord
 from matchlab.loadgen.results import LoadResult, SecondStats
 from matchlab.loadgen.run_label import run_label
+from matchlab.observe.histograms import Buckets
 from matchlab.observe.verdicts import Status, Verdict
 from tests.synthetic_prometheus import SyntheticSeries, model_requests, model_shard, serve
 
@@ -255,3 +256,16 @@ def test_b5_when_b_load_never_rose_the_precondition_fails(prom):
 def test_b5_a_disturbed_baseline_is_undecided_not_passed(prom):
     v = b5(prom, "disturbed_baseline")["B5.isolation"]
     assert v.status is Status.INCONCLUSIVE and "disturbed" in v.detail, v.message()
+
+
+def test_latency_verdicts_keep_the_bucket_vectors_they_judged(prom):
+    """The evidence a later comparison reads reproduces each verdict's own figure."""
+    rise = a4(prom, "coupled")["A4.decoupling"]
+    base, other = (Buckets.from_dict(rise.evidence[k]) for k in ("base", "other"))
+    assert other.quantile(0.99) / base.quantile(0.99) - 1 == pytest.approx(rise.observed)
+    healthy = b2(prom, "healthy")
+    for shard in "abc":
+        v = healthy[f"B2.p99.{shard}"]
+        buckets = Buckets.from_dict(v.evidence["buckets"])
+        assert v.evidence["shard"] == shard and buckets.n > 0
+        assert buckets.quantile(0.99) == pytest.approx(v.observed)

@@ -150,7 +150,8 @@ class FakeConfig:
     def __init__(self, **given) -> None:
         self.options = {"--backend": "local", "--profile": "quick", "--keep-stack": False, "--reports-dir": "reports",
                         "--kube-context": None, "--image-registry": None, "--plan": False, "--load-from": "host",
-                        "--load-workers": None, "--expose-on": None, "--reuse-stack": False, **given}
+                        "--load-workers": None, "--expose-on": None, "--reuse-stack": False, "--compare-to": None,
+                        "--keep-runs": None, **given}
         self.stash = {}
 
     def getoption(self, name: str):

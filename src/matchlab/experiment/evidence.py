@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from matchlab.observe.histograms import Buckets, Rise, quantile_rise, samples_needed
 from matchlab.observe.promql import PromClient
@@ -62,7 +62,9 @@ def latency_verdict(prom: PromClient, criterion: Criterion, shard: str, start: f
     detail = (f"shard {shard}: p99 {_ms(p99)} over {buckets.n:,.0f} orders (95 % interval {_ms(lo)}-{_ms(hi)})"
               + (f"; {note}" if note else ""))
     ok = p99 < criterion.threshold if criterion.comparison == "<" else p99 <= criterion.threshold
-    return Verdict(criterion, p99, Status.PASS if ok else Status.FAIL, f"quantile 0.99 of {query}", detail, (start, end))
+    evidence = {"kind": "quantile", "q": 0.99, "shard": shard, "buckets": buckets.to_dict()}
+    return Verdict(criterion, p99, Status.PASS if ok else Status.FAIL, f"quantile 0.99 of {query}", detail, (start, end),
+                   evidence=evidence)
 
 
 def journal_p99_rise(prom: PromClient, shard: str, before: tuple[float, float], during: tuple[float, float]) -> float:
@@ -92,6 +94,7 @@ class P99Shift:
     status: Status
     query: str
     detail: str
+    evidence: dict | None = None  # both windows' bucket vectors, kept with the verdict
 
     @property
     def ok(self) -> bool:
@@ -102,8 +105,10 @@ class P99Shift:
         if self.rise is None:
             return no_data(criterion, self.query, self.detail, window)
         if self.status is Status.INCONCLUSIVE:
-            return inconclusive(criterion, self.rise.point, self.query, self.detail, window, self.rise.half_width)
-        return Verdict(criterion, self.rise.point, self.status, self.query, self.detail, window, self.rise.half_width)
+            verdict = inconclusive(criterion, self.rise.point, self.query, self.detail, window, self.rise.half_width)
+            return replace(verdict, evidence=self.evidence)
+        return Verdict(criterion, self.rise.point, self.status, self.query, self.detail, window, self.rise.half_width,
+                       self.evidence)
 
 
 def p99_shift(prom: PromClient, shard: str, before: tuple[float, float], during: tuple[float, float],
@@ -140,7 +145,8 @@ def p99_shift(prom: PromClient, shard: str, before: tuple[float, float], during:
         detail += ("; too little evidence to decide: " + (
             f"about {need:,.0f} orders per window would resolve +{max_ratio:.0%}" if need else
             "the buckets are too wide to resolve the bar at any sample count"))
-    return P99Shift(rise, status, query, detail)
+    evidence = {"kind": "quantile_rise", "q": 0.99, "shard": shard, "base": base.to_dict(), "other": other.to_dict()}
+    return P99Shift(rise, status, query, detail, evidence)
 
 
 def counter_increase(prom: PromClient, selector: str, start: float, end: float,

@@ -31,6 +31,8 @@ class HarnessOptions:
     reuse_stack: bool = False
     load_from: str = "host"
     load_workers: int | None = None
+    compare_to: Path | None = None  # a finished run to compare this one with at the end
+    keep_runs: int | None = None  # prune run folders beyond the newest N at the end (None: keep all)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,6 +54,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(an Indexed Job of --load-workers pods, one schedule split between them)")
     group.addoption("--load-workers", type=int, default=None,
                     help="with --load-from cluster: how many load pods (default: one per agent node)")
+    group.addoption("--compare-to", default=None, metavar="RUN",
+                    help="at the end, compare this run with RUN (a reports/run-* folder or its results.json), "
+                         "as python -m matchlab.compare RUN <this run> would")
+    group.addoption("--keep-runs", type=int, default=None, metavar="N",
+                    help="at the end, delete the oldest reports/run-* folders beyond the newest N, this one "
+                         "included (default: keep every run; reports/history.jsonl keeps their lines)")
     group.addoption("--expose-on", default=None, metavar="ADDRESS",
                     help="with --backend k3d: bind the cluster's port mappings on ADDRESS instead of 127.0.0.1 "
                          "(0.0.0.0: every interface; the stack is then reachable from your network)")
@@ -70,7 +78,19 @@ def pytest_configure(config: pytest.Config) -> None:
         reuse_stack=config.getoption("--reuse-stack"),
         load_from=config.getoption("--load-from"),
         load_workers=config.getoption("--load-workers"),
+        compare_to=Path(config.getoption("--compare-to")) if config.getoption("--compare-to") else None,
+        keep_runs=config.getoption("--keep-runs"),
     )
+    if opts.keep_runs is not None and opts.keep_runs < 1:
+        raise pytest.UsageError(f"--keep-runs N keeps at least this run (N >= 1), got {opts.keep_runs}")
+    if opts.compare_to is not None:
+        from matchlab.compare.runs import load_results
+        from matchlab.errors import ConfigError
+
+        try:  # refuse a baseline that cannot be compared before the run, not after it
+            load_results(opts.compare_to)
+        except ConfigError as exc:
+            raise pytest.UsageError(f"--compare-to: {exc}") from None
     if opts.backend != "k8s" and (opts.kube_context or opts.image_registry):
         raise pytest.UsageError("--kube-context and --image-registry only apply to --backend k8s")
     if opts.backend == "k8s" and not (opts.kube_context and opts.image_registry):

@@ -22,6 +22,15 @@ def new_histogram(digits: int = SIGNIFICANT_DIGITS) -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, digits)
 
 
+def encode_histogram(hist: HdrHistogram) -> str:
+    """The standard compressed HdrHistogram encoding, as text (``decode_histogram`` reads it back)."""
+    return hist.encode().decode("ascii")
+
+
+def decode_histogram(encoded: str) -> HdrHistogram:
+    return HdrHistogram.decode(encoded.encode("ascii"))
+
+
 def summarize(hist: HdrHistogram) -> dict[str, float]:
     """Percentiles in milliseconds (empty histogram: zeros with count 0)."""
     out = {f"p{p:g}": hist.get_value_at_percentile(p) / 1000.0 for p in PERCENTILES}
@@ -41,6 +50,7 @@ class SecondStats:
     errors: dict[str, int] = field(default_factory=dict)
     p50_ms: float = 0.0
     p99_ms: float = 0.0
+    histogram: str = ""  # this second's latencies, encoded: a window's histogram is the sum of its seconds'
 
 
 @dataclass
@@ -62,6 +72,7 @@ class LoadResult:
     cpu_seconds: float = 0.0
     cpu_us_per_request: float = 0.0
     extra: dict = field(default_factory=dict)
+    histogram: str = ""  # every latency recorded, encoded (``decode_histogram``): what a comparison of runs reads
 
     @property
     def error_ratio(self) -> float:
@@ -140,6 +151,7 @@ class Recorder:
             if hist.get_total_count():
                 stats.p50_ms = hist.get_value_at_percentile(50) / 1000.0
                 stats.p99_ms = hist.get_value_at_percentile(99) / 1000.0
+                stats.histogram = encode_histogram(hist)
             timeline.append(stats)
         return LoadResult(
             target_rate=target_rate,
@@ -156,4 +168,5 @@ class Recorder:
             timeline=timeline,
             cpu_seconds=cpu_seconds,
             cpu_us_per_request=cpu_seconds / self.sent * 1e6 if self.sent else 0.0,
+            histogram=encode_histogram(self.overall) if self.overall.get_total_count() else "",
         )

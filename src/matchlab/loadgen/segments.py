@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from hdrh.histogram import HdrHistogram
 
 from matchlab.loadgen.profile import LoadProfile
-from matchlab.loadgen.results import LoadResult, Recorder, new_histogram
+from matchlab.loadgen.results import LoadResult, Recorder, decode_histogram, encode_histogram, new_histogram
 from matchlab.loadgen.runner import Request, RequestSource
 
 RESULT_MARKER = "MATCHLAB-RESULT"
@@ -84,12 +84,11 @@ def segment_source(source: RequestSource, segment: Segment) -> RequestSource:
 # -- measurements -------------------------------------------------------------------------------------
 
 
-def _encode(hist: HdrHistogram) -> str:
-    return hist.encode().decode("ascii")
+_encode = encode_histogram
 
 
 def _decode_into(target: HdrHistogram, encoded: str) -> None:
-    target.add(HdrHistogram.decode(encoded.encode("ascii")))
+    target.add(decode_histogram(encoded))
 
 
 def recorder_to_dict(rec: Recorder, cpu_seconds: float = 0.0) -> dict:

@@ -44,6 +44,14 @@ class Buckets:
     def n(self) -> float:
         return self.counts[-1] if self.counts else 0.0
 
+    def to_dict(self) -> dict:
+        """JSON-ready (+Inf as the string "+Inf"); ``from_dict`` is its inverse."""
+        return {"le": ["+Inf" if math.isinf(b) else b for b in self.bounds], "cumulative": list(self.counts)}
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> Buckets:
+        return cls.from_pairs([(float(b), float(c)) for b, c in zip(doc["le"], doc["cumulative"], strict=True)])
+
     def _bucket_at(self, rank: float) -> int:
         for i, c in enumerate(self.counts):
             if c >= rank:

@@ -88,6 +88,8 @@ class Verdict:
     detail: str = ""
     window: tuple[float, float] | None = None
     resolving_power: float | None = None  # smallest effect the data could detect, in the criterion's unit
+    # The raw evidence judged (e.g. the window's bucket vectors), kept so that two runs can be compared later.
+    evidence: dict | None = field(default=None, hash=False, compare=False)
 
     @property
     def passed(self) -> bool:
@@ -121,7 +123,7 @@ def verdict_from_dict(doc: dict) -> Verdict:
     criterion = Criterion(**{**{k: v for k, v in c.items() if k in names}, "role": Role(c["role"])})
     window = doc.get("window")
     return Verdict(criterion, doc.get("observed"), Status(doc["status"]), doc.get("query", ""), doc.get("detail", ""),
-                   tuple(window) if window else None, doc.get("resolving_power"))
+                   tuple(window) if window else None, doc.get("resolving_power"), doc.get("evidence"))
 
 
 def judge(criterion: Criterion, observed: float | None, query: str, detail: str = "", window=None) -> Verdict:

@@ -1,0 +1,1 @@
+"""Comparing two runs' results with statistics: ``python -m matchlab.compare A B``."""

@@ -1,0 +1,239 @@
+"""Two runs' results side by side: which figures are compared, from which stored evidence, and how they read.
+
+Per experiment: each phase's client latency (p50, p99 from its HdrHistograms:
+the measured part's seconds summed, or the whole phase's for results that
+kept no per-second histograms) and its rate of answered orders per second (from the phase timeline, the
+measured part only); then every criterion both runs evaluated. A criterion
+whose verdict kept its bucket vectors is compared with a bootstrap; one
+that kept a single number is shown side by side without a test, and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from matchlab.compare.stats import ALPHA, Change, Histogram, quantile_change, rise_change, shift_change
+from matchlab.errors import ConfigError
+from matchlab.loadgen.results import decode_histogram
+from matchlab.observe.verdicts import LATENCY, RATIO, render
+
+RESULTS_FILE = "results.json"
+RATE = "orders/s"
+NO_TEST = "one value per run: no test"
+
+
+class IncompleteRunError(ConfigError):
+    """A results file of a run that did not finish: its figures would compare a part with a whole."""
+
+
+def load_results(path: Path) -> dict:
+    """A run folder's results.json (or the file itself), refused with one line when unreadable or incomplete."""
+    file = path / RESULTS_FILE if path.is_dir() else path
+    try:
+        doc = json.loads(file.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {file}: {exc.strerror} (give a reports/run-* folder or its results.json)") from None
+    except ValueError as exc:
+        raise ConfigError(f"{file} is not JSON: {exc}") from None
+    complete = doc.get("facts", {}).get("complete")
+    if complete != "yes":
+        raise IncompleteRunError(f"{file} is from an incomplete run (complete: {complete or 'not recorded'}); "
+                                 "compare needs runs that finished")
+    return doc
+
+
+@dataclass(frozen=True)
+class Row:
+    experiment: str
+    what: str
+    unit: str
+    lower_is_better: bool
+    a: float | None
+    b: float | None
+    change: Change | None = None  # None: no test could be made (one value per run, or too few samples)
+    test: str = NO_TEST
+
+    @property
+    def reading(self) -> str:
+        if self.change is None:
+            return "n/a"
+        if not self.change.significant:
+            return "~"
+        return "worse" if (self.change.delta > 0) == self.lower_is_better else "better"
+
+    def regression(self) -> float | None:
+        """How much worse B is, as a fraction of A (ratios: in points), when the change is significant."""
+        if self.reading != "worse":
+            return None
+        if self.unit == RATIO:
+            return abs(self.change.delta)
+        rel = self.change.relative
+        return abs(rel) if rel is not None else math.inf
+
+
+# -- evidence into histograms ------------------------------------------------------------------------
+
+
+def client_histogram(encoded: str) -> Histogram:
+    """An encoded HdrHistogram's recorded values (microseconds) as point cells in seconds."""
+    return client_histogram_of(decode_histogram(encoded))
+
+
+def client_histogram_of(hist) -> Histogram:
+    values, counts = [], []
+    for item in hist.get_recorded_iterator():
+        values.append(item.value_iterated_to / 1e6)
+        counts.append(item.count_added_in_this_iter_step)
+    return Histogram.points(values, counts)
+
+
+def window_histogram(phase: dict) -> tuple[str, Histogram] | None:
+    """The client latencies of the phase's measured part (the sum of its seconds' histograms), or of the
+    whole phase when the seconds carry none; None when there is neither. Returns (which window, histogram)."""
+    load = phase.get("load", {})
+    offset = phase.get("marks", {}).get("measured", phase["start"]) - phase["start"]
+    seconds = [r["histogram"] for r in load.get("timeline", []) if r.get("histogram") and r["second"] >= offset]
+    if seconds:
+        total = decode_histogram(seconds[0])
+        for encoded in seconds[1:]:
+            total.add(decode_histogram(encoded))
+        return "measured", client_histogram_of(total)
+    if load.get("histogram"):
+        return "whole phase", client_histogram(load["histogram"])
+    return None
+
+
+def bucket_histogram(doc: dict) -> Histogram:
+    return Histogram.from_cumulative([float(b) for b in doc["le"]], doc["cumulative"])
+
+
+def measured_rates(phase: dict) -> list[float]:
+    """Answered orders per second over the phase's measured part, the last (partial) second left out."""
+    rows = phase.get("load", {}).get("timeline", [])
+    if not rows:
+        return []
+    offset = phase.get("marks", {}).get("measured", phase["start"]) - phase["start"]
+    last = max(r["second"] for r in rows)
+    return [float(r["ok"]) for r in rows if offset <= r["second"] < last]
+
+
+# -- rows -----------------------------------------------------------------------------------------------
+
+
+def phase_rows(exp_id: str, a: dict, b: dict) -> list[Row]:
+    rows = []
+    a_phases = {p["name"]: p for p in a.get("phases", [])}
+    for pb in b.get("phases", []):
+        pa = a_phases.get(pb["name"])
+        if pa is None:
+            continue
+        label = exp_id if pb["name"] == exp_id else f"{exp_id}/{pb['name']}"
+        ha, hb = window_histogram(pa), window_histogram(pb)
+        if ha and hb:
+            window = ha[0] if ha[0] == hb[0] else "measured in one run, whole phase in the other"
+            for q in (0.5, 0.99):
+                change = quantile_change(ha[1], hb[1], q)
+                rows.append(Row(exp_id, f"{label} client p{q * 100:g} ({window})", LATENCY, True,
+                                change.a if change else None, change.b if change else None, change,
+                                change.test if change else "empty histogram"))
+        ra, rb = measured_rates(pa), measured_rates(pb)
+        if ra and rb:
+            change = shift_change(ra, rb)
+            rows.append(Row(exp_id, f"{label} answered orders/s", RATE, False,
+                            change.a if change else None, change.b if change else None, change,
+                            change.test if change else "fewer than 5 seconds: no test"))
+    return rows
+
+
+def criterion_row(a: dict, b: dict) -> Row:
+    crit = b["criterion"]
+    lower = crit["comparison"] in ("<", "<=")
+    what = f"{crit['id']} ({crit['name']})"
+    ea, eb = a.get("evidence") or {}, b.get("evidence") or {}
+    change, why = None, NO_TEST
+    if ea.get("kind") == eb.get("kind") == "quantile":
+        change = quantile_change(bucket_histogram(ea["buckets"]), bucket_histogram(eb["buckets"]), eb["q"])
+        why = "server buckets, " + (change.test if change else "empty window")
+    elif ea.get("kind") == eb.get("kind") == "quantile_rise":
+        change = rise_change((bucket_histogram(ea["base"]), bucket_histogram(ea["other"])),
+                             (bucket_histogram(eb["base"]), bucket_histogram(eb["other"])), eb["q"])
+        why = "server buckets, " + (change.test if change else "empty window")
+    if change is not None:
+        return Row(crit["experiment"], what, crit.get("unit", ""), lower, change.a, change.b, change, why)
+    return Row(crit["experiment"], what, crit.get("unit", ""), lower, a.get("observed"), b.get("observed"), None, why)
+
+
+def compare_runs(a: dict, b: dict) -> list[Row]:
+    """Every figure both runs hold, experiment by experiment (B's order)."""
+    rows: list[Row] = []
+    a_exps = a.get("experiments", {})
+    a_crits = {c["criterion"]["id"]: c for c in a.get("criteria", [])}
+    b_crits = [c for c in b.get("criteria", []) if c["criterion"]["id"] in a_crits]
+    for exp_id, exp_b in b.get("experiments", {}).items():
+        if exp_id in a_exps:
+            rows += phase_rows(exp_id, a_exps[exp_id], exp_b)
+        rows += [criterion_row(a_crits[c["criterion"]["id"]], c) for c in b_crits
+                 if c["criterion"]["experiment"] == exp_id]
+    seen = set(b.get("experiments", {}))
+    rows += [criterion_row(a_crits[c["criterion"]["id"]], c) for c in b_crits
+             if c["criterion"]["experiment"] not in seen]
+    return rows
+
+
+# -- text -------------------------------------------------------------------------------------------------
+
+
+def value_text(value: float | None, unit: str) -> str:
+    if unit == RATE:
+        return "no data" if value is None else f"{value:,.1f}/s"
+    return render(value, unit)
+
+
+def signed_text(value: float, unit: str) -> str:
+    if unit == LATENCY:
+        return f"{value * 1000:+.2f} ms"
+    if unit == RATIO:
+        return f"{value * 100:+.1f} pt"
+    if unit == RATE:
+        return f"{value:+,.1f}/s"
+    return f"{value:+.4g}"
+
+
+def row_cells(row: Row) -> list[str]:
+    c = row.change
+    if c is None:
+        delta = ("" if row.a is None or row.b is None else signed_text(row.b - row.a, row.unit))
+        return [row.what, value_text(row.a, row.unit), value_text(row.b, row.unit), delta, "", "", row.reading, row.test]
+    rel = f" ({c.relative:+.1%})" if c.relative is not None and row.unit != RATIO else ""
+    return [row.what, value_text(c.a, row.unit), value_text(c.b, row.unit), signed_text(c.delta, row.unit) + rel,
+            f"[{signed_text(c.low, row.unit)}, {signed_text(c.high, row.unit)}]",
+            f"±{signed_text(c.detectable, row.unit)[1:]}", row.reading, row.test]
+
+
+HEADER = ["figure", "A", "B", "change", "95 % interval", "detectable", "reading", "test"]
+
+
+def table_lines(rows: list[Row]) -> list[str]:
+    """A plain-text table per experiment, columns aligned."""
+    cells = [HEADER] + [row_cells(r) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(HEADER) - 1)]
+
+    def line(c: list[str]) -> str:
+        return "  ".join(x.ljust(w) for x, w in zip(c, widths)) + "  " + c[-1]
+
+    out, current = [], None
+    for row, c in zip(rows, cells[1:]):
+        if row.experiment != current:
+            current = row.experiment
+            out += ["", f"== {current} ==", line(HEADER)]
+        out.append(line(c))
+    return out
+
+
+def legend() -> str:
+    return (f"reading: better / worse when the 95 % interval of B - A excludes 0 (two-sided, alpha {ALPHA:g}), "
+            "~ when it does not; n/a: no test possible. detectable: the interval's half-width, the smallest change "
+            "these data could tell from noise.")
