@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from matchlab.admin_auth import token_from_env
+from matchlab.edge.limits import EdgeLimits
 from matchlab.envparse import env_bool, env_int, env_port
 from matchlab.errors import ConfigError
 
@@ -32,6 +33,7 @@ class ShardConfig:
     fsync: bool
     # Guards /admin/* and /seed; None leaves them refusing every request (401). Never in repr: logs.
     admin_token: str | None = field(default=None, repr=False)
+    edge: EdgeLimits = field(default_factory=EdgeLimits)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ShardConfig:
@@ -59,4 +61,5 @@ class ShardConfig:
             # Benchmarks only: measures what durability costs. Never in experiments.
             fsync=env_bool(env, "WAL_FSYNC", True),
             admin_token=token_from_env(env),
+            edge=EdgeLimits.from_env(env),
         )
