@@ -32,3 +32,10 @@ def test_gateway_in_flight_bound():
     assert GatewayConfig.from_env({"MAX_INFLIGHT_PER_SHARD": "8"}).max_inflight_per_shard == 8
     with pytest.raises(ConfigError, match="MAX_INFLIGHT_PER_SHARD"):
         GatewayConfig.from_env({"MAX_INFLIGHT_PER_SHARD": "0"})
+
+
+def test_gateway_queue_wait_bound():
+    assert GatewayConfig.from_env({}).shed_queue_wait_s == 0.05
+    assert GatewayConfig.from_env({"SHED_QUEUE_WAIT_MS": "20"}).shed_queue_wait_s == 0.02
+    with pytest.raises(ConfigError, match="SHED_QUEUE_WAIT_MS"):
+        GatewayConfig.from_env({"SHED_QUEUE_WAIT_MS": "soon"})

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import cast
 
 from aiohttp import web
@@ -37,6 +38,9 @@ TIMEOUT_PHASES = ("header", "body")
 # unread input makes the kernel send RST, which can destroy the 503 before the
 # client reads it. So the refusal half-closes, discards input, and aborts after this.
 REFUSAL_LINGER_S = 1.0
+# aiohttp's default listen backlog (128) overflows under a burst of connects, and an overflowed
+# SYN waits a second for its retransmit: a legitimate client would see that as a hang.
+LISTEN_BACKLOG = 4096
 
 
 def _canned(status: str, reason: str, retry_after_s: int | None) -> bytes:
@@ -122,6 +126,9 @@ class _WatchedConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._phase = "header"  # header | handling | idle
+        # When the latest bytes were read: a request's header is complete at its last
+        # chunk, so the time from then to its handler starting is its queueing inside the process.
+        self.last_read_at = perf_counter()
 
     # -- phases ------------------------------------------------------------
 
@@ -163,6 +170,7 @@ class _WatchedConnection(asyncio.Protocol):
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
+        self.last_read_at = perf_counter()
         if self._phase == "idle":  # the next request begins: its header has its own deadline
             self._arm("header", self._guard.limits.header_timeout_s)
         self._inner.data_received(data)
@@ -194,6 +202,7 @@ def edge_middleware(guard: ConnectionGuard):
         connection = guard.connection_of(request)
         if connection is not None:
             connection.request_started()
+            request[QUEUED_KEY] = perf_counter() - connection.last_read_at
         request[BODY_TIMEOUT_KEY] = (guard.limits.body_timeout_s, guard.metrics.timed_out["body"])
         try:
             response = await handler(request)
@@ -212,6 +221,12 @@ def edge_middleware(guard: ConnectionGuard):
 
 
 BODY_TIMEOUT_KEY = "matchlab.edge.body_timeout"
+QUEUED_KEY = "matchlab.edge.queued_s"
+
+
+def queued_s(request: web.Request) -> float:
+    """How long the request waited inside this process between its last bytes and its handler."""
+    return request.get(QUEUED_KEY, 0.0)
 CLOSE_AFTER_REPLY_KEY = "matchlab.edge.close_after_reply"
 
 
@@ -234,7 +249,7 @@ class GuardedSite(web.TCPSite):
     """
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, guard: ConnectionGuard) -> None:
-        super().__init__(runner, host, port, reuse_address=True)
+        super().__init__(runner, host, port, reuse_address=True, backlog=LISTEN_BACKLOG)
         self._guard = guard
 
     async def start(self) -> None:

@@ -1,5 +1,5 @@
 """Gateway configuration: ``ME_SHARD_MAP`` and ``SHARD_SYMBOLS_MAP`` (DESIGN.md §3.6), edge limits
-(matchlab.edge.limits) and ``MAX_INFLIGHT_PER_SHARD``.
+(matchlab.edge.limits), ``MAX_INFLIGHT_PER_SHARD`` and ``SHED_QUEUE_WAIT_MS``.
 
 Both maps are parsed strictly; any inconsistency (a symbol on two shards, a
 shard with symbols but no URL, bad syntax) refuses to start with a message
@@ -28,6 +28,10 @@ DEFAULT_SYMBOLS_MAP = (
 # queueing. A shard answers in ~1-5 ms, so 64 in flight is already tens of ms of queue:
 # past that, waiting longer only moves the latency cliff into the caller's p99.
 DEFAULT_MAX_INFLIGHT_PER_SHARD = 64
+# When the gateway's own loop is the bottleneck, requests queue before any handler runs (all
+# ready sockets are read in one loop turn, then handled one by one), where no in-flight count
+# sees them. A request that already waited this long inside the gateway is shed as well.
+DEFAULT_SHED_QUEUE_WAIT_MS = 50
 
 
 def _entries(raw: str, var: str) -> list[tuple[str, str]]:
@@ -93,6 +97,7 @@ class GatewayConfig:
     admin_token: str | None = field(default=None, repr=False)
     edge: EdgeLimits = field(default_factory=EdgeLimits)
     max_inflight_per_shard: int = DEFAULT_MAX_INFLIGHT_PER_SHARD
+    shed_queue_wait_s: float = DEFAULT_SHED_QUEUE_WAIT_MS / 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -111,4 +116,5 @@ class GatewayConfig:
             admin_token=token_from_env(env),
             edge=EdgeLimits.from_env(env),
             max_inflight_per_shard=env_int(env, "MAX_INFLIGHT_PER_SHARD", DEFAULT_MAX_INFLIGHT_PER_SHARD, minimum=1),
+            shed_queue_wait_s=env_int(env, "SHED_QUEUE_WAIT_MS", DEFAULT_SHED_QUEUE_WAIT_MS, minimum=1) / 1000,
         )

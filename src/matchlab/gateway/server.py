@@ -2,7 +2,8 @@
 
 Routes:
     POST /orders            -> owning shard's /orders (400 unknown symbol, 502 unreachable, 504 timeout,
-                               503 + Retry-After when MAX_INFLIGHT_PER_SHARD orders are already in flight to it)
+                               503 + Retry-After when MAX_INFLIGHT_PER_SHARD orders are already in flight to it,
+                               or the order already queued SHED_QUEUE_WAIT_MS inside the gateway)
     POST /seed/{shardId}    -> that shard's /seed (404 unknown shard); needs the admin token, which
                                the gateway checks and sends on to the shard
     GET  /health
@@ -25,7 +26,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from matchlab.admin_auth import admin_middleware, bearer
-from matchlab.edge.guard import ConnectionGuard, EdgeMetrics, edge_middleware, start_guarded
+from matchlab.edge.guard import ConnectionGuard, EdgeMetrics, edge_middleware, queued_s, start_guarded
 from matchlab.edge.limits import raise_descriptor_limit
 from matchlab.gateway.config import GatewayConfig
 from matchlab.gateway.metrics import GatewayMetrics
@@ -115,18 +116,20 @@ class GatewayServer:
             self.metrics.observe("none", 400, perf_counter() - started)
             return rejection(400, f"symbol: unknown symbol {symbol!r} (no shard owns it)")
         if self._inflight[shard] >= self.config.max_inflight_per_shard:
-            return self._shed(shard, started)
+            return self._shed(shard, started, f"shard {shard!r} has {self.config.max_inflight_per_shard} orders in flight")
+        if queued_s(request) > self.config.shed_queue_wait_s:
+            return self._shed(shard, started, f"the gateway is overloaded (queued {queued_s(request) * 1000:.0f} ms)")
         self._inflight[shard] += 1
         try:
             return await self._forward(shard, self._orders_url[shard], body, started)
         finally:
             self._inflight[shard] -= 1
 
-    def _shed(self, shard: str, started: float) -> web.Response:
-        """Answer at once rather than queue behind a shard that already has its fill."""
+    def _shed(self, shard: str, started: float, why: str) -> web.Response:
+        """Answer at once rather than queue: the shard has its fill, or the gateway itself is behind."""
         self.metrics.shed[shard].inc()
         self.metrics.observe(shard, 503, perf_counter() - started)
-        reply = rejection(503, f"shard {shard!r} has {self.config.max_inflight_per_shard} orders in flight: retry later")
+        reply = rejection(503, f"{why}: retry later")
         reply.headers.update(self._shed_headers)
         return reply
 
