@@ -37,3 +37,17 @@ def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def env_seconds(env: Mapping[str, str], name: str, default: float, minimum: float = 0.001) -> float:
+    """A duration in seconds (fractions allowed), at least ``minimum``."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not value >= minimum:  # also refuses NaN
+        raise ConfigError(f"{name} must be >= {minimum:g} seconds, got {raw!r}")
+    return value

@@ -1,4 +1,5 @@
-"""Gateway configuration: ``ME_SHARD_MAP`` and ``SHARD_SYMBOLS_MAP`` (DESIGN.md §3.6).
+"""Gateway configuration: ``ME_SHARD_MAP`` and ``SHARD_SYMBOLS_MAP`` (DESIGN.md §3.6), edge limits
+(matchlab.edge.limits), ``MAX_INFLIGHT_PER_SHARD`` and ``SHED_QUEUE_WAIT_MS``.
 
 Both maps are parsed strictly; any inconsistency (a symbol on two shards, a
 shard with symbols but no URL, bad syntax) refuses to start with a message
@@ -13,7 +14,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from matchlab.admin_auth import token_from_env
-from matchlab.envparse import env_port
+from matchlab.edge.limits import EdgeLimits
+from matchlab.envparse import env_int, env_port
 from matchlab.errors import ConfigError
 
 DEFAULT_SHARD_MAP = "a=http://127.0.0.1:8081,b=http://127.0.0.1:8082,c=http://127.0.0.1:8083"
@@ -22,6 +24,16 @@ DEFAULT_SYMBOLS_MAP = (
     "b=TEST-ASSET-E:TEST-ASSET-F:TEST-ASSET-G:TEST-ASSET-H,"
     "c=TEST-ASSET-I:TEST-ASSET-J:TEST-ASSET-K:TEST-ASSET-L"
 )
+# Orders in flight to one shard beyond which the gateway sheds (503 + Retry-After) instead of
+# queueing. A shard answers in ~1-5 ms, so 64 in flight is already tens of ms of queue:
+# past that, waiting longer only moves the latency cliff into the caller's p99.
+DEFAULT_MAX_INFLIGHT_PER_SHARD = 64
+# When the gateway's own loop is the bottleneck, requests queue before any handler runs (all
+# ready sockets are read in one loop turn, then handled one by one), where no in-flight count
+# sees them. A request that already waited this long inside the gateway is shed as well: by default
+# the ASR's own bar (200 ms), so a GC pause or a busy core does not turn into errors; a latency-first
+# edge sets it lower.
+DEFAULT_SHED_QUEUE_WAIT_MS = 200
 
 
 def _entries(raw: str, var: str) -> list[tuple[str, str]]:
@@ -85,6 +97,9 @@ class GatewayConfig:
     symbol_owner: dict[str, str]
     # Guards /seed/{shardId} and is forwarded to the shard; never in repr (logs).
     admin_token: str | None = field(default=None, repr=False)
+    edge: EdgeLimits = field(default_factory=EdgeLimits)
+    max_inflight_per_shard: int = DEFAULT_MAX_INFLIGHT_PER_SHARD
+    shed_queue_wait_s: float = DEFAULT_SHED_QUEUE_WAIT_MS / 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -101,4 +116,7 @@ class GatewayConfig:
             shard_urls=urls,
             symbol_owner=owner,
             admin_token=token_from_env(env),
+            edge=EdgeLimits.from_env(env),
+            max_inflight_per_shard=env_int(env, "MAX_INFLIGHT_PER_SHARD", DEFAULT_MAX_INFLIGHT_PER_SHARD, minimum=1),
+            shed_queue_wait_s=env_int(env, "SHED_QUEUE_WAIT_MS", DEFAULT_SHED_QUEUE_WAIT_MS, minimum=1) / 1000,
         )

@@ -24,6 +24,9 @@ class GatewayMetrics:
         self.requests = {(s, c): requests.labels(shard=s, status=c) for s in labels for c in STATUS_CLASSES}
         self.duration = {s: duration.labels(shard=s) for s in labels}
         self.routing = {reason: routing.labels(reason=reason) for reason in ROUTING_REASONS}
+        shed = Counter("gw_requests_shed", "Orders answered 503 at once: the shard had too many in flight",
+                       ["shard"], registry=r)
+        self.shed = {s: shed.labels(shard=s) for s in shards}
 
     def observe(self, shard: str, status: int, seconds: float) -> None:
         status_class = "5xx" if status >= 500 else "4xx" if status >= 400 else "2xx"

@@ -1,7 +1,9 @@
 """The gateway's HTTP side: route by symbol, forward unchanged, pass the reply through.
 
 Routes:
-    POST /orders            -> owning shard's /orders (400 unknown symbol, 502 unreachable, 504 timeout)
+    POST /orders            -> owning shard's /orders (400 unknown symbol, 502 unreachable, 504 timeout,
+                               503 + Retry-After when MAX_INFLIGHT_PER_SHARD orders are already in flight to it,
+                               or the order already queued SHED_QUEUE_WAIT_MS inside the gateway)
     POST /seed/{shardId}    -> that shard's /seed (404 unknown shard); needs the admin token, which
                                the gateway checks and sends on to the shard
     GET  /health
@@ -9,6 +11,8 @@ Routes:
 
 Each shard has its own keep-alive connection pool, so a dead or stalled
 shard exhausts only its own pool and never delays orders for the others.
+Client connections pass through the edge guard (matchlab.edge): header, body
+and idle timeouts, and a cap on open connections.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from matchlab.admin_auth import admin_middleware, bearer
+from matchlab.edge.guard import ConnectionGuard, EdgeMetrics, edge_middleware, queued_s, start_guarded
+from matchlab.edge.limits import raise_descriptor_limit
 from matchlab.gateway.config import GatewayConfig
 from matchlab.gateway.metrics import GatewayMetrics
 from matchlab.service import serve_until_signalled
@@ -57,6 +63,9 @@ class GatewayServer:
         self._runners: list[web.AppRunner] = []
         # The middleware has checked the caller's token; the shard checks the same one again.
         self._seed_headers = {**JSON_HEADERS, **bearer(config.admin_token)}
+        self.guard = ConnectionGuard(config.edge, EdgeMetrics("gw", self.metrics.registry))
+        self._inflight = dict.fromkeys(config.shard_urls, 0)
+        self._shed_headers = {"Retry-After": str(config.edge.retry_after_s)}
 
     def _session(self, shard: str) -> aiohttp.ClientSession:
         session = self._sessions.get(shard)
@@ -106,7 +115,23 @@ class GatewayServer:
             self.metrics.routing["unknown_symbol"].inc()
             self.metrics.observe("none", 400, perf_counter() - started)
             return rejection(400, f"symbol: unknown symbol {symbol!r} (no shard owns it)")
-        return await self._forward(shard, self._orders_url[shard], body, started)
+        if self._inflight[shard] >= self.config.max_inflight_per_shard:
+            return self._shed(shard, started, f"shard {shard!r} has {self.config.max_inflight_per_shard} orders in flight")
+        if queued_s(request) > self.config.shed_queue_wait_s:
+            return self._shed(shard, started, f"the gateway is overloaded (queued {queued_s(request) * 1000:.0f} ms)")
+        self._inflight[shard] += 1
+        try:
+            return await self._forward(shard, self._orders_url[shard], body, started)
+        finally:
+            self._inflight[shard] -= 1
+
+    def _shed(self, shard: str, started: float, why: str) -> web.Response:
+        """Answer at once rather than queue: the shard has its fill, or the gateway itself is behind."""
+        self.metrics.shed[shard].inc()
+        self.metrics.observe(shard, 503, perf_counter() - started)
+        reply = rejection(503, f"{why}: retry later")
+        reply.headers.update(self._shed_headers)
+        return reply
 
     async def post_seed(self, request: web.Request) -> web.Response:
         started = perf_counter()
@@ -127,18 +152,21 @@ class GatewayServer:
         return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def start(self) -> None:
-        api = web.Application(client_max_size=MAX_SEED_BYTES, middlewares=[admin_middleware(self.config.admin_token)])
+        api = web.Application(client_max_size=MAX_SEED_BYTES,
+                              middlewares=[edge_middleware(self.guard), admin_middleware(self.config.admin_token)])
         api.router.add_post("/orders", self.post_order)
         api.router.add_post("/seed/{shard}", self.post_seed)
         api.router.add_get("/health", self.get_health)
         metrics = web.Application()
         metrics.router.add_get("/metrics", self.get_metrics)
         metrics.router.add_get("/health", self.get_health)
-        for app, port in ((metrics, self.config.metrics_port), (api, self.config.http_port)):
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
-            await runner.setup()
-            self._runners.append(runner)
-            await web.TCPSite(runner, self.config.bind_host, port, reuse_address=True).start()
+        raise_descriptor_limit(log, self.config.edge.max_connections)
+        runner = web.AppRunner(metrics, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+        await runner.setup()
+        self._runners.append(runner)
+        await web.TCPSite(runner, self.config.bind_host, self.config.metrics_port, reuse_address=True).start()
+        self._runners.append(await start_guarded(api, self.config.bind_host, self.config.http_port, self.guard,
+                                                 SHUTDOWN_GRACE_S))
         routes = ", ".join(f"{s}={u}" for s, u in sorted(self.config.shard_urls.items()))
         log.info("edge gateway up on %s:%d (metrics %d) -> %s", self.config.bind_host, self.config.http_port,
                  self.config.metrics_port, routes)

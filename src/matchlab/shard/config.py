@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from matchlab.admin_auth import token_from_env
+from matchlab.edge.limits import EdgeLimits
 from matchlab.envparse import env_bool, env_int, env_port
 from matchlab.errors import ConfigError
 
@@ -38,6 +39,7 @@ class ShardConfig:
     snapshot_every_records: int = DEFAULT_SNAPSHOT_EVERY
     order_id_window_s: int = 600
     order_id_window_ids: int = 1_000_000
+    edge: EdgeLimits = field(default_factory=EdgeLimits)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ShardConfig:
@@ -68,4 +70,5 @@ class ShardConfig:
             snapshot_every_records=env_int(env, "SNAPSHOT_EVERY_RECORDS", DEFAULT_SNAPSHOT_EVERY, minimum=1),
             order_id_window_s=env_int(env, "ORDER_ID_WINDOW_S", 600, minimum=1),
             order_id_window_ids=env_int(env, "ORDER_ID_WINDOW_IDS", 1_000_000, minimum=1),
+            edge=EdgeLimits.from_env(env),
         )

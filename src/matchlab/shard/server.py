@@ -26,6 +26,15 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from matchlab.admin_auth import admin_middleware
+from matchlab.edge.guard import (
+    ConnectionGuard,
+    EdgeMetrics,
+    body_deadline,
+    close_after_reply,
+    edge_middleware,
+    start_guarded,
+)
+from matchlab.edge.limits import raise_descriptor_limit
 from matchlab.errors import QueueFullError
 from matchlab.service import serve_until_signalled
 from matchlab.shard.config import ShardConfig
@@ -55,16 +64,30 @@ def rejection(status: int, reason: str, order_id: str | None = None) -> web.Resp
 
 
 async def read_json_body(request: web.Request, limit: int) -> bytes | web.Response:
-    """The raw body, or a 4xx response for a wrong content type or an oversized body.
+    """The raw body, or a 4xx response for a wrong content type, an oversized or a too-slow body.
 
     The declared length is checked before reading, so an oversized body is
-    refused without being buffered.
+    refused without being buffered. Under the edge guard the read is bounded
+    by BODY_TIMEOUT_S: a client trickling its body gets 408 and the connection
+    is closed.
     """
     if request.content_type != JSON:
         return rejection(415, f"content-type must be {JSON}, got {request.content_type!r}")
+    if request.content_length is not None and request.content_length > limit:
+        return rejection(413, f"body of {request.content_length} bytes exceeds the {limit}-byte limit")
+    seconds, timed_out = body_deadline(request)
+    try:
+        async with asyncio.timeout(seconds):
+            return await _read_within(request, limit)
+    except TimeoutError:
+        if timed_out is not None:
+            timed_out.inc()
+        close_after_reply(request)  # its unread remainder would otherwise be parsed as a request
+        return rejection(408, f"request body not received within {seconds:g}s")
+
+
+async def _read_within(request: web.Request, limit: int) -> bytes | web.Response:
     if request.content_length is not None:
-        if request.content_length > limit:
-            return rejection(413, f"body of {request.content_length} bytes exceeds the {limit}-byte limit")
         return await request.read()  # declared and within the limit: read it in one go
     body = bytearray()  # chunked: count as it arrives
     while chunk := await request.content.read(limit + 1 - len(body)):
@@ -95,6 +118,8 @@ class ShardServer:
         self._symbols = config.symbols
         self._runners: list[web.AppRunner] = []
         self._serving = False
+        edge_metrics = EdgeMetrics("me", self.metrics.registry, {"shard": config.shard_id})
+        self.guard = ConnectionGuard(config.edge, edge_metrics)
 
     # -- handlers --------------------------------------------------------
 
@@ -180,7 +205,8 @@ class ShardServer:
     # -- lifecycle ---------------------------------------------------------
 
     def api_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_SEED_BYTES, middlewares=[admin_middleware(self.config.admin_token)])
+        app = web.Application(client_max_size=MAX_SEED_BYTES,
+                              middlewares=[edge_middleware(self.guard), admin_middleware(self.config.admin_token)])
         app.router.add_post("/orders", self.post_order)
         app.router.add_post("/seed", self.post_seed)
         app.router.add_post("/admin/reset", self.post_reset)
@@ -204,11 +230,14 @@ class ShardServer:
         gc.collect()
         gc.freeze()
         self.publisher.start()
-        for app, port in ((self.metrics_app(), self.config.metrics_port), (self.api_app(), self.config.http_port)):
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
-            await runner.setup()
-            self._runners.append(runner)
-            await web.TCPSite(runner, self.config.bind_host, port, reuse_address=True).start()
+        raise_descriptor_limit(log, self.config.edge.max_connections)
+        runner = web.AppRunner(self.metrics_app(), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+        await runner.setup()
+        self._runners.append(runner)
+        await web.TCPSite(runner, self.config.bind_host, self.config.metrics_port, reuse_address=True).start()
+        # The API last (stop() relies on it), behind the edge guard.
+        self._runners.append(await start_guarded(self.api_app(), self.config.bind_host, self.config.http_port,
+                                                 self.guard, SHUTDOWN_GRACE_S))
         self._serving = True
         log.info(
             "shard %s up on %s:%d (metrics %d), %d journal records replayed in %.3fs, book depth bid=%d ask=%d",

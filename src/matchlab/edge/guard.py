@@ -1,0 +1,272 @@
+"""A connection watchdog and cap in front of an aiohttp server.
+
+aiohttp (3.14) has an idle ``keepalive_timeout`` and a ``lingering_time`` for
+unread bodies, but no header-read timeout, no body-read timeout and no
+connection cap: a client that sends half a header and stops holds its
+descriptor until the keep-alive timer, and enough of them exhaust the
+process's descriptors. This module adds what is missing without touching
+aiohttp's internals:
+
+* ``GuardedSite`` listens like ``web.TCPSite`` but wraps aiohttp's protocol
+  factory: past ``max_connections`` open connections a new one gets a canned
+  503 with ``Retry-After`` and is closed; every other connection is wrapped
+  in a ``_WatchedConnection`` that delegates to aiohttp's own handler.
+* The watchdog is one timer per connection, re-armed at each phase change:
+  header (from connect, or from the first byte after an idle pause) ->
+  handling (no timer: the handler's own deadlines apply) -> idle keep-alive.
+  The middleware from ``edge_middleware`` reports the phase changes.
+* The body's read is bounded in ``read_body`` (408 on expiry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from time import perf_counter
+from typing import cast
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from matchlab.edge.limits import EdgeLimits
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_PHASES = ("header", "body")
+# A refused client has usually sent its request already: closing a socket with
+# unread input makes the kernel send RST, which can destroy the 503 before the
+# client reads it. So the refusal half-closes, discards input, and aborts after this.
+REFUSAL_LINGER_S = 1.0
+# aiohttp's default listen backlog (128) overflows under a burst of connects, and an overflowed
+# SYN waits a second for its retransmit: a legitimate client would see that as a hang.
+LISTEN_BACKLOG = 4096
+
+
+def _canned(status: str, reason: str, retry_after_s: int | None) -> bytes:
+    body = b'{"status":"REJECTED","reason":"' + reason.encode() + b'"}'
+    retry = f"Retry-After: {retry_after_s}\r\n" if retry_after_s is not None else ""
+    head = (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"{retry}Connection: close\r\n\r\n")
+    return head.encode() + body
+
+
+class EdgeMetrics:
+    """Open connections, refused connections, requests timed out, under the service's prefix."""
+
+    def __init__(self, prefix: str, registry: CollectorRegistry, labels: dict[str, str] | None = None) -> None:
+        labels = labels or {}
+        names = list(labels)
+        self.open = Gauge(f"{prefix}_connections_open", "Client connections open now", names, registry=registry)
+        self.refused = Counter(f"{prefix}_connections_refused_total",
+                               "Connections answered 503 because MAX_CONNECTIONS were open", names, registry=registry)
+        timed_out = Counter(f"{prefix}_requests_timed_out_total",
+                            "Requests whose header or body did not arrive in time (408 and close)",
+                            [*names, "phase"], registry=registry)
+        if labels:
+            self.open, self.refused = self.open.labels(**labels), self.refused.labels(**labels)
+        self.timed_out = {p: timed_out.labels(**labels, phase=p) for p in TIMEOUT_PHASES}
+
+
+class ConnectionGuard:
+    """The cap and the per-connection watchdog for one listening site."""
+
+    def __init__(self, limits: EdgeLimits, metrics: EdgeMetrics) -> None:
+        self.limits = limits
+        self.metrics = metrics
+        self.open = 0
+        self._by_transport: dict[asyncio.BaseTransport, _WatchedConnection] = {}
+        self._refusal = _canned("503 Service Unavailable",
+                                f"connection limit ({limits.max_connections}) reached: retry later",
+                                limits.retry_after_s)
+        metrics.open.set_function(lambda: self.open)
+
+    def protocol_factory(self, server: web.Server) -> Callable[[], asyncio.Protocol]:
+        def make() -> asyncio.Protocol:
+            if self.open >= self.limits.max_connections:
+                self.metrics.refused.inc()
+                return _Refusal(self._refusal)
+            return _WatchedConnection(self, server())
+
+        return make
+
+    def connection_of(self, request: web.BaseRequest) -> _WatchedConnection | None:
+        return self._by_transport.get(request.transport) if request.transport is not None else None
+
+
+class _Refusal(asyncio.Protocol):
+    """503 + Retry-After, half-close, discard whatever the client sent, abort after a short linger."""
+
+    def __init__(self, reply: bytes) -> None:
+        self._reply = reply
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio subclasses
+        transport.write(self._reply)
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._abort = asyncio.get_running_loop().call_later(REFUSAL_LINGER_S, transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        pass  # discarded: the answer is already on its way
+
+    def eof_received(self) -> bool:
+        return False  # the client is done too: close now
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._abort.cancel()
+
+
+class _WatchedConnection(asyncio.Protocol):
+    """Delegates to aiohttp's RequestHandler; closes the connection when its current phase overruns."""
+
+    def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
+        self._guard = guard
+        self._inner = inner
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._phase = "header"  # header | handling | idle
+        # When the latest bytes were read: a request's header is complete at its last
+        # chunk, so the time from then to its handler starting is its queueing inside the process.
+        self.last_read_at = perf_counter()
+
+    # -- phases ------------------------------------------------------------
+
+    def _arm(self, phase: str, seconds: float) -> None:
+        self._phase = phase
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(seconds, self._expire)
+
+    def request_started(self) -> None:
+        """The header is complete: the handler and its own deadlines take over."""
+        self._phase = "handling"
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def request_finished(self) -> None:
+        self._arm("idle", self._guard.limits.keepalive_timeout_s)
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._transport is None or self._transport.is_closing():
+            return
+        if self._phase == "header":
+            self._guard.metrics.timed_out["header"].inc()
+            self._transport.write(_canned("408 Request Timeout", "request header not received in time", None))
+            self._transport.close()  # flushes the 408, then closes
+        elif self._phase == "idle":
+            self._transport.close()
+
+    # -- asyncio.Protocol, delegated -------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio subclasses
+        self._transport = transport
+        self._guard.open += 1
+        self._guard._by_transport[transport] = self
+        self._arm("header", self._guard.limits.header_timeout_s)
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_read_at = perf_counter()
+        if self._phase == "idle":  # the next request begins: its header has its own deadline
+            self._arm("header", self._guard.limits.header_timeout_s)
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._guard.open -= 1
+        if self._transport is not None:
+            self._guard._by_transport.pop(self._transport, None)
+        self._inner.connection_lost(exc)
+
+
+def edge_middleware(guard: ConnectionGuard):
+    """Outermost middleware: tells the watchdog when a request's header is in and when it is answered."""
+
+    @web.middleware
+    async def watch(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+        connection = guard.connection_of(request)
+        if connection is not None:
+            connection.request_started()
+            request[QUEUED_KEY] = perf_counter() - connection.last_read_at
+        request[BODY_TIMEOUT_KEY] = (guard.limits.body_timeout_s, guard.metrics.timed_out["body"])
+        try:
+            response = await handler(request)
+            if request.get(CLOSE_AFTER_REPLY_KEY):
+                # aiohttp would otherwise linger up to lingering_time reading the rest of a body
+                # that is not coming: send the reply now, then close at once (close() flushes it).
+                await response.prepare(request)
+                await response.write_eof()
+                request.protocol.force_close()
+            return response
+        finally:
+            if connection is not None:
+                connection.request_finished()
+
+    return watch
+
+
+BODY_TIMEOUT_KEY = "matchlab.edge.body_timeout"
+QUEUED_KEY = "matchlab.edge.queued_s"
+
+
+def queued_s(request: web.Request) -> float:
+    """How long the request waited inside this process between its last bytes and its handler."""
+    return request.get(QUEUED_KEY, 0.0)
+CLOSE_AFTER_REPLY_KEY = "matchlab.edge.close_after_reply"
+
+
+def close_after_reply(request: web.Request) -> None:
+    """Ask the edge middleware to close the connection as soon as this request's reply is sent."""
+    request[CLOSE_AFTER_REPLY_KEY] = True
+
+
+def body_deadline(request: web.Request) -> tuple[float | None, Counter | None]:
+    """The body-read timeout and its counter the middleware attached (none outside a guarded app)."""
+    return request.get(BODY_TIMEOUT_KEY, (None, None))
+
+
+class GuardedSite(web.TCPSite):
+    """``web.TCPSite`` whose connections pass through a ``ConnectionGuard``.
+
+    Only ``start`` differs: it hands the event loop the guard's protocol factory
+    instead of the runner's server itself (TCPSite's attributes are reused, so
+    ``runner.cleanup()`` still stops this site).
+    """
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, guard: ConnectionGuard) -> None:
+        super().__init__(runner, host, port, reuse_address=True, backlog=LISTEN_BACKLOG)
+        self._guard = guard
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site with the runner
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            self._guard.protocol_factory(server), self._host, self._port, reuse_address=True,
+            backlog=self._backlog,
+        )
+
+
+async def start_guarded(app: web.Application, host: str, port: int, guard: ConnectionGuard,
+                        shutdown_grace_s: float) -> web.AppRunner:
+    """Set up a runner for ``app`` (aiohttp's idle timer set to ours) and listen through the guard."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_grace_s,
+                           keepalive_timeout=guard.limits.keepalive_timeout_s)
+    await runner.setup()
+    await GuardedSite(runner, host, port, guard).start()
+    return runner
