@@ -7,14 +7,21 @@ from collections.abc import Mapping
 from matchlab.errors import ConfigError
 
 
-def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _parse(env: Mapping[str, str], name: str, convert, expected: str):
+    """``convert(raw)`` of a set variable, None for an unset or blank one; an error names the variable."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
-        return default
+        return None
     try:
-        value = int(raw)
+        return convert(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        raise ConfigError(f"{name} must be {expected}, got {raw!r}") from None
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    value = _parse(env, name, int, "an integer")
+    if value is None:
+        return default
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
     return value
@@ -41,13 +48,9 @@ def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 def env_seconds(env: Mapping[str, str], name: str, default: float, minimum: float = 0.001) -> float:
     """A duration in seconds (fractions allowed), at least ``minimum``."""
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
+    value = _parse(env, name, float, "a number of seconds")
+    if value is None:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
     if not value >= minimum:  # also refuses NaN
-        raise ConfigError(f"{name} must be >= {minimum:g} seconds, got {raw!r}")
+        raise ConfigError(f"{name} must be >= {minimum:g} seconds, got {env[name]!r}")
     return value

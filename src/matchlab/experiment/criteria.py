@@ -17,7 +17,6 @@ from matchlab.experiment.evidence import (
     counter_delta,
     counter_increase,
     depth_excursion,
-    error_ratio_both_sides,
     latency_verdict,
     p99_over,
     p99_shift,
@@ -90,7 +89,8 @@ def error_rate(ctx: Context, crit: Criterion, exp: ExperimentRecord, shards: tup
         server_total = float(client_total) or None
         server_bad = max(0.0, client_total - accepted[""]) if "" in accepted else None
         server_name = "shard (accepted orders vs scheduled)"
-    ratio, client, server = error_ratio_both_sides(client_bad, client_total, server_bad, server_total)
+    client = client_bad / client_total if client_total else None
+    server = server_bad / server_total if server_total and server_bad is not None else None
     remote_total = rw_total.get("")
     remote = None
     if remote_total:
@@ -100,7 +100,7 @@ def error_rate(ctx: Context, crit: Criterion, exp: ExperimentRecord, shards: tup
     query = f"{q1}; sum by (status) of the same; {q3}"
     detail = "; ".join(f"{k} {render(v, crit.unit)}" for k, v in sides.items())
     detail += f" (client: {client_bad:,} of {client_total:,} scheduled failed or were dropped)"
-    if ratio is None or remote is None:
+    if (client is None and server is None) or remote is None:
         return no_data(crit, query, detail + "; a side had no requests (remote write or server counters missing)")
     ratio = max(known.values())
     spread = max(known.values()) - min(known.values())

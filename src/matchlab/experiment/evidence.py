@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from matchlab.observe.histograms import Buckets, Rise, quantile_rise, samples_needed
 from matchlab.observe.promql import PromClient
-from matchlab.observe.verdicts import Criterion, Status, Verdict, inconclusive, no_data
+from matchlab.observe.verdicts import COMPARE, LATENCY, Criterion, Status, Verdict, inconclusive, no_data, render
 
 SCRAPE_S = 5.0
 MATCH_HISTOGRAM = "me_match_duration_seconds"
@@ -59,9 +59,9 @@ def latency_verdict(prom: PromClient, criterion: Criterion, shard: str, start: f
         return no_data(criterion, f"quantile 0.99 of {query}", f"no orders matched on shard {shard} in the window")
     p99 = buckets.quantile(0.99)
     lo, hi = buckets.interval(0.99)
-    detail = (f"shard {shard}: p99 {_ms(p99)} over {buckets.n:,.0f} orders (95 % interval {_ms(lo)}-{_ms(hi)})"
-              + (f"; {note}" if note else ""))
-    ok = p99 < criterion.threshold if criterion.comparison == "<" else p99 <= criterion.threshold
+    detail = (f"shard {shard}: p99 {render(p99, LATENCY)} over {buckets.n:,.0f} orders "
+              f"(95 % interval {render(lo, LATENCY)}-{render(hi, LATENCY)})" + (f"; {note}" if note else ""))
+    ok = COMPARE[criterion.comparison](p99, criterion.threshold)
     evidence = {"kind": "quantile", "q": 0.99, "shard": shard, "buckets": buckets.to_dict()}
     return Verdict(criterion, p99, Status.PASS if ok else Status.FAIL, f"quantile 0.99 of {query}", detail, (start, end),
                    evidence=evidence)
@@ -131,7 +131,7 @@ def p99_shift(prom: PromClient, shard: str, before: tuple[float, float], during:
     status = (Status.PASS if rise.high <= bar and low_ok else Status.FAIL if rise.low > bar else Status.INCONCLUSIVE)
     floor = max(base.bucket_width_at(0.99) or 0.0, other.bucket_width_at(0.99) or 0.0)
     detail = (
-        f"shard {shard} p99 {_ms(rise.base)} over {rise.n_base:,.0f} orders, then {_ms(rise.other)} over "
+        f"shard {shard} p99 {render(rise.base, LATENCY)} over {rise.n_base:,.0f} orders, then {render(rise.other, LATENCY)} over "
         f"{rise.n_other:,.0f}: change {rise.point:+.1%}, 95 % interval {rise.low:+.1%} to {rise.high:+.1%} "
         f"(rank bands and bucket widths; the buckets alone are ~{floor:.1%} wide there); bar +{bar:.1%}"
     )
@@ -221,16 +221,3 @@ def depth_excursion(prom: PromClient, shards: Sequence[str], start: float, end: 
         worst = max(worst, factor)
         notes.append(f"{s.labels.get('shard')} {s.labels.get('side')} {first:,.0f} -> min {low:,.0f} max {high:,.0f}")
     return DepthExcursion(worst, "; ".join(notes), text)
-
-
-def error_ratio_both_sides(client_bad: float, client_total: float, server_bad: float | None,
-                           server_total: float | None) -> tuple[float | None, float | None, float | None]:
-    """(ratio to judge, client ratio, server ratio): the larger of the two sides; None where a side has nothing."""
-    client = client_bad / client_total if client_total else None
-    server = server_bad / server_total if server_total and server_bad is not None else None
-    sides = [r for r in (client, server) if r is not None]
-    return (max(sides) if sides else None), client, server
-
-
-def _ms(v: float | None) -> str:
-    return "no data" if v is None or math.isnan(v) else f"{v * 1000:.2f} ms"
