@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 from matchlab.buckets import GATEWAY_BUCKETS
-from matchlab.shard.metrics import new_registry
+from matchlab.httpjson import new_registry
 
 ROUTING_REASONS = ("unknown_symbol", "shard_unavailable", "timeout")
 STATUS_CLASSES = ("2xx", "4xx", "5xx")

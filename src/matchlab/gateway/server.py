@@ -23,15 +23,21 @@ from time import perf_counter
 import aiohttp
 import msgspec
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from matchlab.admin_auth import admin_middleware, bearer
 from matchlab.edge.guard import ConnectionGuard, EdgeMetrics, edge_middleware, queued_s, start_guarded
 from matchlab.edge.limits import raise_descriptor_limit
 from matchlab.gateway.config import GatewayConfig
 from matchlab.gateway.metrics import GatewayMetrics
+from matchlab.httpjson import (
+    MAX_ORDER_BYTES,
+    MAX_SEED_BYTES,
+    json_response,
+    read_json_body,
+    rejection,
+    start_metrics_site,
+)
 from matchlab.service import serve_until_signalled
-from matchlab.shard.server import MAX_ORDER_BYTES, MAX_SEED_BYTES, json_response, read_json_body, rejection
 
 log = logging.getLogger(__name__)
 
@@ -148,23 +154,15 @@ class GatewayServer:
     async def get_health(self, _request: web.Request) -> web.Response:
         return json_response(200, {"status": "UP", "component": "edge-gateway"})
 
-    async def get_metrics(self, _request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
     async def start(self) -> None:
         api = web.Application(client_max_size=MAX_SEED_BYTES,
                               middlewares=[edge_middleware(self.guard), admin_middleware(self.config.admin_token)])
         api.router.add_post("/orders", self.post_order)
         api.router.add_post("/seed/{shard}", self.post_seed)
         api.router.add_get("/health", self.get_health)
-        metrics = web.Application()
-        metrics.router.add_get("/metrics", self.get_metrics)
-        metrics.router.add_get("/health", self.get_health)
         raise_descriptor_limit(log, self.config.edge.max_connections)
-        runner = web.AppRunner(metrics, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
-        await runner.setup()
-        self._runners.append(runner)
-        await web.TCPSite(runner, self.config.bind_host, self.config.metrics_port, reuse_address=True).start()
+        self._runners.append(await start_metrics_site(self.metrics.registry, self.config.bind_host,
+                                                      self.config.metrics_port, self.get_health, SHUTDOWN_GRACE_S))
         self._runners.append(await start_guarded(api, self.config.bind_host, self.config.http_port, self.guard,
                                                  SHUTDOWN_GRACE_S))
         routes = ", ".join(f"{s}={u}" for s, u in sorted(self.config.shard_urls.items()))

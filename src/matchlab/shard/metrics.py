@@ -9,14 +9,10 @@ computed when scraped, costing nothing per order.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable
 
-from bisect import bisect_left
-
 from prometheus_client import (
-    GC_COLLECTOR,
-    PLATFORM_COLLECTOR,
-    PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -25,19 +21,12 @@ from prometheus_client import (
 from prometheus_client.core import HistogramMetricFamily
 
 from matchlab.buckets import MATCH_BUCKETS
+from matchlab.httpjson import new_registry
 
 # Required bounds (DESIGN.md §3.5) merged with finer ones.
 FAST_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.01)
 ALGO_BUCKETS = FAST_BUCKETS + (0.05,)
 WAL_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
-
-
-def new_registry() -> CollectorRegistry:
-    """A private registry with the Python runtime's own collectors (process, GC)."""
-    registry = CollectorRegistry(auto_describe=True)
-    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
-        registry.register(collector)
-    return registry
 
 
 class ShardMetrics:

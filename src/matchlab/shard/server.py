@@ -21,21 +21,20 @@ import gc
 import logging
 from time import perf_counter
 
-import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from matchlab.admin_auth import admin_middleware
-from matchlab.edge.guard import (
-    ConnectionGuard,
-    EdgeMetrics,
-    body_deadline,
-    close_after_reply,
-    edge_middleware,
-    start_guarded,
-)
+from matchlab.edge.guard import ConnectionGuard, EdgeMetrics, edge_middleware, start_guarded
 from matchlab.edge.limits import raise_descriptor_limit
 from matchlab.errors import QueueFullError
+from matchlab.httpjson import (
+    MAX_ORDER_BYTES,
+    MAX_SEED_BYTES,
+    json_response,
+    read_json_body,
+    rejection,
+    start_metrics_site,
+)
 from matchlab.service import serve_until_signalled
 from matchlab.shard.config import ShardConfig
 from matchlab.shard.engine import MatchingEngine
@@ -48,53 +47,8 @@ from matchlab.shard.wal import WalError
 
 log = logging.getLogger(__name__)
 
-MAX_ORDER_BYTES = 4 * 1024
-MAX_SEED_BYTES = 32 * 1024 * 1024
 SHUTDOWN_GRACE_S = 10.0
 PRODUCER_FLUSH_S = 10.0
-JSON = "application/json"
-
-
-def json_response(status: int, doc: dict) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(doc), content_type=JSON)
-
-
-def rejection(status: int, reason: str, order_id: str | None = None) -> web.Response:
-    return json_response(status, {"status": "REJECTED", "orderId": order_id, "reason": reason})
-
-
-async def read_json_body(request: web.Request, limit: int) -> bytes | web.Response:
-    """The raw body, or a 4xx response for a wrong content type, an oversized or a too-slow body.
-
-    The declared length is checked before reading, so an oversized body is
-    refused without being buffered. Under the edge guard the read is bounded
-    by BODY_TIMEOUT_S: a client trickling its body gets 408 and the connection
-    is closed.
-    """
-    if request.content_type != JSON:
-        return rejection(415, f"content-type must be {JSON}, got {request.content_type!r}")
-    if request.content_length is not None and request.content_length > limit:
-        return rejection(413, f"body of {request.content_length} bytes exceeds the {limit}-byte limit")
-    seconds, timed_out = body_deadline(request)
-    try:
-        async with asyncio.timeout(seconds):
-            return await _read_within(request, limit)
-    except TimeoutError:
-        if timed_out is not None:
-            timed_out.inc()
-        close_after_reply(request)  # its unread remainder would otherwise be parsed as a request
-        return rejection(408, f"request body not received within {seconds:g}s")
-
-
-async def _read_within(request: web.Request, limit: int) -> bytes | web.Response:
-    if request.content_length is not None:
-        return await request.read()  # declared and within the limit: read it in one go
-    body = bytearray()  # chunked: count as it arrives
-    while chunk := await request.content.read(limit + 1 - len(body)):
-        body += chunk
-        if len(body) > limit:
-            return rejection(413, f"body exceeds the {limit}-byte limit")
-    return bytes(body)
 
 
 class ShardServer:
@@ -199,9 +153,6 @@ class ShardServer:
             return json_response(503, {"status": "NOT_READY", "shardId": shard, "reason": reason})
         return json_response(200, {"status": "READY", "shardId": shard})
 
-    async def get_metrics(self, _request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
     # -- lifecycle ---------------------------------------------------------
 
     def api_app(self) -> web.Application:
@@ -216,12 +167,6 @@ class ShardServer:
         app.router.add_get("/ready", self.get_ready)
         return app
 
-    def metrics_app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/metrics", self.get_metrics)
-        app.router.add_get("/health", self.get_health)
-        return app
-
     async def start(self) -> None:
         started = perf_counter()
         replayed = await self.pipeline.start(self.config.wal_path, self.config.fsync)
@@ -231,10 +176,8 @@ class ShardServer:
         gc.freeze()
         self.publisher.start()
         raise_descriptor_limit(log, self.config.edge.max_connections)
-        runner = web.AppRunner(self.metrics_app(), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
-        await runner.setup()
-        self._runners.append(runner)
-        await web.TCPSite(runner, self.config.bind_host, self.config.metrics_port, reuse_address=True).start()
+        self._runners.append(await start_metrics_site(self.metrics.registry, self.config.bind_host,
+                                                      self.config.metrics_port, self.get_health, SHUTDOWN_GRACE_S))
         # The API last (stop() relies on it), behind the edge guard.
         self._runners.append(await start_guarded(self.api_app(), self.config.bind_host, self.config.http_port,
                                                  self.guard, SHUTDOWN_GRACE_S))

@@ -1,0 +1,96 @@
+"""What the shard's and the gateway's HTTP sides share: JSON replies, bounded body reads, metrics.
+
+Neutral on purpose: the gateway imports this, never the shard's server (which
+would pull the matching engine and confluent-kafka into every gateway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    generate_latest,
+)
+
+from matchlab.edge.guard import body_deadline, close_after_reply
+
+# DESIGN.md §3.1: one order is small; a seed carries whole books.
+MAX_ORDER_BYTES = 4 * 1024
+MAX_SEED_BYTES = 32 * 1024 * 1024
+JSON = "application/json"
+
+
+def json_response(status: int, doc: dict) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(doc), content_type=JSON)
+
+
+def rejection(status: int, reason: str, order_id: str | None = None) -> web.Response:
+    return json_response(status, {"status": "REJECTED", "orderId": order_id, "reason": reason})
+
+
+async def read_json_body(request: web.Request, limit: int) -> bytes | web.Response:
+    """The raw body, or a 4xx response for a wrong content type, an oversized or a too-slow body.
+
+    The declared length is checked before reading, so an oversized body is
+    refused without being buffered. Under the edge guard the read is bounded
+    by its body timeout: a client trickling its body gets 408 and the
+    connection is closed.
+    """
+    if request.content_type != JSON:
+        return rejection(415, f"content-type must be {JSON}, got {request.content_type!r}")
+    if request.content_length is not None and request.content_length > limit:
+        return rejection(413, f"body of {request.content_length} bytes exceeds the {limit}-byte limit")
+    seconds, timed_out = body_deadline(request)
+    try:
+        async with asyncio.timeout(seconds):
+            return await _read_within(request, limit)
+    except TimeoutError:
+        if timed_out is not None:
+            timed_out.inc()
+        close_after_reply(request)  # its unread remainder would otherwise be parsed as a request
+        return rejection(408, f"request body not received within {seconds:g}s")
+
+
+async def _read_within(request: web.Request, limit: int) -> bytes | web.Response:
+    if request.content_length is not None:
+        return await request.read()  # declared and within the limit: read it in one go
+    body = bytearray()  # chunked: count as it arrives
+    while chunk := await request.content.read(limit + 1 - len(body)):
+        body += chunk
+        if len(body) > limit:
+            return rejection(413, f"body exceeds the {limit}-byte limit")
+    return bytes(body)
+
+
+def new_registry() -> CollectorRegistry:
+    """A private registry with the Python runtime's own collectors (process, GC)."""
+    registry = CollectorRegistry(auto_describe=True)
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    return registry
+
+
+async def start_metrics_site(
+    registry: CollectorRegistry, host: str, port: int, health: Callable[[web.Request], Awaitable[web.Response]],
+    shutdown_grace_s: float,
+) -> web.AppRunner:
+    """Serve ``/metrics`` (the registry) and ``/health`` on their own port; return the runner to clean up."""
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/health", health)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_grace_s)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    return runner
