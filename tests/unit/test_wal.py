@@ -77,6 +77,53 @@ def test_group_commit_shares_one_fsync_and_acks_only_after_it(tmp_path: Path):
     assert [p for _, p in recover(tmp_path / "wal.log")] == [str(i).encode() for i in range(200)]
 
 
+def test_lazy_records_ride_with_the_next_urgent_fsync_or_wait_at_most_the_delay(tmp_path: Path):
+    async def main() -> tuple[float, int, bool, int, float]:
+        loop = asyncio.get_running_loop()
+        fsyncs = 0
+        real_fsync = os.fsync
+
+        def counting_fsync(fd: int) -> None:
+            nonlocal fsyncs
+            fsyncs += 1
+            real_fsync(fd)
+
+        with mock.patch("matchlab.shard.wal.os.fsync", counting_fsync):
+            wal = GroupCommitLog(JournalLayout(tmp_path, "wal.log"), 0, 0, loop, lambda *_: None, lazy_delay_s=0.2)
+            started = loop.time()
+            await asyncio.wait_for(wal.append(1, b"lazy-alone", lazy=True), 5.0)  # alone: committed after the delay
+            waited = loop.time() - started
+            lazy = wal.append(1, b"lazy", lazy=True)
+            await asyncio.sleep(0.02)
+            still_waiting = not lazy.done()
+            fsyncs_before = fsyncs
+            started = loop.time()
+            await asyncio.gather(lazy, wal.append(1, b"urgent"))  # the urgent record takes the lazy one along
+            shared = fsyncs - fsyncs_before
+            ridden = loop.time() - started
+            await wal.close()
+        return waited, shared, still_waiting, fsyncs, ridden
+
+    waited, shared, still_waiting, _fsyncs, ridden = asyncio.run(main())
+    assert 0.15 <= waited < 2.0, f"a lone lazy record was committed after {waited:.3f}s, not after the 0.2 s delay"
+    assert still_waiting and shared == 1 and ridden < 0.15
+    assert [p for _, p in recover(tmp_path / "wal.log")] == [b"lazy-alone", b"lazy", b"urgent"]
+
+
+def test_sync_commits_lazy_records_at_once(tmp_path: Path):
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        wal = GroupCommitLog(JournalLayout(tmp_path, "wal.log"), 0, 0, loop, lambda *_: None, lazy_delay_s=30.0)
+        wal.append(1, b"lazy", lazy=True)
+        started = loop.time()
+        await asyncio.wait_for(wal.sync(), 5.0)
+        await wal.close()
+        return loop.time() - started
+
+    assert asyncio.run(main()) < 5.0
+    assert [p for _, p in recover(tmp_path / "wal.log")] == [b"lazy"]
+
+
 class RecordingPublisher:
     """Records what is published; ``confirm`` says whether the broker acknowledges it."""
 

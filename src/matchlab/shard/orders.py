@@ -53,7 +53,7 @@ class OrderRejected(ValueError):
 
 _order_decoder = msgspec.json.Decoder(Order)
 _seed_decoder = msgspec.json.Decoder(SeedRequest)
-_PATH = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_PATH = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 
 
 def _reason(err: msgspec.ValidationError | msgspec.DecodeError) -> str:

@@ -269,18 +269,21 @@ class OrderPipeline:
         mark = self.outbox.new_mark()
         if mark is not None:
             self.outbox.last_mark = mark
-            self._append(REC_DELIVERED, encode_mark(mark), None)
+            self._append(REC_DELIVERED, encode_mark(mark), None, lazy=True)
 
-    def _append(self, kind: int, payload: bytes, attachment) -> asyncio.Future:
-        """Every journal append goes through here, so record indices follow the file."""
-        future = self.wal.append(kind, payload, attachment)
+    def _append(self, kind: int, payload: bytes, attachment, lazy: bool = False) -> asyncio.Future:
+        """Every journal append goes through here, so record indices follow the file.
+
+        ``lazy``: nobody waits on this record (a match, a mark), so it shares the next order's fsync.
+        """
+        future = self.wal.append(kind, payload, attachment, lazy)
         self.outbox.take_index()
         return future
 
-    def _append_event(self, kind: int, payload: bytes, attachment: tuple) -> asyncio.Future:
+    def _append_event(self, kind: int, payload: bytes, attachment: tuple, lazy: bool = False) -> asyncio.Future:
         """Append a record that yields an event: its index ends the attachment, and it is pending until confirmed."""
         index = self.outbox.next_index
-        future = self._append(kind, payload, (*attachment, index))
+        future = self._append(kind, payload, (*attachment, index), lazy)
         self.outbox.hold(index)
         return future
 
@@ -366,7 +369,13 @@ class OrderPipeline:
                 wal_hist.observe(durable_at - entry[3])
             ring.append(entry)
         if ring:
-            self._wake.set()
+            # Matched right here, not after a wake-up of the matcher task: one
+            # loop iteration less per group. The task takes over what one chunk leaves.
+            self._match_chunk()
+            if ring:
+                self._wake.set()
+            elif not self.in_flight:
+                self._idle.set()
 
     def _on_failed(self, attachments: list[tuple], error: WalError) -> None:
         """A group that did not become durable: nothing in it is matched, published or remembered."""
@@ -427,14 +436,19 @@ class OrderPipeline:
             await self._wake.wait()
             self._wake.clear()
             while ring:
-                for _ in range(min(len(ring), MATCH_CHUNK)):
-                    self._apply(ring.popleft())
-                if self.outbox.next_index - self.last_snapshot_cut >= self.snapshot_every:
-                    self._start_snapshot()
+                self._match_chunk()
                 if ring:
                     await asyncio.sleep(0)  # let requests in between chunks
             if not self.in_flight:
                 self._idle.set()
+
+    def _match_chunk(self) -> None:
+        """Apply up to MATCH_CHUNK entries from the ring's head (in journal order, whoever calls)."""
+        ring, apply = self.ring, self._apply
+        for _ in range(min(len(ring), MATCH_CHUNK)):
+            apply(ring.popleft())
+        if self.outbox.next_index - self.last_snapshot_cut >= self.snapshot_every:
+            self._start_snapshot()
 
     def _apply(self, entry: tuple) -> None:
         self.in_flight -= 1
@@ -471,7 +485,7 @@ class OrderPipeline:
     def _journal_match(self, n: int, key: bytes, event: bytes) -> None:
         # The journal holds the event itself; it is published once durable.
         if self.journal_ok and not self._unjournaled:
-            self._append_event(REC_MATCH, event, (OP_EVENT, key, event, n))
+            self._append_event(REC_MATCH, event, (OP_EVENT, key, event, n), lazy=True)
         else:  # kept in match order until the journal can write again
             self._unjournaled.append((n, key, event))
 

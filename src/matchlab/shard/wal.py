@@ -10,6 +10,12 @@ fsyncs once (group commit), then hands the batch back to the loop, which
 resolves the batch's future and receives the batch's attachments in append
 order. Nothing is acknowledged before the fsync covering it has returned.
 
+A record appended ``lazy`` (a match, a delivery mark: nobody waits on it)
+does not wake the committer: it rides with the next urgent record's fsync,
+or is committed ``lazy_delay_s`` after it was appended if none comes. At
+moderate rates that halves the write/fsync/hand-back cycles per order, for
+a few milliseconds' delay of the events behind those records.
+
 On open, the log is scanned; the first record whose header or checksum does
 not hold (a torn write from a crash) and everything after it is truncated.
 
@@ -99,14 +105,20 @@ def recover(path: Path, skip: int = 0) -> list[tuple[int, bytes]]:
     return records
 
 
+# How long a lazy record may wait for an urgent one to share its fsync.
+LAZY_DELAY_S = 0.005
+
+
 class _Batch:
-    __slots__ = ("attachments", "buf", "count", "future")
+    __slots__ = ("attachments", "buf", "count", "future", "lazy_timer", "urgent")
 
     def __init__(self) -> None:
         self.buf = bytearray()
         self.count = 0
         self.attachments: list[Any] = []
         self.future: asyncio.Future | None = None
+        self.urgent = False  # the committer takes a batch only once something in it is urgent
+        self.lazy_timer: asyncio.TimerHandle | None = None  # loop side only
 
 
 class GroupCommitLog:
@@ -127,8 +139,10 @@ class GroupCommitLog:
         on_failed: Callable[[list[Any], WalError], None] | None = None,
         fsync: bool = True,
         segment_bytes: int = 64 * 1024 * 1024,
+        lazy_delay_s: float = LAZY_DELAY_S,
     ) -> None:
         self.layout = layout
+        self._lazy_delay_s = lazy_delay_s
         self._loop = loop
         self._on_durable = on_durable
         self._on_failed = on_failed
@@ -158,11 +172,12 @@ class GroupCommitLog:
     def _open_segment(self, first: int) -> int:
         return os.open(self.layout.segment_path(first), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
-    def append(self, kind: int, payload: bytes, attachment: Any = None) -> asyncio.Future:
+    def append(self, kind: int, payload: bytes, attachment: Any = None, lazy: bool = False) -> asyncio.Future:
         """Append one record; the returned future resolves once it is durable.
 
         Called on the event loop only. Records appended before the committer
-        wakes share one batch, one write and one fsync.
+        wakes share one batch, one write and one fsync. A ``lazy`` record
+        waits up to ``lazy_delay_s`` for an urgent one to share its fsync.
         """
         if self.failed is not None:
             raise self.failed
@@ -178,8 +193,20 @@ class GroupCommitLog:
             if attachment is not None:
                 batch.attachments.append(attachment)
             self.pending_records += 1
-            self._cond.notify()
+            if not lazy and not batch.urgent:
+                batch.urgent = True
+                self._cond.notify()
+        if lazy and not batch.urgent and batch.lazy_timer is None:
+            batch.lazy_timer = self._loop.call_later(self._lazy_delay_s, self._commit_now, batch)
         return batch.future
+
+    def _commit_now(self, batch: _Batch | None = None) -> None:
+        """Make the open batch urgent (if it is still ``batch``, when given): its lazy records wait no longer."""
+        with self._cond:
+            open_batch = self._open
+            if open_batch.buf and not open_batch.urgent and (batch is None or batch is open_batch):
+                open_batch.urgent = True
+                self._cond.notify()
 
     def request_rotation(self) -> None:
         """Start a new segment before the next batch (a snapshot is about to cover this one)."""
@@ -200,7 +227,7 @@ class GroupCommitLog:
     def _commit_loop(self) -> None:
         while True:
             with self._cond:
-                while not self._open.buf and not self._closing:
+                while not self._open.urgent and not self._closing:
                     self._cond.wait()
                 if not self._open.buf and self._closing:
                     return
@@ -258,6 +285,8 @@ class GroupCommitLog:
 
     def _complete(self, batch: _Batch, error: WalError | None, durable_at: float) -> None:
         self.pending_records -= batch.count
+        if batch.lazy_timer is not None:
+            batch.lazy_timer.cancel()
         fut = batch.future
         if error is not None:
             if self.failed is None:
@@ -281,6 +310,7 @@ class GroupCommitLog:
         Raises WalError if that batch failed.
         """
         if self.pending_records and self._newest is not None:
+            self._commit_now()  # lazy records included
             await asyncio.shield(self._newest)
 
     async def close(self) -> None:
