@@ -9,8 +9,9 @@ Routes:
     GET  /health
     GET  /metrics           on METRICS_PORT
 
-Each shard has its own keep-alive connection pool, so a dead or stalled
-shard exhausts only its own pool and never delays orders for the others.
+Each shard has its own keep-alive connection pool (``matchlab.http1``, the
+lean client the HTTP bake-off chose), so a dead or stalled shard exhausts
+only its own pool and never delays orders for the others.
 Client connections pass through the edge guard (matchlab.edge): header, body
 and idle timeouts, and a cap on open connections.
 """
@@ -20,7 +21,6 @@ from __future__ import annotations
 import logging
 from time import perf_counter
 
-import aiohttp
 import msgspec
 from aiohttp import web
 
@@ -29,6 +29,7 @@ from matchlab.edge.guard import ConnectionGuard, EdgeMetrics, edge_middleware, q
 from matchlab.edge.limits import raise_descriptor_limit
 from matchlab.gateway.config import GatewayConfig
 from matchlab.gateway.metrics import GatewayMetrics
+from matchlab.http1 import HttpPool, UpstreamError, UpstreamTimeout
 from matchlab.httpjson import (
     MAX_ORDER_BYTES,
     MAX_SEED_BYTES,
@@ -45,9 +46,7 @@ CONNECT_TIMEOUT_S = 2.0
 REQUEST_TIMEOUT_S = 5.0
 SEED_TIMEOUT_S = 120.0
 POOL_SIZE_PER_SHARD = 512
-KEEPALIVE_S = 60.0
 SHUTDOWN_GRACE_S = 10.0
-JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class _SymbolOnly(msgspec.Struct):
@@ -64,39 +63,25 @@ class GatewayServer:
         self.config = config
         self.metrics = GatewayMetrics(sorted(config.shard_urls))
         self._owner = config.symbol_owner
-        self._orders_url = {s: f"{u}/orders" for s, u in config.shard_urls.items()}
-        self._sessions: dict[str, aiohttp.ClientSession] = {}
-        self._runners: list[web.AppRunner] = []
+        self._pools = {s: HttpPool(u, POOL_SIZE_PER_SHARD, CONNECT_TIMEOUT_S) for s, u in config.shard_urls.items()}
+        self._order_head = {s: pool.request_head("/orders") for s, pool in self._pools.items()}
         # The middleware has checked the caller's token; the shard checks the same one again.
-        self._seed_headers = {**JSON_HEADERS, **bearer(config.admin_token)}
+        self._seed_head = {s: pool.request_head("/seed", bearer(config.admin_token)) for s, pool in self._pools.items()}
+        self._runners: list[web.AppRunner] = []
         self.guard = ConnectionGuard(config.edge, EdgeMetrics("gw", self.metrics.registry))
         self._inflight = dict.fromkeys(config.shard_urls, 0)
         self._shed_headers = {"Retry-After": str(config.edge.retry_after_s)}
 
-    def _session(self, shard: str) -> aiohttp.ClientSession:
-        session = self._sessions.get(shard)
-        if session is None:
-            connector = aiohttp.TCPConnector(limit=POOL_SIZE_PER_SHARD, keepalive_timeout=KEEPALIVE_S)
-            timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
-            session = self._sessions[shard] = aiohttp.ClientSession(
-                connector=connector, timeout=timeout, skip_auto_headers=("User-Agent",)
-            )
-        return session
-
-    async def _forward(
-        self, shard: str, url: str, body: bytes, started: float, timeout: aiohttp.ClientTimeout | None = None,
-        headers: dict[str, str] = JSON_HEADERS,
-    ) -> web.Response:
-        # aiohttp reads timeout=None as "no timeout": pass one only when overriding.
-        extra = {"timeout": timeout} if timeout is not None else {}
+    async def _forward(self, shard: str, head: bytes, body: bytes, started: float,
+                       timeout_s: float = REQUEST_TIMEOUT_S) -> web.Response:
         try:
-            async with self._session(shard).post(url, data=body, headers=headers, **extra) as resp:
-                payload = await resp.read()
-                reply = web.Response(status=resp.status, body=payload, content_type=resp.content_type)
-        except TimeoutError:  # asyncio.TimeoutError is this since 3.11
+            upstream = await self._pools[shard].post(head, body, timeout_s)
+            reply = web.Response(status=upstream.status, body=upstream.body,
+                                 headers={"Content-Type": upstream.content_type} if upstream.content_type else None)
+        except UpstreamTimeout:
             self.metrics.routing["timeout"].inc()
-            reply = rejection(504, f"shard {shard!r} did not answer within {REQUEST_TIMEOUT_S:g}s")
-        except aiohttp.ClientError as exc:
+            reply = rejection(504, f"shard {shard!r} did not answer within {timeout_s:g}s")
+        except UpstreamError as exc:
             self.metrics.routing["shard_unavailable"].inc()
             reply = rejection(502, f"shard {shard!r} unreachable: {exc}")
         self.metrics.observe(shard, reply.status, perf_counter() - started)
@@ -127,7 +112,7 @@ class GatewayServer:
             return self._shed(shard, started, f"the gateway is overloaded (queued {queued_s(request) * 1000:.0f} ms)")
         self._inflight[shard] += 1
         try:
-            return await self._forward(shard, self._orders_url[shard], body, started)
+            return await self._forward(shard, self._order_head[shard], body, started)
         finally:
             self._inflight[shard] -= 1
 
@@ -147,9 +132,7 @@ class GatewayServer:
         body = await read_json_body(request, MAX_SEED_BYTES)
         if not isinstance(body, bytes):
             return body
-        url = f"{self.config.shard_urls[shard]}/seed"
-        return await self._forward(shard, url, body, started, aiohttp.ClientTimeout(total=SEED_TIMEOUT_S),
-                                   self._seed_headers)
+        return await self._forward(shard, self._seed_head[shard], body, started, SEED_TIMEOUT_S)
 
     async def get_health(self, _request: web.Request) -> web.Response:
         return json_response(200, {"status": "UP", "component": "edge-gateway"})
@@ -175,8 +158,8 @@ class GatewayServer:
         """Stop accepting, let in-flight requests finish, close the pools."""
         for runner in reversed(self._runners):
             await runner.cleanup()
-        for session in self._sessions.values():
-            await session.close()
+        for pool in self._pools.values():
+            pool.close()
         log.info("edge gateway stopped")
 
 
