@@ -75,8 +75,8 @@ class ExperimentRunner:
         # Each flow its own ids: shards de-duplicate by orderId, and tags (e.g. "cal") recur within a run.
         prefix = f"{self.run_id}-{tag}-{self._flows}-"
         source = flow_source(OrderFlow(symbols, mix, seed=self._flows, id_prefix=prefix), targets)
-        if symbols != [s for shard in route.shards for s in SHARD_SYMBOLS[shard]]:
-            return source  # a subset of symbols: only this process can draw it
+        if symbols != sorted(s for shard in route.shards for s in SHARD_SYMBOLS[shard]):
+            return source  # not the generator's own choice of symbols: only this process can draw this flow
         return DescribedSource(source, ((1.0, FlowSpec(tuple(route.shards), route.via_gateway, self._flows, mix)),))
 
     def reset_and_seed(self, shards: Sequence[str], count: int, levels: int, per_shard: dict | None = None) -> str:
