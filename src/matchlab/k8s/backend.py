@@ -17,8 +17,9 @@ a ``CommandRunner`` so that ``--plan`` prints exactly what a run would do:
 6. wait for every workload with kubectl's watch-based ``rollout status`` / ``wait``;
 7. open ``kubectl port-forward`` to Prometheus on 127.0.0.1 (queries and the load generator's
    remote write: Prometheus has no host mapping, so this authenticated path is the only way in).
-8. with ``load_from="cluster"``: per load phase, an Indexed Job of load-generator pods
-   (``load_job``), read back from their logs and merged (``run_load_in_cluster``).
+8. with ``load_from="cluster"``: per load phase, an Indexed Job of load-generator pods per order
+   flow (``load_job``), read back from their logs and merged (``run_load_jobs``); the experiments
+   reach this through the backend's ``load_driver()`` (``matchlab.k8s.load_driver``).
 
 Load reaches the gateway and shards through the k3d load balancer's port
 mappings (NodePorts), never ``kubectl port-forward``. Teardown deletes the
