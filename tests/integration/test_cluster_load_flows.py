@@ -44,14 +44,26 @@ class FakeStack:
     endpoints: Endpoints
 
 
-class Recorder(BaseHTTPRequestHandler):
-    bodies: list[dict] = []
-    lock = threading.Lock()
+class RecordingServer(ThreadingHTTPServer):
+    """Accepts every order and keeps its JSON body."""
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), AcceptAndRecord)
+        self.bodies: list[dict] = []
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class AcceptAndRecord(BaseHTTPRequestHandler):
+    server: RecordingServer
+
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with self.lock:
-            self.bodies.append(body)
+        with self.server.lock:
+            self.server.bodies.append(body)
         reply = b'{"status":"ACCEPTED"}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -65,12 +77,11 @@ class Recorder(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def recording_target():
-    Recorder.bodies = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    server = RecordingServer()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield server
     finally:
         server.shutdown()
         server.server_close()
@@ -104,14 +115,14 @@ def test_the_pods_together_send_the_orders_of_the_host_s_flows(recording_target)
     start_at = time.time() + START_LEAD_S
     driver: ClusterLoadDriver = runner.load_driver
     loads = driver.cluster_loads(PhaseLoad("B4", "B4", LoadProfile.constant(40.0, DURATION_S), mixed, start_at))
-    argvs = [pod_argv(load_job(load, start_at), i, recording_target) for load in loads for i in range(WORKERS)]
+    argvs = [pod_argv(load_job(load, start_at), i, recording_target.url) for load in loads for i in range(WORKERS)]
     parts = run_worker_processes(argvs, START_LEAD_S + DURATION_S + 30)
 
     expected = Counter()
     for load, source in zip(loads, host, strict=True):
         slots = len(list(load.profile.send_offsets()))
         expected.update(content(json.loads(source().body)) for _ in range(slots))
-    sent = Counter(content(order) for order in Recorder.bodies)
-    assert sum(p["ok"] for p in parts) == len(Recorder.bodies) == sum(expected.values()) == 80
+    sent = Counter(content(order) for order in recording_target.bodies)
+    assert sum(p["ok"] for p in parts) == len(recording_target.bodies) == sum(expected.values()) == 80
     assert sent == expected
-    assert len({o["orderId"] for o in Recorder.bodies}) == 80  # each order once, ids unique
+    assert len({o["orderId"] for o in recording_target.bodies}) == 80  # each order once, ids unique
