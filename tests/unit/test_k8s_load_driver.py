@@ -254,3 +254,19 @@ def test_job_names_are_dns_labels(experiment, phase):
     name = job_name(experiment, phase, 12)
     assert len(name) <= 63 and name.endswith("-12")
     assert all(c.isalnum() and c.islower() or c.isdigit() or c == "-" for c in name) and name[0].isalpha()
+
+
+def test_timed_events_count_from_the_schedule_start_not_from_the_request(monkeypatch):
+    """A4's broker outage at t=x must hit the pods' schedule at x, though the Job starts after a lead."""
+    lead = 0.4
+    monkeypatch.setattr(ClusterLoadDriver, "schedule_start", lambda self: time.time() + lead)
+    monkeypatch.setattr(backend_module, "POLL_S", 0.05)
+    backend, runner = cluster({"load-a4-a4-1": [worker_part([1000]), worker_part([1000])]})
+    running, done = "{}", '{"status": {"conditions": [{"type": "Complete", "status": "True"}]}}'
+    runner.answers[("kubectl", "get", "job")] = [running] * 20 + [done]  # about a second of polling
+    r = experiment_runner(backend)
+    fired: list[float] = []
+    exp = ExperimentRecord("A4", "t", "ASR 1", SHARD_A.label, "")
+    phase = r.drive(exp, "A4", SHARD_A, LoadProfile.constant(10.0, 5.0), r.source(SHARD_A, "A4"), None,
+                    events=((0.1, lambda: fired.append(time.time())),))
+    assert len(fired) == 1 and fired[0] >= phase.start + 0.1 - 0.02
