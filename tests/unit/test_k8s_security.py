@@ -107,12 +107,12 @@ def test_both_namespaces_deny_ingress_by_default():
         assert deny == {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": []}
 
 
-def test_shards_accept_only_the_gateway_prometheus_and_the_port_mappings():
+def test_shards_accept_only_the_gateway_the_load_pods_prometheus_and_the_port_mappings():
     shards = policies()[(m.APP_NAMESPACE, "me-shards")]
     assert shards["spec"]["podSelector"] == {"matchLabels": m.SHARD_LABELS}
     http = peers(shards, 8080)
     assert {"podSelector": {"matchLabels": m.GATEWAY_LABELS}} in http
-    assert all("ipBlock" in p or p["podSelector"]["matchLabels"] == m.GATEWAY_LABELS for p in http)
+    assert all("ipBlock" in p or p["podSelector"]["matchLabels"] in (m.GATEWAY_LABELS, m.LOADGEN_LABELS) for p in http)
     metrics = peers(shards, 9091)
     assert {"podSelector": {"matchLabels": m.PROMETHEUS_SERVER_LABELS},
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}} in metrics
@@ -127,9 +127,11 @@ def test_redpanda_accepts_only_the_shards_and_the_topics_job_in_cluster():
     assert job == m.TOPICS_JOB_LABELS
 
 
-def test_prometheus_accepts_only_grafana_so_remote_write_is_cluster_only():
+def test_prometheus_accepts_only_grafana_and_the_load_pods_so_remote_write_is_cluster_only():
     prom = policies()[(m.MONITORING_NAMESPACE, "prometheus-server")]
-    assert peers(prom, 9090) == [{"podSelector": {"matchLabels": m.GRAFANA_LABELS}}]
+    assert peers(prom, 9090) == [{"podSelector": {"matchLabels": m.GRAFANA_LABELS}},
+                                 {"podSelector": {"matchLabels": m.LOADGEN_LABELS},
+                                  "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": m.APP_NAMESPACE}}}]
     assert "prometheus" not in m.NODE_PORTS and "prometheus" not in m.HOST_PORTS
     assert prometheus_values()["server"]["service"] == {"type": "ClusterIP", "servicePort": 80}
 

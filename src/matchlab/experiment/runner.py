@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from matchlab.experiment.profiles import ProfileSettings
 from matchlab.experiment.record import ExperimentRecord, PhaseRecord
 from matchlab.loadgen.calibration import Calibration, calibrate, settled
+from matchlab.loadgen.driver import DescribedSource, FlowSpec, PhaseLoad, driver_for
 from matchlab.loadgen.flow import STATIONARY, OrderFlow, OrderMix
 from matchlab.loadgen.match_rate import AdaptiveRateProfile, MatchRateController
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.remote_write import RemoteWriteExporter
 from matchlab.loadgen.run_label import run_label
-from matchlab.loadgen.runner import RequestSource, run_load
+from matchlab.loadgen.runner import RequestSource
 from matchlab.loadgen.seeding import seed_books
 from matchlab.loadgen.targets import SHARD_SYMBOLS, direct_targets, flow_source, gateway_targets
 from matchlab.promtext import counter_total, scrape, scrape_counter
@@ -59,6 +60,7 @@ class ExperimentRunner:
         self.progress = progress
         self.calibration: Calibration | None = None
         self._flows = 0
+        self.load_driver = driver_for(stack.backend)  # where each phase's requests are sent from
 
     # -- building blocks ---------------------------------------------------
 
@@ -72,7 +74,10 @@ class ExperimentRunner:
         self._flows += 1
         # Each flow its own ids: shards de-duplicate by orderId, and tags (e.g. "cal") recur within a run.
         prefix = f"{self.run_id}-{tag}-{self._flows}-"
-        return flow_source(OrderFlow(symbols, mix, seed=self._flows, id_prefix=prefix), targets)
+        source = flow_source(OrderFlow(symbols, mix, seed=self._flows, id_prefix=prefix), targets)
+        if symbols != sorted(s for shard in route.shards for s in SHARD_SYMBOLS[shard]):
+            return source  # not the generator's own choice of symbols: only this process can draw this flow
+        return DescribedSource(source, ((1.0, FlowSpec(tuple(route.shards), route.via_gateway, self._flows, mix)),))
 
     def reset_and_seed(self, shards: Sequence[str], count: int, levels: int, per_shard: dict | None = None) -> str:
         """Empty the books, then seed them (so every experiment starts from a known book)."""
@@ -130,14 +135,15 @@ class ExperimentRunner:
         times. "measured" (where the verdicts' window begins) defaults to the
         profile's warm-up exclusion.
         """
-        exporter = RemoteWriteExporter(
-            self.stack.endpoints.remote_write,
-            {"run": run_label(self.run_id), "experiment": experiment.id, "phase": phase},
-        )
+        labels = {"run": run_label(self.run_id), "experiment": experiment.id, "phase": phase}
+        exporter = RemoteWriteExporter(self.stack.endpoints.remote_write, dict(labels))
         offsets = {"measured": self.profile.warmup_exclusion_s, **(marks or {})}
         exporter.window = "warm-up" if offsets["measured"] > 0 else "measured"
         windows = [(at, lambda name=name: setattr(exporter, "window", name)) for name, at in offsets.items()]
-        timers = [threading.Timer(at, action) for at, action in [*events, *windows]]
+        # The driver decides when the schedule's t=0 is (pods elsewhere need a lead); events follow it.
+        start = self.load_driver.schedule_start()
+        lead = max(0.0, start - time.time())
+        timers = [threading.Timer(lead + at, action) for at, action in [*events, *windows]]
         label = f"{experiment.id}/{phase}" if phase != experiment.id else experiment.id
         latest: dict = {}
         done = threading.Event()
@@ -155,11 +161,13 @@ class ExperimentRunner:
                     )
 
         reporter = threading.Thread(target=report_progress, name="progress", daemon=True)
-        start = time.time()
         for t in [*timers, reporter]:
             t.start()
+        if lead:
+            self.progress(f"[{label}] load from {self.load_driver.name}: starts in {lead:.0f} s")
         try:
-            result = run_load(load, source, progress=latest.update, exporter=exporter)
+            result = self.load_driver.run(PhaseLoad(experiment.id, phase, load, source, start, labels, exporter,
+                                                    latest.update))
         finally:
             done.set()
             for t in timers:
@@ -190,6 +198,9 @@ class ExperimentRunner:
         then, marked "measured" in the record, so a criterion judges a window
         the load did not steer.
         """
+        if not self.load_driver.steers_live:
+            return self._drive_unsteered(experiment, phase, route, matches_per_min, duration_s, source, events,
+                                         steer_for_s)
         load = AdaptiveRateProfile(self.order_rate(matches_per_min), duration_s)
         controller = MatchRateController(load, matches_per_min, lambda: self.counters(route.shards)).start()
         fixed: list[float] = []
@@ -210,6 +221,19 @@ class ExperimentRunner:
             {"t": round(t, 1), "fills_per_order": round(f, 4), "order_rate": round(r, 2)}
             for t, f, r in controller.adjustments
         ]
+        return record
+
+    def _drive_unsteered(self, experiment: ExperimentRecord, phase: str, route: Route, matches_per_min: float,
+                         duration_s: float, source: RequestSource, events: Sequence[tuple[float, Callable[[], None]]],
+                         steer_for_s: float | None) -> PhaseRecord:
+        """A match-rate phase whose senders cannot be steered while it runs: the calibrated order rate throughout."""
+        marks = {"measured": steer_for_s} if steer_for_s is not None else None
+        record = self.drive(experiment, phase, route, LoadProfile.constant(self.order_rate(matches_per_min), duration_s),
+                            source, matches_per_min, events, marks)
+        record.extra["fixed_order_rate"] = record.order_rate
+        experiment.extra.setdefault("rate_control", {})[phase] = []
+        experiment.notes.append(f"{phase}: not steered to the match rate (load from {self.load_driver.name} fixes a "
+                                f"phase's rate when it starts): {record.order_rate:,.1f} orders/s as calibrated")
         return record
 
     def counters(self, shards: Sequence[str]) -> tuple[float, float]:

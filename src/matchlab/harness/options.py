@@ -110,11 +110,6 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--load-from cluster applies to the Kubernetes backends (k3d, k8s)")
     if opts.load_workers is not None and (opts.load_from != "cluster" or opts.load_workers < 1):
         raise pytest.UsageError("--load-workers N (N >= 1) goes with --load-from cluster")
-    if opts.load_from == "cluster" and not opts.plan:
-        # The backend runs a load phase in the cluster (run_load_in_cluster), but the experiments' match-rate
-        # phases are steered live from this machine and are not yet handed to it: refuse rather than ignore.
-        raise pytest.UsageError("--load-from cluster is only available with --plan so far: the experiments still "
-                                "generate load on this machine (see the README, 'Load from inside the cluster')")
     if opts.plan and opts.backend == "local":
         raise pytest.UsageError("--plan applies to the Kubernetes backends (k3d, k8s); the local backend has no plan")
     config.stash[OPTIONS_KEY] = opts

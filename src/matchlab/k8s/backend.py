@@ -17,8 +17,9 @@ a ``CommandRunner`` so that ``--plan`` prints exactly what a run would do:
 6. wait for every workload with kubectl's watch-based ``rollout status`` / ``wait``;
 7. open ``kubectl port-forward`` to Prometheus on 127.0.0.1 (queries and the load generator's
    remote write: Prometheus has no host mapping, so this authenticated path is the only way in).
-8. with ``load_from="cluster"``: per load phase, an Indexed Job of load-generator pods
-   (``load_job``), read back from their logs and merged (``run_load_in_cluster``).
+8. with ``load_from="cluster"``: per load phase, an Indexed Job of load-generator pods per order
+   flow (``load_job``), read back from their logs and merged (``run_load_jobs``); the experiments
+   reach this through the backend's ``load_driver()`` (``matchlab.k8s.load_driver``).
 
 Load reaches the gateway and shards through the k3d load balancer's port
 mappings (NodePorts), never ``kubectl port-forward``. Teardown deletes the
@@ -319,32 +320,54 @@ class KubernetesBackend:
         conditions = json.loads(out).get("status", {}).get("conditions", [])
         return next((c["type"] for c in conditions if c["type"] in ("Complete", "Failed") and c["status"] == "True"), "")
 
-    def run_load_in_cluster(self, load: ClusterLoad) -> LoadResult:
+    def run_load_in_cluster(self, load: ClusterLoad, start_at: float | None = None) -> LoadResult:
         """Run one load phase as an Indexed Job, collect every worker's measurements and merge them."""
+        return merged_result(self.run_load_jobs([load], start_at), load.profile)
+
+    def run_load_jobs(self, loads: list[ClusterLoad], start_at: float | None = None) -> list[dict]:
+        """Run Indexed Jobs side by side from one start time; every worker's measurements, Job after Job.
+
+        Several Jobs serve a phase that mixes flows (e.g. the ASR's flow plus probe traffic), each at its
+        share of the rate. Every Job is deleted afterwards, whatever happened.
+        """
         ns = m.APP_NAMESPACE
-        start_at = time.time() + START_LEAD_S
-        self.runner.note(f"in-cluster load {load.name}: Indexed Job of {load.workers} workers, worker i sending "
-                         f"slots i, i+{load.workers}, ... of one schedule (seed {load.seed}), all starting in "
-                         f"{START_LEAD_S} s")
-        self.kubectl("delete", "job", load.name, "-n", ns, "--ignore-not-found", "--wait=true")
-        self.apply([load_job(load, start_at, self.registry(), self.run_id)], ns)
+        start_at = time.time() + START_LEAD_S if start_at is None else start_at
         try:
-            state = wait_until(lambda: self.job_state(load.name), load.timeout_s, f"job/{load.name} to finish",
-                               interval=POLL_S)
-            parts = []
-            for index in range(load.workers):
-                log_text = self.kubectl("logs", "-l", f"batch.kubernetes.io/job-name={load.name},"
-                                        f"{COMPLETION_INDEX}={index}", "-n", ns, "--tail=-1", check=state != "Failed")
-                if state == "Failed":
-                    parts.append(log_text)
-                elif not self.plan:
-                    parts.append(read_result_lines(log_text, f"worker {index} of job/{load.name}"))
-            if state == "Failed":
-                tails = "\n".join(f"--- worker {i}:\n" + "\n".join(t.splitlines()[-15:]) for i, t in enumerate(parts))
-                raise CommandError(f"in-cluster load job/{load.name} failed:\n{tails}")
+            for load in loads:
+                self.runner.note(f"in-cluster load {load.name}: Indexed Job of {load.workers} workers, worker i "
+                                 f"sending slots i, i+{load.workers}, ... of one schedule (seed {load.seed}), all "
+                                 f"starting in {max(0.0, start_at - time.time()):.0f} s")
+                self.kubectl("delete", "job", load.name, "-n", ns, "--ignore-not-found", "--wait=true")
+                self.apply([load_job(load, start_at, self.registry(), self.run_id)], ns)
+            return [part for load in loads for part in self._collect_job(load)]
         finally:
-            self.kubectl("delete", "job", load.name, "-n", ns, "--ignore-not-found", "--wait=false", check=False)
-        return merged_result(parts, load.profile)
+            for load in loads:
+                self.kubectl("delete", "job", load.name, "-n", ns, "--ignore-not-found", "--wait=false", check=False)
+
+    def _collect_job(self, load: ClusterLoad) -> list[dict]:
+        """Wait for the Job; each worker's measurements from its log (a failed Job: its workers' log tails)."""
+        state = wait_until(lambda: self.job_state(load.name), load.timeout_s, f"job/{load.name} to finish",
+                           interval=POLL_S)
+        parts, logs = [], []
+        for index in range(load.workers):
+            log_text = self.kubectl("logs", "-l", f"batch.kubernetes.io/job-name={load.name},"
+                                    f"{COMPLETION_INDEX}={index}", "-n", m.APP_NAMESPACE, "--tail=-1",
+                                    check=state != "Failed")
+            logs.append(log_text)
+            if state != "Failed" and not self.plan:
+                parts.append(read_result_lines(log_text, f"worker {index} of job/{load.name}"))
+        if state == "Failed":
+            tails = "\n".join(f"--- worker {i}:\n" + "\n".join(t.splitlines()[-15:]) for i, t in enumerate(logs))
+            raise CommandError(f"in-cluster load job/{load.name} failed:\n{tails}")
+        return parts
+
+    def load_driver(self):
+        """With ``load_from="cluster"``, the driver that runs the experiments' load phases as Jobs (else None)."""
+        if self.load_from != "cluster":
+            return None
+        from matchlab.k8s.load_driver import ClusterLoadDriver
+
+        return ClusterLoadDriver(self)
 
     # Faults mean what they mean on the local backend: a killed service stays down until restarted (its
     # Deployment must not replace it), a restarted shard replays its journal (a volume claim), and the

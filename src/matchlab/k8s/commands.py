@@ -68,9 +68,12 @@ class RecordingRunner:
 
     answers: dict[tuple[str, ...], str | list[str]] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
+    inputs: list[tuple[tuple[str, ...], str]] = field(default_factory=list)  # (argv, stdin) of commands given one
 
     def run(self, argv: Sequence[str], check: bool = True, input_text: str | None = None) -> str:
         self.steps.append(Step(tuple(argv)))
+        if input_text is not None:
+            self.inputs.append((tuple(argv), input_text))
         for prefix, answer in self.answers.items():
             if tuple(argv[: len(prefix)]) == prefix:
                 if isinstance(answer, list):

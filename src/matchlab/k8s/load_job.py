@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from matchlab.k8s.helm_values import PROMETHEUS_URL
-from matchlab.k8s.manifests import APP_NAMESPACE, IMAGE_TAG, RUN_LABEL
+from matchlab.k8s.manifests import APP_NAMESPACE, IMAGE_TAG, LOADGEN_LABELS, RUN_LABEL
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.workers import COMPLETION_GRACE_S, worker_args
 from matchlab.stack.spec import APP_HTTP_PORT
@@ -41,6 +41,7 @@ class ClusterLoad:
     via_gateway: bool = True
     seed: int = 1
     mix: str = "stationary"
+    hot_symbol: str | None = None  # with mix "hot": the symbol taking most orders
     labels: dict[str, str] = field(default_factory=dict)  # on the remote-written client metrics
 
     def __post_init__(self) -> None:
@@ -59,11 +60,12 @@ def loadgen_args(load: ClusterLoad, start_at: float) -> list[str]:
     else:
         route = [arg for s in load.shards for arg in ("--shard", f"{s}={service_url(f'me-shard-{s}')}")]
     return worker_args(route, load.profile, load.workers, "$(WORKER_INDEX)", start_at, seed=load.seed, mix=load.mix,
-                       remote_write=f"{PROMETHEUS_URL}/api/v1/write", labels=load.labels)
+                       remote_write=f"{PROMETHEUS_URL}/api/v1/write", labels=load.labels,
+                       extra=["--hot-symbol", load.hot_symbol] if load.hot_symbol else [])
 
 
 def load_job(load: ClusterLoad, start_at: float, registry: str = "", run_id: str | None = None) -> dict:
-    pod_labels = {"app": "loadgen", "matchlab.load": load.name}
+    pod_labels = {**LOADGEN_LABELS, "matchlab.load": load.name}  # the NetworkPolicies admit LOADGEN_LABELS
     labels = {**pod_labels, **({RUN_LABEL: run_id} if run_id else {})}
     return {
         "apiVersion": "batch/v1",

@@ -266,6 +266,7 @@ def topics_job() -> dict:
 TOPICS_JOB_LABELS = {"app": "create-topics"}
 SHARD_LABELS = {"app": "matching-engine"}
 GATEWAY_LABELS = {"app": "edge-gateway"}
+LOADGEN_LABELS = {"app": "loadgen"}  # every in-cluster load pod (matchlab.k8s.load_job) carries these
 REDPANDA_LABELS = {"app": "redpanda"}
 # The pod labels the charts put on their servers (prometheus-community/prometheus, grafana-community/grafana).
 PROMETHEUS_SERVER_LABELS = {"app.kubernetes.io/name": "prometheus", "app.kubernetes.io/component": "server"}
@@ -313,14 +314,17 @@ def network_policies(sources: Sequence[str] = K3D_NODE_SOURCES) -> list[dict]:
     harness = [{"ipBlock": {"cidr": c}} for c in sources]
     prometheus = [_peer_pods(PROMETHEUS_SERVER_LABELS, MONITORING_NAMESPACE)]
     app, mon = APP_NAMESPACE, MONITORING_NAMESPACE
+    load_pods = [_peer_pods(LOADGEN_LABELS, app)]  # --load-from cluster: orders in, client metrics out
     return [
         _policy("default-deny-ingress", app, {}, []),
         _policy("me-shards", app, SHARD_LABELS, [
             ([_peer_pods(GATEWAY_LABELS)], [APP_HTTP_PORT]),  # orders and seeds routed by the gateway
+            (load_pods, [APP_HTTP_PORT]),  # phases that send straight to a shard (ASR 1)
             (prometheus, [APP_METRICS_PORT]),
             (harness, [APP_HTTP_PORT, APP_METRICS_PORT]),  # load, resets, seeds, metrics through the mappings
         ]),
         _policy("edge-gateway", app, GATEWAY_LABELS, [
+            (load_pods, [APP_HTTP_PORT]),
             (prometheus, [APP_METRICS_PORT]),
             (harness, [APP_HTTP_PORT]),
         ]),
@@ -330,9 +334,10 @@ def network_policies(sources: Sequence[str] = K3D_NODE_SOURCES) -> list[dict]:
         ]),
         _policy("default-deny-ingress", mon, {}, []),
         # The remote-write receiver (and the chart's in-pod config reloader's lifecycle call) are reached
-        # only from Grafana and through the harness' port-forward, which enters the pod directly.
+        # only from Grafana, the in-cluster load pods (their client metrics) and through the harness'
+        # port-forward, which enters the pod directly.
         _policy("prometheus-server", mon, PROMETHEUS_SERVER_LABELS,
-                [([_peer_pods(GRAFANA_LABELS)], [PROMETHEUS_PORT])]),
+                [([_peer_pods(GRAFANA_LABELS), *load_pods], [PROMETHEUS_PORT])]),
         _policy("grafana", mon, GRAFANA_LABELS, [(harness, [GRAFANA_PORT])]),
     ]
 

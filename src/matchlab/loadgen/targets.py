@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import orjson
 
+from matchlab.loadgen.driver import DescribedSource
 from matchlab.loadgen.flow import OrderFlow
 from matchlab.loadgen.runner import Request, RequestSource
 
@@ -72,4 +73,8 @@ def interleave(weighted: list[tuple[float, RequestSource]]) -> RequestSource:
         credit[best] -= total
         return weighted[best][1]()
 
+    # Described sources stay described (each flow's share of the whole), so the mix can run elsewhere too.
+    if all(getattr(source, "flows", None) for _, source in weighted):
+        shares = tuple((w / total * share, flow) for w, source in weighted for share, flow in source.flows)
+        return DescribedSource(next_request, shares)
     return next_request

@@ -1,0 +1,113 @@
+"""Where a load phase's requests are generated: this process (``HostLoadDriver``) or elsewhere.
+
+The experiments hand every phase to one ``LoadDriver`` and get one ``LoadResult`` back, whoever sent
+the requests; the in-cluster driver (``matchlab.k8s.load_driver``) runs the phase as Indexed Jobs. A
+driver that runs the load elsewhere cannot call this process's request source, so sources carry a
+description of their order flows (``FlowSpec``) that another process can rebuild exactly from the
+generator's command line: shards, route, seed and mix, each with its share of the rate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from matchlab.loadgen.flow import STATIONARY, OrderMix, hot_symbol_mix
+from matchlab.loadgen.profile import LoadProfile
+from matchlab.loadgen.remote_write import RemoteWriteExporter
+from matchlab.loadgen.results import LoadResult
+from matchlab.loadgen.runner import Request, RequestSource, run_load
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """One seeded order flow as ``python -m matchlab.loadgen`` rebuilds it: its shards' symbols, route, seed, mix."""
+
+    shards: tuple[str, ...]
+    via_gateway: bool
+    seed: int
+    mix: OrderMix = STATIONARY
+
+    def mix_args(self) -> tuple[str, str | None]:
+        """The generator's ``--mix`` and ``--hot-symbol`` for this mix; a mix it cannot express is an error."""
+        if self.mix == STATIONARY:
+            return "stationary", None
+        if self.mix.hot_symbol and self.mix == hot_symbol_mix(self.mix.hot_symbol):
+            return "hot", self.mix.hot_symbol
+        raise ValueError(f"the load generator's command line has no way to express the order mix {self.mix}")
+
+
+class DescribedSource:
+    """A request source that also says which flows it draws from, at what share of the rate."""
+
+    def __init__(self, source: RequestSource, flows: tuple[tuple[float, FlowSpec], ...]) -> None:
+        self.source = source
+        self.flows = flows  # (share of the phase's rate, flow); shares add up to 1
+
+    def __call__(self) -> Request:
+        return self.source()
+
+
+def flows_of(source: RequestSource) -> tuple[tuple[float, FlowSpec], ...]:
+    """The flows a source draws from; a source built without a description cannot run elsewhere."""
+    flows = getattr(source, "flows", None)
+    if not flows:
+        raise ValueError("this load phase's request source has no flow description (FlowSpec), so it can only run "
+                         "in this process")
+    return flows
+
+
+def scaled(profile: LoadProfile, share: float) -> LoadProfile:
+    """The same schedule shape at ``share`` of the rate."""
+    if share == 1.0:
+        return profile
+    return LoadProfile.ramping(profile.start_rate * share, [(s.duration_s, s.target_rate * share) for s in profile.stages])
+
+
+@dataclass
+class PhaseLoad:
+    """One phase as the experiments ask for it."""
+
+    experiment: str
+    phase: str
+    profile: LoadProfile  # or a live-steered profile, for a driver that ``steers_live``
+    source: RequestSource
+    start_at: float  # Unix time of the schedule's t=0 (from the driver's ``schedule_start``)
+    labels: dict[str, str] = field(default_factory=dict)  # on the remote-written client metrics
+    exporter: RemoteWriteExporter | None = None  # this process's exporter (the host driver's)
+    progress: Callable[[dict], None] | None = None
+
+
+class LoadDriver(Protocol):
+    name: str
+    steers_live: bool  # False: the phase's rate is fixed when it starts (its senders are out of reach)
+
+    def schedule_start(self) -> float:
+        """The earliest Unix time a phase asked for now can start sending."""
+        ...
+
+    def run(self, phase: PhaseLoad) -> LoadResult:
+        """Send the phase's schedule from ``phase.start_at``; the measurements of every request."""
+        ...
+
+
+class HostLoadDriver:
+    """The open-model runner in this process (the default everywhere)."""
+
+    name = "host"
+    steers_live = True
+
+    def schedule_start(self) -> float:
+        return time.time()
+
+    def run(self, phase: PhaseLoad) -> LoadResult:
+        time.sleep(max(0.0, phase.start_at - time.time()))
+        return run_load(phase.profile, phase.source, progress=phase.progress, exporter=phase.exporter)
+
+
+def driver_for(backend: object) -> LoadDriver:
+    """The backend's own load driver if it offers one (``load_driver()`` returning a driver or None), else the host's."""
+    offer = getattr(backend, "load_driver", None)
+    return (offer() if callable(offer) else None) or HostLoadDriver()
