@@ -248,3 +248,37 @@ class HttpPool:
 
 class _SlotFree(Exception):
     """Internal: a connection slot became free; the waiter should open one."""
+
+
+class Upstreams:
+    """Pools keyed by base URL, for callers that hold whole URLs (the load generator's requests)."""
+
+    def __init__(self, limit_per_upstream: int, timeout_s: float, connect_timeout_s: float = 2.0) -> None:
+        self.limit = limit_per_upstream
+        self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self._pools: dict[str, HttpPool] = {}
+        self._routes: dict[str, tuple[HttpPool, bytes]] = {}
+
+    def _route(self, url: str) -> tuple[HttpPool, bytes]:
+        parts = urlsplit(url)
+        base = f"{parts.scheme}://{parts.netloc}"
+        pool = self._pools.get(base)
+        if pool is None:
+            pool = self._pools[base] = HttpPool(base, self.limit, self.connect_timeout_s)
+        route = self._routes[url] = (pool, pool.request_head(parts.path or "/"))
+        return route
+
+    async def post_status(self, url: str, body: bytes) -> str:
+        """POST JSON ``body``; the reply's status code as text, or "timeout" / "connection_error"."""
+        pool, head = self._routes.get(url) or self._route(url)
+        try:
+            return str((await pool.post(head, body, self.timeout_s)).status)
+        except UpstreamTimeout:
+            return "timeout"
+        except UpstreamError:
+            return "connection_error"
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()

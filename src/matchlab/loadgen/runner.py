@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiohttp
 import orjson
 
+from matchlab.http1 import Upstreams
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.remote_write import RemoteWriteExporter
 from matchlab.loadgen.results import LoadResult, Recorder
@@ -33,7 +33,6 @@ CONNECT_TIMEOUT_S = 2.0
 # cancelled run stops promptly.
 PACER_SLICE_S = 0.1
 PROGRESS_INTERVAL_S = 1.0
-JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -73,8 +72,7 @@ class OpenModelRunner:
 
     async def run(self, profile: LoadProfile, source: RequestSource) -> LoadResult:
         rec = self.recorder = Recorder()
-        connector = aiohttp.TCPConnector(limit=self.max_in_flight, force_close=False, ttl_dns_cache=None)
-        timeout = aiohttp.ClientTimeout(total=self.request_timeout_s, connect=CONNECT_TIMEOUT_S)
+        upstreams = Upstreams(self.max_in_flight, self.request_timeout_s, CONNECT_TIMEOUT_S)
         loop = asyncio.get_running_loop()
         clock = time.perf_counter  # uvloop's loop.time() has only millisecond resolution
         in_flight = 0
@@ -88,59 +86,52 @@ class OpenModelRunner:
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        post_status = upstreams.post_status
 
-            async def send(req: Request, due: float, second: int) -> None:
-                nonlocal in_flight
-                try:
-                    async with session.post(req.url, data=req.body, headers=JSON_HEADERS) as resp:
-                        await resp.read()
-                        status = str(resp.status)
-                except asyncio.TimeoutError:
-                    status = "timeout"
-                except aiohttp.ClientConnectionError:
-                    status = "connection_error"
-                except aiohttp.ClientError as exc:
-                    status = type(exc).__name__
-                finally:
-                    in_flight -= 1
-                rec.on_done(second, req.target, status, int((clock() - due) * 1e6))
-
-            def fire(due: float, offset: float) -> None:
-                nonlocal in_flight, next_progress
-                second = int(offset)
-                rec.on_scheduled(second)
-                if in_flight >= self.max_in_flight:
-                    rec.on_dropped(second)
-                    return
-                req = source()
-                in_flight += 1
-                rec.on_sent(second, int((clock() - due) * 1e6))
-                task = loop.create_task(send(req, due, second))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-                if self.progress is not None and clock() >= next_progress:
-                    next_progress += PROGRESS_INTERVAL_S
-                    self.progress(self._snapshot(clock() - start, profile, rec, in_flight))
-
-            start = clock() + 0.01  # a moment for the pacer thread to start
-            next_progress = start + PROGRESS_INTERVAL_S
-            stop = threading.Event()
-            pacer = loop.run_in_executor(None, self._pace, profile, start, loop, fire, stop)
+        async def send(req: Request, due: float, second: int) -> None:
+            nonlocal in_flight
             try:
-                await pacer
-                await asyncio.sleep(0)  # run the last fire() callbacks
-                # The schedule is over; let what is in flight finish (bounded by the request timeout).
-                if pending:
-                    await asyncio.wait(set(pending), timeout=self.request_timeout_s + 1)
+                status = await post_status(req.url, req.body)
             finally:
-                stop.set()
-                sys.setswitchinterval(switch_interval)
-                for task in list(pending):
-                    task.cancel()
-                if push_task is not None:
-                    push_task.cancel()
-                    await asyncio.gather(push_task, return_exceptions=True)
+                in_flight -= 1
+            rec.on_done(second, req.target, status, int((clock() - due) * 1e6))
+
+        def fire(due: float, offset: float) -> None:
+            nonlocal in_flight, next_progress
+            second = int(offset)
+            rec.on_scheduled(second)
+            if in_flight >= self.max_in_flight:
+                rec.on_dropped(second)
+                return
+            req = source()
+            in_flight += 1
+            rec.on_sent(second, int((clock() - due) * 1e6))
+            task = loop.create_task(send(req, due, second))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            if self.progress is not None and clock() >= next_progress:
+                next_progress += PROGRESS_INTERVAL_S
+                self.progress(self._snapshot(clock() - start, profile, rec, in_flight))
+
+        start = clock() + 0.01  # a moment for the pacer thread to start
+        next_progress = start + PROGRESS_INTERVAL_S
+        stop = threading.Event()
+        pacer = loop.run_in_executor(None, self._pace, profile, start, loop, fire, stop)
+        try:
+            await pacer
+            await asyncio.sleep(0)  # run the last fire() callbacks
+            # The schedule is over; let what is in flight finish (bounded by the request timeout).
+            if pending:
+                await asyncio.wait(set(pending), timeout=self.request_timeout_s + 1)
+        finally:
+            stop.set()
+            sys.setswitchinterval(switch_interval)
+            for task in list(pending):
+                task.cancel()
+            if push_task is not None:
+                push_task.cancel()
+                await asyncio.gather(push_task, return_exceptions=True)
+            upstreams.close()
         elapsed = profile.duration_s
         return rec.result(profile.expected_requests() / elapsed, elapsed, time.process_time() - cpu0)
 

@@ -11,9 +11,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-import aiohttp
-
-from matchlab.loadgen.runner import JSON_HEADERS, RequestSource
+from matchlab.http1 import Upstreams
+from matchlab.loadgen.runner import CONNECT_TIMEOUT_S, REQUEST_TIMEOUT_S, RequestSource
 from matchlab.service import event_loop_runner
 
 
@@ -36,24 +35,21 @@ class SaturationResult:
 
 async def saturate_async(source: RequestSource, concurrency: int, duration_s: float) -> SaturationResult:
     statuses: Counter[str] = Counter()
-    connector = aiohttp.TCPConnector(limit=concurrency)
+    upstreams = Upstreams(concurrency, REQUEST_TIMEOUT_S, CONNECT_TIMEOUT_S)
     cpu0 = time.process_time()
-    async with aiohttp.ClientSession(connector=connector) as session:
-        deadline = time.perf_counter() + duration_s
+    deadline = time.perf_counter() + duration_s
 
-        async def worker() -> None:
-            while time.perf_counter() < deadline:
-                req = source()
-                try:
-                    async with session.post(req.url, data=req.body, headers=JSON_HEADERS) as resp:
-                        await resp.read()
-                        statuses[str(resp.status)] += 1
-                except aiohttp.ClientError as exc:
-                    statuses[type(exc).__name__] += 1
+    async def worker() -> None:
+        while time.perf_counter() < deadline:
+            req = source()
+            statuses[await upstreams.post_status(req.url, req.body)] += 1
 
-        start = time.perf_counter()
+    start = time.perf_counter()
+    try:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
+    finally:
+        upstreams.close()
+    elapsed = time.perf_counter() - start
     total = sum(statuses.values())
     return SaturationResult(total, statuses.get("200", 0), dict(statuses), elapsed, time.process_time() - cpu0)
 
