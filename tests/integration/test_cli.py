@@ -81,7 +81,6 @@ def test_up_status_order_book_broker_pause_down(reports: Path):
     wait_until(lambda: "BID       12345         7  (1 order)" in matchlab(reports, "book", "TEST-ASSET-A").stdout,
                10, "the order in the book")
 
-    shard = record.endpoints.shards["a"]
     wait_until(lambda: stats(reports)["eventsPending"] == 0, 15, "events delivered before the pause")
     assert matchlab(reports, "broker", "pause").returncode == 0
     crossing = matchlab(reports, "order", "TEST-ASSET-A", "SELL", "LIMIT", "7", "12345")
