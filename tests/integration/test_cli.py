@@ -76,6 +76,7 @@ def test_up_status_order_book_broker_pause_down(reports: Path):
     for svc in record.services:
         assert f"{svc.name}" in status.stdout and "not running" not in status.stdout
     assert status.stdout.count(" healthy ") == len(record.services) == 3  # broker, shard a, prometheus
+    assert f" healthy     {record.endpoints.shards['a']}\n" in status.stdout  # where a user goes, not a probe path
 
     order = matchlab(reports, "order", "TEST-ASSET-A", "BUY", "LIMIT", "7", "12345")
     assert order.returncode == 0 and order.stdout.startswith("ACCEPTED cli-"), order.stderr
