@@ -20,8 +20,8 @@ from matchlab.cli import cluster_verbs
 from matchlab.cli.main import main
 from matchlab.k8s import backend as backend_module
 from matchlab.k8s import manifests as m
-from matchlab.k8s import prereq
-from matchlab.k8s.backend import CLUSTER, ExistingClusterBackend, KubernetesBackend
+from matchlab.k8s import prereq, tools
+from matchlab.k8s.backend import CLUSTER, ExistingClusterBackend, K3dBackend, KubernetesBackend
 from matchlab.k8s.commands import RecordingRunner, Step
 from matchlab.k8s.ledger import ClusterLedger, read_ledger, write_ledger
 from matchlab.stack.probes import HttpProbe, free_port
@@ -250,3 +250,56 @@ def test_a_missing_prerequisite_is_one_line_saying_how_to_install_it(monkeypatch
                                                    f"matchlab up: the Kubernetes backend needs {missing}: ")
     assert prereq.INSTALL[missing] in err
     assert not reports.exists() or not any(reports.iterdir())  # nothing created, nothing recorded
+
+
+def test_the_prometheus_port_forward_finds_the_virtualenvs_kubectl_without_activation(monkeypatch, tmp_path):
+    venv_bin, web = tmp_path / "venv-bin", tmp_path / "web"
+    venv_bin.mkdir()
+    (web / "-").mkdir(parents=True)
+    (web / "-" / "ready").write_text("ok\n")
+    kubectl = venv_bin / "kubectl"  # serves /-/ready on the local port it is asked to forward
+    kubectl.write_text(f"""#!/bin/sh
+for a in "$@"; do case "$a" in *:80) port="${{a%%:80}}";; esac; done
+exec {sys.executable} -m http.server "$port" --bind 127.0.0.1 --directory {web}
+""")
+    kubectl.chmod(0o755)
+    monkeypatch.setattr(tools, "venv_bin", lambda: venv_bin)
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))  # not activated, no kubectl on PATH
+    backend = K3dBackend(runner=RecordingRunner())
+    try:
+        backend.open_prometheus(tmp_path / "run")
+        assert HttpProbe(f"{backend.prometheus_url}/-/ready").check()
+    finally:
+        backend.close_prometheus()
+
+
+def test_pytest_reuse_stack_takes_a_recorded_cluster_stack_and_faults_go_to_the_cluster(monkeypatch, tmp_path):
+    from matchlab.harness.options import HarnessOptions, Profile
+    from matchlab.harness.stack import StackPool
+    from matchlab.k8s import ledger as ledger_module
+    from matchlab.stack.spec import Endpoints, Topology
+    from matchlab.stack.state import ServiceRecord, StackRecord, write_state
+
+    runner = RecordingRunner(answers={("kubectl", "--kubeconfig", "/k", "get", "pods"): ""})
+    monkeypatch.setattr(ledger_module, "SubprocessRunner", lambda: runner)
+    reports = tmp_path / "reports"
+    me = psutil.Process()  # a live process with a known command line stands in for the port-forward
+    forward = ServiceRecord("prometheus-port-forward", me.pid, me.cmdline(), "log", {"http": "http://127.0.0.1:1/"},
+                            "http://127.0.0.1:1")
+    endpoints = Endpoints(shards={s: f"http://127.0.0.1:3008{i}" for i, s in enumerate("abc")}, shard_metrics={},
+                          gateway="http://127.0.0.1:8080", gateway_metrics=None, prometheus="http://127.0.0.1:1",
+                          broker="127.0.0.1:9094")
+    write_state(reports, StackRecord("k3d", Topology.MULTI, str(tmp_path), endpoints, [forward]))
+    opts = HarnessOptions("k3d", Profile.QUICK, False, reports, None, None, False, reuse_stack=True)
+    pool = StackPool(opts, tmp_path / "run")
+
+    assert pool._reuse(Topology.MULTI) is None  # no ledger: how to reach the cluster is unknown
+    assert "up-cluster.json" in pool.reused["multi"]
+    write_ledger(reports, ClusterLedger("k3d", ["--kubeconfig", "/k"]))
+    stack = pool._reuse(Topology.MULTI)
+    assert stack.endpoints == endpoints and pool.reused["multi"].startswith("reused")
+    stack.backend.pause_broker()
+    assert runner.commands()[0] == ("kubectl", "--kubeconfig", "/k", "scale", "statefulset/redpanda", "--replicas=0",
+                                    "-n", "matching-engine")
+    stack.stop()  # left running: nothing deleted
+    assert not [c for c in runner.commands() if "delete" in c]

@@ -48,6 +48,7 @@ from matchlab.k8s.commands import CommandRunner, RecordingRunner, SubprocessRunn
 from matchlab.k8s.helm_values import CHART_WORKLOADS, GRAFANA_CHART, GRAFANA_SECRET, PROMETHEUS_CHART
 from matchlab.k8s.load_job import COMPLETION_INDEX, LOADGEN_IMAGE, START_LEAD_S, ClusterLoad, load_job
 from matchlab.k8s.prereq import check_prerequisites
+from matchlab.k8s.tools import search_path
 from matchlab.loadgen.results import LoadResult
 from matchlab.loadgen.segments import merged_result, read_result_lines
 from matchlab.stack.probes import HttpProbe, free_port
@@ -268,7 +269,9 @@ class KubernetesBackend:
         if self.plan:
             self.runner.note(f"keep running until the end: {' '.join(argv)}")
             return
-        self._port_forward = ManagedProcess("prometheus-port-forward", argv, run_dir / "logs" / "port-forward.log")
+        # The virtualenv's kubectl first, as for every other command (SubprocessRunner), activated or not.
+        self._port_forward = ManagedProcess("prometheus-port-forward", argv, run_dir / "logs" / "port-forward.log",
+                                            env={"PATH": search_path()})
         # A client-side relay, not part of the stack: it ends with the harness even under --keep-stack
         # (which skips stop()), so it is also stopped at interpreter exit.
         atexit.register(self.close_prometheus)
