@@ -131,6 +131,8 @@ def test_k3d_up_status_down_issue_the_fixtures_commands_and_delete_only_what_up_
     (forward,) = record.services
     assert record.backend == "k3d" and forward.name == "prometheus-port-forward" and forward.process() is not None
     assert record.endpoints.prometheus in out and record.endpoints.admin_token  # the cluster's token, kept
+    assert record.facts["created by matchlab up"] == (
+        f"namespace monitoring, namespace matching-engine, k3d cluster {CLUSTER}")
 
     # `status` reads the cluster's own objects; every workload Ready and the port-forward answering.
     code, out, err = run(capsys, "status", reports=reports)

@@ -62,7 +62,8 @@ def up(args: argparse.Namespace, topology: Topology) -> tuple[Stack, StackRecord
         else:
             write_ledger(args.reports_dir, earlier)
         raise
-    write_ledger(args.reports_dir, ClusterLedger.of(backend).merged(earlier))
+    ledger = ClusterLedger.of(backend).merged(earlier)
+    write_ledger(args.reports_dir, ledger)
     services = []
     forward = backend.detach_prometheus()
     if forward is not None:  # it outlives `up`: recorded like the local stack's processes, stopped by `down`
@@ -70,7 +71,8 @@ def up(args: argparse.Namespace, topology: Topology) -> tuple[Stack, StackRecord
         probe = HttpProbe(f"{stack.endpoints.prometheus}/-/ready")
         services.append(ServiceRecord(PORT_FORWARD, forward.pid, forward.argv, str(forward.log_path),
                                       probe_to_dict(probe), stack.endpoints.prometheus, forward.env))
-    facts = {**backend.facts(), "profile": args.profile}
+    facts = {**backend.facts(), "profile": args.profile,
+             "created by matchlab up": ", ".join(ledger.created()) or "nothing (all of it existed before)"}
     record = StackRecord(backend.name, topology, str(run_dir), stack.endpoints, services, facts)
     write_state(args.reports_dir, record)
     return stack, record
