@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -75,13 +76,13 @@ def test_up_status_order_book_broker_pause_down(reports: Path):
     for svc in record.services:
         assert f"{svc.name}" in status.stdout and "not running" not in status.stdout
     assert status.stdout.count(" healthy ") == len(record.services) == 3  # broker, shard a, prometheus
+    assert f" healthy     {record.endpoints.shards['a']}\n" in status.stdout  # where a user goes, not a probe path
 
     order = matchlab(reports, "order", "TEST-ASSET-A", "BUY", "LIMIT", "7", "12345")
     assert order.returncode == 0 and order.stdout.startswith("ACCEPTED cli-"), order.stderr
     wait_until(lambda: "BID       12345         7  (1 order)" in matchlab(reports, "book", "TEST-ASSET-A").stdout,
                10, "the order in the book")
 
-    shard = record.endpoints.shards["a"]
     wait_until(lambda: stats(reports)["eventsPending"] == 0, 15, "events delivered before the pause")
     assert matchlab(reports, "broker", "pause").returncode == 0
     crossing = matchlab(reports, "order", "TEST-ASSET-A", "SELL", "LIMIT", "7", "12345")
@@ -106,7 +107,7 @@ def test_up_twice_does_not_start_a_second_stack(reports: Path):
     assert [s.pid for s in read_state(reports).services] == [s.pid for s in first.services]
     assert len(list(reports.glob("up-*/single"))) == 1
     other = matchlab(reports, "up", "--topology", "multi")
-    assert other.returncode == 1 and "a single stack is already up" in other.stderr
+    assert other.returncode == 1 and "a single stack on local is already up" in other.stderr
 
 
 def test_down_after_a_crashed_up_reaps_its_leftovers(reports: Path):
@@ -127,6 +128,23 @@ def test_down_after_a_crashed_up_reaps_its_leftovers(reports: Path):
     assert wait_until(lambda: gone(leftovers), 10, "the leftovers to exit")
 
 
+def test_up_in_the_foreground_tears_down_on_ctrl_c(reports: Path):
+    up = subprocess.Popen([MATCHLAB, "up", "--topology", "single", "--foreground", "--reports-dir", str(reports)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: read_state(reports) is not None, 60, "the stack to be recorded")
+        pids = [s.pid for s in read_state(reports).services]
+        assert not gone(pids)
+        up.send_signal(signal.SIGINT)
+        out, _ = up.communicate(timeout=60)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert up.returncode == 0, out
+    assert out.count("stopped ") == len(pids) == 3, out
+    assert gone(pids) and read_state(reports) is None and registry(reports) == {}
+
+
 def test_pytest_reuse_stack_runs_the_smoke_tests_against_an_up_stack(reports: Path):
     assert matchlab(reports, "up").returncode == 0
     before = registry(reports)
@@ -140,18 +158,23 @@ def test_pytest_reuse_stack_runs_the_smoke_tests_against_an_up_stack(reports: Pa
     assert matchlab(reports, "status").returncode == 0  # left running
 
 
-def test_options_work_with_a_space_before_an_existing_folder_and_from_any_directory(tmp_path: Path):
-    reports = tmp_path / "elsewhere"
-    reports.mkdir()  # an existing folder is what pytest would take for its rootdir
+@pytest.mark.parametrize("exists", [True, False], ids=["existing-folder", "missing-folder"])
+def test_options_work_with_a_space_before_the_reports_folder_and_from_any_directory(tmp_path: Path, exists: bool):
+    reports = tmp_path / "elsewhere" / "reports"
+    if exists:
+        reports.mkdir(parents=True)  # an existing folder is what pytest would take for its rootdir
     select = ["-m", "smoke", "-k", "every_service_is_healthy or an_order_is_accepted"]
     in_repo = set((ROOT / "reports").glob("run-*"))
     run = pytest_run([*select, "--reports-dir", str(reports)], cwd=ROOT)
     assert run.returncode == 0 and "2 passed" in run.stdout, run.stdout[-3000:] + run.stderr
     assert list(reports.glob("run-*/multi/logs/me-shard-a.log"))
-    assert "rootdir: " in run.stdout and "PytestUnknownMarkWarning" not in run.stdout  # the plugin's markers
+    # The repository's root and pytest.ini, as without the option; the plugin's markers.
+    assert f"rootdir: {ROOT}\nconfigfile: pytest.ini" in run.stdout and "PytestUnknownMarkWarning" not in run.stdout
+    assert re.search(r"^experiments/test_smoke\.py \.\. ", run.stdout, re.MULTILINE)  # paths from that root
 
     away = pytest_run([str(ROOT / "experiments" / "test_smoke.py"), *select, "--profile", "quick",
                        "--reports-dir", str(reports)], cwd=tmp_path)
     assert away.returncode == 0 and "2 passed" in away.stdout, away.stdout[-3000:] + away.stderr
+    assert f"rootdir: {ROOT}\nconfigfile: pytest.ini" in away.stdout
     assert len(list(reports.glob("run-*/multi"))) == 2
     assert set((ROOT / "reports").glob("run-*")) == in_repo

@@ -9,8 +9,8 @@ import pytest
 
 from matchlab.cli.main import main
 from matchlab.cli.trading import book_lines
-from matchlab.experiment.record import RunRecord
 from matchlab.experiment.profiles import QUICK
+from matchlab.experiment.record import RunRecord
 from matchlab.experiment.registry import build
 from matchlab.observe.verdicts import judge
 from matchlab.stack.backend import Backend
@@ -79,7 +79,8 @@ def test_book_lines_show_depth_per_level_asks_above_bids():
         (["status"], 1, "err", "no stack is up"),
         (["order", "TEST-ASSET-A", "buy", "limit", "1", "100"], 1, "err", "start one with `matchlab up`"),
         (["broker", "pause"], 1, "err", "no stack is up"),
-        (["up", "--backend", "k3d"], 2, "err", "not supported yet"),
+        (["up", "--backend", "k8s"], 2, "err", "needs --kube-context NAME"),
+        (["up", "--expose-on", "0.0.0.0"], 2, "err", "--expose-on applies to --backend k3d"),
     ],
 )
 def test_nothing_up_gives_one_line_and_an_exit_code(tmp_path: Path, capsys, argv, code, stream, text):

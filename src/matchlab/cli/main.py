@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--profile", choices=sorted(PROFILES), default="full",
                     help="recorded for experiments run against it (default: full)")
     up.add_argument("--foreground", action="store_true", help="stay until Ctrl-C, then tear down")
+    up.add_argument("--expose-on", metavar="ADDRESS", help="k3d: bind the port mappings on ADDRESS (default: 127.0.0.1)")
+    up.add_argument("--kube-context", metavar="NAME", help="k8s: the existing cluster's kubeconfig context")
+    up.add_argument("--image-registry", metavar="HOST/PATH", help="k8s: where the cluster's nodes pull the images from")
     up.set_defaults(run=stack_verbs.up)
 
     verbs.add_parser("status", help="each service: PID, state, health, endpoint").set_defaults(run=stack_verbs.status)
@@ -92,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     except MatchlabError as exc:
         text = str(exc)
         first = text.splitlines()[0] if text else type(exc).__name__
+        if isinstance(exc, PrerequisiteError):  # one line per missing prerequisite, each saying how to install it
+            for line in text.splitlines():
+                print(f"matchlab {args.verb}: {line}", file=sys.stderr)
+            return EXIT_PREREQUISITE
         print(f"matchlab {args.verb}: {first}", file=sys.stderr)
         if args.verbose:
             rest = text.splitlines()[1:]
@@ -101,8 +108,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"--- {name} (last lines)\n{tail}", file=sys.stderr)
         elif len(text.splitlines()) > 1:
             print("(more with --verbose)", file=sys.stderr)
-        if isinstance(exc, PrerequisiteError):
-            return EXIT_PREREQUISITE
         return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR
 
 

@@ -1,8 +1,9 @@
 """``up``, ``status``, ``down``, ``broker pause|resume``, ``kill``, ``restart``: the stack by hand.
 
-``up`` starts the stack with the same ``LocalBackend`` the pytest fixtures
-use; every process runs in its own session, so it outlives this command.
-The record it writes (``stack.json``) is how the other verbs find it.
+``up`` starts the stack with the same backends the pytest fixtures use: on
+the local backend every process runs in its own session, so it outlives this
+command; on Kubernetes see ``cluster_verbs``. The record it writes
+(``stack.json``) is how the other verbs find it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from pathlib import Path
 
 import psutil
 
+from matchlab.cli import cluster_verbs
 from matchlab.errors import ProcessError, UsageError
+from matchlab.harness.options import backend_options_problem
+from matchlab.k8s.ledger import RecordedCluster
 from matchlab.stack.local import LocalBackend
 from matchlab.stack.pidfile import PidRegistry
 from matchlab.stack.probes import PROBE_TIMEOUT_S
@@ -55,11 +59,14 @@ def shown(path: Path) -> Path:
 
 
 def endpoint_lines(endpoints: Endpoints, facts: dict[str, str]) -> list[str]:
+    def metrics(url: str | None) -> str:
+        return f"  (metrics {url})" if url else ""
+
     rows = []
     if endpoints.gateway:
-        rows.append(("gateway", f"{endpoints.gateway}  (metrics {endpoints.gateway_metrics})"))
+        rows.append(("gateway", f"{endpoints.gateway}{metrics(endpoints.gateway_metrics)}"))
     for shard, url in endpoints.shards.items():
-        rows.append((f"shard {shard}", f"{url}  (metrics {endpoints.shard_metrics[shard]})"))
+        rows.append((f"shard {shard}", f"{url}{metrics(endpoints.shard_metrics.get(shard))}"))
     rows.append(("broker", endpoints.broker))
     rows.append(("prometheus", endpoints.prometheus))
     grafana = endpoints.grafana
@@ -72,37 +79,43 @@ def endpoint_lines(endpoints: Endpoints, facts: dict[str, str]) -> list[str]:
 
 
 def up(args: argparse.Namespace) -> int:
-    if args.backend != "local":
-        raise UsageError(
-            f"`matchlab up --backend {args.backend}` is not supported yet; use "
-            f"`pytest experiments/test_smoke.py --backend {args.backend} --keep-stack` for a cluster"
-        )
+    problem = backend_options_problem(args.backend, args.kube_context, args.image_registry, args.expose_on)
+    if problem:
+        raise UsageError(problem)
     topology = Topology(args.topology)
     existing = read_state(args.reports_dir)
     if existing is not None:
-        if _already_up(existing, topology, args.reports_dir):
+        if _already_up(existing, args.backend, topology, args.reports_dir):
             return 0
         remove_state(args.reports_dir)  # nothing of it runs any more: a stale record
         print(f"forgot a stale record: no process of the {existing.topology.value} stack in it still runs")
+    if args.backend == "local":
+        stack, record = _up_local(args, topology)
+    else:
+        stack, record = cluster_verbs.up(args, topology)
+    run_dir = Path(record.run_dir)
+    where = "" if args.backend == "local" else f" on {args.backend}"
+    print(f"{topology.value} stack up{where} in {stack.cold_start_s:.1f} s (logs: {shown(run_dir / 'logs')})")
+    print("\n".join(endpoint_lines(stack.endpoints, record.facts)))
+    print(f"endpoints written to {shown(state_path(args.reports_dir))}")
+    if not args.foreground:
+        return 0
+    _wait_for_interrupt(args.reports_dir)
+    down(args)
+    return 0
+
+
+def _up_local(args: argparse.Namespace, topology: Topology) -> tuple[Stack, StackRecord]:
     backend = LocalBackend(args.reports_dir, UP_PID_FILE)
     run_dir = args.reports_dir / time.strftime("up-%Y%m%d-%H%M%S") / topology.value
     stack = Stack(backend, topology, run_dir).start()
     facts = {**backend.facts(), "profile": args.profile}
     record = StackRecord("local", topology, str(run_dir), stack.endpoints, backend.service_records(), facts)
-    path = write_state(args.reports_dir, record)
-    print(f"{topology.value} stack up in {stack.cold_start_s:.1f} s (logs: {shown(run_dir / 'logs')})")
-    print("\n".join(endpoint_lines(stack.endpoints, facts)))
-    print(f"endpoints written to {shown(path)}")
-    if not args.foreground:
-        return 0
-    _wait_for_interrupt(args.reports_dir)
-    stack.stop()
-    remove_state(args.reports_dir)
-    print("stack stopped")
-    return 0
+    write_state(args.reports_dir, record)
+    return stack, record
 
 
-def _already_up(record: StackRecord, topology: Topology, reports_dir: Path) -> bool:
+def _already_up(record: StackRecord, backend: str, topology: Topology, reports_dir: Path) -> bool:
     """True when the recorded stack runs whole; raises when part of it runs; False when none does."""
     alive = record.alive()
     if not alive:
@@ -113,8 +126,9 @@ def _already_up(record: StackRecord, topology: Topology, reports_dir: Path) -> b
             f"the stack in {state_path(reports_dir)} is partly down ({', '.join(down)} not running): "
             f"`matchlab restart {down[0]}`, or `matchlab down` then `matchlab up`"
         )
-    if record.topology is not topology:
-        raise ProcessError(f"a {record.topology.value} stack is already up: `matchlab down` first")
+    if (record.backend, record.topology) != (backend, topology):
+        raise ProcessError(
+            f"a {record.topology.value} stack on {record.backend} is already up: `matchlab down` first")
     print(f"already up: the {record.topology.value} stack of {record.run_dir}")
     print("\n".join(endpoint_lines(record.endpoints, record.facts)))
     return True
@@ -151,7 +165,8 @@ def service_state(proc: psutil.Process | None, probe) -> str:
 def status(args: argparse.Namespace) -> int:
     stack = recorded(args.reports_dir)
     record = stack.record
-    if not record.alive():
+    on_cluster = record.backend != "local"
+    if not on_cluster and not record.alive():
         raise ProcessError(
             f"the stack recorded in {shown(state_path(args.reports_dir))} no longer runs (a stale record): "
             "`matchlab down` clears it, `matchlab up` starts a new one"
@@ -164,6 +179,10 @@ def status(args: argparse.Namespace) -> int:
         healthy &= state == "healthy"
         pid = str(proc.pid) if proc else "-"
         print(f"  {svc.name:<13} {pid:>7}  {state:<11} {svc.endpoint}")
+    if on_cluster:  # the workloads, as the cluster itself reports them
+        lines, all_healthy = cluster_verbs.status_lines(record, args.reports_dir)
+        print("\n".join(lines))
+        healthy &= all_healthy
     grafana = record.facts.get("grafana")
     if grafana:
         print(f"  grafana: {grafana}")
@@ -182,7 +201,11 @@ def down(args: argparse.Namespace) -> int:
         print(f"stopped {line}")
     for pid in reaped:
         print(f"reaped leftover PID {pid}")
-    if not stopped and not reaped:
+    # What `up` created on Kubernetes (also half-way through a killed `up`), and only that.
+    deleted = cluster_verbs.tear_down(args.reports_dir)
+    for line in deleted:
+        print(line)
+    if not stopped and not reaped and not deleted:
         print("nothing to tear down")
     return 0
 
@@ -190,7 +213,23 @@ def down(args: argparse.Namespace) -> int:
 # -- fault actions -------------------------------------------------------------
 
 
+def _on_cluster(args: argparse.Namespace) -> RecordedCluster | None:
+    """The recorded stack when it runs on Kubernetes (its faults go through the cluster), else None."""
+    record = recorded(args.reports_dir).record
+    return cluster_verbs.recorded_cluster(record, args.reports_dir) if record.backend != "local" else None
+
+
 def broker(args: argparse.Namespace) -> int:
+    cluster = _on_cluster(args)
+    if cluster is not None:  # scaling is idempotent: pausing twice is harmless
+        if args.action == "pause":
+            cluster.pause_broker()
+            print("broker paused (redpanda scaled to 0, its volume keeps the data): shards keep accepting orders; "
+                  "their events wait")
+        else:
+            cluster.resume_broker()
+            print("broker resumed (redpanda Ready)")
+        return 0
     stack = recorded(args.reports_dir)
     proc = stack.running("broker")
     paused = proc.status() == psutil.STATUS_STOPPED
@@ -209,6 +248,11 @@ def broker(args: argparse.Namespace) -> int:
 
 
 def kill(args: argparse.Namespace) -> int:
+    cluster = _on_cluster(args)
+    if cluster is not None:
+        cluster.kill_service(args.service)
+        print(f"killed {args.service} (scaled to 0, its pods deleted at once)")
+        return 0
     stack = recorded(args.reports_dir)
     proc = stack.service(args.service).process()
     if proc is None:
@@ -220,6 +264,11 @@ def kill(args: argparse.Namespace) -> int:
 
 
 def restart(args: argparse.Namespace) -> int:
+    cluster = _on_cluster(args)
+    if cluster is not None:
+        cluster.restart_service(args.service)
+        print(f"restarted {args.service}, ready")
+        return 0
     stack = recorded(args.reports_dir)
     pid = stack.restart_service(args.service)
     print(f"restarted {args.service} (PID {pid}), ready")

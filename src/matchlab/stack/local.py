@@ -14,6 +14,7 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from matchlab.admin_auth import ADMIN_TOKEN_ENV, new_token
 from matchlab.errors import ProcessError
@@ -189,7 +190,8 @@ class LocalBackend:
         if self.broker is not None:
             services.append((self.broker.process, self.broker.probe(), self.broker.bootstrap))
         for proc, health in self._apps.values():
-            services.append((proc, HttpProbe(health), health.removesuffix("/health")))
+            base = urlsplit(health)  # the readiness URL (/ready or /health) without its path: where users go
+            services.append((proc, HttpProbe(health), f"{base.scheme}://{base.netloc}"))
         for svc in (self.prometheus, self.grafana):
             if svc is not None:
                 services.append((svc.process, svc.probe(), svc.url))
