@@ -48,6 +48,8 @@ async def read_json_body(request: web.Request, limit: int) -> bytes | web.Respon
         return rejection(415, f"content-type must be {JSON}, got {request.content_type!r}")
     if request.content_length is not None and request.content_length > limit:
         return rejection(413, f"body of {request.content_length} bytes exceeds the {limit}-byte limit")
+    if request.content_length is not None and request.content.is_eof():
+        return await request.read()  # the whole body came with the header: nothing to wait for, no timer
     seconds, timed_out = body_deadline(request)
     try:
         async with asyncio.timeout(seconds):

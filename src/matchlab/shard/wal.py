@@ -154,7 +154,7 @@ class GroupCommitLog:
         self._size = os.fstat(self._fd).st_size  # last durable byte of the active segment
         self._cut_back = False  # the segment may hold bytes past _size: cut before writing
         self._rotate_requested = False
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())  # not re-entered: a plain lock is cheaper
         self._open = _Batch()
         self._closing = False
         self._broken: WalError | None = None  # committer side: refuse batches until reset
