@@ -9,19 +9,13 @@ computed when scraped, costing nothing per order.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-)
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client import CollectorRegistry, Gauge
 
 from matchlab.buckets import MATCH_BUCKETS
 from matchlab.httpjson import new_registry
+from matchlab.loopmetrics import LoopCounter, LoopHistogram
 
 # Required bounds (DESIGN.md §3.5) merged with finer ones.
 FAST_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.01)
@@ -30,21 +24,22 @@ WAL_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 
 
 
 class ShardMetrics:
-    """Bound metric children for one shard."""
+    """Bound metric children for one shard; every one written on the event loop only (``loopmetrics``)."""
 
     def __init__(self, shard_id: str, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or new_registry()
         r = self.registry
 
-        def hist(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
-            return Histogram(name, doc, ["shard"], buckets=buckets, registry=r).labels(shard=shard_id)
+        def hist(name: str, doc: str, buckets: tuple[float, ...]):
+            return LoopHistogram(name, doc, ["shard"], r, buckets).labels(shard=shard_id)
 
-        self.match_duration = BisectHistogram(
-            "me_match_duration_seconds",
-            "HTTP receipt to match result, per order (includes the durable journal wait)",
-            shard_id, MATCH_BUCKETS,
+        def counter(name: str, doc: str):
+            return LoopCounter(name, doc, ["shard"], r).labels(shard=shard_id)
+
+        self.match_duration = hist(
+            "me_match_duration_seconds", "HTTP receipt to match result, per order (includes the durable journal wait)",
+            MATCH_BUCKETS,
         )
-        r.register(self.match_duration)
         self.validation = hist(
             "me_order_validation_duration_seconds", "Decoding and validating an order", FAST_BUCKETS
         )
@@ -60,19 +55,16 @@ class ShardMetrics:
         self.publish = hist(
             "me_event_publish_duration_seconds", "Handing one event to the Kafka producer", FAST_BUCKETS
         )
-        self.matches = Counter("me_matches_total", "Fills executed", ["shard"], registry=r).labels(shard=shard_id)
-        received = Counter("me_orders_received_total", "Orders accepted", ["shard", "side"], registry=r)
+        self.matches = counter("me_matches_total", "Fills executed")
+        received = LoopCounter("me_orders_received_total", "Orders accepted", ["shard", "side"], r)
         self.received = {side: received.labels(shard=shard_id, side=side) for side in ("BUY", "SELL")}
-        self.publish_errors = Counter(
-            "me_event_publish_errors_total", "Events the producer failed to deliver", ["shard"], registry=r
-        ).labels(shard=shard_id)
-        self.duplicates = Counter(
-            "me_orders_duplicate_total", "Repeated orderIds answered with the original acknowledgement", ["shard"], registry=r
-        ).labels(shard=shard_id)
-        self.journal_errors = Counter(
-            "me_journal_write_errors_total", "Journal writes or fsyncs that failed (their groups got 503)", ["shard"],
-            registry=r,
-        ).labels(shard=shard_id)
+        self.publish_errors = counter("me_event_publish_errors_total", "Events the producer failed to deliver")
+        self.duplicates = counter(
+            "me_orders_duplicate_total", "Repeated orderIds answered with the original acknowledgement"
+        )
+        self.journal_errors = counter(
+            "me_journal_write_errors_total", "Journal writes or fsyncs that failed (their groups got 503)"
+        )
         self._depth = Gauge("me_orderbook_depth", "Resting orders", ["shard", "side"], registry=r)
         self._levels = Gauge("me_orderbook_price_levels", "Price levels", ["shard", "side"], registry=r)
         self._ring = Gauge(
@@ -91,36 +83,3 @@ class ShardMetrics:
             self._depth.labels(shard=self._shard, side=side).set_function(lambda s=side: depth(s))
             self._levels.labels(shard=self._shard, side=side).set_function(lambda s=side: levels(s))
         self._ring.labels(shard=self._shard).set_function(ring_utilization)
-
-
-class BisectHistogram:
-    """A one-child histogram observed by a single thread, with ~170 bounds found by bisection.
-
-    prometheus_client's Histogram scans its bounds linearly on every
-    observation; with the fine match-latency grid that is a hundred
-    comparisons per order on the matcher thread. This keeps plain counts and
-    exposes them as the same histogram family at scrape time.
-    """
-
-    def __init__(self, name: str, documentation: str, shard: str, bounds: tuple[float, ...]) -> None:
-        self.name, self.documentation, self.shard = name, documentation, shard
-        self.bounds = list(bounds)
-        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
-        self.sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect_left(self.bounds, seconds)] += 1
-        self.sum += seconds
-
-    def describe(self):
-        return [HistogramMetricFamily(self.name, self.documentation, labels=["shard"])]
-
-    def collect(self):
-        family = HistogramMetricFamily(self.name, self.documentation, labels=["shard"])
-        counts, total = list(self.counts), self.sum  # a consistent-enough copy: single writer
-        cumulative, buckets = 0, []
-        for bound, count in zip([*self.bounds, float("inf")], counts):
-            cumulative += count
-            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-        family.add_metric([self.shard], buckets, total)
-        return [family]
