@@ -27,6 +27,7 @@ from matchlab.observe.verdicts import Verdict
 from matchlab.stack.cpu_budget import CpuBudgets
 from matchlab.stack.spec import Topology
 from matchlab.stack.stack import Stack
+from matchlab.topology import SCALING_CPU_PER_2_CORES
 
 SEED = (500, 50)  # resting orders / levels per symbol (DESIGN.md §5)
 B2_MATCHES_PER_MIN = 5040.0  # 84/s as the anchor offered, a little above 5,000
@@ -330,9 +331,8 @@ def run_c2(s: Suite) -> ExperimentRecord:
 
 # -- scaling from capacity (ASR 2) ------------------------------------------------------------
 
-# CPU budgets while capacities are measured, for a 2-core machine and scaled with the cores: three
-# shards and the gateway leave room for the load generator, the broker and Prometheus.
-SHARD_CPU_PER_2_CORES, GATEWAY_CPU_PER_2_CORES = 0.2, 0.5
+# CPU budgets while capacities are measured: matchlab.topology's, for a 2-core machine, scaled with the cores.
+SHARD_CPU_PER_2_CORES, GATEWAY_CPU_PER_2_CORES = SCALING_CPU_PER_2_CORES["shard"], SCALING_CPU_PER_2_CORES["gateway"]
 SCALING_START_PER_SHARD = 100.0  # orders/s per shard at the first step
 
 

@@ -24,7 +24,7 @@ from matchlab.stack.probes import HttpProbe, free_port
 from matchlab.stack.process import ManagedProcess
 from matchlab.stack.prometheus import PrometheusServer, find_binary
 from matchlab.stack.prometheus_config import render_config
-from matchlab.stack.spec import Endpoints, Role, ServiceSpec, Topology, app_services
+from matchlab.stack.spec import Endpoints, Role, ServiceSpec, Topology, Wiring, app_services
 from matchlab.stack.state import ServiceRecord, probe_to_dict
 
 log = logging.getLogger(__name__)
@@ -99,14 +99,8 @@ class LocalBackend:
             if spec.role is not Role.SHARD:
                 continue
             http, metrics = free_port(), free_port()
-            env = {
-                **spec.env,
-                "HTTP_PORT": str(http),
-                "METRICS_PORT": str(metrics),
-                "BIND_HOST": "127.0.0.1",
-                "KAFKA_BOOTSTRAP": self.broker.bootstrap,
-                "WAL_PATH": str(data / f"wal-{spec.shard}.log"),
-            }
+            env = spec.environment(Wiring(http, metrics, kafka_bootstrap=self.broker.bootstrap,
+                                          wal_path=data / f"wal-{spec.shard}.log"))
             proc = self._process(spec, env, logs)  # all shards start at once...
             url = f"http://127.0.0.1:{http}"
             self._apps[spec.name] = (proc, f"{url}{spec.ready_path}")
@@ -121,13 +115,7 @@ class LocalBackend:
     def _start_gateway(self, topology: Topology, shards: dict[str, str], logs: Path):
         spec = next(s for s in app_services(topology) if s.role is Role.GATEWAY)
         http, metrics = free_port(), free_port()
-        env = {
-            **spec.env,
-            "HTTP_PORT": str(http),
-            "METRICS_PORT": str(metrics),
-            "BIND_HOST": "127.0.0.1",
-            "ME_SHARD_MAP": ",".join(f"{s}={u}" for s, u in shards.items()),
-        }
+        env = spec.environment(Wiring(http, metrics, shard_urls=shards))
         proc = self._process(spec, env, logs)
         url = f"http://127.0.0.1:{http}"
         self._apps[spec.name] = (proc, f"{url}{spec.ready_path}")
