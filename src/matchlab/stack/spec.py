@@ -120,21 +120,29 @@ def shard_spec(shard: str, symbols: list[str] | None = None) -> ServiceSpec:
     )
 
 
-def gateway_spec(shards: tuple[str, ...]) -> ServiceSpec:
+def gateway_spec(shard_symbols: dict[str, list[str]]) -> ServiceSpec:
     return ServiceSpec(
         name="edge-gateway",
         role=Role.GATEWAY,
         module="matchlab.gateway",
-        shard_symbols={s: list(SHARD_SYMBOLS[s]) for s in shards},
+        shard_symbols={s: list(symbols) for s, symbols in shard_symbols.items()},
         labels={"app": "edge-gateway"},
     )
 
 
-def app_services(topology: Topology) -> list[ServiceSpec]:
-    """Shards first, then the gateway (which needs their addresses)."""
-    services = [shard_spec(s) for s in topology.shards]
+def layout(topology: Topology, shard_symbols: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """Shard id -> symbols: the topology's shards with DESIGN.md's symbols, or ``shard_symbols`` (a re-spread
+    layout from ``matchlab.topology.spread_symbols``) when given."""
+    return {s: list(v) for s, v in shard_symbols.items()} if shard_symbols else \
+        {s: list(SHARD_SYMBOLS[s]) for s in topology.shards}
+
+
+def app_services(topology: Topology, shard_symbols: dict[str, list[str]] | None = None) -> list[ServiceSpec]:
+    """Shards first, then the gateway (which needs their addresses); ``shard_symbols`` as in ``layout``."""
+    shards = layout(topology, shard_symbols)
+    services = [shard_spec(s, symbols) for s, symbols in shards.items()]
     if topology.has_gateway:
-        services.append(gateway_spec(topology.shards))
+        services.append(gateway_spec(shards))
     return services
 
 
@@ -153,6 +161,8 @@ class Endpoints:
     # The stack's admin token (matchlab.admin_auth): the harness' own control calls send it.
     # Kept out of repr, which --keep-stack logs.
     admin_token: str = field(default="", repr=False)
+    # Which symbols each shard owns: DESIGN.md's map unless the stack runs a re-spread layout.
+    shard_symbols: dict[str, list[str]] = field(default_factory=lambda: layout(Topology.MULTI))
 
     @property
     def remote_write(self) -> str:
