@@ -9,9 +9,11 @@ import pytest
 
 from matchlab.admin_auth import bearer
 from matchlab.errors import PrerequisiteError
+from matchlab.harness.options import HarnessOptions, Profile
+from matchlab.harness.stack import StackPool
 from matchlab.stack.local import LocalBackend
 from matchlab.stack.spec import Topology
-from matchlab.topology import SYMBOLS, spread_symbols
+from matchlab.topology import SHARD_SYMBOLS, SYMBOLS, spread_symbols
 
 pytestmark = pytest.mark.integration
 
@@ -40,3 +42,28 @@ def test_four_shards_each_own_their_re_spread_symbols(tmp_path: Path):
         assert httpx.get(f"{ep.shards['a']}/book/TEST-ASSET-D").status_code == 404
     finally:
         backend.stop()
+
+
+def pool_options(tmp_path: Path, max_shards: int) -> HarnessOptions:
+    return HarnessOptions(backend="local", profile=Profile.QUICK, keep_stack=False, reports_dir=tmp_path,
+                          kube_context=None, image_registry=None, plan=False, max_shards=max_shards)
+
+
+def test_the_scaling_stack_is_the_multi_stack_for_three_shards(tmp_path: Path):
+    pool = StackPool(pool_options(tmp_path, 3), tmp_path / "run")
+    try:
+        multi = pool.get(Topology.MULTI)
+        assert pool.get(Topology.SCALING) is multi  # no restart between the B experiments and S1
+    finally:
+        pool.close()
+
+
+def test_max_shards_gives_the_scaling_stack_its_re_spread_layout(tmp_path: Path):
+    pool = StackPool(pool_options(tmp_path, 5), tmp_path / "run")
+    try:
+        stack = pool.get(Topology.SCALING)
+        assert stack.topology is Topology.SCALING and sorted(stack.endpoints.shards) == list("abcde")
+        assert stack.endpoints.shard_symbols == spread_symbols(5)
+        assert pool.get(Topology.MULTI).endpoints.shard_symbols == SHARD_SYMBOLS  # MULTI keeps DESIGN.md's map
+    finally:
+        pool.close()

@@ -24,6 +24,9 @@ from matchlab.topology import SHARD_IDS, SHARD_SYMBOLS
 class Topology(enum.Enum):
     SINGLE = "single"  # shard a, straight (ASR 1)
     MULTI = "multi"  # shards a, b, c behind the edge gateway (ASR 2)
+    # The scaling search's stack: MULTI itself for three shards; with --max-shards K > 3, K shards behind the
+    # gateway with the symbols re-spread (matchlab.topology.spread_symbols), a layout the backend is given.
+    SCALING = "scaling"
 
     @property
     def shards(self) -> tuple[str, ...]:
@@ -31,7 +34,7 @@ class Topology(enum.Enum):
 
     @property
     def has_gateway(self) -> bool:
-        return self is Topology.MULTI
+        return self is not Topology.SINGLE
 
 
 class Role(enum.Enum):
