@@ -19,7 +19,6 @@ from matchlab.stack.prometheus import PrometheusServer
 from matchlab.stack.spec import Wiring, gateway_config, shard_config
 
 SHARD_READY_S = 20.0
-SYMBOLS_A = ["TEST-ASSET-A", "TEST-ASSET-B", "TEST-ASSET-C", "TEST-ASSET-D"]
 # The admin token every service under test gets (as a stack would); clients send it by default.
 ADMIN_TOKEN = new_token()
 

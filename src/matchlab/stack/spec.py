@@ -30,6 +30,7 @@ class Topology(enum.Enum):
 
     @property
     def shards(self) -> tuple[str, ...]:
+        """DESIGN.md's shards; a stack given a layout has its shards in ``Endpoints.shard_symbols``."""
         return SHARD_IDS[:1] if self is Topology.SINGLE else SHARD_IDS
 
     @property
