@@ -64,3 +64,12 @@ def test_topology_is_a_leaf() -> None:
     imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert not [m for m in imported if m.startswith("matchlab")], imported
+
+
+def test_manifests_request_the_topology_cpu_budgets() -> None:
+    from matchlab.k8s import manifests as m
+    from matchlab.stack.spec import Role
+
+    assert m.RESOURCES[Role.SHARD]["requests"]["cpu"] == "1" and m.RESOURCES[Role.SHARD]["limits"]["cpu"] == "2"
+    assert m.RESOURCES[Role.GATEWAY]["requests"]["cpu"] == "500m"
+    assert [m.cpu_quantity(c) for c in (0.25, 1.0, 1.5, 3)] == ["250m", "1", "1500m", "3"]

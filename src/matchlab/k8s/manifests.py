@@ -74,7 +74,7 @@ def cpu_quantity(cpus: float) -> str:
 
 
 def _resources(role: str, memory_request: str, memory_limit: str) -> dict:
-    """Requests and limits: CPU from the topology's budgets (one source with the local backend's)."""
+    """Requests and limits, the CPU from matchlab.topology.CPU_BUDGETS (the unscaled numbers)."""
     cpu = topology.CPU_BUDGETS[role]
     return {"requests": {"cpu": cpu_quantity(cpu.request), "memory": memory_request},
             "limits": {"cpu": cpu_quantity(cpu.limit), "memory": memory_limit}}
