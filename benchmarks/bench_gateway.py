@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psutil
 
-from matchlab.admin_auth import ADMIN_TOKEN_ENV, new_token
+from matchlab.admin_auth import new_token
 from matchlab.loadgen.flow import OrderFlow
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.runner import run_load
@@ -33,6 +33,7 @@ from matchlab.loadgen.targets import SHARD_SYMBOLS, direct_targets, flow_source,
 from matchlab.stack.broker import TansuBroker
 from matchlab.stack.probes import HttpProbe, free_port
 from matchlab.stack.process import ManagedProcess
+from matchlab.stack.spec import Wiring, gateway_config, shard_config
 
 TOKEN = new_token()  # the services' admin token, for seeding
 
@@ -63,13 +64,12 @@ def main() -> None:
         shard_urls = {}
         for shard in "abc":
             http = free_port()
-            env = {"SHARD_ID": shard, "HTTP_PORT": str(http), "METRICS_PORT": str(free_port()),
-                   "WAL_PATH": str(workdir / f"wal-{shard}.log"), "KAFKA_BOOTSTRAP": bootstrap, ADMIN_TOKEN_ENV: TOKEN}
+            wiring = Wiring(http, free_port(), kafka_bootstrap=bootstrap, wal_path=workdir / f"wal-{shard}.log")
+            env = shard_config(shard, wiring, admin_token=TOKEN).to_env()
             start(stack, f"shard-{shard}", "matchlab.shard", env, workdir, http)
             shard_urls[shard] = f"http://127.0.0.1:{http}"
         gw_port = free_port()
-        gw_env = {"HTTP_PORT": str(gw_port), "METRICS_PORT": str(free_port()),
-                  "ME_SHARD_MAP": ",".join(f"{s}={u}" for s, u in shard_urls.items())}
+        gw_env = gateway_config(Wiring(gw_port, free_port(), shard_urls=shard_urls)).to_env()
         gateway = start(stack, "gateway", "matchlab.gateway", gw_env, workdir, gw_port)
         gw_url = f"http://127.0.0.1:{gw_port}"
         seed_books(shard_urls, SHARD_SYMBOLS, 500, 50, token=TOKEN)

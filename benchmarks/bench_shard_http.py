@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from matchlab.admin_auth import ADMIN_TOKEN_ENV, new_token
+from matchlab.admin_auth import new_token
 from matchlab.loadgen.flow import OrderFlow
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.runner import run_load
@@ -31,6 +31,7 @@ from matchlab.promtext import bucket_delta, histogram_buckets, histogram_quantil
 from matchlab.stack.broker import TansuBroker
 from matchlab.stack.probes import HttpProbe, free_port
 from matchlab.stack.process import ManagedProcess
+from matchlab.stack.spec import Wiring, shard_config
 
 RATES = (17, 170, 1700)
 TOKEN = new_token()  # the shard's admin token, for seeding
@@ -38,15 +39,8 @@ TOKEN = new_token()  # the shard's admin token, for seeding
 
 def start_shard(workdir: Path, bootstrap: str, fsync: bool, tag: str) -> tuple[ManagedProcess, str, str]:
     http, metrics = free_port(), free_port()
-    env = {
-        "SHARD_ID": "a",
-        "HTTP_PORT": str(http),
-        "METRICS_PORT": str(metrics),
-        "WAL_PATH": str(workdir / f"wal-{tag}.log"),
-        "KAFKA_BOOTSTRAP": bootstrap,
-        "WAL_FSYNC": "true" if fsync else "false",
-        ADMIN_TOKEN_ENV: TOKEN,
-    }
+    wiring = Wiring(http, metrics, kafka_bootstrap=bootstrap, wal_path=workdir / f"wal-{tag}.log")
+    env = shard_config("a", wiring, fsync=fsync, admin_token=TOKEN).to_env()
     proc = ManagedProcess(f"shard-{tag}", [sys.executable, "-m", "matchlab.shard"], workdir / f"shard-{tag}.log", env)
     proc.start()
     url = f"http://127.0.0.1:{http}"

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from matchlab.admin_auth import ADMIN_TOKEN_ENV, new_token
+from matchlab.admin_auth import new_token
 from matchlab.experiment.registry import P99_BAR_S
 from matchlab.loadgen.flow import OrderFlow
 from matchlab.loadgen.profile import LoadProfile
@@ -34,6 +34,7 @@ from matchlab.promtext import counter_total, histogram_buckets, histogram_quanti
 from matchlab.service import event_loop_runner
 from matchlab.stack.probes import HttpProbe, free_port
 from matchlab.stack.process import ManagedProcess
+from matchlab.stack.spec import Wiring, gateway_config, shard_config
 
 pytestmark = pytest.mark.faults
 
@@ -78,17 +79,14 @@ def edge(tmp_path: Path, request) -> Iterator:
     def make(**gateway_env: str) -> Edge:
         token = new_token()
         sh, sm, gh, gm = (free_port() for _ in range(4))
-        shard = ManagedProcess("shard-a", [sys.executable, "-m", "matchlab.shard"], tmp_path / "shard-a.log", {
-            "SHARD_ID": "a", "HTTP_PORT": str(sh), "METRICS_PORT": str(sm), "WAL_PATH": str(tmp_path / "wal-a.log"),
-            "KAFKA_BOOTSTRAP": "", ADMIN_TOKEN_ENV: token,
-        })
+        shard_env = shard_config("a", Wiring(sh, sm, wal_path=tmp_path / "wal-a.log"), admin_token=token).to_env()
+        shard = ManagedProcess("shard-a", [sys.executable, "-m", "matchlab.shard"], tmp_path / "shard-a.log", shard_env)
         started.append(shard)
         shard.start()
         shard.wait_ready(HttpProbe(f"http://127.0.0.1:{sh}/health"), READY_S)
-        gateway = ManagedProcess("gateway", [sys.executable, "-m", "matchlab.gateway"], tmp_path / "gateway.log", {
-            "HTTP_PORT": str(gh), "METRICS_PORT": str(gm), "ME_SHARD_MAP": f"a=http://127.0.0.1:{sh}",
-            "SHARD_SYMBOLS_MAP": "a=" + ":".join(SHARD_SYMBOLS["a"]), ADMIN_TOKEN_ENV: token, **gateway_env,
-        })
+        wiring = Wiring(gh, gm, shard_urls={"a": f"http://127.0.0.1:{sh}"})
+        gateway = ManagedProcess("gateway", [sys.executable, "-m", "matchlab.gateway"], tmp_path / "gateway.log",
+                                 {**gateway_config(wiring, admin_token=token).to_env(), **gateway_env})
         started.append(gateway)
         gateway.start()
         gateway.wait_ready(HttpProbe(f"http://127.0.0.1:{gh}/health"), READY_S)

@@ -10,15 +10,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from matchlab.admin_auth import ADMIN_TOKEN_ENV, bearer, new_token
+from matchlab.admin_auth import bearer, new_token
 from matchlab.errors import PrerequisiteError
 from matchlab.stack.broker import TansuBroker
 from matchlab.stack.probes import HttpProbe, free_port
 from matchlab.stack.process import ManagedProcess
 from matchlab.stack.prometheus import PrometheusServer
+from matchlab.stack.spec import Wiring, gateway_config, shard_config
 
 SHARD_READY_S = 20.0
-SYMBOLS_A = ["TEST-ASSET-A", "TEST-ASSET-B", "TEST-ASSET-C", "TEST-ASSET-D"]
 # The admin token every service under test gets (as a stack would); clients send it by default.
 ADMIN_TOKEN = new_token()
 
@@ -54,21 +54,17 @@ class ShardHandle:
 
 @pytest.fixture
 def shard_factory(tmp_path: Path) -> Iterator:
-    """Start shards with free ports and a private journal; all are stopped afterwards."""
+    """Start shards with free ports and a private journal; all are stopped afterwards.
+
+    ``extra`` are raw environment variables laid over the shard's configured environment (a test of
+    bad input passes values no configuration could hold)."""
     started: list[ShardHandle] = []
 
     def make(shard_id: str = "a", kafka: str = "", start: bool = True, **extra: str) -> ShardHandle:
         http_port, metrics_port = free_port(), free_port()
         wal = tmp_path / f"wal-{shard_id}-{len(started)}.log"
-        env = {
-            "SHARD_ID": shard_id,
-            "HTTP_PORT": str(http_port),
-            "METRICS_PORT": str(metrics_port),
-            "WAL_PATH": str(wal),
-            "KAFKA_BOOTSTRAP": kafka,
-            ADMIN_TOKEN_ENV: ADMIN_TOKEN,
-            **extra,
-        }
+        wiring = Wiring(http_port, metrics_port, kafka_bootstrap=kafka, wal_path=wal)
+        env = {**shard_config(shard_id, wiring, admin_token=ADMIN_TOKEN).to_env(), **extra}
         proc = ManagedProcess(
             f"shard-{shard_id}", [sys.executable, "-m", "matchlab.shard"], tmp_path / f"shard-{shard_id}-{len(started)}.log", env
         )
@@ -102,18 +98,15 @@ class GatewayHandle:
 
 @pytest.fixture
 def gateway_factory(tmp_path: Path) -> Iterator:
-    """Start gateways in front of given shard URLs; all are stopped afterwards."""
+    """Start gateways in front of given shard URLs (with their symbols); all are stopped afterwards.
+
+    ``extra`` are raw environment variables laid over the gateway's configured environment."""
     started: list[GatewayHandle] = []
 
     def make(shard_urls: dict[str, str], start: bool = True, **extra: str) -> GatewayHandle:
         http_port, metrics_port = free_port(), free_port()
-        env = {
-            "HTTP_PORT": str(http_port),
-            "METRICS_PORT": str(metrics_port),
-            "ME_SHARD_MAP": ",".join(f"{s}={u}" for s, u in shard_urls.items()),
-            ADMIN_TOKEN_ENV: ADMIN_TOKEN,
-            **extra,
-        }
+        wiring = Wiring(http_port, metrics_port, shard_urls=shard_urls)
+        env = {**gateway_config(wiring, admin_token=ADMIN_TOKEN).to_env(), **extra}
         proc = ManagedProcess("gateway", [sys.executable, "-m", "matchlab.gateway"], tmp_path / f"gateway-{len(started)}.log", env)
         handle = GatewayHandle(proc, http_port, metrics_port)
         started.append(handle)

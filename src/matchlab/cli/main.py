@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = verbs.add_parser("up", help="bring the stack up, print its endpoints, write stack.json")
     up.add_argument("--backend", choices=("local", "k3d", "k8s"), default="local", help="default: local")
-    up.add_argument("--topology", choices=[t.value for t in Topology], default=Topology.MULTI.value,
+    up.add_argument("--topology", choices=[Topology.SINGLE.value, Topology.MULTI.value], default=Topology.MULTI.value,
                     help="single: shard a; multi: shards a, b, c behind the gateway (default)")
     up.add_argument("--profile", choices=sorted(PROFILES), default="full",
                     help="recorded for experiments run against it (default: full)")

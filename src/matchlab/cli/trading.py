@@ -9,8 +9,8 @@ import httpx
 
 from matchlab.cli.stack_verbs import recorded
 from matchlab.errors import ConfigError, ProcessError
-from matchlab.loadgen.targets import SHARD_SYMBOLS
 from matchlab.stack.spec import Endpoints, Topology
+from matchlab.topology import SHARD_SYMBOLS
 
 REQUEST_TIMEOUT_S = 10.0
 

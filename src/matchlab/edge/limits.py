@@ -56,6 +56,22 @@ class EdgeLimits:
             max_connections=env_int(env, "MAX_CONNECTIONS", default_max_connections(), minimum=1),
         )
 
+    def to_env(self) -> dict[str, str]:
+        """The inverse of ``from_env``: only the limits that differ from what a service picks by itself
+        (so a generated manifest does not pin this machine's descriptor limit on a pod)."""
+        if self.retry_after_s != EdgeLimits.retry_after_s:
+            raise ValueError(f"retry_after_s={self.retry_after_s} has no environment variable; it is always "
+                             f"{EdgeLimits.retry_after_s}")
+        own = EdgeLimits.from_env({})
+        settings = {
+            "HEADER_TIMEOUT_S": (self.header_timeout_s, own.header_timeout_s),
+            "BODY_TIMEOUT_S": (self.body_timeout_s, own.body_timeout_s),
+            "KEEPALIVE_TIMEOUT_S": (self.keepalive_timeout_s, own.keepalive_timeout_s),
+            "MAX_CONNECTIONS": (self.max_connections, own.max_connections),
+        }
+        # repr() of a float reads back as the same float.
+        return {name: repr(value) for name, (value, default) in settings.items() if value != default}
+
 
 def raise_descriptor_limit(log: logging.Logger, max_connections: int) -> tuple[int, int]:
     """Raise the soft RLIMIT_NOFILE to the hard limit and log both; warn if the cap does not fit."""

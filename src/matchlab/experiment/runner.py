@@ -25,7 +25,7 @@ from matchlab.loadgen.remote_write import RemoteWriteExporter
 from matchlab.loadgen.run_label import run_label
 from matchlab.loadgen.runner import RequestSource
 from matchlab.loadgen.seeding import seed_books
-from matchlab.loadgen.targets import SHARD_SYMBOLS, direct_targets, flow_source, gateway_targets
+from matchlab.loadgen.targets import direct_targets, flow_source, gateway_targets
 from matchlab.promtext import counter_total, scrape, scrape_counter
 from matchlab.stack.stack import Stack
 
@@ -66,11 +66,11 @@ class ExperimentRunner:
 
     def source(self, route: Route, tag: str, mix: OrderMix = STATIONARY, symbols: Sequence[str] | None = None) -> RequestSource:
         ep = self.stack.endpoints
-        symbols = list(symbols or [s for shard in route.shards for s in SHARD_SYMBOLS[shard]])
+        symbols = list(symbols or [s for shard in route.shards for s in ep.shard_symbols[shard]])
         if route.via_gateway:
-            targets = gateway_targets(ep.gateway, list(route.shards))
+            targets = gateway_targets(ep.gateway, list(route.shards), ep.shard_symbols)
         else:
-            targets = direct_targets({s: ep.shards[s] for s in route.shards})
+            targets = direct_targets({s: ep.shards[s] for s in route.shards}, ep.shard_symbols)
         self._flows += 1
         # Each flow its own ids: shards de-duplicate by orderId, and tags (e.g. "cal") recur within a run.
         prefix = f"{self.run_id}-{tag}-{self._flows}-"
@@ -83,8 +83,9 @@ class ExperimentRunner:
         """Empty the books, then seed them (so every experiment starts from a known book)."""
         for shard in shards:
             self.stack.reset_shard(shard)
-        seeded = seed_books({s: self.stack.endpoints.shards[s] for s in shards}, SHARD_SYMBOLS, count, levels,
-                            token=self.stack.endpoints.admin_token, per_shard=per_shard)
+        ep = self.stack.endpoints
+        seeded = seed_books({s: ep.shards[s] for s in shards}, ep.shard_symbols, count, levels,
+                            token=ep.admin_token, per_shard=per_shard)
         detail = ", ".join(f"{s}: {(per_shard or {}).get(s, (count, levels))[0]}/{(per_shard or {}).get(s, (count, levels))[1]}"
                            for s in shards)
         return f"{sum(seeded.values())} resting orders ({detail} per symbol)"

@@ -27,6 +27,7 @@ from matchlab.observe.verdicts import Verdict
 from matchlab.stack.cpu_budget import CpuBudgets
 from matchlab.stack.spec import Topology
 from matchlab.stack.stack import Stack
+from matchlab.topology import SCALING_CPU_PER_2_CORES
 
 SEED = (500, 50)  # resting orders / levels per symbol (DESIGN.md §5)
 B2_MATCHES_PER_MIN = 5040.0  # 84/s as the anchor offered, a little above 5,000
@@ -330,9 +331,8 @@ def run_c2(s: Suite) -> ExperimentRecord:
 
 # -- scaling from capacity (ASR 2) ------------------------------------------------------------
 
-# CPU budgets while capacities are measured, for a 2-core machine and scaled with the cores: three
-# shards and the gateway leave room for the load generator, the broker and Prometheus.
-SHARD_CPU_PER_2_CORES, GATEWAY_CPU_PER_2_CORES = 0.2, 0.5
+# CPU budgets while capacities are measured: matchlab.topology's, for a 2-core machine, scaled with the cores.
+SHARD_CPU_PER_2_CORES, GATEWAY_CPU_PER_2_CORES = SCALING_CPU_PER_2_CORES["shard"], SCALING_CPU_PER_2_CORES["gateway"]
 SCALING_START_PER_SHARD = 100.0  # orders/s per shard at the first step
 
 
@@ -342,10 +342,11 @@ def scaling_budgets(cores: int | None = None) -> scaling.Budgets:
 
 
 def run_s1(s: Suite) -> ExperimentRecord:
-    r = s.runner(Topology.MULTI)
+    r = s.runner(Topology.SCALING)
+    shards = list(r.stack.endpoints.shard_symbols)  # a, b, c; or a..K, the symbols re-spread (--max-shards K)
     budgets = scaling_budgets()
-    exp = ExperimentRecord("S1", "Scaling from capacity: knees of 1, 2 and 3 shards behind the gateway", "ASR 2",
-                           GATEWAY_ABC.label, _seed_abc(r))
+    exp = ExperimentRecord("S1", f"Scaling from capacity: knees of 1 to {len(shards)} shards behind the gateway",
+                           "ASR 2", GATEWAY_ABC.label, r.reset_and_seed(shards, *SEED))
     exp.extra["budgets"] = budgets.describe()
     pids = {name: p.pid for name, p in getattr(r.stack.backend, "processes", dict)().items()
             if budgets.for_service(name) is not None and p.pid}
@@ -360,8 +361,8 @@ def run_s1(s: Suite) -> ExperimentRecord:
         s.progress(f"[S1] CPU budgets: {budgets.describe()}" + (f" NOT enforced: {why}" if why else
                    f" (cgroup {cgroups.version}, 10 ms periods)"))
         capacities = []
-        for n in (1, 2, 3):
-            route = Route(("a", "b", "c")[:n], via_gateway=True)
+        for n in range(1, len(shards) + 1):
+            route = Route(tuple(shards[:n]), via_gateway=True)
             step = _scaling_step(s, r, exp, route, budgets, pids, cgroups if not why else None)
             knee, steps, exhausted = scaling.knee_search(step, SCALING_START_PER_SHARD * n)
             first_bad = next((st for st in reversed(steps) if not st.passed), None)
@@ -431,7 +432,7 @@ EXPERIMENTS: dict[str, _Entry] = {
                  ("B1", "B2")),
     "B4": _Entry(MULTI, run_b4, lambda s, e: criteria.b4_verdicts(s.context(MULTI), e), ("B1",)),
     "B5": _Entry(MULTI, run_b5, lambda s, e: criteria.b5_verdicts(s.context(MULTI), e), ("B1",)),
-    "S1": _Entry(MULTI, run_s1, lambda s, e: criteria.scaling_verdicts(s.context(MULTI), e)),
+    "S1": _Entry(Topology.SCALING, run_s1, lambda s, e: criteria.scaling_verdicts(s.context(Topology.SCALING), e)),
     "C1": _Entry(SINGLE, run_c1, lambda s, e: []),
     "C2": _Entry(MULTI, run_c2, lambda s, e: []),
 }

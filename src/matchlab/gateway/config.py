@@ -9,21 +9,32 @@ naming the entry at fault.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from matchlab.admin_auth import token_from_env
+from matchlab import topology
+from matchlab.admin_auth import ADMIN_TOKEN_ENV, token_from_env
 from matchlab.edge.limits import EdgeLimits
 from matchlab.envparse import env_int, env_port
 from matchlab.errors import ConfigError
 
-DEFAULT_SHARD_MAP = "a=http://127.0.0.1:8081,b=http://127.0.0.1:8082,c=http://127.0.0.1:8083"
-DEFAULT_SYMBOLS_MAP = (
-    "a=TEST-ASSET-A:TEST-ASSET-B:TEST-ASSET-C:TEST-ASSET-D,"
-    "b=TEST-ASSET-E:TEST-ASSET-F:TEST-ASSET-G:TEST-ASSET-H,"
-    "c=TEST-ASSET-I:TEST-ASSET-J:TEST-ASSET-K:TEST-ASSET-L"
+
+def format_shard_map(shard_urls: Mapping[str, str]) -> str:
+    """``ME_SHARD_MAP``: a=http://host:port,b=..."""
+    return ",".join(f"{shard}={url}" for shard, url in shard_urls.items())
+
+
+def format_symbols_map(shard_symbols: Mapping[str, Iterable[str]]) -> str:
+    """``SHARD_SYMBOLS_MAP``: a=SYM1:SYM2,b=..."""
+    return ",".join(f"{shard}={':'.join(symbols)}" for shard, symbols in shard_symbols.items())
+
+
+# When unset: DESIGN.md's shards on their host ports (8081..), and its symbol map.
+DEFAULT_SHARD_MAP = format_shard_map(
+    {s: f"http://127.0.0.1:{topology.shard_host_port(s)}" for s in topology.SHARD_IDS}
 )
+DEFAULT_SYMBOLS_MAP = format_symbols_map(topology.SHARD_SYMBOLS)
 # Orders in flight to one shard beyond which the gateway sheds (503 + Retry-After) instead of
 # queueing. A shard answers in ~1-5 ms, so 64 in flight is already tens of ms of queue:
 # past that, waiting longer only moves the latency cliff into the caller's p99.
@@ -110,8 +121,8 @@ class GatewayConfig:
         if missing:
             raise ConfigError(f"shards {missing} own symbols in SHARD_SYMBOLS_MAP but have no URL in ME_SHARD_MAP")
         return cls(
-            http_port=env_port(env, "HTTP_PORT", 8080),
-            metrics_port=env_port(env, "METRICS_PORT", 9091),
+            http_port=env_port(env, "HTTP_PORT", topology.APP_HTTP_PORT),
+            metrics_port=env_port(env, "METRICS_PORT", topology.APP_METRICS_PORT),
             bind_host=env.get("BIND_HOST", "127.0.0.1"),
             shard_urls=urls,
             symbol_owner=owner,
@@ -120,3 +131,30 @@ class GatewayConfig:
             max_inflight_per_shard=env_int(env, "MAX_INFLIGHT_PER_SHARD", DEFAULT_MAX_INFLIGHT_PER_SHARD, minimum=1),
             shed_queue_wait_s=env_int(env, "SHED_QUEUE_WAIT_MS", DEFAULT_SHED_QUEUE_WAIT_MS, minimum=1) / 1000,
         )
+
+    def to_env(self) -> dict[str, str]:
+        """The environment ``from_env`` reads back as this configuration (the token included, if any).
+
+        Wiring is always written; tuning only where it differs from the default.
+        """
+        shed_ms = round(self.shed_queue_wait_s * 1000)
+        if shed_ms < 1 or shed_ms / 1000 != self.shed_queue_wait_s:
+            raise ValueError(f"shed_queue_wait_s={self.shed_queue_wait_s} is not a whole number of milliseconds "
+                             "(SHED_QUEUE_WAIT_MS)")
+        by_shard: dict[str, list[str]] = {}
+        for symbol, shard in self.symbol_owner.items():
+            by_shard.setdefault(shard, []).append(symbol)
+        env = {
+            "HTTP_PORT": str(self.http_port),
+            "METRICS_PORT": str(self.metrics_port),
+            "BIND_HOST": self.bind_host,
+            "ME_SHARD_MAP": format_shard_map(self.shard_urls),
+            "SHARD_SYMBOLS_MAP": format_symbols_map(by_shard),
+        }
+        if self.max_inflight_per_shard != DEFAULT_MAX_INFLIGHT_PER_SHARD:
+            env["MAX_INFLIGHT_PER_SHARD"] = str(self.max_inflight_per_shard)
+        if shed_ms != DEFAULT_SHED_QUEUE_WAIT_MS:
+            env["SHED_QUEUE_WAIT_MS"] = str(shed_ms)
+        if self.admin_token is not None:
+            env[ADMIN_TOKEN_ENV] = self.admin_token
+        return {**env, **self.edge.to_env()}

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from matchlab.topology import MAX_SHARDS, SHARD_IDS
+
 
 class Profile(enum.Enum):
     QUICK = "quick"
@@ -33,6 +35,7 @@ class HarnessOptions:
     load_workers: int | None = None
     compare_to: Path | None = None  # a finished run to compare this one with at the end
     keep_runs: int | None = None  # prune run folders beyond the newest N at the end (None: keep all)
+    max_shards: int = len(SHARD_IDS)  # the scaling search measures N = 1..max_shards shards
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,6 +63,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--keep-runs", type=int, default=None, metavar="N",
                     help="at the end, delete the oldest reports/run-* folders beyond the newest N, this one "
                          "included (default: keep every run; reports/history.jsonl keeps their lines)")
+    group.addoption("--max-shards", type=int, default=len(SHARD_IDS), metavar="K",
+                    help=f"the scaling search (S1) measures 1..K shards behind the gateway, the symbols re-spread "
+                         f"over K shards when K > {len(SHARD_IDS)} (local backend; {len(SHARD_IDS)} to {MAX_SHARDS}, "
+                         f"default {len(SHARD_IDS)})")
     group.addoption("--expose-on", default=None, metavar="ADDRESS",
                     help="with --backend k3d: bind the cluster's port mappings on ADDRESS instead of 127.0.0.1 "
                          "(0.0.0.0: every interface; the stack is then reachable from your network)")
@@ -98,7 +105,9 @@ def pytest_configure(config: pytest.Config) -> None:
         load_workers=config.getoption("--load-workers"),
         compare_to=Path(config.getoption("--compare-to")) if config.getoption("--compare-to") else None,
         keep_runs=config.getoption("--keep-runs"),
+        max_shards=config.getoption("--max-shards"),
     )
+    check_max_shards(opts.max_shards, opts.backend)
     if opts.keep_runs is not None and opts.keep_runs < 1:
         raise pytest.UsageError(f"--keep-runs N keeps at least this run (N >= 1), got {opts.keep_runs}")
     if opts.compare_to is not None:
@@ -119,6 +128,16 @@ def pytest_configure(config: pytest.Config) -> None:
     if opts.plan and opts.backend == "local":
         raise pytest.UsageError("--plan applies to the Kubernetes backends (k3d, k8s); the local backend has no plan")
     config.stash[OPTIONS_KEY] = opts
+
+
+def check_max_shards(max_shards: int, backend: str) -> None:
+    """The verdict needs capacity(3); more than DESIGN.md's three shards need a layout only the local backend runs."""
+    if not len(SHARD_IDS) <= max_shards <= MAX_SHARDS:
+        raise pytest.UsageError(f"--max-shards K takes {len(SHARD_IDS)} to {MAX_SHARDS} (the scaling verdict needs "
+                                f"N = 1..3; 12 symbols go at least two to a shard), got {max_shards}")
+    if max_shards > len(SHARD_IDS) and backend != "local":
+        raise pytest.UsageError(f"--max-shards above {len(SHARD_IDS)} needs the local backend (the manifests deploy "
+                                f"DESIGN.md's {len(SHARD_IDS)} shards), got --backend {backend}")
 
 
 OPTIONS_KEY = pytest.StashKey[HarnessOptions]()

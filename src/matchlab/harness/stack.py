@@ -33,19 +33,27 @@ from matchlab.stack.recorded import RecordedStack
 from matchlab.stack.spec import Topology
 from matchlab.stack.stack import Stack
 from matchlab.stack.state import read_state
+from matchlab.topology import SHARD_IDS, spread_symbols
 
 log = logging.getLogger(__name__)
 
 
-def make_backend(opts: HarnessOptions) -> Backend:
-    """The backend the options ask for; the experiments never know which."""
+def scaling_layout(max_shards: int) -> dict[str, list[str]] | None:
+    """The scaling stack's layout: None (DESIGN.md's map: the MULTI stack serves) for three shards, else all
+    symbols re-spread over ``max_shards``."""
+    return None if max_shards == len(SHARD_IDS) else spread_symbols(max_shards)
+
+
+def make_backend(opts: HarnessOptions, shard_symbols: dict[str, list[str]] | None = None) -> Backend:
+    """The backend the options ask for; the experiments never know which. ``shard_symbols``: a re-spread layout
+    (the local backend only: ``--max-shards`` refuses the others)."""
     load = {"load_from": opts.load_from, "load_workers": opts.load_workers}
     if opts.backend == "k3d":
         return K3dBackend(plan=opts.plan, keep=opts.keep_stack, expose_on=opts.expose_on or LOOPBACK, **load)
     if opts.backend == "k8s":
         return ExistingClusterBackend(opts.kube_context, opts.image_registry, plan=opts.plan, keep=opts.keep_stack,
                                       **load)
-    return LocalBackend(opts.reports_dir)
+    return LocalBackend(opts.reports_dir, shard_symbols=shard_symbols)
 
 
 class StackPool:
@@ -60,6 +68,9 @@ class StackPool:
         self.failure: str | None = None
 
     def get(self, topology: Topology) -> Stack:
+        layout = scaling_layout(self.opts.max_shards) if topology is Topology.SCALING else None
+        if topology is Topology.SCALING and layout is None:
+            topology = Topology.MULTI  # three shards: the MULTI stack measures the scaling too, no restart
         if self.current is not None and self.current.topology is topology:
             return self.current
         self.close()
@@ -70,7 +81,7 @@ class StackPool:
             if reused is not None:
                 self.current = reused
                 return reused
-        stack = Stack(make_backend(self.opts), topology, self.run_dir / topology.value, keep=self.keep)
+        stack = Stack(make_backend(self.opts, layout), topology, self.run_dir / topology.value, keep=self.keep)
         try:
             stack.start()
         except PrerequisiteError as exc:

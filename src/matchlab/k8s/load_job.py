@@ -17,7 +17,7 @@ from matchlab.k8s.helm_values import PROMETHEUS_URL
 from matchlab.k8s.manifests import APP_NAMESPACE, IMAGE_TAG, LOADGEN_LABELS, RUN_LABEL
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.workers import COMPLETION_GRACE_S, worker_args
-from matchlab.stack.spec import APP_HTTP_PORT
+from matchlab.topology import APP_HTTP_PORT, SHARD_IDS
 
 LOADGEN_IMAGE = f"matchlab/loadgen:{IMAGE_TAG}"
 # Per worker: the generator's own measured cost is well under a core at the ASR rates (benchmarks/bench_loadgen.py).
@@ -37,7 +37,7 @@ class ClusterLoad:
     name: str  # the Job's name (DNS-1123 label)
     profile: LoadProfile
     workers: int
-    shards: tuple[str, ...] = ("a", "b", "c")
+    shards: tuple[str, ...] = SHARD_IDS
     via_gateway: bool = True
     seed: int = 1
     mix: str = "stationary"

@@ -30,7 +30,9 @@ from pathlib import Path
 
 import yaml
 
-from matchlab.stack.spec import APP_HTTP_PORT, APP_METRICS_PORT, Role, ServiceSpec, Topology, app_services
+from matchlab import topology
+from matchlab.stack.spec import Role, ServiceSpec, Topology, Wiring, app_services
+from matchlab.topology import APP_HTTP_PORT, APP_METRICS_PORT, KAFKA_PORT, PARTITIONS, TOPICS
 
 K8S_DIR = Path(__file__).resolve().parents[3] / "k8s"
 APP_NAMESPACE = "matching-engine"
@@ -39,7 +41,6 @@ IMAGE_TAG = "0.1.0"  # fixed tags, never :latest
 SHARD_IMAGE = f"matchlab/me-shard:{IMAGE_TAG}"
 GATEWAY_IMAGE = f"matchlab/edge-gateway:{IMAGE_TAG}"
 REDPANDA_IMAGE = "docker.redpanda.com/redpandadata/redpanda:v24.2.7"
-KAFKA_PORT = 9092
 KAFKA_EXTERNAL_PORT = 19092
 REDPANDA_ADMIN_PORT = 9644
 REDPANDA_ADVERTISED = f"redpanda-0.redpanda.{APP_NAMESPACE}.svc.cluster.local:{KAFKA_PORT}"
@@ -49,32 +50,39 @@ RUN_LABEL = "matchlab.run"  # namespaces this harness creates carry it; only tho
 
 # NodePorts, mapped by the k3d load balancer to host ports (DESIGN.md §2: 8080, 3000). Prometheus
 # (9090 in DESIGN.md) has none: its remote-write receiver must not be reachable from outside the cluster.
-NODE_PORTS = {
-    "edge-gateway": 30080,
-    "me-shard-a": 30081,
-    "me-shard-b": 30082,
-    "me-shard-c": 30083,
-    "me-shard-a-metrics": 30191,
-    "me-shard-b-metrics": 30192,
-    "me-shard-c-metrics": 30193,
-    "redpanda-external": 30092,
-    "grafana": 30300,
-}
+# The application's host ports follow matchlab.topology (gateway 8080, shard i 8081 + i, its metrics
+# 9191 + i); their NodePorts follow the same pattern from 30080, 30081 and 30191.
 HOST_PORTS = {
-    "edge-gateway": 8080,
-    "me-shard-a": 8081,
-    "me-shard-b": 8082,
-    "me-shard-c": 8083,
-    "me-shard-a-metrics": 9191,
-    "me-shard-b-metrics": 9192,
-    "me-shard-c-metrics": 9193,
+    "edge-gateway": topology.GATEWAY_HOST_PORT,
+    **{f"me-shard-{s}": topology.shard_host_port(s) for s in topology.SHARD_IDS},
+    **{f"me-shard-{s}-metrics": topology.shard_metrics_host_port(s) for s in topology.SHARD_IDS},
     "redpanda-external": KAFKA_EXTERNAL_PORT,
     "grafana": 3000,
 }
+NODE_PORTS = {
+    "edge-gateway": 30080,
+    **{f"me-shard-{s}": 30081 + topology.shard_index(s) for s in topology.SHARD_IDS},
+    **{f"me-shard-{s}-metrics": 30191 + topology.shard_index(s) for s in topology.SHARD_IDS},
+    "redpanda-external": 30092,
+    "grafana": 30300,
+}
+
+
+def cpu_quantity(cpus: float) -> str:
+    """A Kubernetes CPU quantity: whole cores as "2", fractions in millicores ("500m")."""
+    return str(int(cpus)) if float(cpus).is_integer() else f"{round(cpus * 1000)}m"
+
+
+def _resources(role: str, memory_request: str, memory_limit: str) -> dict:
+    """Requests and limits, the CPU from matchlab.topology.CPU_BUDGETS (the unscaled numbers)."""
+    cpu = topology.CPU_BUDGETS[role]
+    return {"requests": {"cpu": cpu_quantity(cpu.request), "memory": memory_request},
+            "limits": {"cpu": cpu_quantity(cpu.limit), "memory": memory_limit}}
+
 
 RESOURCES = {
-    Role.SHARD: {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
-    Role.GATEWAY: {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+    Role.SHARD: _resources("shard", "512Mi", "1Gi"),
+    Role.GATEWAY: _resources("gateway", "256Mi", "512Mi"),
 }
 JOURNAL_STORAGE = "1Gi"  # WAL_SIZE_MB is 64
 REDPANDA_RESOURCES = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
@@ -93,19 +101,13 @@ def _probe(path: str, port: int, period: int = 5) -> dict:
 
 def app_deployment(spec: ServiceSpec, registry: str = "") -> dict:
     image = SHARD_IMAGE if spec.role is Role.SHARD else GATEWAY_IMAGE
-    env = {
-        **spec.env,
-        "HTTP_PORT": str(APP_HTTP_PORT),
-        "METRICS_PORT": str(APP_METRICS_PORT),
-        "BIND_HOST": "0.0.0.0",  # inside the pod network; Services expose it
-    }
-    if spec.role is Role.SHARD:
-        env.update({"KAFKA_BOOTSTRAP": REDPANDA_ADVERTISED, "WAL_PATH": "/data", "WAL_SIZE_MB": "64",
-                    "RING_BUFFER_SIZE": "131072"})
-    else:
-        env["ME_SHARD_MAP"] = ",".join(
-            f"{s}=http://me-shard-{s}.{APP_NAMESPACE}.svc.cluster.local:{APP_HTTP_PORT}" for s in ("a", "b", "c")
-        )
+    env = spec.environment(Wiring(
+        APP_HTTP_PORT, APP_METRICS_PORT,
+        bind_host="0.0.0.0",  # inside the pod network; Services expose it
+        kafka_bootstrap=REDPANDA_ADVERTISED, wal_path=Path("/data"),
+        shard_urls={s: f"http://me-shard-{s}.{APP_NAMESPACE}.svc.cluster.local:{APP_HTTP_PORT}"
+                    for s in spec.shard_symbols} if spec.role is Role.GATEWAY else {},
+    ))
     token = {"name": "ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": ADMIN_SECRET, "key": ADMIN_SECRET_KEY}}}
     container = {
         "name": spec.name,
@@ -240,11 +242,11 @@ def redpanda(external_host: str = "127.0.0.1") -> list[dict]:
 
 
 def topics_job() -> dict:
-    """Creates the experiment's topics (12 partitions) once Redpanda answers."""
+    """Creates the experiment's topics (matchlab.topology: 12 partitions each) once Redpanda answers."""
     script = " && ".join(
-        f"rpk topic create {t} --partitions 12 --replicas 1 -X brokers={REDPANDA_ADVERTISED} || "
+        f"rpk topic create {t} --partitions {PARTITIONS} --replicas 1 -X brokers={REDPANDA_ADVERTISED} || "
         f"rpk topic describe {t} -X brokers={REDPANDA_ADVERTISED}"
-        for t in ("matches", "orders")
+        for t in TOPICS
     )
     return {
         "apiVersion": "batch/v1",

@@ -14,13 +14,9 @@ import orjson
 from matchlab.loadgen.driver import DescribedSource
 from matchlab.loadgen.flow import OrderFlow
 from matchlab.loadgen.runner import Request, RequestSource
+from matchlab.topology import SHARD_SYMBOLS
 
 TargetMap = dict[str, tuple[str, str]]
-
-# DESIGN.md §2: shard a owns TEST-ASSET-A..D, b owns E..H, c owns I..L.
-SHARD_SYMBOLS: dict[str, list[str]] = {
-    shard: [f"TEST-ASSET-{chr(ord('A') + 4 * i + j)}" for j in range(4)] for i, shard in enumerate("abc")
-}
 
 
 def direct_targets(shard_urls: Mapping[str, str], shard_symbols: Mapping[str, list[str]] = SHARD_SYMBOLS) -> TargetMap:

@@ -7,19 +7,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from matchlab.admin_auth import token_from_env
+from matchlab import topology
+from matchlab.admin_auth import ADMIN_TOKEN_ENV, token_from_env
 from matchlab.edge.limits import EdgeLimits
 from matchlab.envparse import env_bool, env_int, env_port
 from matchlab.errors import ConfigError
 
 # Journal records between snapshots: bounds the replay at start-up.
 DEFAULT_SNAPSHOT_EVERY = 50_000
+DEFAULT_WAL_SIZE_MB = 64
+DEFAULT_RING_BUFFER_SIZE = 131072
+DEFAULT_ORDER_ID_WINDOW_S = 600
+DEFAULT_ORDER_ID_WINDOW_IDS = 1_000_000
 
-DEFAULT_SYMBOLS = {
-    "a": "TEST-ASSET-A,TEST-ASSET-B,TEST-ASSET-C,TEST-ASSET-D",
-    "b": "TEST-ASSET-E,TEST-ASSET-F,TEST-ASSET-G,TEST-ASSET-H",
-    "c": "TEST-ASSET-I,TEST-ASSET-J,TEST-ASSET-K,TEST-ASSET-L",
-}
+# SHARD_SYMBOLS when unset: the shard's own symbols in DESIGN.md's map.
+DEFAULT_SYMBOLS = {shard: ",".join(symbols) for shard, symbols in topology.SHARD_SYMBOLS.items()}
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,8 @@ class ShardConfig:
     # Guards /admin/* and /seed; None leaves them refusing every request (401). Never in repr: logs.
     admin_token: str | None = field(default=None, repr=False)
     snapshot_every_records: int = DEFAULT_SNAPSHOT_EVERY
-    order_id_window_s: int = 600
-    order_id_window_ids: int = 1_000_000
+    order_id_window_s: int = DEFAULT_ORDER_ID_WINDOW_S
+    order_id_window_ids: int = DEFAULT_ORDER_ID_WINDOW_IDS
     edge: EdgeLimits = field(default_factory=EdgeLimits)
 
     @classmethod
@@ -51,24 +53,53 @@ class ShardConfig:
         symbols = frozenset(s.strip() for s in raw_symbols.split(",") if s.strip())
         if not symbols:
             raise ConfigError(f"SHARD_SYMBOLS is empty: shard {shard_id!r} would own no symbol")
-        ring = env_int(env, "RING_BUFFER_SIZE", 131072, minimum=2)
+        ring = env_int(env, "RING_BUFFER_SIZE", DEFAULT_RING_BUFFER_SIZE, minimum=2)
         if ring & (ring - 1):
             raise ConfigError(f"RING_BUFFER_SIZE must be a power of two, got {ring}")
         return cls(
             shard_id=shard_id,
             symbols=symbols,
-            http_port=env_port(env, "HTTP_PORT", 8080),
-            metrics_port=env_port(env, "METRICS_PORT", 9091),
+            http_port=env_port(env, "HTTP_PORT", topology.APP_HTTP_PORT),
+            metrics_port=env_port(env, "METRICS_PORT", topology.APP_METRICS_PORT),
             bind_host=env.get("BIND_HOST", "127.0.0.1"),
-            kafka_bootstrap=env.get("KAFKA_BOOTSTRAP", "localhost:9092").strip(),
+            kafka_bootstrap=env.get("KAFKA_BOOTSTRAP", topology.DEFAULT_KAFKA_BOOTSTRAP).strip(),
             wal_path=Path(env.get("WAL_PATH", f"./data/wal-{shard_id}.log")),
-            wal_size_mb=env_int(env, "WAL_SIZE_MB", 64, minimum=1),
+            wal_size_mb=env_int(env, "WAL_SIZE_MB", DEFAULT_WAL_SIZE_MB, minimum=1),
             ring_buffer_size=ring,
             # Benchmarks only: measures what durability costs. Never in experiments.
             fsync=env_bool(env, "WAL_FSYNC", True),
             admin_token=token_from_env(env),
             snapshot_every_records=env_int(env, "SNAPSHOT_EVERY_RECORDS", DEFAULT_SNAPSHOT_EVERY, minimum=1),
-            order_id_window_s=env_int(env, "ORDER_ID_WINDOW_S", 600, minimum=1),
-            order_id_window_ids=env_int(env, "ORDER_ID_WINDOW_IDS", 1_000_000, minimum=1),
+            order_id_window_s=env_int(env, "ORDER_ID_WINDOW_S", DEFAULT_ORDER_ID_WINDOW_S, minimum=1),
+            order_id_window_ids=env_int(env, "ORDER_ID_WINDOW_IDS", DEFAULT_ORDER_ID_WINDOW_IDS, minimum=1),
             edge=EdgeLimits.from_env(env),
         )
+
+    def to_env(self) -> dict[str, str]:
+        """The environment ``from_env`` reads back as this configuration (the token included, if any).
+
+        Identity and wiring are always written; tuning only where it differs from the default, so a
+        service's environment shows what was chosen for it.
+        """
+        env = {
+            "SHARD_ID": self.shard_id,
+            "SHARD_SYMBOLS": ",".join(sorted(self.symbols)),
+            "HTTP_PORT": str(self.http_port),
+            "METRICS_PORT": str(self.metrics_port),
+            "BIND_HOST": self.bind_host,
+            "KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "WAL_PATH": str(self.wal_path),
+            "WAL_SIZE_MB": str(self.wal_size_mb),
+            "RING_BUFFER_SIZE": str(self.ring_buffer_size),
+        }
+        if not self.fsync:
+            env["WAL_FSYNC"] = "false"
+        tuning = {
+            "SNAPSHOT_EVERY_RECORDS": (self.snapshot_every_records, DEFAULT_SNAPSHOT_EVERY),
+            "ORDER_ID_WINDOW_S": (self.order_id_window_s, DEFAULT_ORDER_ID_WINDOW_S),
+            "ORDER_ID_WINDOW_IDS": (self.order_id_window_ids, DEFAULT_ORDER_ID_WINDOW_IDS),
+        }
+        env.update({name: str(value) for name, (value, default) in tuning.items() if value != default})
+        if self.admin_token is not None:
+            env[ADMIN_TOKEN_ENV] = self.admin_token
+        return {**env, **self.edge.to_env()}

@@ -18,12 +18,11 @@ from time import perf_counter
 from confluent_kafka import KafkaError, Producer
 
 from matchlab.shard.metrics import ShardMetrics
+from matchlab.topology import TOPIC_MATCHES, TOPIC_ORDERS  # noqa: F401 - pipeline and replay import them from here
 
 log = logging.getLogger(__name__)
 LOG_REPEAT_S = 30.0
 
-TOPIC_MATCHES = "matches"
-TOPIC_ORDERS = "orders"
 POLL_INTERVAL_S = 0.05
 # Longer than any outage the experiments inject (A4: 120 s), so none loses events.
 DELIVERY_TIMEOUT_MS = 600_000

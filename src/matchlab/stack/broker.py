@@ -12,9 +12,8 @@ from pathlib import Path
 from matchlab.errors import PrerequisiteError, ProcessError
 from matchlab.stack.probes import PortProbe
 from matchlab.stack.process import ManagedProcess, ProcessService
+from matchlab.topology import PARTITIONS, TOPICS
 
-TOPICS = ("matches", "orders")
-PARTITIONS = 12
 READY_TIMEOUT_S = 30.0
 TOPIC_TIMEOUT_S = 15.0
 

@@ -25,7 +25,7 @@ from matchlab.stack.probes import HttpProbe, free_port
 from matchlab.stack.process import ManagedProcess
 from matchlab.stack.prometheus import PrometheusServer, find_binary
 from matchlab.stack.prometheus_config import render_config
-from matchlab.stack.spec import Endpoints, Role, ServiceSpec, Topology, app_services
+from matchlab.stack.spec import Endpoints, Role, ServiceSpec, Topology, Wiring, app_services, layout
 from matchlab.stack.state import ServiceRecord, probe_to_dict
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,10 @@ PID_FILE = "stack-pids.json"
 class LocalBackend:
     name = "local"
 
-    def __init__(self, reports_dir: Path, pid_file: str = PID_FILE) -> None:
+    def __init__(self, reports_dir: Path, pid_file: str = PID_FILE,
+                 shard_symbols: dict[str, list[str]] | None = None) -> None:
+        # None: the topology's shards with DESIGN.md's symbols; else this layout (spec.layout).
+        self.shard_symbols = shard_symbols
         self.registry = PidRegistry(reports_dir / pid_file)
         self._stack = ExitStack()
         self._apps: dict[str, tuple[ManagedProcess, str]] = {}  # name -> (process, readiness URL)
@@ -84,6 +87,7 @@ class LocalBackend:
             grafana=grafana_url,
             grafana_auth=("admin", self.grafana.admin_password) if self.grafana is not None else None,
             admin_token=self.admin_token,
+            shard_symbols=layout(topology, self.shard_symbols),
         )
 
     def _process(self, spec: ServiceSpec, env: dict[str, str], logs: Path) -> ManagedProcess:
@@ -96,18 +100,12 @@ class LocalBackend:
 
     def _start_apps(self, topology: Topology, logs: Path, data: Path):
         shards, shard_metrics, targets, waiting = {}, {}, [], []
-        for spec in app_services(topology):
+        for spec in app_services(topology, self.shard_symbols):
             if spec.role is not Role.SHARD:
                 continue
             http, metrics = free_port(), free_port()
-            env = {
-                **spec.env,
-                "HTTP_PORT": str(http),
-                "METRICS_PORT": str(metrics),
-                "BIND_HOST": "127.0.0.1",
-                "KAFKA_BOOTSTRAP": self.broker.bootstrap,
-                "WAL_PATH": str(data / f"wal-{spec.shard}.log"),
-            }
+            env = spec.environment(Wiring(http, metrics, kafka_bootstrap=self.broker.bootstrap,
+                                          wal_path=data / f"wal-{spec.shard}.log"))
             proc = self._process(spec, env, logs)  # all shards start at once...
             url = f"http://127.0.0.1:{http}"
             self._apps[spec.name] = (proc, f"{url}{spec.ready_path}")
@@ -120,15 +118,9 @@ class LocalBackend:
         return shards, shard_metrics, targets
 
     def _start_gateway(self, topology: Topology, shards: dict[str, str], logs: Path):
-        spec = next(s for s in app_services(topology) if s.role is Role.GATEWAY)
+        spec = next(s for s in app_services(topology, self.shard_symbols) if s.role is Role.GATEWAY)
         http, metrics = free_port(), free_port()
-        env = {
-            **spec.env,
-            "HTTP_PORT": str(http),
-            "METRICS_PORT": str(metrics),
-            "BIND_HOST": "127.0.0.1",
-            "ME_SHARD_MAP": ",".join(f"{s}={u}" for s, u in shards.items()),
-        }
+        env = spec.environment(Wiring(http, metrics, shard_urls=shards))
         proc = self._process(spec, env, logs)
         url = f"http://127.0.0.1:{http}"
         self._apps[spec.name] = (proc, f"{url}{spec.ready_path}")

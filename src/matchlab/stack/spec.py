@@ -2,53 +2,45 @@
 
 A ``Topology`` names the shards (and whether a gateway fronts them); from it
 ``app_services`` derives each application service's identity, settings and
-labels. Backends decide the rest: ports, addresses, processes or pods.
+labels. Backends decide the rest: ports, addresses, processes or pods, which
+they hand to ``ServiceSpec.environment`` as a ``Wiring``; the service's own
+config class turns the result into its environment (``to_env``), so no
+backend writes a variable name by hand.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from matchlab.admin_auth import bearer
-from matchlab.loadgen.targets import SHARD_SYMBOLS
-
-APP_HTTP_PORT = 8080  # in-cluster ports (DESIGN.md §2); the local backend picks free ones
-APP_METRICS_PORT = 9091
-TOPICS = ("matches", "orders")
+from matchlab.edge.limits import EdgeLimits
+from matchlab.gateway.config import GatewayConfig
+from matchlab.shard.config import DEFAULT_RING_BUFFER_SIZE, DEFAULT_WAL_SIZE_MB, ShardConfig
+from matchlab.topology import SHARD_IDS, SHARD_SYMBOLS
 
 
 class Topology(enum.Enum):
     SINGLE = "single"  # shard a, straight (ASR 1)
     MULTI = "multi"  # shards a, b, c behind the edge gateway (ASR 2)
+    # The scaling search's stack: MULTI itself for three shards; with --max-shards K > 3, K shards behind the
+    # gateway with the symbols re-spread (matchlab.topology.spread_symbols), a layout the backend is given.
+    SCALING = "scaling"
 
     @property
     def shards(self) -> tuple[str, ...]:
-        return ("a",) if self is Topology.SINGLE else ("a", "b", "c")
+        """DESIGN.md's shards; a stack given a layout has its shards in ``Endpoints.shard_symbols``."""
+        return SHARD_IDS[:1] if self is Topology.SINGLE else SHARD_IDS
 
     @property
     def has_gateway(self) -> bool:
-        return self is Topology.MULTI
+        return self is not Topology.SINGLE
 
 
 class Role(enum.Enum):
     SHARD = "shard"
     GATEWAY = "gateway"
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    """One application service: its name, module, settings and labels."""
-
-    name: str
-    role: Role
-    module: str
-    env: dict[str, str] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
-    shard: str | None = None
-    # Readiness (may take traffic) vs liveness (/health: the process serves):
-    # a shard whose journal cannot write is alive but not ready.
-    ready_path: str = "/health"
 
 
 # The shard keeps acknowledged order ids for de-duplication (10 minutes by default). A window that is
@@ -57,34 +49,104 @@ class ServiceSpec:
 EXPERIMENT_ID_WINDOW_S = 60
 
 
-def shard_spec(shard: str) -> ServiceSpec:
+@dataclass(frozen=True)
+class Wiring:
+    """Where a backend puts one service: what differs between local processes and pods."""
+
+    http_port: int
+    metrics_port: int
+    bind_host: str = "127.0.0.1"
+    kafka_bootstrap: str = ""  # shards
+    wal_path: Path = Path(".")  # shards
+    shard_urls: dict[str, str] = field(default_factory=dict)  # the gateway: shard id -> base URL
+
+
+def shard_config(shard: str, wiring: Wiring, symbols: list[str] | None = None, **tuning) -> ShardConfig:
+    """A shard's configuration: its symbols from the topology unless given, ``tuning`` as ShardConfig fields."""
+    config = ShardConfig(
+        shard_id=shard, symbols=frozenset(SHARD_SYMBOLS[shard] if symbols is None else symbols),
+        http_port=wiring.http_port, metrics_port=wiring.metrics_port, bind_host=wiring.bind_host,
+        kafka_bootstrap=wiring.kafka_bootstrap, wal_path=wiring.wal_path, wal_size_mb=DEFAULT_WAL_SIZE_MB,
+        ring_buffer_size=DEFAULT_RING_BUFFER_SIZE, fsync=True,
+        edge=EdgeLimits.from_env({}),  # the limits the service would pick itself: to_env leaves them out
+    )
+    return replace(config, **tuning)
+
+
+def gateway_config(wiring: Wiring, shard_symbols: dict[str, list[str]] | None = None, **tuning) -> GatewayConfig:
+    """The gateway's configuration for the shards of ``wiring.shard_urls`` (their symbols from the topology
+    unless given); ``tuning`` as GatewayConfig fields."""
+    shard_symbols = shard_symbols or {s: SHARD_SYMBOLS[s] for s in wiring.shard_urls}
+    config = GatewayConfig(
+        http_port=wiring.http_port, metrics_port=wiring.metrics_port, bind_host=wiring.bind_host,
+        shard_urls=dict(wiring.shard_urls),
+        symbol_owner={symbol: shard for shard, symbols in shard_symbols.items() for symbol in symbols},
+        edge=EdgeLimits.from_env({}),
+    )
+    return replace(config, **tuning)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One application service: its name, module, symbols and labels."""
+
+    name: str
+    role: Role
+    module: str
+    # The symbol map this service knows: its own shard's, or (the gateway) every shard's it fronts.
+    shard_symbols: dict[str, list[str]] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    shard: str | None = None
+    # Readiness (may take traffic) vs liveness (/health: the process serves):
+    # a shard whose journal cannot write is alive but not ready.
+    ready_path: str = "/health"
+
+    def config(self, wiring: Wiring) -> ShardConfig | GatewayConfig:
+        if self.role is Role.SHARD:
+            return shard_config(self.shard, wiring, self.shard_symbols[self.shard],
+                                order_id_window_s=EXPERIMENT_ID_WINDOW_S)
+        return gateway_config(wiring, self.shard_symbols)
+
+    def environment(self, wiring: Wiring) -> dict[str, str]:
+        """The service's environment where ``wiring`` puts it (no admin token: backends add it their way)."""
+        return self.config(wiring).to_env()
+
+
+def shard_spec(shard: str, symbols: list[str] | None = None) -> ServiceSpec:
     return ServiceSpec(
         name=f"me-shard-{shard}",
         role=Role.SHARD,
         module="matchlab.shard",
-        env={"SHARD_ID": shard, "SHARD_SYMBOLS": ",".join(SHARD_SYMBOLS[shard]),
-             "ORDER_ID_WINDOW_S": str(EXPERIMENT_ID_WINDOW_S)},
+        shard_symbols={shard: list(SHARD_SYMBOLS[shard] if symbols is None else symbols)},
         labels={"app": "matching-engine", "shard": shard},
         shard=shard,
         ready_path="/ready",
     )
 
 
-def gateway_spec(shards: tuple[str, ...]) -> ServiceSpec:
+def gateway_spec(shard_symbols: dict[str, list[str]]) -> ServiceSpec:
     return ServiceSpec(
         name="edge-gateway",
         role=Role.GATEWAY,
         module="matchlab.gateway",
-        env={"SHARD_SYMBOLS_MAP": ",".join(f"{s}={':'.join(SHARD_SYMBOLS[s])}" for s in shards)},
+        shard_symbols={s: list(symbols) for s, symbols in shard_symbols.items()},
         labels={"app": "edge-gateway"},
     )
 
 
-def app_services(topology: Topology) -> list[ServiceSpec]:
-    """Shards first, then the gateway (which needs their addresses)."""
-    services = [shard_spec(s) for s in topology.shards]
+def layout(topology: Topology, shard_symbols: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """Shard id -> symbols: the topology's shards with DESIGN.md's symbols, or ``shard_symbols`` (a re-spread
+    layout from ``matchlab.topology.spread_symbols``) when given."""
+    return {s: list(v) for s, v in shard_symbols.items()} if shard_symbols else \
+        {s: list(SHARD_SYMBOLS[s]) for s in topology.shards}
+
+
+def app_services(topology: Topology, shard_symbols: dict[str, list[str]] | None = None) -> list[ServiceSpec]:
+    """Shards first, then the gateway (which needs their addresses); ``shard_symbols`` as in ``layout``."""
+    shards = layout(topology, shard_symbols)
+    services = [shard_spec(s, symbols) for s, symbols in shards.items()]
     if topology.has_gateway:
-        services.append(gateway_spec(topology.shards))
+        services.append(gateway_spec(shards))
     return services
 
 
@@ -103,6 +165,8 @@ class Endpoints:
     # The stack's admin token (matchlab.admin_auth): the harness' own control calls send it.
     # Kept out of repr, which --keep-stack logs.
     admin_token: str = field(default="", repr=False)
+    # Which symbols each shard owns: DESIGN.md's map unless the stack runs a re-spread layout.
+    shard_symbols: dict[str, list[str]] = field(default_factory=lambda: layout(Topology.MULTI))
 
     @property
     def remote_write(self) -> str:
