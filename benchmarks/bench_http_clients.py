@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import socket
 import subprocess
@@ -212,8 +213,12 @@ async def bake_off(args: argparse.Namespace) -> None:
         print("clients -> one aiohttp server (client CPU per request; ratio against aiohttp as before):")
         base = None
         for name, make in CLIENTS.items():
-            r = await measure_client(make, f"http://127.0.0.1:{port}/orders", args.rate, args.seconds,
-                                     args.concurrency, psutil.Process(server.pid))
+            try:
+                r = await measure_client(make, f"http://127.0.0.1:{port}/orders", args.rate, args.seconds,
+                                         args.concurrency, psutil.Process(server.pid))
+            except ImportError as exc:
+                print(f"  {name:<18} not installed ({exc.name}): pip install -e '.[bench]'")
+                continue
             base = base or r
             print(row(name, r, base, "client_us"), flush=True)
     finally:
@@ -222,6 +227,9 @@ async def bake_off(args: argparse.Namespace) -> None:
     print("servers <- matchlab.http1 client (server CPU per request; ratio against aiohttp):")
     base = None
     for kind in ("aiohttp", "uvicorn", "granian"):
+        if kind != "aiohttp" and importlib.util.find_spec(kind) is None:
+            print(f"  {kind:<18} not installed: pip install -e '.[bench]'")
+            continue
         port = free_port()
         server = start_server(kind, port)
         try:

@@ -296,8 +296,9 @@ def test_image_runtime_requirements_match_the_project_pins_and_cover_the_service
     third_party = {n for n in loaded - set(sys.stdlib_module_names) if not n.startswith("_")} - {"matchlab"}
     allowed = {r.split("==")[0].replace("-", "_") for r in runtime} | {
         "multidict", "yarl", "aiosignal", "frozenlist", "attr", "attrs", "propcache", "aiohappyeyeballs", "idna",
-        "typing_extensions", "cython_runtime", "anyio", "certifi", "httpcore", "h11", "sniffio"}
-    # (aiohttp's and httpx's own dependencies; Cython's runtime module)
+        "typing_extensions", "cython_runtime", "anyio", "certifi", "httpcore", "h11", "sniffio",
+        "click", "pygments", "rich"}
+    # (aiohttp's and httpx's own dependencies, and what httpx's CLI imports when installed; Cython's runtime module)
     module_names = {"prometheus_client", "confluent_kafka", "msgspec", "orjson", "uvloop", "aiohttp", "hdrh", "pyhdrh",
                     "cramjam", "httpx"}
     assert third_party <= allowed | module_names, third_party - allowed - module_names

@@ -12,7 +12,7 @@ import pytest
 from matchlab.k8s import manifests as m
 from matchlab.k8s.load_job import ClusterLoad, load_job
 from matchlab.loadgen.profile import LoadProfile
-from matchlab.stack.spec import APP_HTTP_PORT
+from matchlab.topology import APP_HTTP_PORT
 
 NAME_LABEL = "kubernetes.io/metadata.name"  # every namespace carries its name as this label
 

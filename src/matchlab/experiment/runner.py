@@ -28,6 +28,7 @@ from matchlab.loadgen.seeding import seed_books
 from matchlab.loadgen.targets import direct_targets, flow_source, gateway_targets
 from matchlab.promtext import counter_total, scrape, scrape_counter
 from matchlab.stack.stack import Stack
+from matchlab.topology import SHARD_SYMBOLS
 
 CALIBRATION_ORDER_RATE = 40.0
 # The final scrape after a run (5 s interval) must land before verdicts read it.
