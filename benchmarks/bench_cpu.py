@@ -52,7 +52,7 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
 
 
 def orders_received(metrics_url: str) -> float:
-    return counter_total(scrape(metrics_url), "me_orders_received_total")
+    return counter_total(scrape(metrics_url), "me_orders_received")
 
 
 def measure(stack: Stack, pids: dict[str, int], rate: float, seconds: float, direct: bool) -> dict:
