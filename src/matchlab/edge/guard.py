@@ -41,6 +41,7 @@ REFUSAL_LINGER_S = 1.0
 # aiohttp's default listen backlog (128) overflows under a burst of connects, and an overflowed
 # SYN waits a second for its retransmit: a legitimate client would see that as a hang.
 LISTEN_BACKLOG = 4096
+INF = float("inf")
 
 
 def _canned(status: str, reason: str, retry_after_s: int | None) -> bytes:
@@ -124,7 +125,12 @@ class _WatchedConnection(asyncio.Protocol):
         self._guard = guard
         self._inner = inner
         self._transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        # One timer per connection, rarely moved: a phase change only sets the deadline, and the
+        # timer, when it fires early, re-arms itself for what is left (no cancel/re-arm per request).
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = INF
+        self._deadline = INF
         self._phase = "header"  # header | handling | idle
         # When the latest bytes were read: a request's header is complete at its last
         # chunk, so the time from then to its handler starting is its queueing inside the process.
@@ -134,24 +140,31 @@ class _WatchedConnection(asyncio.Protocol):
 
     def _arm(self, phase: str, seconds: float) -> None:
         self._phase = phase
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(seconds, self._expire)
+        self._deadline = deadline = self._loop.time() + seconds
+        if deadline < self._timer_at:  # only ever moved earlier; a later deadline is reached by re-arming
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer, self._timer_at = self._loop.call_at(deadline, self._check), deadline
 
     def request_started(self) -> None:
         """The header is complete: the handler and its own deadlines take over."""
         self._phase = "handling"
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = INF
 
     def request_finished(self) -> None:
         self._arm("idle", self._guard.limits.keepalive_timeout_s)
 
-    def _expire(self) -> None:
-        self._timer = None
+    def _check(self) -> None:
+        self._timer, self._timer_at = None, INF
         if self._transport is None or self._transport.is_closing():
             return
+        if self._loop.time() < self._deadline:  # the phase moved on since this was armed
+            if self._deadline != INF:
+                self._timer, self._timer_at = self._loop.call_at(self._deadline, self._check), self._deadline
+            return
+        self._expire()
+
+    def _expire(self) -> None:
         if self._phase == "header":
             self._guard.metrics.timed_out["header"].inc()
             self._transport.write(_canned("408 Request Timeout", "request header not received in time", None))
@@ -187,7 +200,7 @@ class _WatchedConnection(asyncio.Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
+            self._timer, self._timer_at = None, INF
         self._guard.open -= 1
         if self._transport is not None:
             self._guard._by_transport.pop(self._transport, None)
