@@ -22,7 +22,7 @@ def non_default_shard() -> ShardConfig:
         shard_id="e", symbols=frozenset({"X-1", "X-2", "Y"}), http_port=18080, metrics_port=19091,
         bind_host="0.0.0.0", kafka_bootstrap="broker:19092", wal_path=Path("/tmp/journal-e"), wal_size_mb=3,
         ring_buffer_size=1024, fsync=False, admin_token=TOKEN, snapshot_every_records=7, order_id_window_s=9,
-        order_id_window_ids=11, edge=NON_DEFAULT_EDGE,
+        order_id_window_ids=11, event_linger_ms=3, edge=NON_DEFAULT_EDGE,
     )
 
 

@@ -27,9 +27,6 @@ POLL_INTERVAL_S = 0.05
 # Longer than any outage the experiments inject (A4: 120 s), so none loses events.
 DELIVERY_TIMEOUT_MS = 600_000
 LOCAL_QUEUE_MESSAGES = 2_000_000
-# Events are off the matching path: waiting this long to fill a produce request
-# costs no match latency, and the broker's cost is per request far more than per byte.
-EVENT_LINGER_MS = 10
 
 
 class _OncePerInterval(logging.Filter):
@@ -60,7 +57,7 @@ def _librdkafka_logger(client_id: str) -> logging.Logger:
 class EventPublisher:
     """Fire-and-forget publishing with delivery failures counted, not raised."""
 
-    def __init__(self, bootstrap: str, client_id: str, metrics: ShardMetrics) -> None:
+    def __init__(self, bootstrap: str, client_id: str, metrics: ShardMetrics, linger_ms: int) -> None:
         self._metrics = metrics
         self.delivered = 0
         self._producer = Producer(
@@ -72,7 +69,8 @@ class EventPublisher:
                 # Topics are the harness's to create (12 partitions); a producer
                 # that reaches the broker first must not auto-create them.
                 "allow.auto.create.topics": False,
-                "linger.ms": EVENT_LINGER_MS,
+                # Off the matching path: waiting to fill a produce request costs no match latency.
+                "linger.ms": linger_ms,
                 "message.timeout.ms": DELIVERY_TIMEOUT_MS,
                 "queue.buffering.max.messages": LOCAL_QUEUE_MESSAGES,
                 "reconnect.backoff.max.ms": 1000,

@@ -59,7 +59,8 @@ class ShardServer:
         self.metrics = ShardMetrics(config.shard_id)
         self.engine = MatchingEngine(config.shard_id, config.symbols)
         if config.kafka_bootstrap:
-            self.publisher = EventPublisher(config.kafka_bootstrap, f"me-shard-{config.shard_id}", self.metrics)
+            self.publisher = EventPublisher(config.kafka_bootstrap, f"me-shard-{config.shard_id}", self.metrics,
+                                            config.event_linger_ms)
         else:
             self.publisher = NullPublisher()
         self.pipeline = OrderPipeline(
