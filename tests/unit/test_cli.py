@@ -98,3 +98,21 @@ def test_a_recorded_stack_round_trips_and_is_a_backend(tmp_path: Path):
     record = read_state(tmp_path)
     assert record.endpoints == endpoints and record.services == [service] and record.alive() == []
     assert isinstance(RecordedStack(record, tmp_path), Backend)
+
+
+def stale_stack(tmp_path: Path) -> None:
+    """A stack.json whose processes are long gone (a machine rebooted, a kill -9 of everything)."""
+    endpoints = Endpoints(shards={"a": "http://127.0.0.1:1"}, shard_metrics={"a": "http://127.0.0.1:2/metrics"},
+                          gateway=None, gateway_metrics=None, prometheus="http://127.0.0.1:3", broker="127.0.0.1:4")
+    service = ServiceRecord("me-shard-a", 999_999_1, ["python", "-m", "matchlab.shard"], str(tmp_path / "a.log"),
+                            {"http": "http://127.0.0.1:1/health"}, "http://127.0.0.1:1", {"SHARD_ID": "a"})
+    write_state(tmp_path, StackRecord("local", Topology.SINGLE, str(tmp_path), endpoints, [service]))
+
+
+def test_a_stale_record_is_named_with_what_to_do_and_down_clears_it(tmp_path: Path, capsys):
+    stale_stack(tmp_path)
+    assert main(["status", "--reports-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "no longer runs (a stale record)" in err and "`matchlab down` clears it" in err and "\n" not in err
+    assert main(["down", "--reports-dir", str(tmp_path)]) == 0
+    assert read_state(tmp_path) is None
