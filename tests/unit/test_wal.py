@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
@@ -51,25 +53,31 @@ def test_absurd_length_header_is_corruption(tmp_path: Path):
     assert recover(path) == [(1, b"ok")]
 
 
+@contextmanager
+def counted_fsyncs() -> Iterator[list[int]]:
+    """Every fsync the journal makes (the descriptors), still really fsynced."""
+    calls: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        calls.append(fd)
+        real_fsync(fd)
+
+    with mock.patch("matchlab.shard.wal.os.fsync", counting_fsync):
+        yield calls
+
+
 def test_group_commit_shares_one_fsync_and_acks_only_after_it(tmp_path: Path):
     async def main() -> tuple[int, int, list]:
         loop = asyncio.get_running_loop()
         durable: list = []
-        fsyncs = 0
-        real_fsync = os.fsync
-
-        def counting_fsync(fd: int) -> None:
-            nonlocal fsyncs
-            fsyncs += 1
-            real_fsync(fd)
-
-        with mock.patch("matchlab.shard.wal.os.fsync", counting_fsync):
+        with counted_fsyncs() as fsyncs:
             wal = GroupCommitLog(JournalLayout(tmp_path, "wal.log"), 0, 0, loop, lambda atts, _t: durable.extend(atts))
             futures = [wal.append(1, str(i).encode(), i) for i in range(200)]
             assert not any(f.done() for f in futures)  # nothing acknowledged before the fsync
             await asyncio.gather(*futures)
             await wal.close()
-        return fsyncs, len({id(f) for f in futures}), durable
+        return len(fsyncs), len({id(f) for f in futures}), durable
 
     fsyncs, distinct_futures, durable = asyncio.run(main())
     assert durable == list(range(200))  # handed back in append order
@@ -80,15 +88,7 @@ def test_group_commit_shares_one_fsync_and_acks_only_after_it(tmp_path: Path):
 def test_lazy_records_ride_with_the_next_urgent_fsync_or_wait_at_most_the_delay(tmp_path: Path):
     async def main() -> tuple[float, int, bool, int, float]:
         loop = asyncio.get_running_loop()
-        fsyncs = 0
-        real_fsync = os.fsync
-
-        def counting_fsync(fd: int) -> None:
-            nonlocal fsyncs
-            fsyncs += 1
-            real_fsync(fd)
-
-        with mock.patch("matchlab.shard.wal.os.fsync", counting_fsync):
+        with counted_fsyncs() as fsyncs:
             wal = GroupCommitLog(JournalLayout(tmp_path, "wal.log"), 0, 0, loop, lambda *_: None, lazy_delay_s=0.2)
             started = loop.time()
             await asyncio.wait_for(wal.append(1, b"lazy-alone", lazy=True), 5.0)  # alone: committed after the delay
@@ -96,13 +96,13 @@ def test_lazy_records_ride_with_the_next_urgent_fsync_or_wait_at_most_the_delay(
             lazy = wal.append(1, b"lazy", lazy=True)
             await asyncio.sleep(0.02)
             still_waiting = not lazy.done()
-            fsyncs_before = fsyncs
+            fsyncs_before = len(fsyncs)
             started = loop.time()
             await asyncio.gather(lazy, wal.append(1, b"urgent"))  # the urgent record takes the lazy one along
-            shared = fsyncs - fsyncs_before
+            shared = len(fsyncs) - fsyncs_before
             ridden = loop.time() - started
             await wal.close()
-        return waited, shared, still_waiting, fsyncs, ridden
+        return waited, shared, still_waiting, len(fsyncs), ridden
 
     waited, shared, still_waiting, _fsyncs, ridden = asyncio.run(main())
     assert 0.15 <= waited < 2.0, f"a lone lazy record was committed after {waited:.3f}s, not after the 0.2 s delay"

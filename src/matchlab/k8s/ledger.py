@@ -14,10 +14,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from matchlab.errors import ProcessError
 from matchlab.k8s.backend import CLUSTER, LOOPBACK, ExistingClusterBackend, K3dBackend, KubernetesBackend
 from matchlab.k8s.commands import CommandRunner, SubprocessRunner
-from matchlab.stack.spec import Endpoints, Topology
+from matchlab.stack.recorded import Reattached
 from matchlab.stack.state import StackRecord
 
 LEDGER_FILE = "up-cluster.json"
@@ -91,7 +90,7 @@ def reattach(ledger: ClusterLedger, runner: CommandRunner) -> KubernetesBackend:
     return backend
 
 
-class RecordedCluster:
+class RecordedCluster(Reattached):
     """A Kubernetes stack `matchlab up` left running, as a ``Backend`` (for ``pytest --reuse-stack`` and the verbs).
 
     Faults go through the reattached backend, so they issue the fixtures' own commands; ``stop()`` leaves the
@@ -102,14 +101,6 @@ class RecordedCluster:
         self.record = record
         self.name = record.backend
         self.backend = reattach(ledger, runner or SubprocessRunner())
-
-    def start(self, topology: Topology, run_dir: Path) -> Endpoints:
-        if topology is not self.record.topology:
-            raise ProcessError(f"the recorded stack is {self.record.topology.value}, not {topology.value}")
-        return self.record.endpoints
-
-    def stop(self) -> None:
-        """Leave it running: it belongs to `matchlab up`."""
 
     def pause_broker(self) -> None:
         self.backend.pause_broker()

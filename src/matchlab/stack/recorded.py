@@ -53,14 +53,10 @@ def stop_process(proc: psutil.Process, grace: float = STOP_GRACE_S) -> None:
         pass
 
 
-class RecordedStack:
-    def __init__(self, record: StackRecord, reports_dir: Path) -> None:
-        self.record = record
-        self.name = record.backend
-        self.reports_dir = reports_dir
-        self.registry = PidRegistry(reports_dir / UP_PID_FILE)
+class Reattached:
+    """The start/stop half of a Backend for a stack someone recorded: it is already up, and stays up."""
 
-    # -- the Backend protocol ------------------------------------------------
+    record: StackRecord
 
     def start(self, topology: Topology, run_dir: Path) -> Endpoints:
         if topology is not self.record.topology:
@@ -69,6 +65,16 @@ class RecordedStack:
 
     def stop(self) -> None:
         """Leave it running: the stack belongs to whoever recorded it (``matchlab down`` stops it)."""
+
+
+class RecordedStack(Reattached):
+    def __init__(self, record: StackRecord, reports_dir: Path) -> None:
+        self.record = record
+        self.name = record.backend
+        self.reports_dir = reports_dir
+        self.registry = PidRegistry(reports_dir / UP_PID_FILE)
+
+    # -- the Backend protocol ------------------------------------------------
 
     def pause_broker(self) -> None:
         self._signal(self.running("broker"), signal.SIGSTOP)
