@@ -26,8 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
-
+from matchlab.experiment.scaling import cpu_seconds
 from matchlab.loadgen.flow import OrderFlow
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.runner import run_load
@@ -41,14 +40,6 @@ from matchlab.stack.stack import Stack
 SEED_ORDERS, SEED_LEVELS = 500, 50
 # Seconds of load before the measured window, so connection set-up and first-touch costs stay out.
 WARMUP_S = 2.0
-
-
-def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
-    out = {}
-    for name, pid in pids.items():
-        times = psutil.Process(pid).cpu_times()
-        out[name] = times.user + times.system + times.children_user + times.children_system
-    return out
 
 
 def orders_received(metrics_url: str) -> float:

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 import orjson
-import psutil
 
+from matchlab.experiment.scaling import cpu_seconds
 from matchlab.loadgen.flow import OrderFlow
 from matchlab.loadgen.seeding import seed_books
 from matchlab.loadgen.targets import SHARD_SYMBOLS
@@ -45,11 +45,6 @@ end
 """
 # Enough distinct orders that none repeats within a run at 20,000 orders/s.
 ORDERS_PER_SECOND_CEILING = 20_000
-
-
-def cpu_s(pid: int) -> float:
-    t = psutil.Process(pid).cpu_times()
-    return t.user + t.system
 
 
 def main() -> int:
@@ -77,11 +72,12 @@ def main() -> int:
             ep = stack.endpoints
             seed_books(ep.shards, SHARD_SYMBOLS, 500, 50, token=ep.admin_token)
             procs = backend.processes()
-            shard, broker = procs["me-shard-a"].pid, procs["broker"].pid
-            s0, b0 = cpu_s(shard), cpu_s(broker)
+            pids = {"shard": procs["me-shard-a"].pid, "broker": procs["broker"].pid}
+            before = cpu_seconds(pids)
             out = subprocess.run([wrk, "-t1", f"-c{args.connections}", f"-d{args.seconds}s", "-s", str(script),
                                   ep.shards["a"]], capture_output=True, text=True, check=True).stdout
-            shard_cpu, broker_cpu = cpu_s(shard) - s0, cpu_s(broker) - b0
+            after = cpu_seconds(pids)
+            shard_cpu, broker_cpu = after["shard"] - before["shard"], after["broker"] - before["broker"]
     total = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
@@ -11,8 +13,9 @@ from matchlab.http1 import HttpPool, UpstreamError, UpstreamTimeout
 from matchlab.stack.probes import free_port
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, str, list]:
-    """Start ``app``; return its runner, base URL and the list of peer ports that connected."""
+@asynccontextmanager
+async def pool_to(routes: dict, limit: int) -> AsyncIterator[tuple[HttpPool, list]]:
+    """A server with ``routes`` (POST) and a pool to it; yields the pool and the peer ports that connected."""
     peers: list = []
 
     @web.middleware
@@ -20,19 +23,19 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str, list]:
         peers.append(request.transport.get_extra_info("peername")[1])
         return await handler(request)
 
-    app.middlewares.append(note_peer)
+    app = web.Application(middlewares=[note_peer])
+    for path, handler in routes.items():
+        app.router.add_post(path, handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, f"http://127.0.0.1:{port}", peers
-
-
-def app_with(routes: dict) -> web.Application:
-    app = web.Application()
-    for path, handler in routes.items():
-        app.router.add_post(path, handler)
-    return app
+    pool = HttpPool(f"http://127.0.0.1:{port}", limit)
+    try:
+        yield pool, peers
+    finally:
+        pool.close()
+        await runner.cleanup()
 
 
 async def echo(request: web.Request) -> web.Response:
@@ -43,15 +46,9 @@ async def echo(request: web.Request) -> web.Response:
 
 def test_post_round_trip_status_body_headers_and_one_connection_reused():
     async def main():
-        runner, base, peers = await serve(app_with({"/orders": echo}))
-        pool = HttpPool(base, limit=4)
-        head = pool.request_head("/orders", {"Authorization": "Bearer t"})
-        try:
-            replies = [await pool.post(head, b'{"n":%d}' % i, 5.0) for i in range(20)]
-        finally:
-            pool.close()
-            await runner.cleanup()
-        return replies, peers
+        async with pool_to({"/orders": echo}, limit=4) as (pool, peers):
+            head = pool.request_head("/orders", {"Authorization": "Bearer t"})
+            return [await pool.post(head, b'{"n":%d}' % i, 5.0) for i in range(20)], peers
 
     replies, peers = asyncio.run(main())
     assert [r.status for r in replies] == [201] * 20
@@ -67,15 +64,9 @@ def test_concurrent_requests_never_exceed_the_connection_limit_and_all_complete(
         return web.json_response({"ok": True})
 
     async def main():
-        runner, base, peers = await serve(app_with({"/orders": slow}))
-        pool = HttpPool(base, limit=3)
-        head = pool.request_head("/orders")
-        try:
-            replies = await asyncio.gather(*(pool.post(head, b"{}", 5.0) for i in range(30)))
-        finally:
-            pool.close()
-            await runner.cleanup()
-        return replies, peers
+        async with pool_to({"/orders": slow}, limit=3) as (pool, peers):
+            head = pool.request_head("/orders")
+            return await asyncio.gather(*(pool.post(head, b"{}", 5.0) for i in range(30))), peers
 
     replies, peers = asyncio.run(main())
     assert [r.status for r in replies] == [200] * 30
@@ -94,17 +85,11 @@ def test_a_stalled_reply_times_out_and_its_connection_is_not_reused():
                 await asyncio.sleep(2)
             return web.Response(body=b"late" if calls == 1 else b"fresh", content_type="application/json")
 
-        runner, base, peers = await serve(app_with({"/orders": stall_once}))
-        pool = HttpPool(base, limit=1)
-        head = pool.request_head("/orders")
-        try:
+        async with pool_to({"/orders": stall_once}, limit=1) as (pool, peers):
+            head = pool.request_head("/orders")
             with pytest.raises(UpstreamTimeout):
                 await pool.post(head, b"{}", 0.3)
-            second = await pool.post(head, b"{}", 5.0)
-        finally:
-            pool.close()
-            await runner.cleanup()
-        return second, peers
+            return await pool.post(head, b"{}", 5.0), peers
 
     second, peers = asyncio.run(main())
     assert second.body == b"fresh"  # never the first request's late reply
@@ -117,15 +102,9 @@ def test_connection_close_replies_retire_the_connection():
         return web.Response(body=b"{}", content_type="application/json", headers={"Connection": "close"})
 
     async def main():
-        runner, base, peers = await serve(app_with({"/orders": closing}))
-        pool = HttpPool(base, limit=2)
-        head = pool.request_head("/orders")
-        try:
-            replies = [await pool.post(head, b"{}", 5.0) for _ in range(3)]
-        finally:
-            pool.close()
-            await runner.cleanup()
-        return replies, peers
+        async with pool_to({"/orders": closing}, limit=2) as (pool, peers):
+            head = pool.request_head("/orders")
+            return [await pool.post(head, b"{}", 5.0) for _ in range(3)], peers
 
     replies, peers = asyncio.run(main())
     assert [r.status for r in replies] == [200] * 3
@@ -144,13 +123,8 @@ def test_chunked_replies_are_read_whole():
         return resp
 
     async def main():
-        runner, base, _ = await serve(app_with({"/orders": chunked}))
-        pool = HttpPool(base, limit=1)
-        try:
+        async with pool_to({"/orders": chunked}, limit=1) as (pool, _):
             return await pool.post(pool.request_head("/orders"), b"{}", 5.0)
-        finally:
-            pool.close()
-            await runner.cleanup()
 
     assert asyncio.run(main()).body == b'{"a":1}'
 

@@ -18,7 +18,6 @@ from time import perf_counter
 from confluent_kafka import KafkaError, Producer
 
 from matchlab.shard.metrics import ShardMetrics
-from matchlab.topology import TOPIC_MATCHES, TOPIC_ORDERS  # noqa: F401 - pipeline and replay import them from here
 
 log = logging.getLogger(__name__)
 LOG_REPEAT_S = 30.0

@@ -34,7 +34,6 @@ import msgspec
 from matchlab.errors import QueueFullError
 from matchlab.shard.config import DEFAULT_SNAPSHOT_EVERY
 from matchlab.shard.engine import MatchingEngine
-from matchlab.shard.events import TOPIC_MATCHES, TOPIC_ORDERS
 from matchlab.shard.idwindow import IdWindow, ack_ms_of, fingerprint_entry, same_body
 from matchlab.shard.journal import (
     JournalCorruptError,
@@ -60,6 +59,7 @@ from matchlab.shard.replay import (
     order_record,
 )
 from matchlab.shard.wal import GroupCommitLog, JournalUnavailable, WalError, recover
+from matchlab.topology import TOPIC_MATCHES, TOPIC_ORDERS
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ import msgspec
 import orjson
 
 from matchlab.shard.engine import MatchingEngine
-from matchlab.shard.events import TOPIC_MATCHES, TOPIC_ORDERS
 from matchlab.shard.idwindow import IdWindow, fingerprint_entry
 from matchlab.shard.orders import Order
 from matchlab.shard.outbox import decode_mark
+from matchlab.topology import TOPIC_MATCHES, TOPIC_ORDERS
 
 # Journal record kinds. REC_ORDER_V1 (an order without its ack time) is only read, from older journals.
 REC_ORDER_V1, REC_SEED, REC_MATCH, REC_RESET, REC_DELIVERED, REC_ORDER = 1, 2, 3, 4, 5, 6
