@@ -32,6 +32,7 @@ from matchlab.loadgen.saturation import saturate_async
 from matchlab.loadgen.targets import SHARD_SYMBOLS, flow_source, gateway_targets
 from matchlab.promtext import counter_total, histogram_buckets, histogram_quantile, scrape
 from matchlab.service import event_loop_runner
+from matchlab.stack.cpu_budget import CpuBudgets
 from matchlab.stack.probes import HttpProbe, free_port
 from matchlab.stack.process import ManagedProcess
 from matchlab.stack.spec import Wiring, gateway_config, shard_config
@@ -49,13 +50,15 @@ HOLD_RATE = 200.0
 # regression (without the header timeout the attack holds every slot and this fails outright)
 # and prints the figure; the 50 ms bar is not met on that machine (see the README).
 HOLD_P99_S = 0.5
-# Overload: shed an order that already waited 50 ms in the gateway (an operator's choice for a latency-first
-# edge; the stack's default is the ASR's 200 ms bar).
-SHED_QUEUE_WAIT_MS = 50
 MAX_SHED_RATIO = 0.05  # fast 503s while the gateway is busiest are an answer, not a failure (seen: 0-2.6 %)
-# At twice the knee the gateway's own receipt-to-reply p99 (accepted and shed) measured 185-192 ms
-# against the 200 ms bar; with 1.5x headroom for the shared machine.
-OVERLOAD_GATEWAY_P99_S = 1.5 * P99_BAR_S
+# Overload (c): the shard is the bottleneck, on a CPU budget as a Kubernetes pod would be, so that
+# twice its knee does not also starve the load generator, which shares this machine's two cores
+# (without a budget the knee is the whole machine's, and the client-side lag then measures the
+# client: accepted p99 0.6-3.7 s). The gateway is set as a latency-first edge: shed an order once 16
+# are in flight to the shard (~20 ms of queue at its knee) or once it waited 50 ms in the gateway.
+OVERLOAD_BUDGETS = {"shard-a": 0.3}
+OVERLOAD_INFLIGHT = 16
+SHED_QUEUE_WAIT_MS = 50
 CLIENT_POOL = 256  # the load generator's connections in the overload test: a realistic client pool
 HEADER_TIMEOUT_S = 5.0
 FLOOD_LIMIT = 400
@@ -73,10 +76,12 @@ class Edge:
 
 @pytest.fixture
 def edge(tmp_path: Path, request) -> Iterator:
-    """Start shard a and a gateway in front of it with the given gateway settings; stop both after."""
+    """Start shard a and a gateway in front of it with the given gateway settings (and CPU budgets, by
+    process name); stop both after."""
     started: list[ManagedProcess] = []
+    cgroups = CpuBudgets(f"edge-{time.time_ns()}")
 
-    def make(**gateway_env: str) -> Edge:
+    def make(budgets: dict[str, float] | None = None, **gateway_env: str) -> Edge:
         token = new_token()
         sh, sm, gh, gm = (free_port() for _ in range(4))
         shard_env = shard_config("a", Wiring(sh, sm, wal_path=tmp_path / "wal-a.log"), admin_token=token).to_env()
@@ -90,11 +95,15 @@ def edge(tmp_path: Path, request) -> Iterator:
         started.append(gateway)
         gateway.start()
         gateway.wait_ready(HttpProbe(f"http://127.0.0.1:{gh}/health"), READY_S)
+        for proc in (shard, gateway):
+            if proc.name in (budgets or {}):
+                cgroups.limit(proc.name, proc.pid, budgets[proc.name])
         return Edge(f"http://127.0.0.1:{gh}", f"http://127.0.0.1:{gm}/metrics", f"http://127.0.0.1:{sm}/metrics")
 
     yield make
     for proc in reversed(started):
         proc.stop()
+    cgroups.close()
 
 
 def gauge(url: str, name: str) -> float:
@@ -290,7 +299,11 @@ class _AcceptedLatency:
 
 def test_twice_the_knee_is_shed_with_503s_and_accepted_orders_keep_the_bar(edge):
     """(c) The knee from a short closed-loop run, then twice that open-loop."""
-    stack = edge(SHED_QUEUE_WAIT_MS=str(SHED_QUEUE_WAIT_MS))
+    why = CpuBudgets("probe").available()
+    if why:
+        pytest.skip(f"needs a CPU budget for the shard (root and a writable cgroup cpu controller): {why}")
+    stack = edge(budgets=OVERLOAD_BUDGETS, SHED_QUEUE_WAIT_MS=str(SHED_QUEUE_WAIT_MS),
+                 MAX_INFLIGHT_PER_SHARD=str(OVERLOAD_INFLIGHT))
     saturation = event_loop_runner()(saturate_async(order_source(stack, 2), 16, 3.0))
     knee = saturation.ok_rate
     accepted = _AcceptedLatency()
@@ -300,7 +313,8 @@ def test_twice_the_knee_is_shed_with_503s_and_accepted_orders_keep_the_bar(edge)
     shed = counter_total(gw, "gw_requests_shed", shard="a")
     received = counter_total(scrape(stack.shard_metrics), "me_orders_received")
     gateway_p99_s = histogram_quantile(0.99, histogram_buckets(gw, "gw_request_duration_seconds"))
-    print(f"overload: knee ~{knee:.0f}/s, offered {2 * knee:.0f}/s, sent {result.sent}, accepted {result.ok}, "
+    print(f"overload (shard budget {OVERLOAD_BUDGETS['shard-a']:g} CPU): knee ~{knee:.0f}/s, offered {2 * knee:.0f}/s, "
+          f"sent {result.sent}, accepted {result.ok}, "
           f"shed {shed:.0f} ({shed / max(1, result.sent):.0%}), other errors "
           f"{ {k: v for k, v in result.errors.items() if k != '503'} }, dropped {result.dropped}, "
           f"accepted p99 client-side {accepted.p99_s() * 1000:.1f} ms (client schedule lag p99 "
@@ -308,8 +322,6 @@ def test_twice_the_knee_is_shed_with_503s_and_accepted_orders_keep_the_bar(edge)
           f"(bar {P99_BAR_S * 1000:g} ms)")
     assert shed > 0 and result.errors.get("503", 0) >= shed, "no shedding at twice the knee"
     assert set(result.errors) <= {"503"}, result.errors
-    # Asserted on the gateway's own receipt-to-reply p99: the client-side figure (printed) also
-    # carries the load generator's lag, which shares the 2 cores and falls behind its schedule here.
-    assert gateway_p99_s < OVERLOAD_GATEWAY_P99_S, f"gateway p99 {gateway_p99_s * 1000:.0f} ms at twice the knee"
+    assert accepted.p99_s() < P99_BAR_S, f"accepted orders' client-side p99 {accepted.p99_s() * 1000:.0f} ms"
     # Nothing accepted is lost, nothing shed slipped through: the shard holds exactly the 200s.
     assert received == saturation.ok + result.ok, (received, saturation.ok, result.ok)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from matchlab.errors import ConfigError
+from matchlab.gcpolicy import keep_full_collections_short
 
 # The GIL hand-off interval bounds how long the journal committer thread waits
 # to report a finished fsync while the loop is busy; 5 ms (the default) would
@@ -24,6 +25,7 @@ async def serve_until_signalled(server: Any, log: logging.Logger) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
+    keep_full_collections_short()  # everything start-up made (code, replayed books) lives for the whole run
     await stop.wait()
     log.info("signal received: shutting down")
     await server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -137,3 +138,46 @@ def test_the_gateway_sheds_past_its_in_flight_bound_instead_of_queueing(shard_fa
     text = scrape(gateway.metrics_url)
     assert counter_total(text, "gw_requests_shed", shard="a") == 1
     assert counter_total(text, "gw_requests", shard="a", status="5xx") == 1
+
+
+def replies_in(data: bytes) -> list[int]:
+    """The status codes of the HTTP/1.1 replies in a byte stream, in order."""
+    return [int(code) for code in re.findall(rb"HTTP/1\.[01] (\d{3}) ", data)]  # a body has no line end
+
+
+def test_a_header_held_back_until_complete_is_served_however_it_arrives(shard_factory):
+    """The guard keeps a connection's bytes from the HTTP server until its first header is complete."""
+    shard = shard_factory("a")
+    body = ORDER.replace(b'"e1"', b'"trickle"')
+    request = post_head(len(body)) + body
+    with connect(shard.url) as sock:
+        for i in range(len(request)):  # one byte per write: the header's end straddles reads
+            sock.sendall(request[i:i + 1])
+            time.sleep(0.001)
+        assert replies_in(sock.recv(65536)) == [200]
+    pipelined = b"".join(post_head(len(b)) + b for b in (ORDER.replace(b'"e1"', f'"pipe{i}"'.encode())
+                                                          for i in range(3)))
+    with connect(shard.url) as sock:
+        sock.sendall(pipelined)  # three requests in one write, before any reply
+        data = b""
+        while len(replies_in(data)) < 3:
+            data += sock.recv(65536)
+        assert replies_in(data) == [200, 200, 200]
+
+
+def test_an_endless_header_is_answered_by_the_server_and_a_silent_close_costs_nothing(shard_factory):
+    shard = shard_factory("a")
+    with connect(shard.url) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Long: " + b"y" * 20_000)  # no header end
+        reply, _took = read_until_closed(sock, 5)
+    assert replies_in(reply) and 400 <= replies_in(reply)[0] < 500, reply[:200]
+    for _ in range(20):  # connections closed before a whole header: no handler was ever made for them
+        with connect(shard.url) as sock:
+            sock.sendall(b"GET /hea")
+    with connect(shard.url) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert replies_in(sock.recv(65536)) == [200]
+    deadline = time.monotonic() + 5
+    while sample(scrape(shard.metrics_url), "me_connections_open", shard="a") != 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sample(scrape(shard.metrics_url), "me_connections_open", shard="a") == 0

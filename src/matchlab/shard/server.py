@@ -17,7 +17,6 @@ Routes:
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from time import perf_counter
 
@@ -171,10 +170,6 @@ class ShardServer:
     async def start(self) -> None:
         started = perf_counter()
         replayed = await self.pipeline.start(self.config.wal_path, self.config.fsync)
-        # Everything alive now (code, replayed books) lives for the whole run:
-        # keep it out of the collector's generations, so GC pauses stay short.
-        gc.collect()
-        gc.freeze()
         self.publisher.start()
         raise_descriptor_limit(log, self.config.edge.max_connections)
         self._runners.append(await start_metrics_site(self.metrics.registry, self.config.bind_host,
