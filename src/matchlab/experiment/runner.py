@@ -76,7 +76,7 @@ class ExperimentRunner:
         # Each flow its own ids: shards de-duplicate by orderId, and tags (e.g. "cal") recur within a run.
         prefix = f"{self.run_id}-{tag}-{self._flows}-"
         source = flow_source(OrderFlow(symbols, mix, seed=self._flows, id_prefix=prefix), targets)
-        if symbols != sorted(s for shard in route.shards for s in SHARD_SYMBOLS[shard]):
+        if symbols != sorted(s for shard in route.shards for s in SHARD_SYMBOLS.get(shard, ())):
             return source  # not the generator's own choice of symbols: only this process can draw this flow
         return DescribedSource(source, ((1.0, FlowSpec(tuple(route.shards), route.via_gateway, self._flows, mix)),))
 
@@ -169,7 +169,7 @@ class ExperimentRunner:
             self.progress(f"[{label}] load from {self.load_driver.name}: starts in {lead:.0f} s")
         try:
             result = self.load_driver.run(PhaseLoad(experiment.id, phase, load, source, start, labels, exporter,
-                                                    latest.update))
+                                                    latest.update, self.stack.endpoints))
         finally:
             done.set()
             for t in timers:

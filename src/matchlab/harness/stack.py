@@ -53,7 +53,7 @@ def make_backend(opts: HarnessOptions, shard_symbols: dict[str, list[str]] | Non
     if opts.backend == "k8s":
         return ExistingClusterBackend(opts.kube_context, opts.image_registry, plan=opts.plan, keep=opts.keep_stack,
                                       **load)
-    return LocalBackend(opts.reports_dir, shard_symbols=shard_symbols)
+    return LocalBackend(opts.reports_dir, shard_symbols=shard_symbols, load_workers=opts.load_workers)
 
 
 class StackPool:

@@ -38,9 +38,10 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, reports_dir: Path, pid_file: str = PID_FILE,
-                 shard_symbols: dict[str, list[str]] | None = None) -> None:
+                 shard_symbols: dict[str, list[str]] | None = None, load_workers: int | None = None) -> None:
         # None: the topology's shards with DESIGN.md's symbols; else this layout (spec.layout).
         self.shard_symbols = shard_symbols
+        self.load_workers = load_workers  # None: load from pytest's process; N: N load-generator processes
         self.registry = PidRegistry(reports_dir / pid_file)
         self._stack = ExitStack()
         self._apps: dict[str, tuple[ManagedProcess, str]] = {}  # name -> (process, readiness URL)
@@ -154,6 +155,22 @@ class LocalBackend:
         if name not in self._apps:
             raise ProcessError(f"no service named {name!r}; known: {sorted(self._apps)}")
         return self._apps[name]
+
+    def load_driver(self):
+        """With ``load_workers``, the driver that runs each load phase as that many processes (else None)."""
+        if not self.load_workers:
+            return None
+        from matchlab.loadgen.process_driver import ProcessLoadDriver
+
+        def record(procs) -> None:
+            for proc in procs:
+                self.registry.add(proc.pid, list(proc.args))
+
+        def forget(procs) -> None:
+            for proc in procs:
+                self.registry.remove(proc.pid)
+
+        return ProcessLoadDriver(self.load_workers, on_start=record, on_stop=forget)
 
     def kill_service(self, name: str) -> None:
         self._app(name)[0].kill()
