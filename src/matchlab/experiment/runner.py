@@ -233,6 +233,7 @@ class ExperimentRunner:
         record = self.drive(experiment, phase, route, LoadProfile.constant(self.order_rate(matches_per_min), duration_s),
                             source, matches_per_min, events, marks)
         record.extra["fixed_order_rate"] = record.order_rate
+        record.extra["steered"] = False  # the verdicts' details say the rate was the calibrated one throughout
         experiment.extra.setdefault("rate_control", {})[phase] = []
         experiment.notes.append(f"{phase}: not steered to the match rate (load from {self.load_driver.name} fixes a "
                                 f"phase's rate when it starts): {record.order_rate:,.1f} orders/s as calibrated")

@@ -60,7 +60,7 @@ class ClusterLoadDriver:
             loads.append(ClusterLoad(
                 job_name(phase.experiment, phase.phase, next(self._numbers)), part.profile, self.workers,
                 shards=part.flow.shards, via_gateway=part.flow.via_gateway, seed=part.flow.seed, mix=mix,
-                hot_symbol=hot_symbol, labels=dict(phase.labels)))
+                hot_symbol=hot_symbol, labels=part.labels))
         return loads
 
     def run(self, phase: PhaseLoad) -> LoadResult:

@@ -100,14 +100,23 @@ class FlowLoad:
 
     profile: LoadProfile
     flow: FlowSpec
+    labels: dict[str, str]  # on its workers' client metrics (each worker adds its own ``worker``)
+    number: int  # 1, 2, ... within the phase
 
 
 def flow_loads(phase: PhaseLoad, driver: str) -> list[FlowLoad]:
-    """The phase split by flow, for a driver whose senders run outside this process (fixed rates only)."""
+    """The phase split by flow, for a driver whose senders run outside this process (fixed rates only).
+
+    Where a phase mixes flows, their workers' series also carry ``flow``: worker 0 of one flow and worker
+    0 of another would otherwise write the very same series and overwrite each other's counts.
+    """
     if not isinstance(phase.profile, LoadProfile):
         raise ConfigError(f"{phase.experiment}/{phase.phase}: a live-steered load profile cannot run as load from "
                           f"{driver}; give it a fixed LoadProfile")
-    return [FlowLoad(scaled(phase.profile, share), flow) for share, flow in flows_of(phase.source)]
+    flows = flows_of(phase.source)
+    return [FlowLoad(scaled(phase.profile, share), flow,
+                     {**phase.labels, **({"flow": str(number)} if len(flows) > 1 else {})}, number)
+            for number, (share, flow) in enumerate(flows, 1)]
 
 
 class LoadDriver(Protocol):

@@ -54,16 +54,16 @@ class ProcessLoadDriver:
         ep = phase.endpoints
         per_worker = ["--max-in-flight", str(math.ceil(DEFAULT_MAX_IN_FLIGHT / self.workers))]
         argvs, names = [], []
-        for number, part in enumerate(flow_loads(phase, "processes"), 1):
+        for part in flow_loads(phase, "processes"):
             route = part.flow.route_args(ep.gateway, ep.shards)
             mix, hot_symbol = part.flow.mix_args()
             extra = [*per_worker, *(["--hot-symbol", hot_symbol] if hot_symbol else [])]
             for i in range(self.workers):
                 argvs.append(worker_args(route, part.profile, self.workers, str(i), phase.start_at,
                                          seed=part.flow.seed, mix=mix, remote_write=ep.remote_write,
-                                         labels=dict(phase.labels), extra=extra))
+                                         labels=part.labels, extra=extra))
                 names.append(f"worker {i} of {self.workers} for {phase.experiment}/{phase.phase} "
-                             f"(flow {number}, seed {part.flow.seed})")
+                             f"(flow {part.number}, seed {part.flow.seed})")
         return argvs, names
 
     def run(self, phase: PhaseLoad) -> LoadResult:
