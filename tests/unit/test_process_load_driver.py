@@ -25,7 +25,9 @@ from matchlab.loadgen.results import Recorder
 from matchlab.loadgen.runner import DEFAULT_MAX_IN_FLIGHT
 from matchlab.loadgen.targets import interleave
 from matchlab.stack.local import LocalBackend
-from matchlab.stack.spec import Endpoints
+from matchlab.stack.recorded import RecordedStack
+from matchlab.stack.spec import Endpoints, Topology
+from matchlab.stack.state import StackRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 ENDPOINTS = Endpoints(shards={s: f"http://127.0.0.1:800{i}" for i, s in enumerate("abc")}, shard_metrics={},
@@ -76,6 +78,13 @@ def test_the_local_backend_offers_the_process_driver_only_with_load_workers(tmp_
     assert isinstance(driver, ProcessLoadDriver) and driver.workers == 3 and not driver.steers_live
     with pytest.raises(ConfigError, match="at least two workers"):
         ProcessLoadDriver(1)
+
+
+def test_a_stack_matchlab_up_left_running_takes_the_option_too(tmp_path):
+    """--reuse-stack: the reattached local stack runs the load as processes as well, not silently in pytest's."""
+    record = StackRecord("local", Topology.MULTI, str(tmp_path), ENDPOINTS, [])
+    assert isinstance(driver_for(RecordedStack(record, tmp_path)), HostLoadDriver)
+    assert driver_for(RecordedStack(record, tmp_path, load_workers=2)).workers == 2
 
 
 # -- the workers' command lines ------------------------------------------------------------------------------

@@ -113,7 +113,8 @@ class StackPool:
         if record.backend != "local" and ledger is None:
             self.reused[topology.value] = f"not reused: no {LEDGER_FILE} says how to reach the cluster; started one"
             return None
-        backend = RecordedStack(record, self.reports_dir) if record.backend == "local" else RecordedCluster(record, ledger)
+        backend = (RecordedStack(record, self.reports_dir, self.opts.load_workers) if record.backend == "local"
+                   else RecordedCluster(record, ledger))
         self.reused[topology.value] = f"reused the stack `matchlab up` left running ({record.run_dir})"
         return Stack(backend, topology, self.run_dir / topology.value, keep=True).start()
 

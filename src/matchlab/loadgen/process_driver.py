@@ -20,6 +20,7 @@ import math
 import subprocess
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from matchlab.errors import ConfigError
 from matchlab.loadgen.driver import PhaseLoad, flow_loads
@@ -27,6 +28,9 @@ from matchlab.loadgen.results import LoadResult
 from matchlab.loadgen.runner import DEFAULT_MAX_IN_FLIGHT
 from matchlab.loadgen.segments import merged_result
 from matchlab.loadgen.workers import COMPLETION_GRACE_S, run_worker_processes, start_lead_s, worker_args
+
+if TYPE_CHECKING:
+    from matchlab.stack.pidfile import PidRegistry
 
 # The experiments mix at most two flows in a phase (an ASR's flow plus probe traffic): the start lead
 # covers that many sets of workers starting at once.
@@ -84,3 +88,19 @@ class ProcessLoadDriver:
         result = merged_result(parts, phase.profile)
         result.extra["load_from"] = self.name
         return result
+
+
+def process_driver(workers: int | None, registry: PidRegistry) -> ProcessLoadDriver | None:
+    """A local stack's driver for ``--load-workers N`` (None without it), its workers kept in the stack's PID record."""
+    if not workers:
+        return None
+
+    def record(procs: list[subprocess.Popen]) -> None:
+        for proc in procs:
+            registry.add(proc.pid, list(proc.args))
+
+    def forget(procs: list[subprocess.Popen]) -> None:
+        for proc in procs:
+            registry.remove(proc.pid)
+
+    return ProcessLoadDriver(workers, on_start=record, on_stop=forget)

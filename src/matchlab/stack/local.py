@@ -158,19 +158,9 @@ class LocalBackend:
 
     def load_driver(self):
         """With ``load_workers``, the driver that runs each load phase as that many processes (else None)."""
-        if not self.load_workers:
-            return None
-        from matchlab.loadgen.process_driver import ProcessLoadDriver
+        from matchlab.loadgen.process_driver import process_driver
 
-        def record(procs) -> None:
-            for proc in procs:
-                self.registry.add(proc.pid, list(proc.args))
-
-        def forget(procs) -> None:
-            for proc in procs:
-                self.registry.remove(proc.pid)
-
-        return ProcessLoadDriver(self.load_workers, on_start=record, on_stop=forget)
+        return process_driver(self.load_workers, self.registry)
 
     def kill_service(self, name: str) -> None:
         self._app(name)[0].kill()

@@ -68,11 +68,17 @@ class Reattached:
 
 
 class RecordedStack(Reattached):
-    def __init__(self, record: StackRecord, reports_dir: Path) -> None:
+    def __init__(self, record: StackRecord, reports_dir: Path, load_workers: int | None = None) -> None:
         self.record = record
         self.name = record.backend
         self.reports_dir = reports_dir
         self.registry = PidRegistry(reports_dir / UP_PID_FILE)
+        self.load_workers = load_workers  # --load-workers: each load phase as that many processes
+
+    def load_driver(self):
+        from matchlab.loadgen.process_driver import process_driver
+
+        return process_driver(self.load_workers, self.registry)
 
     # -- the Backend protocol ------------------------------------------------
 
