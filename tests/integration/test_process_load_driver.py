@@ -17,7 +17,7 @@ import httpx
 import psutil
 import pytest
 
-from matchlab.errors import ProcessError
+from matchlab.errors import PrerequisiteError, ProcessError
 from matchlab.experiment.profiles import PROFILES
 from matchlab.experiment.record import ExperimentRecord
 from matchlab.experiment.runner import ExperimentRunner, Route
@@ -31,7 +31,10 @@ from matchlab.loadgen.results import decode_histogram
 from matchlab.loadgen.targets import interleave
 from matchlab.loadgen.workers import run_worker_processes
 from matchlab.stack.local import LocalBackend
-from matchlab.stack.spec import Endpoints
+from matchlab.stack.prometheus import find_binary
+from matchlab.stack.spec import Endpoints, Topology
+from matchlab.stack.stack import Stack
+from matchlab.waiting import wait_until
 from tests.integration.recording_target import content, recording_target_fixture  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
@@ -109,6 +112,30 @@ def test_two_processes_send_the_phase_s_orders_once_and_merge_into_one_result(re
     by_worker = {(r["metric"]["flow"], r["metric"]["worker"]): float(r["value"][1]) for r in rows}
     assert by_worker == {("1", "0"): 30.0, ("1", "1"): 30.0, ("2", "0"): 10.0, ("2", "1"): 10.0}
     assert json.loads((tmp_path / "stack-pids.json").read_text()) == {}  # recorded while running, forgotten after
+    assert not loadgen_children()
+
+
+def test_two_processes_drive_a_real_shard_and_the_shard_counts_every_order_once(tmp_path):
+    try:
+        find_binary()
+    except PrerequisiteError as exc:
+        pytest.skip(f"prerequisite missing: {exc}")
+    reports = tmp_path / "reports"
+    backend = LocalBackend(reports, load_workers=WORKERS)
+    with Stack(backend, Topology.SINGLE, reports / "run-split" / "single") as stack:
+        runner = ExperimentRunner(stack, PROFILES["quick"], "run-split", progress=lambda line: None)
+        exp = ExperimentRecord("A2", "t", "ASR 1", "shard a direct", runner.reset_and_seed(["a"], 20, 4))
+        route = Route(("a",), via_gateway=False)
+        _, orders_before = runner.counters(["a"])
+        phase = runner.drive(exp, "A2", route, LoadProfile.constant(30.0, DURATION_S), runner.source(route, "A2"),
+                             None)
+        _, orders_after = runner.counters(["a"])
+        rows = wait_until(lambda: stack.prometheus().query(
+            'sum by (worker) (loadgen_requests_total{experiment="A2",status="200"})') or None, 15,
+            "the workers' remote-written counters", interval=0.5)
+    assert phase.load.ok == phase.load.scheduled == 60 and phase.load.extra["workers"] == WORKERS
+    assert orders_after - orders_before == 60  # the shard received the schedule's orders, each once
+    assert {r.labels["worker"]: r.value for r in rows} == {"0": 30.0, "1": 30.0}
     assert not loadgen_children()
 
 
