@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,8 @@ from matchlab.experiment.criteria import client_p99_note
 from matchlab.experiment.profiles import PROFILES
 from matchlab.experiment.record import PhaseRecord
 from matchlab.experiment.runner import ExperimentRunner, Route
-from matchlab.harness.options import load_options_problem
+from matchlab.harness.options import HarnessOptions, Profile, load_options_problem
+from matchlab.harness.stack import make_backend
 from matchlab.loadgen.__main__ import build_parser, parse_stages
 from matchlab.loadgen.driver import HostLoadDriver, PhaseLoad, driver_for
 from matchlab.loadgen.flow import hot_symbol_mix
@@ -78,6 +79,13 @@ def test_the_local_backend_offers_the_process_driver_only_with_load_workers(tmp_
     assert isinstance(driver, ProcessLoadDriver) and driver.workers == 3 and not driver.steers_live
     with pytest.raises(ConfigError, match="at least two workers"):
         ProcessLoadDriver(1)
+
+
+def test_the_harness_hands_the_option_to_the_local_backend(tmp_path):
+    opts = HarnessOptions(backend="local", profile=Profile.QUICK, keep_stack=False, reports_dir=tmp_path,
+                          kube_context=None, image_registry=None, plan=False, load_workers=2)
+    assert isinstance(driver_for(make_backend(opts)), ProcessLoadDriver)
+    assert isinstance(driver_for(make_backend(replace(opts, load_workers=None))), HostLoadDriver)
 
 
 def test_a_stack_matchlab_up_left_running_takes_the_option_too(tmp_path):
