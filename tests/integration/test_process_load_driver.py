@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -178,3 +181,27 @@ def test_the_first_failure_stops_the_other_workers_at_once(trivial_server):
         run_worker_processes([[*waits, "--worker-index", "0"], fails], timeout_s=100)
     assert time.monotonic() - began < 30  # not the sleeping worker's two minutes
     assert not loadgen_children()
+
+
+def test_ctrl_c_stops_the_workers_it_started(trivial_server):
+    waits = ["--gateway", trivial_server(), "--rate", "1", "--duration", "1", "--workers", "2", "--worker-index", "0",
+             "--start-at", str(time.time() + 120), "--quiet"]
+    script = ("import sys; from matchlab.loadgen.workers import run_worker_processes; "
+              f"run_worker_processes([{waits!r}, {waits!r}], 100)")
+    parent = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+
+    def both_started() -> list[psutil.Process] | None:
+        kids = [c for c in psutil.Process(parent.pid).children() if "matchlab.loadgen" in c.cmdline()]
+        return kids if len(kids) == 2 else None
+
+    try:
+        workers = wait_until(both_started, 30, "two load workers started", interval=0.1)
+        parent.send_signal(signal.SIGINT)
+        _, err = parent.communicate(timeout=30)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+    assert "KeyboardInterrupt" in err
+    _, alive = psutil.wait_procs(workers, timeout=5)
+    assert not alive, f"left behind: {alive}"
