@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -167,6 +168,20 @@ def test_a_failing_worker_is_named_and_nothing_is_left_behind(recording_target, 
     assert "after --start-at" in message and "Traceback" not in message
     assert json.loads((tmp_path / "stack-pids.json").read_text()) == {}
     assert not loadgen_children() and not recording_target.bodies
+
+
+def test_workers_past_their_time_are_stopped_with_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(process_driver, "COMPLETION_GRACE_S", 1.0)
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # connections queue, nothing ever answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        driver = LocalBackend(tmp_path, load_workers=WORKERS).load_driver()
+        runner = ExperimentRunner(FakeStack(None, endpoints(url)), PROFILES["quick"], "r")
+        hung = PhaseLoad("X", "hung", LoadProfile.constant(10.0, 1.0), runner.source(GATEWAY_ABC, "X"),
+                         start_at=time.time() + 3, endpoints=endpoints(url))
+        with pytest.raises(ProcessError, match=r"X/hung: the load workers were still running \d+ s after the phase "
+                                               r"was asked for \(1 s of load\); they were stopped"):
+            driver.run(hung)
+    assert not loadgen_children() and json.loads((tmp_path / "stack-pids.json").read_text()) == {}
 
 
 def test_the_first_failure_stops_the_other_workers_at_once(trivial_server):

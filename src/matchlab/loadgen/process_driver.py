@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from matchlab.errors import ConfigError
+from matchlab.errors import ConfigError, ProcessError
 from matchlab.loadgen.driver import PhaseLoad, flow_loads
 from matchlab.loadgen.results import LoadResult
 from matchlab.loadgen.runner import DEFAULT_MAX_IN_FLIGHT
@@ -82,6 +82,10 @@ class ProcessLoadDriver:
 
         try:
             parts = run_worker_processes(argvs, timeout, names, on_start=record)
+        except subprocess.TimeoutExpired:
+            raise ProcessError(f"{phase.experiment}/{phase.phase}: the load workers were still running {timeout:.0f} s "
+                               f"after the phase was asked for ({phase.profile.duration_s:g} s of load); they were "
+                               "stopped") from None
         finally:
             if self.on_stop and started:
                 self.on_stop(started)
