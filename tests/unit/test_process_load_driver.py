@@ -12,10 +12,11 @@ import pytest
 from matchlab.errors import ConfigError
 from matchlab.experiment.criteria import client_p99_note
 from matchlab.experiment.profiles import PROFILES
-from matchlab.experiment.record import PhaseRecord
+from matchlab.experiment.record import PhaseRecord, RunRecord
 from matchlab.experiment.runner import ExperimentRunner, Route
 from matchlab.harness.options import HarnessOptions, Profile, load_options_problem
 from matchlab.harness.stack import make_backend
+from matchlab.k8s.backend import K3dBackend
 from matchlab.loadgen.__main__ import build_parser, parse_stages
 from matchlab.loadgen.driver import HostLoadDriver, PhaseLoad, driver_for
 from matchlab.loadgen.flow import hot_symbol_mix
@@ -25,6 +26,7 @@ from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.results import Recorder
 from matchlab.loadgen.runner import DEFAULT_MAX_IN_FLIGHT
 from matchlab.loadgen.targets import interleave
+from matchlab.observe.report import render_report
 from matchlab.stack.local import LocalBackend
 from matchlab.stack.recorded import RecordedStack
 from matchlab.stack.spec import Endpoints, Topology
@@ -77,6 +79,19 @@ def test_the_local_backend_offers_the_process_driver_only_with_load_workers(tmp_
     assert isinstance(driver_for(LocalBackend(tmp_path)), HostLoadDriver)
     driver = driver_for(LocalBackend(tmp_path, load_workers=3))
     assert isinstance(driver, ProcessLoadDriver) and driver.workers == 3 and not driver.steers_live
+    assert "load" not in LocalBackend(tmp_path).facts()  # the run's facts say where the load came from
+    assert LocalBackend(tmp_path, load_workers=3).facts()["load"].startswith("3 load-generator processes per phase")
+    assert "not steered" in LocalBackend(tmp_path, load_workers=3).facts()["load"]
+    assert "not steered" in K3dBackend(plan=True, load_from="cluster", load_workers=2).facts()["load"]
+    assert "load" not in K3dBackend(plan=True).facts()
+
+
+def test_the_report_names_where_the_load_came_from():
+    record = RunRecord(backend="local", profile="quick", scaling_note="", facts={"load": "2 load-generator processes"})
+    html = render_report(record, {}, complete=True, grafana=None)
+    assert "<b>load</b>: 2 load-generator processes" in html
+    assert "<b>load</b>" not in render_report(RunRecord(backend="local", profile="quick", scaling_note=""), {},
+                                              complete=True, grafana=None)
     with pytest.raises(ConfigError, match="at least two workers"):
         ProcessLoadDriver(1)
 

@@ -108,3 +108,11 @@ def process_driver(workers: int | None, registry: PidRegistry) -> ProcessLoadDri
             registry.remove(proc.pid)
 
     return ProcessLoadDriver(workers, on_start=record, on_stop=forget)
+
+
+def load_facts(workers: int | None) -> dict[str, str]:
+    """What a run's facts (results.json, the report) say about where its load came from, with ``--load-workers``."""
+    if not workers:
+        return {}
+    return {"load": f"{workers} load-generator processes per phase, one schedule split between them; match-rate "
+                    "phases run at the calibrated order rate, not steered"}

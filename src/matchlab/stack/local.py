@@ -210,4 +210,6 @@ class LocalBackend:
         facts = {"backend": "local (processes on 127.0.0.1)", "cold start": f"{self.cold_start_s:.1f} s"}
         if self.grafana is None:
             facts["grafana"] = f"absent ({self.grafana_absent_reason})"
-        return facts  # no credentials: facts go into results.json and reports
+        from matchlab.loadgen.process_driver import load_facts
+
+        return {**facts, **load_facts(self.load_workers)}  # no credentials: facts go into results.json and reports

@@ -122,7 +122,10 @@ class RecordedStack(Reattached):
         return tails
 
     def facts(self) -> dict[str, str]:
-        return {**self.record.facts, "stack": f"reused from {self.reports_dir / 'stack.json'} (matchlab up)"}
+        from matchlab.loadgen.process_driver import load_facts
+
+        return {**self.record.facts, "stack": f"reused from {self.reports_dir / 'stack.json'} (matchlab up)",
+                **load_facts(self.load_workers)}
 
     # -- beyond the protocol -------------------------------------------------
 
