@@ -160,7 +160,7 @@ class FakeConfig:
 
 @pytest.mark.parametrize("options, message", [
     ({"--load-from": "cluster"}, "--load-from cluster applies to the Kubernetes backends"),
-    ({"--backend": "k3d", "--load-workers": 2}, "--load-workers N (N >= 1) goes with --load-from cluster"),
+    ({"--backend": "k3d", "--load-workers": 2}, "on a Kubernetes backend goes with --load-from cluster"),
     ({"--backend": "k3d", "--load-from": "cluster", "--load-workers": 0}, "--load-workers N (N >= 1)"),
 ])
 def test_load_options_are_checked_before_anything_runs(options, message):

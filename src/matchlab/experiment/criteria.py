@@ -64,7 +64,16 @@ def measured_window(phase: PhaseRecord, profile: ProfileSettings) -> tuple[float
 
 def client_p99_note(phase: PhaseRecord) -> str:
     lat = phase.load.latency_ms
-    return f"client-side (from scheduled send): p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms over {lat['count']} requests"
+    return (f"client-side (from scheduled send): p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms over {lat['count']} "
+            f"requests{unsteered_note(phase)}")
+
+
+def unsteered_note(phase: PhaseRecord) -> str:
+    """For a match-rate phase whose load ran out of the host's reach: it ran at the calibrated rate, unsteered."""
+    if phase.extra.get("steered", True):
+        return ""
+    return (f"; not steered to the match rate: {phase.extra['fixed_order_rate']:,.1f} orders/s as calibrated "
+            f"throughout (load from {phase.load.extra.get('load_from', 'elsewhere')})")
 
 
 # -- shared criteria ---------------------------------------------------------------
@@ -240,8 +249,9 @@ def sustained_verdict(ctx: Context, exp: ExperimentRecord, phase: PhaseRecord,
     s = sustained(points, reg.ASR2_BAR, SCRAPE_S)
     ok = s.longest_above_s >= p.sustain_s and s.longest_below_s <= p.max_gap_s
     rate = phase.extra.get("fixed_order_rate")
-    detail = (f"open loop at {rate:,.1f} orders/s fixed after {start - phase.start:.0f} s of warm-up; "
-              if rate else "") + (
+    fixed = (f"open loop at {rate:,.1f} orders/s fixed after {start - phase.start:.0f} s of warm-up; "
+             if phase.extra.get("steered", True) else f"open loop from the start{unsteered_note(phase)}; ")
+    detail = (fixed if rate else "") + (
         f"longest stretch >= {reg.ASR2_BAR:,.0f}/min: {s.longest_above_s:.0f} s (need {p.sustain_s:g} s); longest "
         f"below: {s.longest_below_s:.0f} s (allowed {p.max_gap_s:g} s); minimum {s.minimum:,.0f}/min, "
         f"mean {s.mean:,.0f}/min over {len(points)} points")

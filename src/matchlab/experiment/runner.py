@@ -76,7 +76,7 @@ class ExperimentRunner:
         # Each flow its own ids: shards de-duplicate by orderId, and tags (e.g. "cal") recur within a run.
         prefix = f"{self.run_id}-{tag}-{self._flows}-"
         source = flow_source(OrderFlow(symbols, mix, seed=self._flows, id_prefix=prefix), targets)
-        if symbols != sorted(s for shard in route.shards for s in SHARD_SYMBOLS[shard]):
+        if symbols != sorted(s for shard in route.shards for s in SHARD_SYMBOLS.get(shard, ())):
             return source  # not the generator's own choice of symbols: only this process can draw this flow
         return DescribedSource(source, ((1.0, FlowSpec(tuple(route.shards), route.via_gateway, self._flows, mix)),))
 
@@ -169,7 +169,7 @@ class ExperimentRunner:
             self.progress(f"[{label}] load from {self.load_driver.name}: starts in {lead:.0f} s")
         try:
             result = self.load_driver.run(PhaseLoad(experiment.id, phase, load, source, start, labels, exporter,
-                                                    latest.update))
+                                                    latest.update, self.stack.endpoints))
         finally:
             done.set()
             for t in timers:
@@ -233,6 +233,7 @@ class ExperimentRunner:
         record = self.drive(experiment, phase, route, LoadProfile.constant(self.order_rate(matches_per_min), duration_s),
                             source, matches_per_min, events, marks)
         record.extra["fixed_order_rate"] = record.order_rate
+        record.extra["steered"] = False  # the verdicts' details say the rate was the calibrated one throughout
         experiment.extra.setdefault("rate_control", {})[phase] = []
         experiment.notes.append(f"{phase}: not steered to the match rate (load from {self.load_driver.name} fixes a "
                                 f"phase's rate when it starts): {record.order_rate:,.1f} orders/s as calibrated")

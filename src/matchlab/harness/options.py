@@ -55,8 +55,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--load-from", choices=("host", "cluster"), default="host",
                     help="Kubernetes backends: generate load on this machine (default) or inside the cluster "
                          "(an Indexed Job of --load-workers pods, one schedule split between them)")
-    group.addoption("--load-workers", type=int, default=None,
-                    help="with --load-from cluster: how many load pods (default: one per agent node)")
+    group.addoption("--load-workers", type=int, default=None, metavar="N",
+                    help="how many load generators share each phase's schedule (one seeded schedule, N disjoint "
+                         "segments, one merged result): with --load-from cluster, N pods (default: one per agent "
+                         "node); on the local backend, N >= 2 processes on this machine (default: the load runs "
+                         "in pytest's own process)")
     group.addoption("--compare-to", default=None, metavar="RUN",
                     help="at the end, compare this run with RUN (a reports/run-* folder or its results.json), "
                          "as python -m matchlab.compare RUN <this run> would")
@@ -87,6 +90,26 @@ def backend_options_problem(backend: str, kube_context: str | None, image_regist
             ipaddress.ip_address(expose_on)
         except ValueError:
             return f"--expose-on wants an IP address of this machine, got {expose_on!r}"
+    return None
+
+
+def load_options_problem(backend: str, load_from: str, load_workers: int | None, max_shards: int) -> str | None:
+    """What is wrong with where the load comes from, or None."""
+    if load_from == "cluster" and backend == "local":
+        return ("--load-from cluster applies to the Kubernetes backends (k3d, k8s); on the local backend "
+                "--load-workers N runs the load as N processes")
+    if load_workers is None:
+        return None
+    if backend == "local":
+        if load_workers < 2:
+            return (f"--load-workers N on the local backend runs N load-generator processes (N >= 2; without it "
+                    f"the load runs in pytest's own process), got {load_workers}")
+        if max_shards > len(SHARD_IDS):
+            return (f"--load-workers with --max-shards above {len(SHARD_IDS)}: the load generator's command line "
+                    f"knows DESIGN.md's symbol map only, not a re-spread one; drop one of the two")
+        return None
+    if load_from != "cluster" or load_workers < 1:
+        return "--load-workers N (N >= 1) on a Kubernetes backend goes with --load-from cluster"
     return None
 
 
@@ -121,10 +144,9 @@ def pytest_configure(config: pytest.Config) -> None:
     problem = backend_options_problem(opts.backend, opts.kube_context, opts.image_registry, opts.expose_on)
     if problem:
         raise pytest.UsageError(problem)
-    if opts.load_from == "cluster" and opts.backend == "local":
-        raise pytest.UsageError("--load-from cluster applies to the Kubernetes backends (k3d, k8s)")
-    if opts.load_workers is not None and (opts.load_from != "cluster" or opts.load_workers < 1):
-        raise pytest.UsageError("--load-workers N (N >= 1) goes with --load-from cluster")
+    problem = load_options_problem(opts.backend, opts.load_from, opts.load_workers, opts.max_shards)
+    if problem:
+        raise pytest.UsageError(problem)
     if opts.plan and opts.backend == "local":
         raise pytest.UsageError("--plan applies to the Kubernetes backends (k3d, k8s); the local backend has no plan")
     config.stash[OPTIONS_KEY] = opts

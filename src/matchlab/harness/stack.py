@@ -53,7 +53,7 @@ def make_backend(opts: HarnessOptions, shard_symbols: dict[str, list[str]] | Non
     if opts.backend == "k8s":
         return ExistingClusterBackend(opts.kube_context, opts.image_registry, plan=opts.plan, keep=opts.keep_stack,
                                       **load)
-    return LocalBackend(opts.reports_dir, shard_symbols=shard_symbols)
+    return LocalBackend(opts.reports_dir, shard_symbols=shard_symbols, load_workers=opts.load_workers)
 
 
 class StackPool:
@@ -113,7 +113,8 @@ class StackPool:
         if record.backend != "local" and ledger is None:
             self.reused[topology.value] = f"not reused: no {LEDGER_FILE} says how to reach the cluster; started one"
             return None
-        backend = RecordedStack(record, self.reports_dir) if record.backend == "local" else RecordedCluster(record, ledger)
+        backend = (RecordedStack(record, self.reports_dir, self.opts.load_workers) if record.backend == "local"
+                   else RecordedCluster(record, ledger))
         self.reused[topology.value] = f"reused the stack `matchlab up` left running ({record.run_dir})"
         return Stack(backend, topology, self.run_dir / topology.value, keep=True).start()
 

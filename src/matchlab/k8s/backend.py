@@ -439,7 +439,12 @@ class KubernetesBackend:
         }
 
     def facts(self) -> dict[str, str]:
-        return {"backend": f"{self.name} ({'plan only' if self.plan else 'cluster'})"}
+        facts = {"backend": f"{self.name} ({'plan only' if self.plan else 'cluster'})"}
+        if self.load_from == "cluster":
+            pods = f"{self.load_workers} pods" if self.load_workers else "one pod per agent node"
+            facts["load"] = (f"in-cluster Indexed Jobs of {pods} per phase, one schedule split between them; "
+                             "match-rate phases run at the calibrated order rate, not steered")
+        return facts
 
 
 @dataclass(frozen=True)

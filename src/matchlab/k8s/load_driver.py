@@ -16,10 +16,8 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from matchlab.errors import ConfigError
 from matchlab.k8s.load_job import START_LEAD_S, ClusterLoad
-from matchlab.loadgen.driver import PhaseLoad, flows_of, scaled
-from matchlab.loadgen.profile import LoadProfile
+from matchlab.loadgen.driver import PhaseLoad, flow_loads
 from matchlab.loadgen.results import LoadResult
 from matchlab.loadgen.segments import merged_result
 
@@ -56,18 +54,17 @@ class ClusterLoadDriver:
 
     def cluster_loads(self, phase: PhaseLoad) -> list[ClusterLoad]:
         """One Job per flow of the phase, each at its share of the phase's schedule."""
-        if not isinstance(phase.profile, LoadProfile):
-            raise ConfigError(f"{phase.experiment}/{phase.phase}: a live-steered load profile cannot run in the "
-                              "cluster; give it a fixed LoadProfile")
         loads = []
-        for share, flow in flows_of(phase.source):
-            mix, hot_symbol = flow.mix_args()
+        for part in flow_loads(phase, "the cluster"):
+            mix, hot_symbol = part.flow.mix_args()
             loads.append(ClusterLoad(
-                job_name(phase.experiment, phase.phase, next(self._numbers)), scaled(phase.profile, share),
-                self.workers, shards=flow.shards, via_gateway=flow.via_gateway, seed=flow.seed, mix=mix,
-                hot_symbol=hot_symbol, labels=dict(phase.labels)))
+                job_name(phase.experiment, phase.phase, next(self._numbers)), part.profile, self.workers,
+                shards=part.flow.shards, via_gateway=part.flow.via_gateway, seed=part.flow.seed, mix=mix,
+                hot_symbol=hot_symbol, labels=part.labels))
         return loads
 
     def run(self, phase: PhaseLoad) -> LoadResult:
         parts = self.backend.run_load_jobs(self.cluster_loads(phase), phase.start_at)
-        return merged_result(parts, phase.profile)
+        result = merged_result(parts, phase.profile)
+        result.extra["load_from"] = self.name
+        return result

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from matchlab.k8s.helm_values import PROMETHEUS_URL
 from matchlab.k8s.manifests import APP_NAMESPACE, IMAGE_TAG, LOADGEN_LABELS, RUN_LABEL
+from matchlab.loadgen.driver import FlowSpec
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.workers import COMPLETION_GRACE_S, worker_args
 from matchlab.topology import APP_HTTP_PORT, SHARD_IDS
@@ -55,10 +56,8 @@ class ClusterLoad:
 
 def loadgen_args(load: ClusterLoad, start_at: float) -> list[str]:
     """The generator's command line in every pod; the kubelet expands ``$(WORKER_INDEX)`` from the pod's env."""
-    if load.via_gateway:
-        route = ["--gateway", service_url("edge-gateway"), "--shards", ",".join(load.shards)]
-    else:
-        route = [arg for s in load.shards for arg in ("--shard", f"{s}={service_url(f'me-shard-{s}')}")]
+    route = FlowSpec(tuple(load.shards), load.via_gateway, load.seed).route_args(
+        service_url("edge-gateway"), {s: service_url(f"me-shard-{s}") for s in load.shards})
     return worker_args(route, load.profile, load.workers, "$(WORKER_INDEX)", start_at, seed=load.seed, mix=load.mix,
                        remote_write=f"{PROMETHEUS_URL}/api/v1/write", labels=load.labels,
                        extra=["--hot-symbol", load.hot_symbol] if load.hot_symbol else [])

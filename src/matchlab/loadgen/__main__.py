@@ -46,13 +46,12 @@ from matchlab.loadgen.segments import (
     segment_source,
 )
 from matchlab.loadgen.targets import SHARD_SYMBOLS, direct_targets, flow_source, gateway_targets
-from matchlab.loadgen.workers import COMPLETION_GRACE_S, run_worker_processes, worker_args
+from matchlab.loadgen.workers import COMPLETION_GRACE_S, run_worker_processes, start_lead_s, worker_args
 from matchlab.promtext import scrape_counter
 from matchlab.service import event_loop_runner
 
 CALIBRATION_RATE = 50.0
 START_TOLERANCE_S = 1.0
-PROCESS_START_S, PROCESS_START_EACH_S = 2.0, 0.5  # interpreters starting on a busy machine
 
 
 
@@ -254,7 +253,7 @@ def run_in_processes(args: argparse.Namespace, profile: LoadProfile, labels: dic
     route = ["--gateway", args.gateway, "--shards", args.shards] if args.gateway else [
         arg for pair in args.shard for arg in ("--shard", pair)]
     extra = ["--max-in-flight", str(max(1, math.ceil(args.max_in_flight / n))), "--hot-symbol", args.hot_symbol]
-    lead = PROCESS_START_S + PROCESS_START_EACH_S * n
+    lead = start_lead_s(n)
     start_at = time.time() + lead
     argvs = [worker_args(route, profile, n, str(i), start_at, seed=args.seed, mix=args.mix,
                          remote_write=args.remote_write, labels=labels, extra=extra) for i in range(n)]

@@ -85,7 +85,8 @@ def render_report(record: RunRecord, charts: dict[str, list[dict]], *, complete:
              ("CPU budgets", budgets or "none enforced: every process may use every core of this machine"),
              ("commit", record.facts.get("commit", "unknown")),
              ("machine", record.facts.get("machine", "unknown")),
-             ("Grafana", grafana or f"not part of this stack{': ' + grafana_note if grafana_note else ''}")]
+             ("Grafana", grafana or f"not part of this stack{': ' + grafana_note if grafana_note else ''}"),
+             *([("load", record.facts["load"])] if record.facts.get("load") else [])]  # not from pytest's process
     head.append('<div class="facts">' + "".join(f"<div><b>{escape(k)}</b>: {escape(v)}</div>" for k, v in facts)
                 + "</div>")
     toc = " · ".join(f'<a href="#{escape(e)}">{escape(e)}</a>' for e in record.experiments)

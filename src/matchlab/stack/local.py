@@ -38,9 +38,10 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, reports_dir: Path, pid_file: str = PID_FILE,
-                 shard_symbols: dict[str, list[str]] | None = None) -> None:
+                 shard_symbols: dict[str, list[str]] | None = None, load_workers: int | None = None) -> None:
         # None: the topology's shards with DESIGN.md's symbols; else this layout (spec.layout).
         self.shard_symbols = shard_symbols
+        self.load_workers = load_workers  # None: load from pytest's process; N: N load-generator processes
         self.registry = PidRegistry(reports_dir / pid_file)
         self._stack = ExitStack()
         self._apps: dict[str, tuple[ManagedProcess, str]] = {}  # name -> (process, readiness URL)
@@ -155,6 +156,12 @@ class LocalBackend:
             raise ProcessError(f"no service named {name!r}; known: {sorted(self._apps)}")
         return self._apps[name]
 
+    def load_driver(self):
+        """With ``load_workers``, the driver that runs each load phase as that many processes (else None)."""
+        from matchlab.loadgen.process_driver import process_driver
+
+        return process_driver(self.load_workers, self.registry)
+
     def kill_service(self, name: str) -> None:
         self._app(name)[0].kill()
 
@@ -203,4 +210,6 @@ class LocalBackend:
         facts = {"backend": "local (processes on 127.0.0.1)", "cold start": f"{self.cold_start_s:.1f} s"}
         if self.grafana is None:
             facts["grafana"] = f"absent ({self.grafana_absent_reason})"
-        return facts  # no credentials: facts go into results.json and reports
+        from matchlab.loadgen.process_driver import load_facts
+
+        return {**facts, **load_facts(self.load_workers)}  # no credentials: facts go into results.json and reports

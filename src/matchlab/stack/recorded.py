@@ -68,11 +68,17 @@ class Reattached:
 
 
 class RecordedStack(Reattached):
-    def __init__(self, record: StackRecord, reports_dir: Path) -> None:
+    def __init__(self, record: StackRecord, reports_dir: Path, load_workers: int | None = None) -> None:
         self.record = record
         self.name = record.backend
         self.reports_dir = reports_dir
         self.registry = PidRegistry(reports_dir / UP_PID_FILE)
+        self.load_workers = load_workers  # --load-workers: each load phase as that many processes
+
+    def load_driver(self):
+        from matchlab.loadgen.process_driver import process_driver
+
+        return process_driver(self.load_workers, self.registry)
 
     # -- the Backend protocol ------------------------------------------------
 
@@ -116,7 +122,10 @@ class RecordedStack(Reattached):
         return tails
 
     def facts(self) -> dict[str, str]:
-        return {**self.record.facts, "stack": f"reused from {self.reports_dir / 'stack.json'} (matchlab up)"}
+        from matchlab.loadgen.process_driver import load_facts
+
+        return {**self.record.facts, "stack": f"reused from {self.reports_dir / 'stack.json'} (matchlab up)",
+                **load_facts(self.load_workers)}
 
     # -- beyond the protocol -------------------------------------------------
 
