@@ -236,3 +236,9 @@ def test_a_rise_over_repetitions_keeps_each_repetitions_windows_together():
     same = rise_change(steady, [(window(1.0), window(1.0)) for _ in range(3)], 0.99)
     assert risen.significant and risen.low < 0.5 < risen.high and "3 vs 3 repetitions" in risen.test
     assert not same.significant
+
+
+def test_among_passing_repetitions_the_one_nearest_its_bar_stands_for_them():
+    crit = registry.build(PROFILES["quick"])["A2.p99"]
+    (v,) = worst_of_repetitions([[judge(crit, 0.010, "q")], [judge(crit, 0.030, "q")], [judge(crit, 0.012, "q")]])
+    assert v.status is Status.PASS and v.observed == 0.030 and "(repetition 2)" in v.detail

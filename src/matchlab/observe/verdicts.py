@@ -294,12 +294,20 @@ def asr_status(rule: AsrRule, verdicts: Sequence[Verdict], expected: Sequence[Cr
 SEVERITY = {Status.PASS: 0, Status.CONDITIONAL_PASS: 1, Status.INCONCLUSIVE: 2, Status.FAIL: 3}
 
 
+def badness(v: Verdict) -> tuple[int, float]:
+    """How bad a verdict is: its status first, then how far its value lies on the wrong side (a higher p99
+    under a "<" bar), so that among repetitions of equal status the one nearest failing stands for them."""
+    value = v.observed if isinstance(v.observed, (int, float)) and math.isfinite(v.observed) else 0.0
+    direction = {"<": 1, "<=": 1, ">": -1, ">=": -1}.get(v.criterion.comparison, 0)
+    return SEVERITY[v.status], direction * value
+
+
 def worst_of_repetitions(per_repetition: Sequence[Sequence[Verdict]]) -> list[Verdict]:
     """One verdict per criterion over the repetitions of an experiment (``--repeat N``): the worst one's.
 
     Each repetition is a whole experiment with its own windows, so each is judged on its own and
-    the criterion holds only if it held every time (FAIL over INCONCLUSIVE over PASS; the first
-    such repetition on a tie). The detail lists every repetition's status and value, and the
+    the criterion holds only if it held every time (FAIL over INCONCLUSIVE over PASS; among equal
+    statuses, the value nearest failing, ``badness``). The detail lists every repetition's status and value, and the
     evidence keeps every repetition's, for a comparison to pool. One repetition: its verdicts unchanged.
     """
     if len(per_repetition) == 1:
@@ -310,7 +318,7 @@ def worst_of_repetitions(per_repetition: Sequence[Sequence[Verdict]]) -> list[Ve
             by_id.setdefault(v.criterion.id, []).append((k, v))
     combined = []
     for judged in by_id.values():
-        k, worst = max(judged, key=lambda kv: SEVERITY[kv[1].status])
+        k, worst = max(judged, key=lambda kv: badness(kv[1]))
         each = "; ".join(f"{j}: {v.status.value} {render(v.observed, v.criterion.unit)}" for j, v in judged)
         detail = f"worst of {len(per_repetition)} repetitions (repetition {k}); each: {each}"
         evidence = {**(worst.evidence or {}), "repetitions": [
