@@ -37,14 +37,15 @@ def test_two_runs_of_the_same_system_compare_as_no_difference(runs):
     rows = rows_by_name(runs["same1"], runs["same2"])
     tested = [r for r in rows.values() if r.change is not None]
     assert {"A2 client p99 (measured)", "A2 answered orders/s"} <= set(rows)
-    assert len(tested) == 4  # client p50 and p99, the rate, the server-side A2.p99
+    assert len(tested) == 5  # client p50 and p99, the rate, the server-side A2.p99 and its window's p50
     assert all(r.reading == "~" for r in tested), [(r.what, r.change) for r in tested]
     assert rows["A2.queue (matcher queue near empty)"].reading == "n/a"
 
 
 def test_two_ms_more_latency_compares_as_worse_with_the_interval_excluding_zero(runs):
     rows = rows_by_name(runs["same1"], runs["slow"])
-    for name in ("A2 client p50 (measured)", "A2 client p99 (measured)", "A2.p99 (p99 match latency (shard a))"):
+    for name in ("A2 client p50 (measured)", "A2 client p99 (measured)", "A2.p99 (p99 match latency (shard a))",
+                 "A2.p99 window: server p50 (shard a)"):
         row = rows[name]
         assert row.reading == "worse", name
         assert row.change.low > 0, (name, row.change)

@@ -4,8 +4,9 @@ Per experiment: each phase's client latency (p50, p99 from its HdrHistograms:
 the measured part's seconds summed, or the whole phase's for results that
 kept no per-second histograms) and its rate of answered orders per second (from the phase timeline, the
 measured part only); then every criterion both runs evaluated. A criterion
-whose verdict kept its bucket vectors is compared with a bootstrap; one
-that kept a single number is shown side by side without a test, and says so.
+whose verdict kept its bucket vectors is compared with a bootstrap, and a
+p99 criterion's window also by its median (same buckets, once per window);
+one that kept a single number is shown side by side without a test, and says so.
 
 A run of ``--repeat N`` keeps each experiment's repetitions 2..N beside the
 first (``repetitions``): every figure then uses all N samples, the histograms
@@ -203,6 +204,34 @@ def criterion_row(a: dict, b: dict) -> Row:
     return Row(crit["experiment"], what, crit.get("unit", ""), lower, a.get("observed"), b.get("observed"), None, why)
 
 
+def server_median_row(a: dict, b: dict) -> Row | None:
+    """The median of a p99 criterion's window, from the same stored buckets: a shift of the whole distribution
+    (a fixed delay) shows there long before it clears the noise of a p99 from a few thousand samples."""
+    ea, eb = evidence_samples(a), evidence_samples(b)
+    if {e.get("kind") for e in ea + eb} != {"quantile"} or eb[0].get("q") == 0.5:
+        return None
+    change = quantile_change([bucket_histogram(e["buckets"]) for e in ea],
+                             [bucket_histogram(e["buckets"]) for e in eb], 0.5)
+    crit = b["criterion"]
+    return Row(crit["experiment"], f"{crit['id']} window: server p50 (shard {eb[0].get('shard', '?')})", LATENCY, True,
+               change.a if change else None, change.b if change else None, change,
+               "server buckets, " + (change.test if change else "empty window"))
+
+
+def criterion_rows(pairs: list[tuple[dict, dict]]) -> list[Row]:
+    """Each criterion's row, and after the first criterion of each window its server p50 (once per window)."""
+    rows, windows = [], set()
+    for a, b in pairs:
+        rows.append(criterion_row(a, b))
+        key = (b["criterion"]["experiment"], (b.get("evidence") or {}).get("shard"), str(b.get("window")))
+        if key not in windows:
+            median = server_median_row(a, b)
+            if median is not None:
+                windows.add(key)
+                rows.append(median)
+    return rows
+
+
 def compare_runs(a: dict, b: dict) -> list[Row]:
     """Every figure both runs hold, experiment by experiment (B's order)."""
     rows: list[Row] = []
@@ -212,11 +241,11 @@ def compare_runs(a: dict, b: dict) -> list[Row]:
     for exp_id, exp_b in b.get("experiments", {}).items():
         if exp_id in a_exps:
             rows += phase_rows(exp_id, a_exps[exp_id], exp_b)
-        rows += [criterion_row(a_crits[c["criterion"]["id"]], c) for c in b_crits
-                 if c["criterion"]["experiment"] == exp_id]
+        rows += criterion_rows([(a_crits[c["criterion"]["id"]], c) for c in b_crits
+                                if c["criterion"]["experiment"] == exp_id])
     seen = set(b.get("experiments", {}))
-    rows += [criterion_row(a_crits[c["criterion"]["id"]], c) for c in b_crits
-             if c["criterion"]["experiment"] not in seen]
+    rows += criterion_rows([(a_crits[c["criterion"]["id"]], c) for c in b_crits
+                            if c["criterion"]["experiment"] not in seen])
     return rows
 
 
