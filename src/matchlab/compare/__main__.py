@@ -50,7 +50,7 @@ def comparison_lines(a: dict, b: dict, a_name: str = "A", b_name: str = "B") -> 
         lines.append("note: the runs differ in profile or backend; their figures may not measure the same thing")
     delays = [doc.get("facts", {}).get("inject match delay", "none") for doc in (a, b)]
     if delays[0] != delays[1]:
-        lines.append(f"note: injected match delay {delays[0]} in A, {delays[1]} in B (INJECT_MATCH_DELAY_MS)")
+        lines.append(f"note: the runs differ in injected match delay (A: {delays[0]}; B: {delays[1]})")
     lines += table_lines(rows) + ["", legend()]
     return lines, rows
 
