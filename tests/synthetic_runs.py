@@ -23,7 +23,7 @@ from matchlab.experiment.profiles import PROFILES
 from matchlab.experiment.record import ExperimentRecord, PhaseRecord, RunRecord, machine_facts
 from matchlab.loadgen.results import Recorder
 from matchlab.observe.promql import Sample
-from matchlab.observe.verdicts import judge
+from matchlab.observe.verdicts import judge, worst_of_repetitions
 
 START = 1_790_000_000.0
 WARMUP_S = 10
@@ -68,6 +68,18 @@ def synthetic_run(*, seed: int, shift_s: float = 0.0, seconds: int = 60, rate: f
         judge(criteria["A2.queue"], rng.uniform(0.0, 0.02), "synthetic queue fill"),
     ])
     record.facts["complete"] = "yes" if complete else "no (interrupted)"
+    return record
+
+
+def repeated_run(seeds: list[int], shifts_s: list[float] | None = None, **kwargs) -> RunRecord:
+    """A ``--repeat len(seeds)`` run: one synthetic run per repetition, kept as ``Suite`` keeps them (the
+    first experiment record carries the others; each criterion the worst repetition's verdict)."""
+    shifts_s = shifts_s or [0.0] * len(seeds)
+    reps = [synthetic_run(seed=seed, shift_s=shift, **kwargs) for seed, shift in zip(seeds, shifts_s)]
+    record = reps[0]
+    record.experiments["A2"].repetitions = [r.experiments["A2"] for r in reps[1:]]
+    record.verdicts = worst_of_repetitions([r.verdicts for r in reps])
+    record.facts["repeat"] = f"{len(seeds)} repetitions of each experiment"
     return record
 
 

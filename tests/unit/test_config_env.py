@@ -22,7 +22,7 @@ def non_default_shard() -> ShardConfig:
         shard_id="e", symbols=frozenset({"X-1", "X-2", "Y"}), http_port=18080, metrics_port=19091,
         bind_host="0.0.0.0", kafka_bootstrap="broker:19092", wal_path=Path("/tmp/journal-e"), wal_size_mb=3,
         ring_buffer_size=1024, fsync=False, admin_token=TOKEN, snapshot_every_records=7, order_id_window_s=9,
-        order_id_window_ids=11, event_linger_ms=3, edge=NON_DEFAULT_EDGE,
+        order_id_window_ids=11, event_linger_ms=3, inject_match_delay_ms=2, edge=NON_DEFAULT_EDGE,
     )
 
 
@@ -45,7 +45,8 @@ def test_shard_round_trip_carries_the_token_and_every_tuned_field() -> None:
     assert env["ADMIN_TOKEN"] == TOKEN and env["WAL_FSYNC"] == "false" and env["MAX_CONNECTIONS"] == "77"
     assert env["SHARD_SYMBOLS"] == "X-1,X-2,Y"
     # each tuned field changed alone still comes back: none is lost behind another's default
-    for field_name, value in (("fsync", False), ("order_id_window_s", 60), ("snapshot_every_records", 5)):
+    for field_name, value in (("fsync", False), ("order_id_window_s", 60), ("snapshot_every_records", 5),
+                              ("inject_match_delay_ms", 2)):
         config = replace(ShardConfig.from_env({}), **{field_name: value})
         assert ShardConfig.from_env(config.to_env()) == config, field_name
 
@@ -97,3 +98,10 @@ def test_config_helpers_take_tuning_as_config_fields() -> None:
     assert gateway_config(wiring).symbol_owner["TEST-ASSET-D"] == "a"
     with pytest.raises(TypeError):
         shard_config("a", wiring, no_such_field=1)
+
+
+def test_a_negative_injected_match_delay_is_refused_by_name() -> None:
+    from matchlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="INJECT_MATCH_DELAY_MS must be >= 0"):
+        ShardConfig.from_env({"INJECT_MATCH_DELAY_MS": "-1"})

@@ -151,7 +151,7 @@ class FakeConfig:
         self.options = {"--backend": "local", "--profile": "quick", "--keep-stack": False, "--reports-dir": "reports",
                         "--kube-context": None, "--image-registry": None, "--plan": False, "--load-from": "host",
                         "--load-workers": None, "--expose-on": None, "--reuse-stack": False, "--compare-to": None,
-                        "--keep-runs": None, "--max-shards": 3, **given}
+                        "--keep-runs": None, "--max-shards": 3, "--repeat": 1, "--inject-match-delay-ms": 0, **given}
         self.stash = {}
 
     def getoption(self, name: str):

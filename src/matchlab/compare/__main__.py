@@ -14,7 +14,7 @@ from pathlib import Path
 from matchlab.compare.runs import Row, compare_runs, legend, load_results, table_lines
 from matchlab.errors import ConfigError
 
-IDENTITY_FACTS = ("commit", "machine", "matchlab", "python", "finished")
+IDENTITY_FACTS = ("commit", "machine", "matchlab", "python", "finished", "repeat", "inject match delay")
 
 
 def percentage(text: str) -> float:
@@ -48,6 +48,9 @@ def comparison_lines(a: dict, b: dict, a_name: str = "A", b_name: str = "B") -> 
     lines = identity_lines(a_name, a) + identity_lines(b_name, b)
     if a.get("profile") != b.get("profile") or a.get("backend") != b.get("backend"):
         lines.append("note: the runs differ in profile or backend; their figures may not measure the same thing")
+    delays = [doc.get("facts", {}).get("inject match delay", "none") for doc in (a, b)]
+    if delays[0] != delays[1]:
+        lines.append(f"note: the runs differ in injected match delay (A: {delays[0]}; B: {delays[1]})")
     lines += table_lines(rows) + ["", legend()]
     return lines, rows
 

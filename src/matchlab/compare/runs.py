@@ -4,15 +4,23 @@ Per experiment: each phase's client latency (p50, p99 from its HdrHistograms:
 the measured part's seconds summed, or the whole phase's for results that
 kept no per-second histograms) and its rate of answered orders per second (from the phase timeline, the
 measured part only); then every criterion both runs evaluated. A criterion
-whose verdict kept its bucket vectors is compared with a bootstrap; one
-that kept a single number is shown side by side without a test, and says so.
+whose verdict kept its bucket vectors is compared with a bootstrap, and a
+p99 criterion's window also by its median (same buckets, once per window);
+one that kept a single number is shown side by side without a test, and says so.
+
+A run of ``--repeat N`` keeps each experiment's repetitions 2..N beside the
+first (``repetitions``): every figure then uses all N samples, the histograms
+per repetition (``stats``: pooled point, two-stage bootstrap), the per-second
+rates concatenated (their test says how many seconds of how many repetitions),
+and a criterion's buckets from every repetition's evidence. Runs of one
+repetition, older ones included, compare as they always did.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from matchlab.compare.stats import ALPHA, Change, Histogram, quantile_change, rise_change, shift_change
@@ -90,6 +98,11 @@ def client_histogram_of(hist) -> Histogram:
     return Histogram.points(values, counts)
 
 
+def samples(exp: dict) -> list[dict]:
+    """Every repetition's record of an experiment: the first, then those ``--repeat`` added."""
+    return [exp, *exp.get("repetitions", [])]
+
+
 def window_histogram(phase: dict) -> tuple[str, Histogram] | None:
     """The client latencies of the phase's measured part (the sum of its seconds' histograms), or of the
     whole phase when the seconds carry none; None when there is neither. Returns (which window, histogram)."""
@@ -123,15 +136,28 @@ def measured_rates(phase: dict) -> list[float]:
 # -- rows -----------------------------------------------------------------------------------------------
 
 
+def window_histograms(phases: list[dict]) -> tuple[str, list[Histogram]] | None:
+    """One histogram per repetition of a phase (``window_histogram``), and which window they cover."""
+    found = [h for h in map(window_histogram, phases) if h is not None]
+    if not found:
+        return None
+    windows = {w for w, _ in found}
+    return (windows.pop() if len(windows) == 1 else "measured or whole phase"), [h for _, h in found]
+
+
 def phase_rows(exp_id: str, a: dict, b: dict) -> list[Row]:
     rows = []
-    a_phases = {p["name"]: p for p in a.get("phases", [])}
-    for pb in b.get("phases", []):
-        pa = a_phases.get(pb["name"])
-        if pa is None:
+    a_phases, b_phases = ({}, {})
+    for runs, into in ((samples(a), a_phases), (samples(b), b_phases)):
+        for exp in runs:
+            for phase in exp.get("phases", []):
+                into.setdefault(phase["name"], []).append(phase)
+    for name, pbs in b_phases.items():
+        pas = a_phases.get(name)
+        if pas is None:
             continue
-        label = exp_id if pb["name"] == exp_id else f"{exp_id}/{pb['name']}"
-        ha, hb = window_histogram(pa), window_histogram(pb)
+        label = exp_id if name == exp_id else f"{exp_id}/{name}"
+        ha, hb = window_histograms(pas), window_histograms(pbs)
         if ha and hb:
             window = ha[0] if ha[0] == hb[0] else "measured in one run, whole phase in the other"
             for q in (0.5, 0.99):
@@ -139,31 +165,71 @@ def phase_rows(exp_id: str, a: dict, b: dict) -> list[Row]:
                 rows.append(Row(exp_id, f"{label} client p{q * 100:g} ({window})", LATENCY, True,
                                 change.a if change else None, change.b if change else None, change,
                                 change.test if change else "empty histogram"))
-        ra, rb = measured_rates(pa), measured_rates(pb)
+        ra, rb = [r for p in pas for r in measured_rates(p)], [r for p in pbs for r in measured_rates(p)]
         if ra and rb:
             change = shift_change(ra, rb)
+            if change is not None and (len(pas) > 1 or len(pbs) > 1):
+                change = replace(change, test=f"{change.test[:-1]} of {len(pas)} vs {len(pbs)} repetitions, "
+                                              "concatenated)")
             rows.append(Row(exp_id, f"{label} answered orders/s", RATE, False,
                             change.a if change else None, change.b if change else None, change,
                             change.test if change else "fewer than 5 seconds: no test"))
     return rows
 
 
+def evidence_samples(verdict: dict) -> list[dict]:
+    """A criterion's evidence per repetition (``worst_of_repetitions`` kept them all), or its one evidence."""
+    ev = verdict.get("evidence") or {}
+    reps = [r.get("evidence") or {} for r in ev.get("repetitions", [])]
+    return reps or [ev]
+
+
 def criterion_row(a: dict, b: dict) -> Row:
     crit = b["criterion"]
     lower = crit["comparison"] in ("<", "<=")
     what = f"{crit['id']} ({crit['name']})"
-    ea, eb = a.get("evidence") or {}, b.get("evidence") or {}
+    ea, eb = evidence_samples(a), evidence_samples(b)
+    kinds = {e.get("kind") for e in ea + eb}
     change, why = None, NO_TEST
-    if ea.get("kind") == eb.get("kind") == "quantile":
-        change = quantile_change(bucket_histogram(ea["buckets"]), bucket_histogram(eb["buckets"]), eb["q"])
+    if kinds == {"quantile"}:
+        change = quantile_change([bucket_histogram(e["buckets"]) for e in ea],
+                                 [bucket_histogram(e["buckets"]) for e in eb], eb[0]["q"])
         why = "server buckets, " + (change.test if change else "empty window")
-    elif ea.get("kind") == eb.get("kind") == "quantile_rise":
-        change = rise_change((bucket_histogram(ea["base"]), bucket_histogram(ea["other"])),
-                             (bucket_histogram(eb["base"]), bucket_histogram(eb["other"])), eb["q"])
+    elif kinds == {"quantile_rise"}:
+        change = rise_change([(bucket_histogram(e["base"]), bucket_histogram(e["other"])) for e in ea],
+                             [(bucket_histogram(e["base"]), bucket_histogram(e["other"])) for e in eb], eb[0]["q"])
         why = "server buckets, " + (change.test if change else "empty window")
     if change is not None:
         return Row(crit["experiment"], what, crit.get("unit", ""), lower, change.a, change.b, change, why)
     return Row(crit["experiment"], what, crit.get("unit", ""), lower, a.get("observed"), b.get("observed"), None, why)
+
+
+def server_median_row(a: dict, b: dict) -> Row | None:
+    """The median of a p99 criterion's window, from the same stored buckets: a shift of the whole distribution
+    (a fixed delay) shows there long before it clears the noise of a p99 from a few thousand samples."""
+    ea, eb = evidence_samples(a), evidence_samples(b)
+    if {e.get("kind") for e in ea + eb} != {"quantile"} or eb[0].get("q") == 0.5:
+        return None
+    change = quantile_change([bucket_histogram(e["buckets"]) for e in ea],
+                             [bucket_histogram(e["buckets"]) for e in eb], 0.5)
+    crit = b["criterion"]
+    return Row(crit["experiment"], f"{crit['id']} window: server p50 (shard {eb[0].get('shard', '?')})", LATENCY, True,
+               change.a if change else None, change.b if change else None, change,
+               "server buckets, " + (change.test if change else "empty window"))
+
+
+def criterion_rows(pairs: list[tuple[dict, dict]]) -> list[Row]:
+    """Each criterion's row, and after the first criterion of each window its server p50 (once per window)."""
+    rows, windows = [], set()
+    for a, b in pairs:
+        rows.append(criterion_row(a, b))
+        key = (b["criterion"]["experiment"], (b.get("evidence") or {}).get("shard"), str(b.get("window")))
+        if key not in windows:
+            median = server_median_row(a, b)
+            if median is not None:
+                windows.add(key)
+                rows.append(median)
+    return rows
 
 
 def compare_runs(a: dict, b: dict) -> list[Row]:
@@ -175,11 +241,11 @@ def compare_runs(a: dict, b: dict) -> list[Row]:
     for exp_id, exp_b in b.get("experiments", {}).items():
         if exp_id in a_exps:
             rows += phase_rows(exp_id, a_exps[exp_id], exp_b)
-        rows += [criterion_row(a_crits[c["criterion"]["id"]], c) for c in b_crits
-                 if c["criterion"]["experiment"] == exp_id]
+        rows += criterion_rows([(a_crits[c["criterion"]["id"]], c) for c in b_crits
+                                if c["criterion"]["experiment"] == exp_id])
     seen = set(b.get("experiments", {}))
-    rows += [criterion_row(a_crits[c["criterion"]["id"]], c) for c in b_crits
-             if c["criterion"]["experiment"] not in seen]
+    rows += criterion_rows([(a_crits[c["criterion"]["id"]], c) for c in b_crits
+                            if c["criterion"]["experiment"] not in seen])
     return rows
 
 

@@ -12,6 +12,13 @@ are compared with the Mann-Whitney U test (normal approximation with the tie
 correction) and the Hodges-Lehmann shift, whose interval comes from the same
 U distribution, so the interval excludes 0 exactly when the test rejects.
 
+A run of ``--repeat N`` holds N histograms of each figure. Its quantile is the
+pooled one (all repetitions' samples together), and its bootstrap resamples in
+two stages: the N repetitions with replacement, then the samples of the pooled
+draw, so the interval carries the spread between repetitions (a slow
+repetition is not averaged away into a falsely narrow interval) as well as
+within them. A run of one repetition resamples as before.
+
 "Detectable" is the interval's half-width: a true change smaller than that
 would usually read as no significant difference.
 """
@@ -95,7 +102,8 @@ def point_quantile(hist: Histogram, q: float) -> float:
     return float(values_at_ranks(hist, np.array([q * hist.n]))[0])
 
 
-def resampled_quantiles(hist: Histogram, q: float, rng: np.random.Generator) -> np.ndarray:
+def resampled_quantiles(hist: Histogram, q: float, rng: np.random.Generator,
+                        size: int = BOOTSTRAP_RESAMPLES) -> np.ndarray:
     """The q-quantile of each of many bootstrap resamples, drawn directly.
 
     In a resample of n values the k-th smallest lies at the k-th order statistic
@@ -103,41 +111,111 @@ def resampled_quantiles(hist: Histogram, q: float, rng: np.random.Generator) -> 
     Beta(k, n - k + 1): one Beta draw per resample replaces drawing n values.
     """
     n = hist.n
+    if n <= 0:
+        return np.full(size, np.nan)
     k = min(n, max(1, math.ceil(q * n)))
-    return values_at_ranks(hist, rng.beta(k, n - k + 1, size=BOOTSTRAP_RESAMPLES) * n)
+    return values_at_ranks(hist, rng.beta(k, n - k + 1, size=size) * n)
 
 
-def quantile_change(a: Histogram, b: Histogram, q: float) -> Change | None:
-    """B's q-quantile minus A's, with a bootstrap 95 % interval; None when either is empty."""
-    if a.n <= 0 or b.n <= 0:
+def pooled(hists: Sequence[Histogram], weights: Sequence[int] | None = None) -> Histogram:
+    """The histograms' samples together (each ``weights`` times, default once): equal cells add up."""
+    weights = [1] * len(hists) if weights is None else weights
+    lower = np.concatenate([h.lower for h in hists])
+    upper = np.concatenate([h.upper for h in hists])
+    counts = np.concatenate([h.counts * w for h, w in zip(hists, weights)])
+    cells, inverse = np.unique(np.stack([lower, upper], axis=1), axis=0, return_inverse=True)
+    return Histogram(cells[:, 0], cells[:, 1], np.bincount(inverse.ravel(), weights=counts, minlength=len(cells)))
+
+
+def repetition_draws(n: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The first stage of the two-stage bootstrap: n repetitions drawn with replacement, once per resample.
+    Grouped by outcome: (how often each repetition was drawn, which resamples drew that)."""
+    picks = rng.integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))
+    multiplicity = np.stack([np.bincount(row, minlength=n) for row in picks])
+    outcomes, inverse = np.unique(multiplicity, axis=0, return_inverse=True)
+    return [(outcome, np.flatnonzero(inverse.ravel() == i)) for i, outcome in enumerate(outcomes)]
+
+
+def as_samples(h: Histogram | Sequence[Histogram]) -> list[Histogram]:
+    return [h] if isinstance(h, Histogram) else list(h)
+
+
+def resampled_quantiles_of(hists: Sequence[Histogram], q: float, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap q-quantiles of one run: of its histogram, or over its repetitions, then within them."""
+    if len(hists) == 1:
+        return resampled_quantiles(hists[0], q, rng)
+    out = np.empty(BOOTSTRAP_RESAMPLES)
+    for weights, rows in repetition_draws(len(hists), rng):
+        out[rows] = resampled_quantiles(pooled(hists, weights), q, rng, len(rows))
+    return out
+
+
+def sample_text(a: list[Histogram], b: list[Histogram]) -> str:
+    na, nb = sum(h.n for h in a), sum(h.n for h in b)
+    if len(a) == len(b) == 1:
+        return f"{BOOTSTRAP_RESAMPLES} resamples; n {na:,} vs {nb:,}"
+    return (f"{BOOTSTRAP_RESAMPLES} resamples of the repetitions, then within; "
+            f"{len(a)} vs {len(b)} repetitions, n {na:,} vs {nb:,}")
+
+
+def quantile_change(a: Histogram | Sequence[Histogram], b: Histogram | Sequence[Histogram], q: float) -> Change | None:
+    """B's q-quantile minus A's, with a bootstrap 95 % interval; None when either is empty.
+
+    Each side is one histogram, or one per repetition (pooled for the point, resampled in two stages).
+    """
+    a, b = as_samples(a), as_samples(b)
+    pa, pb = pooled(a), pooled(b)
+    if pa.n <= 0 or pb.n <= 0:
         return None
     rng = np.random.default_rng(SEED)
-    qa, qb = resampled_quantiles(a, q, rng), resampled_quantiles(b, q, rng)
-    low, high = np.percentile(qb - qa, [2.5, 97.5])
-    point_a, point_b = point_quantile(a, q), point_quantile(b, q)
+    qa, qb = resampled_quantiles_of(a, q, rng), resampled_quantiles_of(b, q, rng)
+    low, high = np.nanpercentile(qb - qa, [2.5, 97.5])
+    point_a, point_b = point_quantile(pa, q), point_quantile(pb, q)
     return Change(point_a, point_b, point_b - point_a, float(low), float(high),
-                  f"bootstrap of p{q * 100:g} ({BOOTSTRAP_RESAMPLES} resamples; n {a.n:,} vs {b.n:,})")
+                  f"bootstrap of p{q * 100:g} ({sample_text(a, b)})")
 
 
-def rise_change(a: tuple[Histogram, Histogram], b: tuple[Histogram, Histogram], q: float) -> Change | None:
-    """A rise (other window's quantile over the base window's, minus 1) in B against the same in A."""
-    if min(h.n for h in (*a, *b)) <= 0:
+Pair = tuple[Histogram, Histogram]
+
+
+def rise_change(a: Pair | Sequence[Pair], b: Pair | Sequence[Pair], q: float) -> Change | None:
+    """A rise (other window's quantile over the base window's, minus 1) in B against the same in A.
+
+    Each side is one (base, other) pair, or one per repetition: pooled window by window for the
+    point, and resampled by repetition (the pair kept together), then within each pooled window.
+    """
+    a = [a] if isinstance(a[0], Histogram) else list(a)
+    b = [b] if isinstance(b[0], Histogram) else list(b)
+
+    def pool(pairs: list[Pair], weights=None) -> Pair:
+        return pooled([p[0] for p in pairs], weights), pooled([p[1] for p in pairs], weights)
+
+    if min(h.n for h in (*pool(a), *pool(b))) <= 0:
         return None
     rng = np.random.default_rng(SEED)
 
-    def rises(pair: tuple[Histogram, Histogram]) -> np.ndarray:
-        base, other = resampled_quantiles(pair[0], q, rng), resampled_quantiles(pair[1], q, rng)
+    def ratio(base: np.ndarray, other: np.ndarray) -> np.ndarray:
         return other / np.where(base > 0, base, np.nan) - 1
 
-    def point(pair: tuple[Histogram, Histogram]) -> float:
-        base, other = (point_quantile(h, q) for h in pair)
+    def rises(pairs: list[Pair]) -> np.ndarray:
+        if len(pairs) == 1:
+            return ratio(resampled_quantiles(pairs[0][0], q, rng), resampled_quantiles(pairs[0][1], q, rng))
+        out = np.empty(BOOTSTRAP_RESAMPLES)
+        for weights, rows in repetition_draws(len(pairs), rng):
+            base, other = pool(pairs, weights)
+            out[rows] = ratio(resampled_quantiles(base, q, rng, len(rows)), resampled_quantiles(other, q, rng, len(rows)))
+        return out
+
+    def point(pairs: list[Pair]) -> float:
+        base, other = (point_quantile(h, q) for h in pool(pairs))
         return other / base - 1 if base > 0 else math.nan
 
     diff = rises(b) - rises(a)
     low, high = np.nanpercentile(diff, [2.5, 97.5])
     pa, pb = point(a), point(b)
-    return Change(pa, pb, pb - pa, float(low), float(high),
-                  f"bootstrap of the p{q * 100:g} rise ({BOOTSTRAP_RESAMPLES} resamples of both windows)")
+    how = (f"{BOOTSTRAP_RESAMPLES} resamples of both windows" if len(a) == len(b) == 1 else
+           f"{BOOTSTRAP_RESAMPLES} resamples of the repetitions, then within; {len(a)} vs {len(b)} repetitions")
+    return Change(pa, pb, pb - pa, float(low), float(high), f"bootstrap of the p{q * 100:g} rise ({how})")
 
 
 def mann_whitney(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:

@@ -10,7 +10,7 @@ import json
 import os
 import platform
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from matchlab import __version__
@@ -49,6 +49,14 @@ class ExperimentRecord:
     calibration: dict | None = None
     notes: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    # --repeat N: the records of repetitions 2..N (this record is repetition 1). Kept apart rather than
+    # merged, so every reader of one experiment's phases reads as before, and a comparison pools them.
+    repetitions: list[ExperimentRecord] = field(default_factory=list)
+
+    @property
+    def samples(self) -> list[ExperimentRecord]:
+        """Every repetition's record, the first being this one."""
+        return [self, *self.repetitions]
 
     @property
     def start(self) -> float:
@@ -62,8 +70,12 @@ class ExperimentRecord:
         return next(p for p in self.phases if p.name == name)
 
     def to_dict(self) -> dict:
-        doc = asdict(self)
+        doc = asdict(replace(self, repetitions=[]))
         doc["phases"] = [p.to_dict() for p in self.phases]
+        del doc["repetitions"]
+        if self.repetitions:  # absent from single runs: their results.json stays as it was
+            doc["samples"] = len(self.samples)
+            doc["repetitions"] = [r.to_dict() for r in self.repetitions]
         return doc
 
 

@@ -23,7 +23,7 @@ from matchlab.loadgen.flow import hot_symbol_mix
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.targets import interleave
 from matchlab.observe.events import count_events_between, read_ids
-from matchlab.observe.verdicts import Verdict
+from matchlab.observe.verdicts import Verdict, worst_of_repetitions
 from matchlab.stack.cpu_budget import CpuBudgets
 from matchlab.stack.spec import Topology
 from matchlab.stack.stack import Stack
@@ -61,18 +61,24 @@ class Suite:
         run_id: str,
         progress: Callable[[str], None],
         on_experiment: Callable[[ExperimentRecord, Stack], None] = lambda e, s: None,
+        repeat: int = 1,
     ) -> None:
         self.stack_for = stack_for
         self.record = record
         self.profile = profile
         self.run_id = run_id
-        self.progress = progress
+        self._write = progress
         self.on_experiment = on_experiment
+        self.repeat = repeat
+        self._repetition: str | None = None  # "k/N" while repetition k of N runs
         self._runners: dict[Topology, ExperimentRunner] = {}
         self._verdicts: dict[str, list[Verdict]] = {}
         self._errors: dict[str, BaseException] = {}
 
     # -- plumbing ---------------------------------------------------------------
+
+    def progress(self, line: str) -> None:
+        self._write(f"[repetition {self._repetition}] {line}" if self._repetition else line)
 
     def runner(self, topology: Topology) -> ExperimentRunner:
         stack = self.stack_for(topology)
@@ -92,12 +98,19 @@ class Suite:
         entry = EXPERIMENTS[exp_id]
         for dep in entry.needs:
             self.experiment(dep)
-        self.progress(f"--- experiment {exp_id} ({self.profile.name} profile) ---")
+        samples = []
         try:
-            exp = entry.run(self)
+            for k in range(1, self.repeat + 1):
+                self._repetition = f"{k}/{self.repeat}" if self.repeat > 1 else None
+                self.progress(f"--- experiment {exp_id} ({self.profile.name} profile) ---")
+                samples.append(entry.run(self))  # each run resets and seeds the books it uses first
         except BaseException as exc:
             self._errors[exp_id] = exc
             raise
+        finally:
+            self._repetition = None
+        exp = samples[0]
+        exp.repetitions = samples[1:]
         self.record.experiments[exp_id] = exp
         self.on_experiment(exp, self.runner(entry.topology).stack)
         return exp
@@ -109,7 +122,7 @@ class Suite:
     def verdicts(self, exp_id: str) -> list[Verdict]:
         if exp_id not in self._verdicts:
             exp = self.experiment(exp_id)
-            verdicts = EXPERIMENTS[exp_id].judge(self, exp)
+            verdicts = worst_of_repetitions([EXPERIMENTS[exp_id].judge(self, e) for e in exp.samples])
             self._verdicts[exp_id] = verdicts
             self.record.add_verdicts(verdicts)
             for v in verdicts:

@@ -36,6 +36,8 @@ class HarnessOptions:
     compare_to: Path | None = None  # a finished run to compare this one with at the end
     keep_runs: int | None = None  # prune run folders beyond the newest N at the end (None: keep all)
     max_shards: int = len(SHARD_IDS)  # the scaling search measures N = 1..max_shards shards
+    repeat: int = 1  # each experiment runs this many times; one run with that many samples
+    inject_match_delay_ms: int = 0  # the local stack's shards wait this long before matching (comparison demo)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -70,6 +72,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"the scaling search (S1) measures 1..K shards behind the gateway, the symbols re-spread "
                          f"over K shards when K > {len(SHARD_IDS)} (local backend; {len(SHARD_IDS)} to {MAX_SHARDS}, "
                          f"default {len(SHARD_IDS)})")
+    group.addoption("--repeat", type=int, default=1, metavar="N",
+                    help="run each chosen experiment N times in this session (books reset before each) and store "
+                         "them as one run with N samples: verdicts judge every repetition (a criterion's status is "
+                         "its worst), python -m matchlab.compare pools them (default 1)")
+    group.addoption("--inject-match-delay-ms", type=int, default=0, metavar="MS",
+                    help="local backend: every shard waits MS ms between an order being durable and matching it "
+                         "(INJECT_MATCH_DELAY_MS), an injected regression to show what a comparison detects; "
+                         "recorded in the run's facts")
     group.addoption("--expose-on", default=None, metavar="ADDRESS",
                     help="with --backend k3d: bind the cluster's port mappings on ADDRESS instead of 127.0.0.1 "
                          "(0.0.0.0: every interface; the stack is then reachable from your network)")
@@ -129,8 +139,13 @@ def pytest_configure(config: pytest.Config) -> None:
         compare_to=Path(config.getoption("--compare-to")) if config.getoption("--compare-to") else None,
         keep_runs=config.getoption("--keep-runs"),
         max_shards=config.getoption("--max-shards"),
+        repeat=config.getoption("--repeat"),
+        inject_match_delay_ms=config.getoption("--inject-match-delay-ms"),
     )
     check_max_shards(opts.max_shards, opts.backend)
+    problem = repeat_and_delay_problem(opts)
+    if problem:
+        raise pytest.UsageError(problem)
     if opts.keep_runs is not None and opts.keep_runs < 1:
         raise pytest.UsageError(f"--keep-runs N keeps at least this run (N >= 1), got {opts.keep_runs}")
     if opts.compare_to is not None:
@@ -150,6 +165,18 @@ def pytest_configure(config: pytest.Config) -> None:
     if opts.plan and opts.backend == "local":
         raise pytest.UsageError("--plan applies to the Kubernetes backends (k3d, k8s); the local backend has no plan")
     config.stash[OPTIONS_KEY] = opts
+
+
+def repeat_and_delay_problem(opts: HarnessOptions) -> str | None:
+    if opts.repeat < 1:
+        return f"--repeat N runs each experiment N >= 1 times, got {opts.repeat}"
+    if opts.inject_match_delay_ms < 0:
+        return f"--inject-match-delay-ms takes a delay of 0 ms or more, got {opts.inject_match_delay_ms}"
+    if opts.inject_match_delay_ms and opts.backend != "local":
+        return "--inject-match-delay-ms applies to the local backend (its shards are started with the setting)"
+    if opts.inject_match_delay_ms and opts.reuse_stack:
+        return "--inject-match-delay-ms needs shards started with it: it does not go with --reuse-stack"
+    return None
 
 
 def check_max_shards(max_shards: int, backend: str) -> None:

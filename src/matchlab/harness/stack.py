@@ -53,7 +53,9 @@ def make_backend(opts: HarnessOptions, shard_symbols: dict[str, list[str]] | Non
     if opts.backend == "k8s":
         return ExistingClusterBackend(opts.kube_context, opts.image_registry, plan=opts.plan, keep=opts.keep_stack,
                                       **load)
-    return LocalBackend(opts.reports_dir, shard_symbols=shard_symbols, load_workers=opts.load_workers)
+    shard_env = {"INJECT_MATCH_DELAY_MS": str(opts.inject_match_delay_ms)} if opts.inject_match_delay_ms else {}
+    return LocalBackend(opts.reports_dir, shard_symbols=shard_symbols, load_workers=opts.load_workers,
+                        shard_env=shard_env)
 
 
 class StackPool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 
 class Role(enum.Enum):
@@ -289,3 +289,41 @@ def asr_status(rule: AsrRule, verdicts: Sequence[Verdict], expected: Sequence[Cr
             c.experiment + " " + c.name for c in cond_missing)
         return out(Status.INCONCLUSIVE, f"required criteria passed; undecided or not evaluated: {names}")
     return out(Status.PASS, f"all {len(vs)} criteria passed")
+
+
+SEVERITY = {Status.PASS: 0, Status.CONDITIONAL_PASS: 1, Status.INCONCLUSIVE: 2, Status.FAIL: 3}
+
+
+def badness(v: Verdict) -> tuple[int, float]:
+    """How bad a verdict is: its status first, then how far its value lies on the wrong side (a higher p99
+    under a "<" bar), so that among repetitions of equal status the one nearest failing stands for them."""
+    value = v.observed if isinstance(v.observed, (int, float)) and math.isfinite(v.observed) else 0.0
+    direction = {"<": 1, "<=": 1, ">": -1, ">=": -1}.get(v.criterion.comparison, 0)
+    return SEVERITY[v.status], direction * value
+
+
+def worst_of_repetitions(per_repetition: Sequence[Sequence[Verdict]]) -> list[Verdict]:
+    """One verdict per criterion over the repetitions of an experiment (``--repeat N``): the worst one's.
+
+    Each repetition is a whole experiment with its own windows, so each is judged on its own and
+    the criterion holds only if it held every time (FAIL over INCONCLUSIVE over PASS; among equal
+    statuses, the value nearest failing, ``badness``). The detail lists every repetition's status and value, and the
+    evidence keeps every repetition's, for a comparison to pool. One repetition: its verdicts unchanged.
+    """
+    if len(per_repetition) == 1:
+        return list(per_repetition[0])
+    by_id: dict[str, list[tuple[int, Verdict]]] = {}
+    for k, verdicts in enumerate(per_repetition, 1):
+        for v in verdicts:
+            by_id.setdefault(v.criterion.id, []).append((k, v))
+    combined = []
+    for judged in by_id.values():
+        k, worst = max(judged, key=lambda kv: badness(kv[1]))
+        each = "; ".join(f"{j}: {v.status.value} {render(v.observed, v.criterion.unit)}" for j, v in judged)
+        detail = f"worst of {len(per_repetition)} repetitions (repetition {k}); each: {each}"
+        evidence = {**(worst.evidence or {}), "repetitions": [
+            {"repetition": j, "status": v.status.value, "observed": v.observed, "evidence": v.evidence}
+            for j, v in judged]}
+        combined.append(replace(worst, detail=f"{detail} | {worst.detail}" if worst.detail else detail,
+                                evidence=evidence))
+    return combined

@@ -23,6 +23,9 @@ DEFAULT_ORDER_ID_WINDOW_IDS = 1_000_000
 # cost is per request (one per partition): at 1,500 orders/s through the gateway it spent 189 µs per order
 # at 10 ms, 121 at 25, 89 at 50, 55 at 100 (README, performance). Events are off the matching path.
 DEFAULT_EVENT_LINGER_MS = 50
+# A fixed delay between an order being durable and being matched, on the measured match latency
+# (me_match_duration_seconds): only for showing that a comparison of runs detects a regression.
+DEFAULT_INJECT_MATCH_DELAY_MS = 0
 
 # SHARD_SYMBOLS when unset: the shard's own symbols in DESIGN.md's map.
 DEFAULT_SYMBOLS = {shard: ",".join(symbols) for shard, symbols in topology.SHARD_SYMBOLS.items()}
@@ -46,6 +49,7 @@ class ShardConfig:
     order_id_window_s: int = DEFAULT_ORDER_ID_WINDOW_S
     order_id_window_ids: int = DEFAULT_ORDER_ID_WINDOW_IDS
     event_linger_ms: int = DEFAULT_EVENT_LINGER_MS
+    inject_match_delay_ms: int = DEFAULT_INJECT_MATCH_DELAY_MS
     edge: EdgeLimits = field(default_factory=EdgeLimits)
 
     @classmethod
@@ -78,6 +82,7 @@ class ShardConfig:
             order_id_window_s=env_int(env, "ORDER_ID_WINDOW_S", DEFAULT_ORDER_ID_WINDOW_S, minimum=1),
             order_id_window_ids=env_int(env, "ORDER_ID_WINDOW_IDS", DEFAULT_ORDER_ID_WINDOW_IDS, minimum=1),
             event_linger_ms=env_int(env, "EVENT_LINGER_MS", DEFAULT_EVENT_LINGER_MS, minimum=0),
+            inject_match_delay_ms=env_int(env, "INJECT_MATCH_DELAY_MS", DEFAULT_INJECT_MATCH_DELAY_MS, minimum=0),
             edge=EdgeLimits.from_env(env),
         )
 
@@ -105,6 +110,7 @@ class ShardConfig:
             "ORDER_ID_WINDOW_S": (self.order_id_window_s, DEFAULT_ORDER_ID_WINDOW_S),
             "ORDER_ID_WINDOW_IDS": (self.order_id_window_ids, DEFAULT_ORDER_ID_WINDOW_IDS),
             "EVENT_LINGER_MS": (self.event_linger_ms, DEFAULT_EVENT_LINGER_MS),
+            "INJECT_MATCH_DELAY_MS": (self.inject_match_delay_ms, DEFAULT_INJECT_MATCH_DELAY_MS),
         }
         env.update({name: str(value) for name, (value, default) in tuning.items() if value != default})
         if self.admin_token is not None:

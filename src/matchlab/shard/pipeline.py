@@ -108,8 +108,12 @@ class OrderPipeline:
         ids: IdWindow | None = None,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        match_delay_s: float = 0.0,
     ) -> None:
         self.engine = engine
+        # Injected for comparisons only (INJECT_MATCH_DELAY_MS): durable entries wait this long before matching.
+        self.match_delay_s = match_delay_s
+        self._held: deque[list[tuple]] = deque()
         self.metrics = metrics
         self.publisher = publisher
         self.capacity = capacity
@@ -359,7 +363,7 @@ class OrderPipeline:
 
     def _on_durable(self, attachments: list[tuple], durable_at: float) -> None:
         wal_hist = self.metrics.wal_append
-        ring = self.ring
+        ring = self.ring if not self.match_delay_s else []
         for entry in attachments:
             op = entry[0]
             if op == OP_EVENT:
@@ -368,6 +372,14 @@ class OrderPipeline:
             if op == OP_ORDER:
                 wal_hist.observe(durable_at - entry[3])
             ring.append(entry)
+        if self.match_delay_s:
+            if ring:
+                self._hold(ring)
+            return
+        self._match_ring()
+
+    def _match_ring(self) -> None:
+        ring = self.ring
         if ring:
             # Matched right here, not after a wake-up of the matcher task: one
             # loop iteration less per group. The task takes over what one chunk leaves.
@@ -376,6 +388,21 @@ class OrderPipeline:
                 self._wake.set()
             elif not self.in_flight:
                 self._idle.set()
+
+    def _hold(self, entries: list[tuple]) -> None:
+        """The injected delay: a durable group joins the ring ``match_delay_s`` later, the loop free meanwhile.
+
+        One timer per group, and each timer releases the *oldest* held group: the journal order
+        is kept whichever way timers with equal deadlines fire. The held entries count as in
+        flight, so ``drain()`` waits for them and back-pressure sees them.
+        """
+        self._held.append(entries)
+        asyncio.get_running_loop().call_later(self.match_delay_s, self._release_held)
+
+    def _release_held(self) -> None:
+        if self._held:
+            self.ring.extend(self._held.popleft())
+            self._match_ring()
 
     def _on_failed(self, attachments: list[tuple], error: WalError) -> None:
         """A group that did not become durable: nothing in it is matched, published or remembered."""

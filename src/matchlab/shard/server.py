@@ -67,6 +67,7 @@ class ShardServer:
             ids=IdWindow(config.order_id_window_ids, config.order_id_window_s * 1000),
             snapshot_every=config.snapshot_every_records,
             segment_bytes=config.wal_size_mb * 1024 * 1024,
+            match_delay_s=config.inject_match_delay_ms / 1000,
         )
         self.metrics.bind_state(self.engine.depth, self.engine.price_levels, self.pipeline.utilization)
         self._symbols = config.symbols
@@ -183,6 +184,10 @@ class ShardServer:
             self.config.shard_id, self.config.bind_host, self.config.http_port, self.config.metrics_port,
             replayed, perf_counter() - started, self.engine.depth("bid"), self.engine.depth("ask"),
         )
+        if self.config.inject_match_delay_ms:
+            log.warning("INJECT_MATCH_DELAY_MS=%d: every order waits %d ms before matching (an injected regression, "
+                        "for comparing runs; never in a real deployment)", self.config.inject_match_delay_ms,
+                        self.config.inject_match_delay_ms)
         if self.config.admin_token is None:
             log.warning("ADMIN_TOKEN is not set: /admin/* and /seed refuse every request (401)")
 

@@ -38,10 +38,12 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, reports_dir: Path, pid_file: str = PID_FILE,
-                 shard_symbols: dict[str, list[str]] | None = None, load_workers: int | None = None) -> None:
+                 shard_symbols: dict[str, list[str]] | None = None, load_workers: int | None = None,
+                 shard_env: dict[str, str] | None = None) -> None:
         # None: the topology's shards with DESIGN.md's symbols; else this layout (spec.layout).
         self.shard_symbols = shard_symbols
         self.load_workers = load_workers  # None: load from pytest's process; N: N load-generator processes
+        self.shard_env = dict(shard_env or {})  # settings laid over every shard's (e.g. INJECT_MATCH_DELAY_MS)
         self.registry = PidRegistry(reports_dir / pid_file)
         self._stack = ExitStack()
         self._apps: dict[str, tuple[ManagedProcess, str]] = {}  # name -> (process, readiness URL)
@@ -106,7 +108,7 @@ class LocalBackend:
                 continue
             http, metrics = free_port(), free_port()
             env = spec.environment(Wiring(http, metrics, kafka_bootstrap=self.broker.bootstrap,
-                                          wal_path=data / f"wal-{spec.shard}.log"))
+                                          wal_path=data / f"wal-{spec.shard}.log")) | self.shard_env
             proc = self._process(spec, env, logs)  # all shards start at once...
             url = f"http://127.0.0.1:{http}"
             self._apps[spec.name] = (proc, f"{url}{spec.ready_path}")
