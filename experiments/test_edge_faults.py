@@ -44,12 +44,10 @@ SLACK_S = 1.5  # timers, scheduling on a shared 2-core VM
 SLOW_CLIENTS = 1_500
 HOLD_S = 30.0
 HOLD_RATE = 200.0
-# The issue asks for 50 ms. On the shared 2-core VM the attacker (1,500 connections reopened as
-# fast as they are cut: ~300 connects/s), the load generator, the gateway and the shard compete for
-# the same cores: measured 95-330 ms there, 19 ms without the attack. So this guards against a
-# regression (without the header timeout the attack holds every slot and this fails outright)
-# and prints the figure; the 50 ms bar is not met on that machine (see the README).
-HOLD_P99_S = 0.5
+# The issue's bar. Measured 7.9-18.2 ms with the machine otherwise quiet, since the services stopped
+# pausing 60-80 ms in full GC collections and a connection that never completes a header stopped
+# costing an aiohttp handler (before: 31 ms at best, 95-330 ms with other work on the 2 cores).
+HOLD_P99_S = 0.050
 MAX_SHED_RATIO = 0.05  # fast 503s while the gateway is busiest are an answer, not a failure (seen: 0-2.6 %)
 # Overload (c): the shard is the bottleneck, on a CPU budget as a Kubernetes pod would be, so that
 # twice its knee does not also starve the load generator, which shares this machine's two cores
