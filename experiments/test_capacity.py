@@ -57,8 +57,13 @@ def test_capacity_three_shards_through_gateway(suite: Suite, request):
     assert knee["matches_per_min"] > 0
 
 
-# The bar for "a halved budget halves the knee". Each knee is known within 5 % (bisection), so
-# the ratio's own resolution is about +-5 %; the rest is the machine's noise.
+# The bar for "a halved budget halves the knee" is 15 %. Each knee is known within 5 %
+# (bisection); the rest is the machine's noise. Only its lower side is asserted: a shard serving
+# orders spends a share of CPU that does not grow with the rate (about 0.06 CPU here: produce requests
+# every linger period, group commits, timers; an idle shard uses 0.005), so its capacity is affine in
+# its budget, (budget - overhead) / CPU per order, and halving 0.2 CPU more than halves the knee
+# (measured 4.2x; README "Linear scaling from capacity"). What the test must catch is a budget not in
+# force (the knee would not move) or a knee set by something else (it would move less).
 HALVING_TOLERANCE = 0.15
 
 
@@ -71,16 +76,20 @@ def cgroup_budgets() -> None:
 
 def test_a_halved_shard_budget_halves_its_knee(suite: Suite, cgroup_budgets):
     exp = suite.experiment("C3")
-    knees = {float(cpu): cap["knee"] for cpu, cap in exp.extra["knees_by_shard_cpu"].items()}
+    assert exp.extra["enforced"], exp.extra["not_enforced"]
+    knees = {}
     for cpu, cap in exp.extra["knees_by_shard_cpu"].items():
         suite.progress(f"[C3] shard a at {cpu} CPU: knee {cap['knee']} orders/s; at the knee: {cap['bottleneck']}")
         assert cap["knee"] and not cap["exhausted"], f"shard a at {cpu} CPU: no knee found: {cap}"
-        assert cap["bottleneck"].startswith("me-shard-a at"), f"shard a at {cpu} CPU was not its own bottleneck: {cap}"
-    (half, full) = sorted(knees)
+        first_bad = next(st for st in reversed(cap["steps"]) if not st["passed"])
+        share = first_bad["cpu_share"]["me-shard-a"]
+        # Its own budget, and no more, set the knee: saturated (>= 90 %) but held to it by the quota.
+        assert cap["bottleneck"].startswith("me-shard-a at") and share <= 1.1, f"shard a at {cpu} CPU: {cap}"
+        knees[float(cpu)] = cap["knee"]
+    half, full = sorted(knees)
     ratio = knees[full] / knees[half]
     suite.progress(f"[C3] knee ratio {ratio:.2f} for a budget ratio of {full / half:g}")
-    assert exp.extra["enforced"], exp.extra["not_enforced"]
-    assert ratio == pytest.approx(full / half, rel=HALVING_TOLERANCE), (
+    assert ratio >= full / half * (1 - HALVING_TOLERANCE), (
         f"knee {knees[full]:.0f} orders/s at {full} CPU vs {knees[half]:.0f} at {half} CPU: ratio {ratio:.2f}")
 
 
