@@ -129,7 +129,7 @@ def bottleneck(step: Step, budgets: Budgets | None) -> str:
         name, share = max(step.cpu_share.items(), key=lambda kv: kv[1])
         budget = budgets.for_service(name) if budgets else None
         of = f"its {budget:g}-CPU budget" if budget else "a core"
-        others = ", ".join(f"{k} {v:.0%}" for k, v in sorted(step.cpu_share.items()) if k != name)
+        others = ", ".join(f"{k} {v:.0%}" for k, v in sorted(step.cpu_share.items()) if k != name) or "none budgeted"
         throttled = step.throttled.get(name)
         extra = f", throttled in {throttled:.0%} of periods" if throttled else ""
         if share >= SATURATED:
