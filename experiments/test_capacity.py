@@ -73,7 +73,7 @@ def cgroup_budgets() -> None:
         pytest.skip(f"prerequisite missing: CPU budgets need root and a writable cgroup cpu controller: {why}")
 
 
-def test_a_halved_shard_budget_halves_its_knee(suite: Suite, cgroup_budgets):
+def test_a_halved_shard_budget_halves_its_knee(cgroup_budgets, suite: Suite):
     exp = suite.experiment("C3")
     assert exp.extra["enforced"], exp.extra["not_enforced"]
     knees = {}
@@ -92,7 +92,7 @@ def test_a_halved_shard_budget_halves_its_knee(suite: Suite, cgroup_budgets):
         f"knee {knees[full]:.0f} orders/s at {full} CPU vs {knees[half]:.0f} at {half} CPU: ratio {ratio:.2f}")
 
 
-def test_a_throttled_gateway_fails_scaling_naming_the_gateway(suite: Suite, cgroup_budgets):
+def test_a_throttled_gateway_fails_scaling_naming_the_gateway(cgroup_budgets, suite: Suite):
     exp = suite.experiment("C4")
     (verdict,) = scaling_verdicts(suite.context(Topology.MULTI), exp)
     suite.progress(f"[C4] {verdict.message()}")

@@ -107,3 +107,13 @@ def test_a_small_budget_lengthens_the_period_instead_of_rounding_up(cpus, period
     from matchlab.stack.cpu_budget import quota_for
 
     assert quota_for(cpus) == (period, quota)
+
+
+def test_the_report_states_the_budgets_s1_used():
+    from matchlab.experiment.record import RunRecord
+    from matchlab.observe.report import render_report
+
+    stated = "S1: " + scaling.Budgets.for_machine(4, 2).describe() + ", cgroup v1"
+    html = render_report(RunRecord("local", "quick", "", facts={"CPU budgets": stated}), {}, complete=True, grafana=None)
+    assert f"<b>CPU budgets</b>: {stated}" in html and "0.15 CPU per shard" in stated
+    assert "none enforced" in render_report(RunRecord("local", "quick", ""), {}, complete=True, grafana=None)
