@@ -60,7 +60,7 @@ def test_capacity_three_shards_through_gateway(suite: Suite, request):
 # The bar for "a halved budget halves the knee" is 15 %. Each knee is known within 5 %
 # (bisection); the rest is the machine's noise. Only its lower side is asserted: a shard's CPU per
 # order rises as its rate falls (each order pays for its own wake-ups and fsync cycle instead of
-# sharing them), so halving 0.2 CPU more than halves the knee (2.2x to 4.2x in four runs here;
+# sharing them), so halving 0.2 CPU more than halves the knee (2.2x to 4.2x in five runs here;
 # README "The budgets themselves"). What the test must catch is a budget not in force (the knee
 # would not move) or a knee set by something else (it would move less).
 HALVING_TOLERANCE = 0.15
