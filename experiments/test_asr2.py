@@ -14,6 +14,7 @@ import pytest
 
 from fixtures.experiments import attach_charts
 from fixtures.experiments import check_criterion as check
+from fixtures.options import harness_options
 from matchlab.experiment.profiles import QUICK
 from matchlab.experiment.registry import ASR2, expected
 from matchlab.experiment.suite import Suite
@@ -94,10 +95,10 @@ def test_b5(suite: Suite, criterion: str):
 
 
 @pytest.mark.order(34)
-def test_s1_capacity_search_run(suite: Suite):
+def test_s1_capacity_search_run(suite: Suite, request):
     exp = suite.experiment("S1")
     caps = {c["shards"]: c for c in exp.extra["capacities"]}
-    assert sorted(caps) == [1, 2, 3]
+    assert sorted(caps) == list(range(1, harness_options(request.config).max_shards + 1))  # 1..K (--max-shards K)
     for n, c in caps.items():
         assert c["steps"], f"N={n}: no step ran"
         suite.progress(f"[S1] N={n}: " + ", ".join(

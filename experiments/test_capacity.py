@@ -4,6 +4,12 @@ Steps the arrival rate up until client p99 reaches 200 ms or errors reach
 1 %, for one shard direct and for three shards through the gateway, and
 reports the knee in orders/s and matches/min: the margin by which each ASR
 holds, in one number each. Not part of the asr1/asr2 verdicts.
+
+Then the CPU budgets S1 relies on, tested on the real stack under cgroup
+quotas: a shard's knee halves with its budget (C3), and a gateway throttled
+below one shard's needs makes the scaling verdict FAIL, naming the gateway
+(C4). Both need root and a writable cgroup cpu controller, and skip naming
+that prerequisite where it is missing.
 """
 
 from __future__ import annotations
@@ -11,7 +17,11 @@ from __future__ import annotations
 import pytest
 
 from fixtures.experiments import attach_charts
+from matchlab.experiment.criteria import scaling_verdicts
 from matchlab.experiment.suite import Suite
+from matchlab.observe.verdicts import Status
+from matchlab.stack.cpu_budget import CpuBudgets
+from matchlab.stack.spec import Topology
 
 pytestmark = pytest.mark.capacity
 
@@ -45,3 +55,49 @@ def test_capacity_three_shards_through_gateway(suite: Suite, request):
     knee = report(suite, "C2", 4750)
     attach_charts(request, "C2")
     assert knee["matches_per_min"] > 0
+
+
+# The issue's bar for "a halved budget halves the knee" is 15 %. Each knee is known within 5 %
+# (bisection); the rest is the machine's noise. Only its lower side is asserted: a shard's CPU per
+# order rises as its rate falls (each order pays for its own wake-ups and fsync cycle instead of
+# sharing them), so halving 0.2 CPU more than halves the knee (2.2x to 4.2x in five runs here;
+# README "The budgets themselves"). What the test must catch is a budget not in force (the knee
+# would not move) or a knee set by something else (it would move less).
+HALVING_TOLERANCE = 0.15
+
+
+@pytest.fixture
+def cgroup_budgets() -> None:
+    why = CpuBudgets("probe").available()
+    if why:
+        pytest.skip(f"prerequisite missing: CPU budgets need root and a writable cgroup cpu controller: {why}")
+
+
+def test_a_halved_shard_budget_halves_its_knee(cgroup_budgets, suite: Suite):
+    exp = suite.experiment("C3")
+    assert exp.extra["enforced"], exp.extra["not_enforced"]
+    knees = {}
+    for cpu, cap in exp.extra["knees_by_shard_cpu"].items():
+        suite.progress(f"[C3] shard a at {cpu} CPU: knee {cap['knee']} orders/s; at the knee: {cap['bottleneck']}")
+        assert cap["knee"] and not cap["exhausted"], f"shard a at {cpu} CPU: no knee found: {cap}"
+        first_bad = next(st for st in reversed(cap["steps"]) if not st["passed"])
+        share = first_bad["cpu_share"]["me-shard-a"]
+        # Its own budget, and no more, set the knee: saturated (>= 90 %) but held to it by the quota.
+        assert cap["bottleneck"].startswith("me-shard-a at") and share <= 1.1, f"shard a at {cpu} CPU: {cap}"
+        knees[float(cpu)] = cap["knee"]
+    half, full = sorted(knees)
+    ratio = knees[full] / knees[half]
+    suite.progress(f"[C3] knee ratio {ratio:.2f} for a budget ratio of {full / half:g}")
+    assert ratio >= full / half * (1 - HALVING_TOLERANCE), (
+        f"knee {knees[full]:.0f} orders/s at {full} CPU vs {knees[half]:.0f} at {half} CPU: ratio {ratio:.2f}")
+
+
+def test_a_throttled_gateway_fails_scaling_naming_the_gateway(cgroup_budgets, suite: Suite):
+    exp = suite.experiment("C4")
+    (verdict,) = scaling_verdicts(suite.context(Topology.MULTI), exp)
+    suite.progress(f"[C4] {verdict.message()}")
+    assert exp.extra["enforced"], exp.extra["not_enforced"]
+    assert verdict.status is Status.FAIL, verdict.message()
+    three = next(c for c in exp.extra["capacities"] if c["shards"] == 3)
+    assert three["bottleneck"].startswith("edge-gateway at"), three["bottleneck"]
+    assert "N=3: " in verdict.detail and "at the knee: edge-gateway at" in verdict.detail.split("N=3: ")[1]

@@ -270,3 +270,21 @@ def test_timed_events_count_from_the_schedule_start_not_from_the_request(monkeyp
     phase = r.drive(exp, "A4", SHARD_A, LoadProfile.constant(10.0, 5.0), r.source(SHARD_A, "A4"), None,
                     events=((0.1, lambda: fired.append(time.time())),))
     assert len(fired) == 1 and fired[0] >= phase.start + 0.1 - 0.02
+
+
+def test_a_re_spread_layout_draws_its_flow_here_without_a_flow_description():
+    """--max-shards 4: shard d exists only in the stack's layout; FlowSpecs rebuild DESIGN.md's map elsewhere."""
+    from matchlab.loadgen.driver import DescribedSource
+    from matchlab.topology import spread_symbols
+
+    four = spread_symbols(4)
+    ep = Endpoints(shards={s: f"http://127.0.0.1:808{i}" for i, s in enumerate("abcd", 1)},
+                   shard_metrics={s: f"http://127.0.0.1:919{i}/metrics" for i, s in enumerate("abcd", 1)},
+                   gateway="http://127.0.0.1:8080", gateway_metrics=None, prometheus="http://127.0.0.1:9",
+                   broker="127.0.0.1:19092", shard_symbols=four)
+    r = ExperimentRunner(FakeStack(None, ep), PROFILES["quick"], "run-20261127-160000", progress=lambda line: None)
+    for shards in ("a", "abcd"):
+        source = r.source(Route(tuple(shards), via_gateway=True), "S1")
+        assert not isinstance(source, DescribedSource)
+        assert {source().target for _ in range(400)} == set(shards)  # every shard of the route, and only those
+    assert isinstance(experiment_runner(None).source(GATEWAY_ABC, "B2"), DescribedSource)  # DESIGN.md's map: described

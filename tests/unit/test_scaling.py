@@ -9,6 +9,7 @@ from matchlab.experiment.criteria import Context, scaling_verdicts
 from matchlab.experiment.profiles import QUICK
 from matchlab.experiment.record import ExperimentRecord
 from matchlab.observe.verdicts import Status
+from matchlab.topology import SCALING_CPU_PER_2_CORES
 
 BUDGETS = scaling.Budgets(0.2, 0.5)
 
@@ -77,3 +78,42 @@ def test_the_scaling_chart_draws_the_capacities_against_the_bars():
 
     svg, drawn = scaling_chart(capacities({1: 400, 2: 700, 3: 900}, dict.fromkeys((1, 2, 3), "me-shard-a")))
     assert drawn == 1 and 'id="series-1"' in svg and "0.9 x linear" in svg and "USL (sigma" in svg
+
+
+@pytest.mark.parametrize("cores", [1, 2, 4, 8])
+@pytest.mark.parametrize("k", [3, 4, 5, 6])
+def test_per_shard_budgets_shrink_with_k_so_n_equals_k_fits_the_machine(cores, k):
+    budgets = scaling.Budgets.for_machine(k, cores)
+    # N = K, every shard and the gateway busy, still leaves cores for the load generator, broker and Prometheus.
+    assert budgets.total(k) <= 0.6 * cores, budgets.describe()
+    # The per-shard budget is chosen from K alone: shard a at N = 1 gets what each of the K shards gets at N = K.
+    per_n = {n: {budgets.for_service(f"me-shard-{chr(ord('a') + i)}") for i in range(n)} for n in range(1, k + 1)}
+    assert all(v == {budgets.shard_cpu} for v in per_n.values()), per_n
+    assert budgets.shard_cpu * k <= SCALING_CPU_PER_2_CORES["shards"] * cores / 2 + 1e-9
+
+
+def test_budget_arithmetic_on_two_cores():
+    assert scaling.Budgets.for_machine(3, 2) == scaling.Budgets(0.2, 0.5, 3, 2)  # DESIGN.md's three: unchanged
+    six = scaling.Budgets.for_machine(6, 2)
+    assert (six.shard_cpu, six.gateway_cpu) == (0.1, 0.5) and six.total(6) == pytest.approx(1.1)
+    assert "0.1 CPU per shard" in six.describe() and "N = 1..6" in six.describe() and "1.1 of 2 cores" in six.describe()
+    with pytest.raises(ValueError, match="at least one shard"):
+        scaling.Budgets.for_machine(0, 2)
+
+
+@pytest.mark.parametrize("cpus, period, quota", [(0.2, 10_000, 2_000), (0.1, 10_000, 1_000), (0.05, 20_000, 1_000),
+                                                 (1.5, 10_000, 15_000)])
+def test_a_small_budget_lengthens_the_period_instead_of_rounding_up(cpus, period, quota):
+    from matchlab.stack.cpu_budget import quota_for
+
+    assert quota_for(cpus) == (period, quota)
+
+
+def test_the_report_states_the_budgets_s1_used():
+    from matchlab.experiment.record import RunRecord
+    from matchlab.observe.report import render_report
+
+    stated = "S1: " + scaling.Budgets.for_machine(4, 2).describe() + ", cgroup v1"
+    html = render_report(RunRecord("local", "quick", "", facts={"CPU budgets": stated}), {}, complete=True, grafana=None)
+    assert f"<b>CPU budgets</b>: {stated}" in html and "0.15 CPU per shard" in stated
+    assert "none enforced" in render_report(RunRecord("local", "quick", ""), {}, complete=True, grafana=None)

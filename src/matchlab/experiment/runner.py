@@ -76,8 +76,12 @@ class ExperimentRunner:
         # Each flow its own ids: shards de-duplicate by orderId, and tags (e.g. "cal") recur within a run.
         prefix = f"{self.run_id}-{tag}-{self._flows}-"
         source = flow_source(OrderFlow(symbols, mix, seed=self._flows, id_prefix=prefix), targets)
-        if symbols != sorted(s for shard in route.shards for s in SHARD_SYMBOLS.get(shard, ())):
-            return source  # not the generator's own choice of symbols: only this process can draw this flow
+        # A FlowSpec is rebuilt elsewhere from DESIGN.md's map: a flow over other symbols, or over a layout
+        # with the symbols re-spread (--max-shards K), is not the generator's own choice, and only this
+        # process can draw it.
+        if any(ep.shard_symbols[shard] != SHARD_SYMBOLS.get(shard) for shard in route.shards) or \
+                symbols != sorted(s for shard in route.shards for s in SHARD_SYMBOLS.get(shard, ())):
+            return source
         return DescribedSource(source, ((1.0, FlowSpec(tuple(route.shards), route.via_gateway, self._flows, mix)),))
 
     def reset_and_seed(self, shards: Sequence[str], count: int, levels: int, per_shard: dict | None = None) -> str:

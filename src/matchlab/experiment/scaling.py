@@ -25,6 +25,7 @@ import psutil
 
 from matchlab.observe.histograms import Buckets
 from matchlab.promtext import bucket_delta, histogram_buckets, scrape
+from matchlab.topology import SCALING_CPU_PER_2_CORES
 
 BAR_S = 0.2
 MIN_ACHIEVED = 0.95
@@ -37,18 +38,45 @@ SATURATED = 0.9  # a process using 90 % of its budget is saturated
 
 @dataclass(frozen=True)
 class Budgets:
-    """CPUs per shard and for the gateway while capacities are measured."""
+    """CPUs per shard and for the gateway while capacities are measured.
+
+    ``max_shards`` and ``cores`` say what the budgets were chosen for (0: not said), for the report.
+    """
 
     shard_cpu: float
     gateway_cpu: float
+    max_shards: int = 0
+    cores: int = 0
+
+    @classmethod
+    def for_machine(cls, max_shards: int, cores: int) -> Budgets:
+        """The topology's per-2-core budgets scaled with ``cores``; the shards' share split over ``max_shards``.
+
+        The per-shard budget depends on K (the largest configuration) alone, never on N, so every
+        configuration N = 1..K gives each shard the same CPU and N = K still fits the machine.
+        """
+        if max_shards < 1 or cores < 1:
+            raise ValueError(f"budgets need at least one shard and one core, got {max_shards} shards, {cores} cores")
+        factor = cores / 2
+        # To the millicore, rounded down so K of them never exceed the shards' share.
+        per_shard = math.floor(round(SCALING_CPU_PER_2_CORES["shards"] * factor / max_shards * 1000, 6)) / 1000
+        return cls(per_shard, round(SCALING_CPU_PER_2_CORES["gateway"] * factor, 3), max_shards, cores)
 
     def for_service(self, name: str) -> float | None:
         if name.startswith("me-shard-"):
             return self.shard_cpu
         return self.gateway_cpu if name == "edge-gateway" else None
 
+    def total(self, shards: int) -> float:
+        """CPUs the budgeted services of an ``shards``-shard configuration may use together."""
+        return shards * self.shard_cpu + self.gateway_cpu
+
     def describe(self) -> str:
-        return f"{self.shard_cpu:g} CPU per shard, {self.gateway_cpu:g} CPU for the gateway"
+        text = f"{self.shard_cpu:g} CPU per shard, {self.gateway_cpu:g} CPU for the gateway"
+        if self.max_shards and self.cores:
+            text += (f" (the same per shard for N = 1..{self.max_shards}; {self.total(self.max_shards):g} of "
+                     f"{self.cores} cores at N = {self.max_shards})")
+        return text
 
 
 @dataclass
@@ -101,7 +129,7 @@ def bottleneck(step: Step, budgets: Budgets | None) -> str:
         name, share = max(step.cpu_share.items(), key=lambda kv: kv[1])
         budget = budgets.for_service(name) if budgets else None
         of = f"its {budget:g}-CPU budget" if budget else "a core"
-        others = ", ".join(f"{k} {v:.0%}" for k, v in sorted(step.cpu_share.items()) if k != name)
+        others = ", ".join(f"{k} {v:.0%}" for k, v in sorted(step.cpu_share.items()) if k != name) or "none budgeted"
         throttled = step.throttled.get(name)
         extra = f", throttled in {throttled:.0%} of periods" if throttled else ""
         if share >= SATURATED:

@@ -24,10 +24,9 @@ from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.targets import interleave
 from matchlab.observe.events import count_events_between, read_ids
 from matchlab.observe.verdicts import Verdict, worst_of_repetitions
-from matchlab.stack.cpu_budget import CpuBudgets
+from matchlab.stack.cpu_budget import PERIOD_US, CpuBudgets
 from matchlab.stack.spec import Topology
 from matchlab.stack.stack import Stack
-from matchlab.topology import SCALING_CPU_PER_2_CORES
 
 SEED = (500, 50)  # resting orders / levels per symbol (DESIGN.md §5)
 B2_MATCHES_PER_MIN = 5040.0  # 84/s as the anchor offered, a little above 5,000
@@ -344,53 +343,68 @@ def run_c2(s: Suite) -> ExperimentRecord:
 
 # -- scaling from capacity (ASR 2) ------------------------------------------------------------
 
-# CPU budgets while capacities are measured: matchlab.topology's, for a 2-core machine, scaled with the cores.
-SHARD_CPU_PER_2_CORES, GATEWAY_CPU_PER_2_CORES = SCALING_CPU_PER_2_CORES["shard"], SCALING_CPU_PER_2_CORES["gateway"]
 SCALING_START_PER_SHARD = 100.0  # orders/s per shard at the first step
 
 
-def scaling_budgets(cores: int | None = None) -> scaling.Budgets:
-    factor = (cores or os.cpu_count() or 2) / 2
-    return scaling.Budgets(round(SHARD_CPU_PER_2_CORES * factor, 3), round(GATEWAY_CPU_PER_2_CORES * factor, 3))
+def scaling_budgets(max_shards: int, cores: int | None = None) -> scaling.Budgets:
+    """matchlab.topology's budgets for a 2-core machine, scaled with the cores, the shards' share split over K."""
+    return scaling.Budgets.for_machine(max_shards, cores or os.cpu_count() or 2)
 
 
 def run_s1(s: Suite) -> ExperimentRecord:
     r = s.runner(Topology.SCALING)
     shards = list(r.stack.endpoints.shard_symbols)  # a, b, c; or a..K, the symbols re-spread (--max-shards K)
-    budgets = scaling_budgets()
+    budgets = scaling_budgets(len(shards))
     exp = ExperimentRecord("S1", f"Scaling from capacity: knees of 1 to {len(shards)} shards behind the gateway",
                            "ASR 2", GATEWAY_ABC.label, r.reset_and_seed(shards, *SEED))
+    routes = [Route(tuple(shards[:n]), via_gateway=True) for n in range(1, len(shards) + 1)]
+    exp.extra["capacities"] = measure_capacities(s, r, exp, budgets, routes)
+    s.record.facts["CPU budgets"] = f"S1: {budgets.describe()}" + (
+        f", cgroup {exp.extra['cgroup']}" if exp.extra["enforced"] else f"; NOT enforced: {exp.extra['not_enforced']}")
+    return exp
+
+
+def measure_capacities(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, budgets: scaling.Budgets,
+                       routes: list[Route], step_s: float | None = None,
+                       start_rate: Callable[[Route], float] = lambda route: SCALING_START_PER_SHARD * len(route.shards),
+                       ) -> list[dict]:
+    """The knee of each route under ``budgets`` (cgroup quotas while it runs), as ``Capacity`` dicts.
+
+    Each route is searched from ``start_rate(route)`` in steps of ``step_s`` (the profile's by default);
+    ``exp.extra`` says which budgets were used and whether they were enforced.
+    """
     exp.extra["budgets"] = budgets.describe()
     pids = {name: p.pid for name, p in getattr(r.stack.backend, "processes", dict)().items()
             if budgets.for_service(name) is not None and p.pid}
     cgroups = CpuBudgets(s.run_id)
     why = cgroups.available() if pids else f"the {r.stack.backend.name} backend does not expose its processes here"
+    capacities: list[dict] = []
     try:
         if not why:
             for name, pid in pids.items():
                 cgroups.limit(name, pid, budgets.for_service(name))
         exp.extra["enforced"] = not why
         exp.extra["not_enforced"] = why
-        s.progress(f"[S1] CPU budgets: {budgets.describe()}" + (f" NOT enforced: {why}" if why else
-                   f" (cgroup {cgroups.version}, 10 ms periods)"))
-        capacities = []
-        for n in range(1, len(shards) + 1):
-            route = Route(tuple(shards[:n]), via_gateway=True)
-            step = _scaling_step(s, r, exp, route, budgets, pids, cgroups if not why else None)
-            knee, steps, exhausted = scaling.knee_search(step, SCALING_START_PER_SHARD * n)
+        exp.extra["cgroup"] = cgroups.version
+        s.progress(f"[{exp.id}] CPU budgets: {budgets.describe()}" + (f" NOT enforced: {why}" if why else
+                   f" (cgroup {cgroups.version}, {PERIOD_US // 1000} ms periods)"))
+        for route in routes:
+            n = len(route.shards)
+            step = _scaling_step(s, r, exp, route, budgets, pids, cgroups if not why else None,
+                                 step_s or s.profile.scaling_step_s)
+            knee, steps, exhausted = scaling.knee_search(step, start_rate(route))
             first_bad = next((st for st in reversed(steps) if not st.passed), None)
             cap = scaling.Capacity(n, knee, steps, scaling.bottleneck(first_bad, budgets) if first_bad else
                                    "nothing saturated within the search", exhausted)
             capacities.append(cap.to_dict())
-            s.progress(f"[S1] N={n}: knee {knee if knee is None else round(knee)} orders/s; {cap.bottleneck}")
+            s.progress(f"[{exp.id}] N={n}: knee {knee if knee is None else round(knee)} orders/s; {cap.bottleneck}")
     finally:
         cgroups.close()
-    exp.extra["capacities"] = capacities
-    return exp
+    return capacities
 
 
 def _scaling_step(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, route: Route, budgets: scaling.Budgets,
-                  pids: dict[str, int], cgroups: CpuBudgets | None) -> Callable[[float], scaling.Step]:
+                  pids: dict[str, int], cgroups: CpuBudgets | None, step_s: float) -> Callable[[float], scaling.Step]:
     ep = r.stack.endpoints
     metrics = [ep.shard_metrics[sh] for sh in route.shards]
 
@@ -398,8 +412,8 @@ def _scaling_step(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, route: R
         before = [scaling.read_shard(u) for u in metrics]
         cpu0 = scaling.cpu_seconds(pids)
         thr0 = {n: cgroups.throttling(n) for n in pids} if cgroups else {}
-        phase = r.drive(exp, f"N{len(route.shards)}@{rate:.0f}", route, LoadProfile.constant(rate, s.profile.scaling_step_s),
-                        r.source(route, f"S1-{len(route.shards)}-{rate:.0f}"), None, marks={"measured": 0.0})
+        phase = r.drive(exp, f"N{len(route.shards)}@{rate:.0f}", route, LoadProfile.constant(rate, step_s),
+                        r.source(route, f"{exp.id}-{len(route.shards)}-{rate:.0f}"), None, marks={"measured": 0.0})
         seconds = phase.end - phase.start
         after = [scaling.read_shard(u) for u in metrics]
         cpu1 = scaling.cpu_seconds(pids)
@@ -411,8 +425,8 @@ def _scaling_step(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, route: R
             cpu_share={n: (cpu1[n] - cpu0[n]) / seconds / budgets.for_service(n) for n in cpu1 if n in cpu0},
             queue_fill=max(p.ring for p in after), loadgen_cpu=load.cpu_seconds / seconds if seconds else 0.0,
             schedule_lag_p99_ms=load.schedule_error_ms.get("p99", 0.0))
-        for n in thr0:
-            t0, t1 = thr0[n], cgroups.throttling(n)
+        for n, t0 in thr0.items():
+            t1 = cgroups.throttling(n)
             if t0 and t1 and t1.periods > t0.periods:
                 step.throttled[n] = (t1.throttled_periods - t0.throttled_periods) / (t1.periods - t0.periods)
         step.passed = not step.why_not()
@@ -420,6 +434,41 @@ def _scaling_step(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, route: R
         return step
 
     return run
+
+
+# -- the budget machinery tested on the real stack (marker capacity) ---------------------------
+
+BUDGET_TEST_STEP_S = 6.0  # shorter steps than S1's: each of these searches must stay within about a minute
+HALVED_SHARD_CPU = (0.2, 0.1)  # shard a direct, the only budgeted process: nothing else can be its bottleneck
+THROTTLED_GATEWAY = scaling.Budgets(0.2, 0.1)  # a gateway budget under one 0.2-CPU shard's needs
+
+
+def run_c3(s: Suite) -> ExperimentRecord:
+    """Shard a's knee (direct) at a CPU budget and at half of it: the capacity should halve."""
+    r = s.runner(Topology.SINGLE)
+    exp = ExperimentRecord("C3", "Capacity of shard a at a CPU budget and at half of it", "headroom", SHARD_A.label,
+                           r.reset_and_seed(["a"], *SEED))
+    knees: dict[str, dict] = {}
+    start = SCALING_START_PER_SHARD
+    for cpu in sorted(HALVED_SHARD_CPU):  # the smaller first: its knee tells where the larger one's search starts
+        (cap,) = measure_capacities(s, r, exp, scaling.Budgets(cpu, THROTTLED_GATEWAY.gateway_cpu), [SHARD_A],
+                                    BUDGET_TEST_STEP_S, lambda route, at=start: at)
+        knees[f"{cpu:g}"] = cap
+        start = max(SCALING_START_PER_SHARD, (cap["knee"] or 0) * 1.5)
+    exp.extra["budgets"] = " vs ".join(f"shard a at {cpu} CPU" for cpu in knees)
+    exp.extra["knees_by_shard_cpu"] = knees
+    return exp
+
+
+def run_c4(s: Suite) -> ExperimentRecord:
+    """S1's search for N = 1 and 3 with the gateway's budget under what one shard needs: scaling must FAIL."""
+    r = s.runner(Topology.MULTI)
+    exp = ExperimentRecord("C4", "Scaling from capacity with a throttled gateway", "headroom", GATEWAY_ABC.label,
+                           r.reset_and_seed(list(GATEWAY_ABC.shards), *SEED))
+    routes = [Route(("a",), via_gateway=True), GATEWAY_ABC]
+    exp.extra["capacities"] = measure_capacities(s, r, exp, THROTTLED_GATEWAY, routes, BUDGET_TEST_STEP_S,
+                                                 lambda route: 2 * SCALING_START_PER_SHARD)
+    return exp
 
 
 # -- verdicts ------------------------------------------------------------------------------
@@ -448,4 +497,6 @@ EXPERIMENTS: dict[str, _Entry] = {
     "S1": _Entry(Topology.SCALING, run_s1, lambda s, e: criteria.scaling_verdicts(s.context(Topology.SCALING), e)),
     "C1": _Entry(SINGLE, run_c1, lambda s, e: []),
     "C2": _Entry(MULTI, run_c2, lambda s, e: []),
+    "C3": _Entry(SINGLE, run_c3, lambda s, e: []),
+    "C4": _Entry(MULTI, run_c4, lambda s, e: []),  # judged by its test: its verdict is not ASR 2's
 }

@@ -82,7 +82,8 @@ def render_report(record: RunRecord, charts: dict[str, list[dict]], *, complete:
     profile = PROFILES.get(record.profile)
     facts = [("profile", (profile.full_adds or profile.scaling_note) if profile else record.profile),
              ("backend", record.backend),
-             ("CPU budgets", budgets or "none enforced: every process may use every core of this machine"),
+             ("CPU budgets", budgets or record.facts.get("CPU budgets")
+              or "none enforced: every process may use every core of this machine"),
              ("commit", record.facts.get("commit", "unknown")),
              ("machine", record.facts.get("machine", "unknown")),
              ("Grafana", grafana or f"not part of this stack{': ' + grafana_note if grafana_note else ''}"),

@@ -16,6 +16,7 @@ object created (a group is removed once its processes have exited).
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,14 @@ log = logging.getLogger(__name__)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PERIOD_US = 10_000
+MIN_QUOTA_US = 1_000  # the kernel refuses shorter quotas
+
+
+def quota_for(cpus: float) -> tuple[int, int]:
+    """(period, quota) in µs for ``cpus``: 10 ms periods, longer only where the quota would fall under the
+    kernel's 1 ms minimum (below 0.1 CPU), so a small budget is enforced as stated rather than rounded up."""
+    period = max(PERIOD_US, math.ceil(MIN_QUOTA_US / cpus))
+    return period, max(MIN_QUOTA_US, round(cpus * period))
 
 
 @dataclass(frozen=True)
@@ -85,11 +94,11 @@ class CpuBudgets:
         if why:
             raise PermissionError(why)
         group = self._group(service)
-        quota = max(1000, round(cpus * PERIOD_US))  # the kernel refuses quotas under 1 ms
+        period, quota = quota_for(cpus)
         if self.version == "v2":
-            (group / "cpu.max").write_text(f"{quota} {PERIOD_US}")
+            (group / "cpu.max").write_text(f"{quota} {period}")
         else:
-            (group / "cpu.cfs_period_us").write_text(str(PERIOD_US))
+            (group / "cpu.cfs_period_us").write_text(str(period))
             (group / "cpu.cfs_quota_us").write_text(str(quota))
         (group / "cgroup.procs").write_text(str(pid))  # the whole process: every thread, and those it starts later
         log.info("CPU budget: %s (PID %d) limited to %.2f CPU (cgroup %s, %s)", service, pid, cpus, self.version, group)
