@@ -12,12 +12,14 @@ smoke: setup
 	$(PY) -m pytest experiments/test_smoke.py
 
 # Everything CI runs: unit and integration tests and the smoke checks, the fault
-# suite, then both ASR suites in the quick profile. A FAIL verdict is a measured result and does
+# suite, the two capacity tests that show a budget sets a knee and that a throttled gateway
+# fails the scaling verdict by name, then both ASR suites in the quick profile. A FAIL verdict is a measured result and does
 # not fail this target; a verdict that could not be computed (no data, a broken
 # experiment) does, as does any failure in the first step.
 test: setup
 	$(PY) -m pytest
 	$(PY) -m pytest -m faults
+	$(PY) -m pytest -m capacity -k "halved or throttled" --profile quick --reports-dir reports/capacity-checks
 	$(PY) -m pytest -m "asr1 or asr2" --profile quick --reports-dir reports/asr-quick --html=reports/asr-quick.html; \
 	  rc=$$?; [ $$rc -le 1 ] || exit $$rc
 	$(PY) -m matchlab.experiment.check reports/asr-quick --asr "ASR 1" --asr "ASR 2"

@@ -44,9 +44,8 @@ SLACK_S = 1.5  # timers, scheduling on a shared 2-core VM
 SLOW_CLIENTS = 1_500
 HOLD_S = 30.0
 HOLD_RATE = 200.0
-# The bar. Measured 7.9-18.2 ms with the machine otherwise quiet, since the services stopped
-# pausing 60-80 ms in full GC collections and a connection that never completes a header stopped
-# costing an aiohttp handler (before: 31 ms at best, 95-330 ms with other work on the 2 cores).
+# The bar. Measured 4.4-18.2 ms with the machine otherwise quiet (31 ms at best, 95-330 ms
+# with other work on the 2 cores, before the leaner order path).
 HOLD_P99_S = 0.050
 MAX_SHED_RATIO = 0.05  # fast 503s while the gateway is busiest are an answer, not a failure (seen: 0-2.6 %)
 # Overload (c): the shard is the bottleneck, on a CPU budget as a Kubernetes pod would be, so that
