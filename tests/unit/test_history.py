@@ -80,3 +80,20 @@ def test_keep_runs_deletes_the_oldest_run_folders_only(tmp_path):
     assert read_index(tmp_path) == [{"run": names[0]}]
     with pytest.raises(ValueError, match="at least 1"):
         prune_runs(tmp_path, 0, current)
+
+
+def test_the_report_carries_the_history_plot_when_asked(tmp_path):
+    from matchlab.history.__main__ import history_svg
+    from matchlab.observe.report import render_report
+
+    write_history(tmp_path, [0.010] * 4 + [0.0101, 0.0099, 0.0100, 0.0102] + [0.014, 0.0141, 0.0139, 0.0140, 0.0142])
+    account, svg = history_svg(tmp_path, "A2.p99")
+    assert account.startswith("A2.p99 over 13 complete runs (quick, local)") and "before run-08" in account
+    assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+    record = synthetic_run(seed=5, seconds=20)
+    html = render_report(record, {}, complete=True, grafana=None, history=(account, svg))
+    assert '<h2 id="history">History</h2>' in html and html.count("<svg") >= 1 and "before run-08" in html
+    assert "History" not in render_report(record, {}, complete=True, grafana=None)
+    missing, nothing = history_svg(tmp_path, "B9.p99")
+    assert "no complete run" in missing and nothing == ""
+    assert history_svg(tmp_path / "empty", "A2.p99")[0].startswith("no history: ")

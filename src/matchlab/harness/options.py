@@ -34,6 +34,7 @@ class HarnessOptions:
     load_from: str = "host"
     load_workers: int | None = None
     compare_to: Path | None = None  # a finished run to compare this one with at the end
+    history_plot: str | None = None  # a headline figure drawn over the runs in report.html
     keep_runs: int | None = None  # prune run folders beyond the newest N at the end (None: keep all)
     max_shards: int = len(SHARD_IDS)  # the scaling search measures N = 1..max_shards shards
     repeat: int = 1  # each experiment runs this many times; one run with that many samples
@@ -62,6 +63,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "segments, one merged result): with --load-from cluster, N pods (default: one per agent "
                          "node); on the local backend, N >= 2 processes on this machine (default: the load runs "
                          "in pytest's own process)")
+    group.addoption("--history-plot", default=None, metavar="FIGURE",
+                    help="add FIGURE (e.g. A2.p99, or 'A2 client p99 ms') over the earlier runs of the reports "
+                         "directory, change points marked, to report.html (python -m matchlab.history lists them)")
     group.addoption("--compare-to", default=None, metavar="RUN",
                     help="at the end, compare this run with RUN (a reports/run-* folder or its results.json), "
                          "as python -m matchlab.compare RUN <this run> would")
@@ -137,6 +141,7 @@ def pytest_configure(config: pytest.Config) -> None:
         load_from=config.getoption("--load-from"),
         load_workers=config.getoption("--load-workers"),
         compare_to=Path(config.getoption("--compare-to")) if config.getoption("--compare-to") else None,
+        history_plot=config.getoption("--history-plot"),
         keep_runs=config.getoption("--keep-runs"),
         max_shards=config.getoption("--max-shards"),
         repeat=config.getoption("--repeat"),

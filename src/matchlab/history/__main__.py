@@ -10,6 +10,7 @@ Exit codes: 0, or 2 for bad input (one line on stderr).
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def listing(entries: list[dict], figure: str, flagged: set[str]) -> list[str]:
     return lines
 
 
-def plot(path: Path, runs: list[dict], figure: str, points: list[int]) -> None:
+def plot(path: Path | io.StringIO, runs: list[dict], figure: str, points: list[int]) -> None:
+    """PNG to a path, or SVG into a text buffer (the report embeds it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -69,9 +71,29 @@ def plot(path: Path, runs: list[dict], figure: str, points: list[int]) -> None:
     ax.set_title(f"{figure} over {len(values)} complete runs ({profile}, {backend}); dashed: change points "
                  f"(permutation test, false alarms <= {ALPHA:.0%})", fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    else:
+        fig.savefig(path, format="svg")
     plt.close(fig)
+
+
+def history_svg(reports_dir: Path, figure: str) -> tuple[str, str]:
+    """(a one-line account, the SVG or "") of ``figure`` over the complete comparable runs, for the report."""
+    try:
+        runs = comparable(read_index(reports_dir), figure)
+    except ConfigError as exc:
+        return f"no history: {exc}", ""
+    if not runs:
+        return f"no complete run of this profile and backend holds {figure} yet", ""
+    points = change_points([e["headline"][figure] for e in runs])
+    account = (f"{figure} over {len(runs)} complete runs ({runs[-1].get('profile')}, {runs[-1].get('backend')}); "
+               "change points: " + (", ".join(f"before {runs[i]['run']}" for i in points) or "none"))
+    buffer = io.StringIO()
+    plot(buffer, runs, figure, points)
+    svg = buffer.getvalue()
+    return account, svg[svg.index("<svg"):]  # inline: without the XML prologue
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,7 +65,8 @@ def _experiment_section(exp: ExperimentRecord, charts: list[dict], grafana: str 
 
 
 def render_report(record: RunRecord, charts: dict[str, list[dict]], *, complete: bool, grafana: str | None,
-                  grafana_note: str = "", budgets: str = "") -> str:
+                  grafana_note: str = "", budgets: str = "", history: tuple[str, str] | None = None) -> str:
+    """``history``: (account, inline SVG) of a headline figure over earlier runs (``--history-plot``)."""
     outcomes = record.outcomes()
     head = [(f"<!doctype html><html><head><meta charset='utf-8'><title>matchlab run {escape(record.facts.get('run', ''))}"
             f"</title><style>{STYLE}</style></head><body>"), "<h1>Matching-engine experiment report</h1>"]
@@ -94,6 +95,11 @@ def render_report(record: RunRecord, charts: dict[str, list[dict]], *, complete:
     body = [f"<p>Experiments: {toc}</p>" if toc else "", "<h2>Verdicts</h2>", verdict_table_html(record)]
     for exp_id, exp in record.experiments.items():
         body.append(_experiment_section(exp, charts.get(exp_id, []), grafana))
+    if history is not None:
+        account, svg = history
+        body += ['<h2 id="history">History</h2>', f"<p>{escape(account)}</p>"]
+        if svg:
+            body.append(f'<div class="chart wide">{svg}</div>')
     return "\n".join([*head, *body, "</body></html>"])
 
 
