@@ -12,6 +12,7 @@ import kubernetes_validate
 import pytest
 
 from matchlab.errors import CommandError
+from matchlab.harness import options as options_module
 from matchlab.k8s import backend as backend_module
 from matchlab.k8s import manifests as m
 from matchlab.k8s.backend import K3dBackend
@@ -144,14 +145,26 @@ def test_host_load_builds_no_load_image_and_cluster_load_does(tmp_path):
     assert cluster.default_load_workers() == 3  # one per agent node
 
 
+class _Declared:
+    """Records what ``pytest_addoption`` declares, so the fake config has every option's real default."""
+
+    def __init__(self) -> None:
+        self.defaults: dict[str, object] = {}
+
+    def getgroup(self, *_args) -> _Declared:
+        return self
+
+    def addoption(self, name: str, *_names, **kw) -> None:
+        self.defaults[name] = kw.get("default", False if kw.get("action") == "store_true" else None)
+
+
 class FakeConfig:
     """What pytest_configure reads: the parsed options, with the defaults pytest_addoption declares."""
 
     def __init__(self, **given) -> None:
-        self.options = {"--backend": "local", "--profile": "quick", "--keep-stack": False, "--reports-dir": "reports",
-                        "--kube-context": None, "--image-registry": None, "--plan": False, "--load-from": "host",
-                        "--load-workers": None, "--expose-on": None, "--reuse-stack": False, "--compare-to": None,
-                        "--keep-runs": None, "--max-shards": 3, "--repeat": 1, "--inject-match-delay-ms": 0, **given}
+        declared = _Declared()
+        options_module.pytest_addoption(declared)
+        self.options = {**declared.defaults, "--profile": "quick", **given}
         self.stash = {}
 
     def getoption(self, name: str):
