@@ -80,7 +80,7 @@ def test_a_halved_shard_budget_halves_its_knee(cgroup_budgets, suite: Suite):
     for cpu, cap in exp.extra["knees_by_shard_cpu"].items():
         suite.progress(f"[C3] shard a at {cpu} CPU: knee {cap['knee']} orders/s; at the knee: {cap['bottleneck']}")
         assert cap["knee"] and not cap["exhausted"], f"shard a at {cpu} CPU: no knee found: {cap}"
-        first_bad = next(st for st in reversed(cap["steps"]) if not st["passed"])
+        first_bad = next(st for st in reversed(cap["passes"][0]["steps"]) if not st["passed"])
         share = first_bad["cpu_share"]["me-shard-a"]
         # Its own budget, and no more, set the knee: saturated (>= 90 %) but held to it by the quota.
         assert cap["bottleneck"].startswith("me-shard-a at") and share <= 1.1, f"shard a at {cpu} CPU: {cap}"

@@ -45,12 +45,16 @@ def test_the_bottleneck_names_the_saturated_process_and_its_budget():
     assert scaling.bottleneck(lagging, BUDGETS).startswith("the load generator itself")
 
 
-def capacities(knees: dict[int, float], saturating: dict[int, str], enforced: bool = True) -> ExperimentRecord:
+def capacities(knees: dict[int, float | list[float]], saturating: dict[int, str],
+               enforced: bool = True) -> ExperimentRecord:
+    """An S1 record whose every pass found its knee and failed 4 % above it."""
     exp = ExperimentRecord("S1", "scaling", "ASR 2", "gateway", "")
     exp.extra.update(budgets=BUDGETS.describe(), enforced=enforced, not_enforced="" if enforced else "no cgroups")
     exp.extra["capacities"] = [
-        scaling.Capacity(n, k, [], scaling.bottleneck(fake_system(k, saturating[n])(k * 1.5), BUDGETS)).to_dict()
-        for n, k in knees.items()]
+        scaling.Capacity(n, [scaling.Pass(k, k * 1.04, [], scaling.bottleneck(fake_system(k, saturating[n])(k * 1.5),
+                                                                             BUDGETS))
+                             for k in (ks if isinstance(ks, list) else [ks])]).to_dict()
+        for n, ks in knees.items()]
     return exp
 
 
@@ -58,6 +62,9 @@ def test_linear_capacities_pass_and_the_model_explains():
     (v,) = scaling_verdicts(Context(None, "run", QUICK), capacities({1: 400, 2: 790, 3: 1170},
                                                                   dict.fromkeys((1, 2, 3), "me-shard-a")))
     assert v.status is Status.PASS and v.observed == pytest.approx(0.975) and "USL" in v.detail
+    # The interval: the lowest knee of N=3 over the highest ceiling of N=1, and the other way round.
+    assert "interval [0.938, 1.014] from 1 pass" in v.detail and v.resolving_power == pytest.approx((1.014 - 0.9375) / 2,
+                                                                                                    abs=1e-3)
 
 
 def test_a_throttled_gateway_fails_scaling_and_is_named():
@@ -65,6 +72,70 @@ def test_a_throttled_gateway_fails_scaling_and_is_named():
         {1: 400, 2: 600, 3: 610}, {1: "me-shard-a", 2: "edge-gateway", 3: "edge-gateway"}))
     assert v.status is Status.FAIL and v.observed == pytest.approx(610 / 1200)
     assert "N=3: 610 orders/s; at the knee: edge-gateway at 150% of its 0.5-CPU budget" in v.detail
+
+
+def busy_machine_step(rate: float, machine_busy: float) -> scaling.Step:
+    """A failing step where no budgeted service is saturated (shards at 70 %, the gateway at 50 %)."""
+    return scaling.Step(rate, False, 0.9, 0.0, 400.0, 20.0, {"me-shard-a": 0.7, "edge-gateway": 0.5}, {}, 0.0, 0.2,
+                        5.0, machine_busy, {"broker": 0.31})
+
+
+def test_a_knee_set_by_the_busy_machine_is_named_and_makes_scaling_inconclusive():
+    step = busy_machine_step(1500, 0.97)
+    assert scaling.foreign_limit(step) == scaling.LIMITED_BY_MACHINE
+    text = scaling.bottleneck(step, BUDGETS)
+    assert text.startswith("no process saturated (busiest me-shard-a at 70%") and "cores 97% busy" in text
+    assert "broker 0.31 CPU" in text and text.endswith("shared with processes outside the budgets")
+    exp = capacities({1: 400, 2: 800, 3: 1200}, dict.fromkeys((1, 2, 3), "me-shard-a"))
+    three = exp.extra["capacities"][2]
+    three["passes"][0].update(bottleneck=text, foreign_limit=scaling.foreign_limit(step))
+    (v,) = scaling_verdicts(Context(None, "run", QUICK), exp)
+    assert v.status is Status.INCONCLUSIVE and "the machine's cores ran out before the system under test" in v.detail
+
+
+def test_a_knee_below_a_saturated_machine_is_the_systems():
+    # The machine had cores to spare: the knee came from a shared stage of the system, a real finding.
+    step = busy_machine_step(1500, 0.6)
+    assert scaling.foreign_limit(step) == ""
+    assert scaling.bottleneck(step, BUDGETS).endswith("a shared stage: the broker or the network path")
+    saturated = scaling.Step(1500, False, 0.9, 0.0, 400.0, 20.0, {"me-shard-a": 0.97}, {}, 0.0, 0.2, 5.0, 0.99)
+    assert scaling.foreign_limit(saturated) == ""  # a shard at its budget set it, however busy the machine
+
+
+def test_passes_that_disagree_across_the_bar_are_inconclusive():
+    # What two CI runs measured one search each: 585/1,898 (ratio 1.08) and 554/1,455 (0.88).
+    (v,) = scaling_verdicts(Context(None, "run", QUICK), capacities(
+        {1: [585, 554], 2: [1202, 1076], 3: [1898, 1455]}, dict.fromkeys((1, 2, 3), "me-shard-a")))
+    assert v.status is Status.INCONCLUSIVE and "straddles 0.9" in v.detail
+    assert v.observed == pytest.approx((1898 + 1455) / 2 / (3 * (585 + 554) / 2))
+    assert "N=3: 1,676 orders/s (passes: 1,898, 1,455)" in v.detail and "from 2 passes" in v.detail
+    assert v.resolving_power > 0.1
+
+
+@pytest.mark.parametrize("one, three, status", [([400, 410], [1200, 1180], Status.PASS),
+                                                ([400, 410], [900, 950], Status.FAIL)])
+def test_passes_that_agree_decide(one, three, status):
+    (v,) = scaling_verdicts(Context(None, "run", QUICK), capacities(
+        {1: one, 2: [800, 800], 3: three}, dict.fromkeys((1, 2, 3), "me-shard-a")))
+    assert v.status is status and "from 2 passes" in v.detail, v.detail
+
+
+def test_a_pass_without_a_ceiling_leaves_the_capacity_unbounded():
+    cap = scaling.Capacity(1, [scaling.Pass(400, 420, [], ""), scaling.Pass(500, None, [], "")])
+    assert cap.exhausted and cap.bounds is None and cap.knee == 450
+    assert scaling.Capacity(1, [scaling.Pass(None, 100, [], "")]).knee is None
+
+
+@pytest.mark.parametrize("knee", [137.0, 440.0, 1234.0])
+def test_a_pass_brackets_the_true_knee(knee):
+    system = fake_system(knee)
+    found, steps, _ = scaling.knee_search(system, 100.0)
+    first = scaling.Pass.from_steps(found, steps, BUDGETS)
+    assert first.knee <= knee < first.ceiling <= first.knee * (1 + scaling.KNEE_PRECISION) + 1e-9
+    again, steps, _ = scaling.knee_search(system, found * scaling.CONFIRM_START, scaling.CONFIRM_GROWTH)
+    second = scaling.Pass.from_steps(again, steps, BUDGETS)
+    assert second.knee <= knee < second.ceiling and len(steps) < len(first.steps) + 2
+    assert second.bottleneck.startswith("me-shard-a at")
 
 
 def test_without_enforced_budgets_scaling_is_inconclusive():
@@ -76,8 +147,9 @@ def test_without_enforced_budgets_scaling_is_inconclusive():
 def test_the_scaling_chart_draws_the_capacities_against_the_bars():
     from matchlab.observe.charts import scaling_chart
 
-    svg, drawn = scaling_chart(capacities({1: 400, 2: 700, 3: 900}, dict.fromkeys((1, 2, 3), "me-shard-a")))
+    svg, drawn = scaling_chart(capacities({1: [400, 380], 2: 700, 3: 900}, dict.fromkeys((1, 2, 3), "me-shard-a")))
     assert drawn == 1 and 'id="series-1"' in svg and "0.9 x linear" in svg and "USL (sigma" in svg
+    assert 'id="capacity-ranges' in svg and "range over passes" in svg
 
 
 @pytest.mark.parametrize("cores", [1, 2, 4, 8])

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from matchlab.experiment import registry as reg
+from matchlab.experiment import scaling
 from matchlab.experiment.evidence import (
     SCRAPE_S,
     counter_delta,
@@ -412,28 +413,53 @@ def scaling_verdicts(ctx: Context, exp: ExperimentRecord) -> list[Verdict]:
 
 
 def scaling_verdict(ctx: Context, exp: ExperimentRecord) -> Verdict:
-    """capacity(3) / (3 x capacity(1)) against 0.9, the USL fit explaining it, the bottleneck named per N."""
+    """capacity(3) / (3 x capacity(1)) against 0.9, decided from the interval the searches allow.
+
+    Each capacity's range runs from its lowest knee to its highest ceiling (the failing rate just
+    above a knee) over the passes, so the interval covers both the search's bracket and how far the
+    passes disagree; the verdict is PASS or FAIL only when the interval lies on one side of the bar.
+    The USL fit explains; the bottleneck is named per N.
+    """
     crit = ctx.criterion("S1.scaling")
     caps = {c["shards"]: c for c in exp.extra.get("capacities", [])}
     query = "capacity search through the gateway (client HdrHistograms, shards' /metrics, /proc CPU)"
-    lines = [f"N={n}: {_knee(c['knee'])}; at the knee: {c['bottleneck']}" for n, c in sorted(caps.items())]
+    lines = [f"N={n}: {_knee(c)}; at the knee: {c['bottleneck']}" for n, c in sorted(caps.items())]
     detail = f"budgets: {exp.extra.get('budgets', 'none')}; " + " | ".join(lines)
     one, three = caps.get(1, {}).get("knee"), caps.get(3, {}).get("knee")
+    ratio = three / (3 * one) if one and three else None
     if not exp.extra.get("enforced"):
-        return inconclusive(crit, None if not one or not three else three / (3 * one), query,
+        return inconclusive(crit, ratio, query,
                             f"CPU budgets were not enforced ({exp.extra.get('not_enforced', 'unknown')}): every "
                             f"configuration had the whole machine, so this measured the machine, not sharding; {detail}")
-    if not one or not three or any(c.get("exhausted") for c in caps.values()):
+    if ratio is None or any(c.get("exhausted") for c in caps.values()):
         return inconclusive(crit, None, query, f"a capacity is missing or the search ran out of steps: {detail}")
-    ratio = three / (3 * one)
+    low, high = scaling.ratio_interval(caps[1]["bounds"], caps[3]["bounds"], 3)
+    passes = min(len(c.get("passes", [])) for c in caps.values())
+    detail = (f"ratio {ratio:.3f}, interval [{low:.3f}, {high:.3f}] from {passes} pass{'es' * (passes != 1)} and "
+              f"the search's {scaling.KNEE_PRECISION:.0%} bracket; {detail}")
     try:
         detail += "; " + fit_usl([(n, c["knee"]) for n, c in caps.items() if c["knee"]]).describe()
     except ValueError as exc:
         detail += f"; no USL fit: {exc}"
-    if "the load generator itself" in caps[3]["bottleneck"]:
-        return inconclusive(crit, ratio, query, f"the load generator saturated before the system did at N=3: {detail}")
-    return judge(crit, ratio, query, detail)
+    foreign = [(n, k, p) for n in (1, 3) for k, p in enumerate(caps[n].get("passes", []), 1) if p.get("foreign_limit")]
+    if foreign:
+        n, k, p = foreign[0]
+        return inconclusive(crit, ratio, query, f"{p['foreign_limit']} ran out before the system under test did at "
+                            f"N={n} (pass {k}: {p['bottleneck']}), so that knee measured {p['foreign_limit']}, not "
+                            f"the shards; {detail}")
+    decided = [judge(crit, bound, query) for bound in (low, high)]
+    if decided[0].status is not decided[1].status:
+        return inconclusive(crit, ratio, query,
+                            f"the interval straddles {crit.threshold:g}: these capacities cannot decide (steadier "
+                            f"capacities would: a quiet machine, --profile full's longer steps); {detail}",
+                            resolving_power=(high - low) / 2)
+    return replace(judge(crit, ratio, query, detail), status=decided[0].status, resolving_power=(high - low) / 2)
 
 
-def _knee(rate: float | None) -> str:
-    return "no knee (even the first step failed)" if rate is None else f"{rate:,.0f} orders/s"
+def _knee(cap: dict) -> str:
+    if cap["knee"] is None:
+        return "no knee (even the first step failed)"
+    knees = [p["knee"] for p in cap.get("passes", [])]
+    if len(knees) < 2:
+        return f"{cap['knee']:,.0f} orders/s"
+    return f"{cap['knee']:,.0f} orders/s (passes: {', '.join(f'{k:,.0f}' for k in knees)})"

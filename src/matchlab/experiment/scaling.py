@@ -6,7 +6,11 @@ CPU budget (cgroup quotas on the local backend) and the gateway to its own.
 A step passes when the load left on schedule (>= 95 % of the offered rate
 answered 200, < 1 % errors) and both the client p99 and every shard's
 server-side p99 stay under the bar; rates grow by half until a step fails,
-then bisection narrows the knee to within 5 %. At each knee the first
+then bisection narrows the knee to within 5 %. A second pass, in reverse
+order of N, searches again near each knee: the two passes and each pass's
+bracket (the knee passed, the next rate failed) give every capacity a
+range, and the scaling ratio an interval that decides PASS or FAIL only
+when it lies wholly on one side of the bar. At each knee the first
 failing step names what saturated: the busiest process as a share of its
 budget (and the kernel's throttling count), the matcher queue, or the load
 generator itself.
@@ -33,7 +37,14 @@ MAX_ERRORS = 0.01
 GROWTH = 1.5
 KNEE_PRECISION = 0.05
 MAX_STEPS = 14
+# The confirming pass starts below the first pass's knee and climbs in finer steps.
+CONFIRM_START = 0.85
+CONFIRM_GROWTH = 1.15
 SATURATED = 0.9  # a process using 90 % of its budget is saturated
+MACHINE_SATURATED = 0.9  # ... and a machine whose cores are 90 % busy
+# What set a knee, when it was not the system under test: the capacity then measured something else.
+LIMITED_BY_LOADGEN = "the load generator itself"
+LIMITED_BY_MACHINE = "the machine's cores"
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,8 @@ class Step:
     queue_fill: float = 0.0
     loadgen_cpu: float = 0.0  # CPUs the load generator used
     schedule_lag_p99_ms: float = 0.0
+    machine_busy: float = 0.0  # share of all the machine's cores busy (any process), 0 when not measured
+    others_cpu: dict[str, float] = field(default_factory=dict)  # unbudgeted services (broker, Prometheus) -> CPUs
 
     def why_not(self) -> str:
         reasons = []
@@ -107,22 +120,83 @@ class Step:
 
 
 @dataclass
-class Capacity:
-    shards: int
-    knee: float | None  # orders/s; None: even the first step failed
+class Pass:
+    """One search for one configuration's knee."""
+
+    knee: float | None  # the highest rate that passed; None: even the first step failed
+    ceiling: float | None  # the lowest failing rate above the knee; None: nothing failed above it
     steps: list[Step]
-    bottleneck: str
-    exhausted: bool = False  # the search ran out of steps before a step failed
+    bottleneck: str  # what saturated in the first failing step above the knee
+    foreign_limit: str = ""  # LIMITED_BY_*: the knee was set outside the system under test ("" if not)
+
+    @classmethod
+    def from_steps(cls, knee: float | None, steps: list[Step], budgets: Budgets | None) -> Pass:
+        above = [st for st in steps if not st.passed and (knee is None or st.rate > knee)]
+        first_bad = min(above, key=lambda st: st.rate) if above else None
+        if first_bad is None:
+            return cls(knee, None, steps, "nothing saturated within the search")
+        return cls(knee, first_bad.rate, steps, bottleneck(first_bad, budgets), foreign_limit(first_bad))
+
+
+@dataclass
+class Capacity:
+    """A configuration's capacity over one or more passes: the mean knee, and the range the passes allow."""
+
+    shards: int
+    passes: list[Pass]
+
+    @property
+    def knees(self) -> list[float | None]:
+        return [p.knee for p in self.passes]
+
+    @property
+    def knee(self) -> float | None:
+        if not self.passes or any(k is None for k in self.knees):
+            return None
+        return sum(self.knees) / len(self.passes)
+
+    @property
+    def exhausted(self) -> bool:
+        """A pass ran out of steps before any step above its knee failed: the capacity has no upper bound."""
+        return any(p.ceiling is None for p in self.passes)
+
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        """Lowest knee and highest ceiling over the passes (None: a pass has no knee or no ceiling)."""
+        if self.knee is None or self.exhausted:
+            return None
+        return min(self.knees), max(p.ceiling for p in self.passes)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"shards": self.shards, "knee": self.knee, "bounds": self.bounds, "exhausted": self.exhausted,
+                "bottleneck": self.passes[0].bottleneck if self.passes else "not searched",
+                "passes": [asdict(p) for p in self.passes]}
+
+
+def ratio_interval(one: tuple[float, float], many: tuple[float, float], n: int) -> tuple[float, float]:
+    """Where capacity(n) / (n x capacity(1)) can lie, given each capacity's (low, high) range."""
+    return many[0] / (n * one[1]), many[1] / (n * one[0])
+
+
+def foreign_limit(step: Step) -> str:
+    """LIMITED_BY_LOADGEN or LIMITED_BY_MACHINE when that, not a budgeted service, failed the step; else ""."""
+    if step.schedule_lag_p99_ms > 50:
+        return LIMITED_BY_LOADGEN
+    budgeted_saturated = any(share >= SATURATED for share in step.cpu_share.values())
+    if not budgeted_saturated and step.queue_fill <= 0.01 and step.machine_busy >= MACHINE_SATURATED:
+        return LIMITED_BY_MACHINE
+    return ""
 
 
 def bottleneck(step: Step, budgets: Budgets | None) -> str:
     """What saturated first in a failing step, from the evidence gathered in it."""
     lg = f"the load generator used {step.loadgen_cpu:.2f} CPU (schedule lag p99 {step.schedule_lag_p99_ms:.1f} ms)"
-    if step.schedule_lag_p99_ms > 50:
-        return f"the load generator itself: {lg}"
+    if step.machine_busy:
+        lg += f"; the machine's cores {step.machine_busy:.0%} busy"
+    if step.others_cpu:
+        lg += " (" + ", ".join(f"{k} {v:.2f} CPU" for k, v in sorted(step.others_cpu.items())) + ")"
+    if foreign_limit(step) == LIMITED_BY_LOADGEN:
+        return f"{LIMITED_BY_LOADGEN}: {lg}"
     if step.queue_fill > 0.01:
         return f"a matcher queue ({step.queue_fill:.0%} full)"
     if step.cpu_share:
@@ -134,13 +208,15 @@ def bottleneck(step: Step, budgets: Budgets | None) -> str:
         extra = f", throttled in {throttled:.0%} of periods" if throttled else ""
         if share >= SATURATED:
             return f"{name} at {share:.0%} of {of}{extra} (others: {others}); {lg}"
-        return (f"no process saturated (busiest {name} at {share:.0%} of {of}{extra}; others: {others}); {lg}: "
-                "the machine's shared cores or the broker")
+        where = (f"{LIMITED_BY_MACHINE}, shared with processes outside the budgets"
+                 if foreign_limit(step) == LIMITED_BY_MACHINE else "a shared stage: the broker or the network path")
+        return f"no process saturated (busiest {name} at {share:.0%} of {of}{extra}; others: {others}); {lg}: {where}"
     return lg
 
 
-def knee_search(run_step: Callable[[float], Step], start_rate: float) -> tuple[float | None, list[Step], bool]:
-    """Grow the rate by half until a step fails, then bisect to within ``KNEE_PRECISION``."""
+def knee_search(run_step: Callable[[float], Step], start_rate: float,
+                growth: float = GROWTH) -> tuple[float | None, list[Step], bool]:
+    """Grow the rate by ``growth`` until a step fails, then bisect to within ``KNEE_PRECISION``."""
     steps: list[Step] = []
     good, bad = None, None
     rate = start_rate
@@ -150,16 +226,16 @@ def knee_search(run_step: Callable[[float], Step], start_rate: float) -> tuple[f
         if step.passed:
             good = rate
             if bad is None:
-                rate *= GROWTH
+                rate *= growth
         else:
             bad = rate
         if bad is not None:
             low = good if good is not None else 0.0
             if good is not None and (bad - good) / good <= KNEE_PRECISION:
                 break
-            if good is None and bad <= start_rate / GROWTH ** 3:
+            if good is None and bad <= start_rate / growth ** 3:
                 break  # it fails even far below where it started
-            rate = (low + bad) / 2 if good is not None else bad / GROWTH
+            rate = (low + bad) / 2 if good is not None else bad / growth
     exhausted = bad is None
     return good, steps, exhausted
 
@@ -192,6 +268,17 @@ def server_p99_ms(before: Sequence[ShardPage], after: Sequence[ShardPage]) -> fl
         if q is not None:
             worst = q if worst is None else max(worst, q)
     return None if worst is None else worst * 1000
+
+
+def busy_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot: busy is everything but idle and I/O wait.
+
+    Time stolen by a hypervisor counts as busy: those cycles were not ours to use.
+    """
+    t = psutil.cpu_times()
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    total = sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)  # Linux counts guest time in user too
+    return total - idle, total
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:

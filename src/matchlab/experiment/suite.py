@@ -344,6 +344,9 @@ def run_c2(s: Suite) -> ExperimentRecord:
 # -- scaling from capacity (ASR 2) ------------------------------------------------------------
 
 SCALING_START_PER_SHARD = 100.0  # orders/s per shard at the first step
+# Two passes (N = 1..K, then K..1): one search alone flipped the verdict between runs (ratio 1.08 in one
+# CI run, 0.88 in the next), so the verdict is decided from the interval both passes allow.
+S1_PASSES = 2
 
 
 def scaling_budgets(max_shards: int, cores: int | None = None) -> scaling.Budgets:
@@ -358,7 +361,7 @@ def run_s1(s: Suite) -> ExperimentRecord:
     exp = ExperimentRecord("S1", f"Scaling from capacity: knees of 1 to {len(shards)} shards behind the gateway",
                            "ASR 2", GATEWAY_ABC.label, r.reset_and_seed(shards, *SEED))
     routes = [Route(tuple(shards[:n]), via_gateway=True) for n in range(1, len(shards) + 1)]
-    exp.extra["capacities"] = measure_capacities(s, r, exp, budgets, routes)
+    exp.extra["capacities"] = measure_capacities(s, r, exp, budgets, routes, passes=S1_PASSES)
     s.record.facts["CPU budgets"] = f"S1: {budgets.describe()}" + (
         f", cgroup {exp.extra['cgroup']}" if exp.extra["enforced"] else f"; NOT enforced: {exp.extra['not_enforced']}")
     return exp
@@ -367,18 +370,21 @@ def run_s1(s: Suite) -> ExperimentRecord:
 def measure_capacities(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, budgets: scaling.Budgets,
                        routes: list[Route], step_s: float | None = None,
                        start_rate: Callable[[Route], float] = lambda route: SCALING_START_PER_SHARD * len(route.shards),
-                       ) -> list[dict]:
+                       passes: int = 1) -> list[dict]:
     """The knee of each route under ``budgets`` (cgroup quotas while it runs), as ``Capacity`` dicts.
 
-    Each route is searched from ``start_rate(route)`` in steps of ``step_s`` (the profile's by default);
+    Each route is searched from ``start_rate(route)`` in steps of ``step_s`` (the profile's by default).
+    With ``passes=2`` a second pass runs the routes in reverse order (so a drift in the machine's
+    load weighs on both ends alike), each searched again from just below its first knee.
     ``exp.extra`` says which budgets were used and whether they were enforced.
     """
     exp.extra["budgets"] = budgets.describe()
-    pids = {name: p.pid for name, p in getattr(r.stack.backend, "processes", dict)().items()
-            if budgets.for_service(name) is not None and p.pid}
+    running = {name: p.pid for name, p in getattr(r.stack.backend, "processes", dict)().items() if p.pid}
+    pids = {name: pid for name, pid in running.items() if budgets.for_service(name) is not None}
+    others = {name: pid for name, pid in running.items() if name not in pids}  # broker, Prometheus: reported
     cgroups = CpuBudgets(s.run_id)
     why = cgroups.available() if pids else f"the {r.stack.backend.name} backend does not expose its processes here"
-    capacities: list[dict] = []
+    found: dict[int, scaling.Capacity] = {len(route.shards): scaling.Capacity(len(route.shards), []) for route in routes}
     try:
         if not why:
             for name, pid in pids.items():
@@ -388,35 +394,39 @@ def measure_capacities(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, bud
         exp.extra["cgroup"] = cgroups.version
         s.progress(f"[{exp.id}] CPU budgets: {budgets.describe()}" + (f" NOT enforced: {why}" if why else
                    f" (cgroup {cgroups.version}, {PERIOD_US // 1000} ms periods)"))
-        for route in routes:
-            n = len(route.shards)
-            step = _scaling_step(s, r, exp, route, budgets, pids, cgroups if not why else None,
-                                 step_s or s.profile.scaling_step_s)
-            knee, steps, exhausted = scaling.knee_search(step, start_rate(route))
-            first_bad = next((st for st in reversed(steps) if not st.passed), None)
-            cap = scaling.Capacity(n, knee, steps, scaling.bottleneck(first_bad, budgets) if first_bad else
-                                   "nothing saturated within the search", exhausted)
-            capacities.append(cap.to_dict())
-            s.progress(f"[{exp.id}] N={n}: knee {knee if knee is None else round(knee)} orders/s; {cap.bottleneck}")
+        for k in range(passes):
+            for route in routes if k % 2 == 0 else routes[::-1]:
+                cap = found[len(route.shards)]
+                first = cap.passes[0].knee if cap.passes else None
+                if k and not first:
+                    continue  # nothing to confirm: the first pass found no knee
+                step = _scaling_step(s, r, exp, route, budgets, pids, others, cgroups if not why else None,
+                                     step_s or s.profile.scaling_step_s)
+                knee, steps, _ = (scaling.knee_search(step, first * scaling.CONFIRM_START, scaling.CONFIRM_GROWTH)
+                                  if k else scaling.knee_search(step, start_rate(route)))
+                cap.passes.append(scaling.Pass.from_steps(knee, steps, budgets))
+                s.progress(f"[{exp.id}] N={cap.shards}" + (f" (pass {k + 1}/{passes})" if passes > 1 else "") +
+                           f": knee {knee if knee is None else round(knee)} orders/s; {cap.passes[-1].bottleneck}")
     finally:
         cgroups.close()
-    return capacities
+    return [cap.to_dict() for cap in found.values()]
 
 
 def _scaling_step(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, route: Route, budgets: scaling.Budgets,
-                  pids: dict[str, int], cgroups: CpuBudgets | None, step_s: float) -> Callable[[float], scaling.Step]:
+                  pids: dict[str, int], others: dict[str, int], cgroups: CpuBudgets | None,
+                  step_s: float) -> Callable[[float], scaling.Step]:
     ep = r.stack.endpoints
     metrics = [ep.shard_metrics[sh] for sh in route.shards]
 
     def run(rate: float) -> scaling.Step:
         before = [scaling.read_shard(u) for u in metrics]
-        cpu0 = scaling.cpu_seconds(pids)
+        cpu0, other0, machine0 = scaling.cpu_seconds(pids), scaling.cpu_seconds(others), scaling.busy_cpu_seconds()
         thr0 = {n: cgroups.throttling(n) for n in pids} if cgroups else {}
         phase = r.drive(exp, f"N{len(route.shards)}@{rate:.0f}", route, LoadProfile.constant(rate, step_s),
                         r.source(route, f"{exp.id}-{len(route.shards)}-{rate:.0f}"), None, marks={"measured": 0.0})
         seconds = phase.end - phase.start
         after = [scaling.read_shard(u) for u in metrics]
-        cpu1 = scaling.cpu_seconds(pids)
+        cpu1, other1, machine1 = scaling.cpu_seconds(pids), scaling.cpu_seconds(others), scaling.busy_cpu_seconds()
         load = phase.load
         step = scaling.Step(
             rate=rate, passed=False, achieved=load.ok / load.scheduled if load.scheduled else 0.0,
@@ -424,7 +434,9 @@ def _scaling_step(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, route: R
             server_p99_ms=scaling.server_p99_ms(before, after),
             cpu_share={n: (cpu1[n] - cpu0[n]) / seconds / budgets.for_service(n) for n in cpu1 if n in cpu0},
             queue_fill=max(p.ring for p in after), loadgen_cpu=load.cpu_seconds / seconds if seconds else 0.0,
-            schedule_lag_p99_ms=load.schedule_error_ms.get("p99", 0.0))
+            schedule_lag_p99_ms=load.schedule_error_ms.get("p99", 0.0),
+            machine_busy=(machine1[0] - machine0[0]) / max(machine1[1] - machine0[1], 1e-9),
+            others_cpu={n: (other1[n] - other0[n]) / seconds for n in other1 if n in other0})
         for n, t0 in thr0.items():
             t1 = cgroups.throttling(n)
             if t0 and t1 and t1.periods > t0.periods:

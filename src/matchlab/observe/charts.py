@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import io
 import re
+import textwrap
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from matchlab.experiment.record import ExperimentRecord
 from matchlab.observe.panels import PANELS, Panel
@@ -55,8 +57,17 @@ def _scale(unit: str) -> tuple[float, str]:
     return (1000.0, "ms") if unit == "s" else (1.0, {"short": "", "reqps": "requests/s"}.get(unit, unit))
 
 
+MIN_LABELLED_SHARE = 0.06  # of the time axis: about what a phase name at 7 pt needs
+
+
 def shade_phases(ax, exp: ExperimentRecord, t0: float) -> None:
-    """Phase boundaries, warm-ups and outages shaded, each phase's measured window bracketed."""
+    """Phase boundaries, warm-ups and outages shaded, each phase's measured window bracketed.
+
+    A phase is named on the chart only when it spans enough of the axis for its name to fit: a
+    capacity search's dozens of short steps would otherwise print their names over each other
+    (the report's phase table lists them all).
+    """
+    span = max((p.end for p in exp.phases), default=t0) - min((p.start for p in exp.phases), default=t0)
     for phase in exp.phases:
         start, end = phase.start - t0, phase.end - t0
         measured = phase.marks.get("measured", phase.start) - t0
@@ -68,7 +79,9 @@ def shade_phases(ax, exp: ExperimentRecord, t0: float) -> None:
         if "outage" in phase.marks:
             ax.axvspan(phase.marks["outage"] - t0, phase.marks.get("resumed", phase.end) - t0, color=OUTAGE_COLOR,
                        alpha=0.5, lw=0, gid=f"outage-{phase.name}-{phase.marks['outage']:.3f}")
-        ax.text(start, 0.99, f" {phase.name}", transform=ax.get_xaxis_transform(), fontsize=7, va="top", color="#333")
+        if span and (end - start) / span >= MIN_LABELLED_SHARE:
+            ax.text(start, 0.99, f" {phase.name}", transform=ax.get_xaxis_transform(), fontsize=7, va="top",
+                    color="#333")
 
 
 def _frame(ax, title: str, unit: str, drawn: int, wide_legend: bool = False) -> None:
@@ -165,14 +178,25 @@ def load_chart(exp: ExperimentRecord) -> tuple[str, int]:
 
 
 def scaling_chart(exp: ExperimentRecord) -> tuple[str, int]:
-    """Capacity against shard count, with linear scaling, the 0.9 x linear bar and the fitted USL curve."""
-    caps = sorted((c["shards"], c["knee"]) for c in exp.extra.get("capacities", []) if c["knee"])
+    """Capacity against shard count, with linear scaling, the 0.9 x linear bar and the fitted USL curve.
+
+    Each capacity carries a bar over the range its passes allow (lowest knee to highest failing rate).
+    """
+    found = sorted((c["shards"], c["knee"], c.get("bounds")) for c in exp.extra.get("capacities", []) if c["knee"])
+    caps = [(n, k) for n, k, _ in found]
     fig, ax = plt.subplots(figsize=FIGSIZE)
     drawn = 0
     if caps:
         ns = [n for n, _ in caps]
         drawn += 1
-        ax.plot(ns, [k for _, k in caps], "o-", color="#1f77b4", lw=2, label="capacity (knee)", gid=f"series-{drawn}")
+        ax.plot(ns, [k for _, k in caps], "o-", color="#1f77b4", lw=2, label="capacity (mean knee)",
+                gid=f"series-{drawn}")
+        ranged = [(n, k, b) for n, k, b in found if b]
+        if ranged:
+            ax.errorbar([n for n, _, _ in ranged], [k for _, k, _ in ranged],
+                        yerr=[[k - b[0] for _, k, b in ranged], [b[1] - k for _, k, b in ranged]],
+                        fmt="none", ecolor="#1f77b4", capsize=4, lw=1, label="range over passes and bracket",
+                        gid="capacity-ranges")
         one = dict(caps).get(1)
         if one:
             xs = list(range(1, max(ns) + 2))
@@ -185,7 +209,10 @@ def scaling_chart(exp: ExperimentRecord) -> tuple[str, int]:
                         label=f"USL (sigma {fit.sigma:.2f}, kappa {fit.kappa:.3f})")
             except ValueError:
                 pass
-    ax.set_title(f"Capacity by shard count behind the gateway ({exp.extra.get('budgets', 'no budgets')})", fontsize=9)
+    # The budgets' description is long: wrapped, or the figure would cut it off.
+    ax.set_title(textwrap.fill(f"Capacity by shard count behind the gateway ({exp.extra.get('budgets', 'no budgets')})",
+                               90), fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # shard counts are whole
     ax.set_xlabel("shards (N)")
     ax.set_ylabel("orders/s")
     ax.set_ylim(bottom=0)
