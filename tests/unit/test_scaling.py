@@ -189,3 +189,18 @@ def test_the_report_states_the_budgets_s1_used():
     html = render_report(RunRecord("local", "quick", "", facts={"CPU budgets": stated}), {}, complete=True, grafana=None)
     assert f"<b>CPU budgets</b>: {stated}" in html and "0.15 CPU per shard" in stated
     assert "none enforced" in render_report(RunRecord("local", "quick", ""), {}, complete=True, grafana=None)
+
+
+def test_a_first_pass_for_more_shards_starts_at_half_of_linear_from_the_one_shard_knee():
+    from matchlab.experiment.runner import Route
+    from matchlab.experiment.suite import SCALING_START_PER_SHARD, _first_rate
+
+    per_shard = lambda route: SCALING_START_PER_SHARD * len(route.shards)
+    three, one = Route(("a", "b", "c"), via_gateway=True), Route(("a",), via_gateway=True)
+    found = {1: scaling.Capacity(1, []), 3: scaling.Capacity(3, [])}
+    assert _first_rate(one, per_shard, found) == _first_rate(three, per_shard, found) / 3 == 100.0  # nothing known yet
+    found[1].passes.append(scaling.Pass(480.0, 500.0, [], ""))
+    assert _first_rate(three, per_shard, found) == pytest.approx(0.5 * 3 * 480.0)
+    assert _first_rate(one, per_shard, found) == 100.0
+    found[1].passes[0] = scaling.Pass(150.0, 160.0, [], "")  # below the floor: the usual start stands
+    assert _first_rate(three, per_shard, found) == 300.0

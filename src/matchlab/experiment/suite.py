@@ -403,13 +403,26 @@ def measure_capacities(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, bud
                 step = _scaling_step(s, r, exp, route, budgets, pids, others, cgroups if not why else None,
                                      step_s or s.profile.scaling_step_s)
                 knee, steps, _ = (scaling.knee_search(step, first * scaling.CONFIRM_START, scaling.CONFIRM_GROWTH)
-                                  if k else scaling.knee_search(step, start_rate(route)))
+                                  if k else scaling.knee_search(step, _first_rate(route, start_rate, found)))
                 cap.passes.append(scaling.Pass.from_steps(knee, steps, budgets))
                 s.progress(f"[{exp.id}] N={cap.shards}" + (f" (pass {k + 1}/{passes})" if passes > 1 else "") +
                            f": knee {knee if knee is None else round(knee)} orders/s; {cap.passes[-1].bottleneck}")
     finally:
         cgroups.close()
     return [cap.to_dict() for cap in found.values()]
+
+
+def _first_rate(route: Route, start_rate: Callable[[Route], float], found: dict[int, scaling.Capacity]) -> float:
+    """Where a first pass starts: half of linear scaling from the one-shard knee once that is known.
+
+    The search still climbs from below and bisects, so this only skips the steps far under the
+    knee (a few per configuration); a configuration that scales worse than half of linear is
+    found by the search stepping down.
+    """
+    n = len(route.shards)
+    one = found.get(1)
+    knee = one.passes[0].knee if one is not None and one.passes and n > 1 else None
+    return max(start_rate(route), scaling.START_FRACTION_OF_LINEAR * n * knee) if knee else start_rate(route)
 
 
 def _scaling_step(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, route: Route, budgets: scaling.Budgets,
