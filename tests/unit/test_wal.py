@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -224,3 +225,80 @@ def test_an_idle_shard_journals_no_delivery_marks(tmp_path: Path):
         return sum(1 for kind, _ in recover(tmp_path / "wal.log") if kind == REC_DELIVERED)
 
     assert asyncio.run(main()) == 1  # one mark covering the order's event, then nothing while idle
+
+
+@contextmanager
+def fsync_taking(seconds: list[float]) -> Iterator[None]:
+    """A disk whose fsync takes ``seconds[0]`` (changeable while it runs), still really fsynced."""
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        time.sleep(seconds[0])
+        real_fsync(fd)
+
+    with mock.patch("matchlab.shard.wal.os.fsync", slow_fsync):
+        yield
+
+
+def test_on_a_fast_disk_the_loop_commits_itself_and_still_acks_only_after_the_fsync(tmp_path: Path):
+    async def main() -> GroupCommitLog:
+        loop = asyncio.get_running_loop()
+        with counted_fsyncs() as fsyncs:
+            # "Fast" relative to a generous bar: a busy machine's occasional slow fsync must not move commits.
+            wal = GroupCommitLog(JournalLayout(tmp_path, "wal.log"), 0, 0, loop, lambda *_: None, inline_max_s=0.05)
+            for i in range(50):
+                before = len(fsyncs)
+                fut = wal.append(1, str(i).encode())
+                assert not fut.done()
+                await fut
+                assert len(fsyncs) == before + 1  # acknowledged once its own fsync returned
+            await wal.close()
+        return wal
+
+    wal = asyncio.run(main())
+    assert wal.inline_commits == 50 and wal.thread_commits == 0 and wal.commit_s < 0.05
+    assert [p for _, p in recover(tmp_path / "wal.log")] == [str(i).encode() for i in range(50)]
+
+
+def test_a_slow_disk_moves_commits_to_the_thread_and_back_keeping_append_order(tmp_path: Path):
+    fsync_s = [0.0]
+
+    async def main() -> tuple[GroupCommitLog, list[int], list[float]]:
+        loop = asyncio.get_running_loop()
+        handed_back: list[int] = []
+        wal = GroupCommitLog(JournalLayout(tmp_path, "wal.log"), 0, 0, loop, lambda atts, _t: handed_back.extend(atts))
+        loop_stalls: list[float] = []
+
+        async def appender(first: int) -> None:
+            for i in range(first, first + 20):
+                await wal.append(1, str(i).encode(), i)
+
+        async def watch_loop() -> None:  # how long the loop went without running this
+            while True:
+                t = loop.time()
+                await asyncio.sleep(0)
+                loop_stalls.append(loop.time() - t)
+
+        watcher = loop.create_task(watch_loop())
+        await asyncio.gather(*(appender(k * 100) for k in range(3)))  # fast disk
+        fsync_s[0] = 0.05
+        slow_start = len(loop_stalls)
+        await asyncio.gather(*(appender(1000 + k * 100) for k in range(3)))  # slow disk
+        slow_stalls = loop_stalls[slow_start:]
+        fsync_s[0] = 0.0
+        await asyncio.gather(*(appender(2000 + k * 100) for k in range(3)))  # fast again
+        watcher.cancel()
+        await wal.close()
+        return wal, handed_back, slow_stalls
+
+    with fsync_taking(fsync_s):
+        wal, handed_back, slow_stalls = asyncio.run(main())
+    assert wal.inline_commits > 0 and wal.thread_commits > 0, (wal.inline_commits, wal.thread_commits)
+    # The loop blocked for a slow fsync at most once (the commit that measured it), then the thread took over.
+    assert sum(1 for s in slow_stalls if s >= 0.045) <= 1, sorted(slow_stalls)[-5:]
+    durable = [int(p) for _, p in recover(tmp_path / "wal.log")]
+    assert handed_back == durable and sorted(durable) == sorted(set(durable)) and len(durable) == 180
+    # Each appender's records stay in its own order, across the switches.
+    for first in (0, 100, 200, 1000, 1100, 1200, 2000, 2100, 2200):
+        mine = [i for i in durable if first <= i < first + 20]
+        assert mine == list(range(first, first + 20))

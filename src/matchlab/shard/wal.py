@@ -10,6 +10,13 @@ fsyncs once (group commit), then hands the batch back to the loop, which
 resolves the batch's future and receives the batch's attachments in append
 order. Nothing is acknowledged before the fsync covering it has returned.
 
+Where the disk's fsync is fast (under ``inline_max_s``, measured as it goes)
+and no batch is with the committer, the loop writes and fsyncs the batch
+itself, one loop iteration after it became urgent: the hand-off to the
+thread and back (futex wake-ups, the GIL changing hands, the loop's
+self-pipe) cost more CPU than such an fsync blocks the loop. A slow disk
+moves commits back to the thread, where the loop keeps serving meanwhile.
+
 A record appended ``lazy`` (a match, a delivery mark: nobody waits on it)
 does not wake the committer: it rides with the next urgent record's fsync,
 or is committed ``lazy_delay_s`` after it was appended if none comes. At
@@ -107,10 +114,14 @@ def recover(path: Path, skip: int = 0) -> list[tuple[int, bytes]]:
 
 # How long a lazy record may wait for an urgent one to share its fsync.
 LAZY_DELAY_S = 0.005
+# The loop commits a batch itself while write + fsync take at most this long (on average).
+INLINE_MAX_S = 0.001
+# Weight of the latest commit in that average.
+COMMIT_TIME_WEIGHT = 0.3
 
 
 class _Batch:
-    __slots__ = ("attachments", "buf", "count", "future", "lazy_timer", "urgent")
+    __slots__ = ("attachments", "buf", "count", "future", "inline", "lazy_timer", "urgent")
 
     def __init__(self) -> None:
         self.buf = bytearray()
@@ -118,6 +129,7 @@ class _Batch:
         self.attachments: list[Any] = []
         self.future: asyncio.Future | None = None
         self.urgent = False  # the committer takes a batch only once something in it is urgent
+        self.inline = False  # urgent, and the loop commits it itself: the thread leaves it alone
         self.lazy_timer: asyncio.TimerHandle | None = None  # loop side only
 
 
@@ -140,9 +152,15 @@ class GroupCommitLog:
         fsync: bool = True,
         segment_bytes: int = 64 * 1024 * 1024,
         lazy_delay_s: float = LAZY_DELAY_S,
+        inline_max_s: float = INLINE_MAX_S,
     ) -> None:
         self.layout = layout
         self._lazy_delay_s = lazy_delay_s
+        self._inline_max_s = inline_max_s
+        self.commit_s = 0.0  # moving average of one batch's write + fsync
+        self._with_thread = 0  # batches handed to the committer thread and not yet completed (loop side)
+        self.inline_commits = 0
+        self.thread_commits = 0
         self._loop = loop
         self._on_durable = on_durable
         self._on_failed = on_failed
@@ -194,8 +212,7 @@ class GroupCommitLog:
                 batch.attachments.append(attachment)
             self.pending_records += 1
             if not lazy and not batch.urgent:
-                batch.urgent = True
-                self._cond.notify()
+                self._make_urgent(batch)
         if lazy and not batch.urgent and batch.lazy_timer is None:
             batch.lazy_timer = self._loop.call_later(self._lazy_delay_s, self._commit_now, batch)
         return batch.future
@@ -205,8 +222,30 @@ class GroupCommitLog:
         with self._cond:
             open_batch = self._open
             if open_batch.buf and not open_batch.urgent and (batch is None or batch is open_batch):
-                open_batch.urgent = True
-                self._cond.notify()
+                self._make_urgent(open_batch)
+
+    def _make_urgent(self, batch: _Batch) -> None:
+        """Commit ``batch`` soon: on the loop if the disk is fast and the thread idle, else on the thread.
+
+        Called on the loop with ``_cond`` held. Batches complete in append order either way: the
+        loop takes one only while the thread has none.
+        """
+        batch.urgent = True
+        if self._with_thread == 0 and self.commit_s <= self._inline_max_s and not self._closing:
+            batch.inline = True
+            self._loop.call_soon(self._commit_inline)
+        else:
+            self._with_thread += 1
+            self._cond.notify()
+
+    def _commit_inline(self) -> None:
+        with self._cond:
+            batch = self._open
+            if not batch.inline:  # the thread took it already (closing)
+                return
+            self._open = _Batch()
+        self.inline_commits += 1
+        self._complete(batch, self._commit(batch), time.perf_counter())
 
     def request_rotation(self) -> None:
         """Start a new segment before the next batch (a snapshot is about to cover this one)."""
@@ -227,22 +266,36 @@ class GroupCommitLog:
     def _commit_loop(self) -> None:
         while True:
             with self._cond:
-                while not self._open.urgent and not self._closing:
+                while not (self._open.urgent and not self._open.inline) and not self._closing:
                     self._cond.wait()
                 if not self._open.buf and self._closing:
                     return
                 batch, self._open = self._open, _Batch()
-                broken = self._broken
-            error: WalError | None = broken and JournalUnavailable(broken.errno, f"journal unavailable: {broken.strerror}")
-            if error is None:
-                error = self._write(batch)
-                if error is not None:
-                    with self._cond:
-                        self._broken = error
+            error = self._commit(batch)
             try:
-                self._loop.call_soon_threadsafe(self._complete, batch, error, time.perf_counter())
+                self._loop.call_soon_threadsafe(self._complete_from_thread, batch, error, time.perf_counter())
             except RuntimeError:  # loop already closed during interpreter shutdown
                 return
+
+    def _commit(self, batch: _Batch) -> WalError | None:
+        """Write and fsync ``batch`` unless the journal is broken; a failure breaks it (until reset)."""
+        with self._cond:
+            broken = self._broken
+        if broken is not None:
+            return JournalUnavailable(broken.errno, f"journal unavailable: {broken.strerror}")
+        started = time.perf_counter()
+        error = self._write(batch)
+        if error is not None:
+            with self._cond:
+                self._broken = error
+        self.commit_s += COMMIT_TIME_WEIGHT * (time.perf_counter() - started - self.commit_s)
+        return error
+
+    def _complete_from_thread(self, batch: _Batch, error: WalError | None, durable_at: float) -> None:
+        if not batch.inline:  # an inline batch the thread took while closing was never counted
+            self._with_thread -= 1
+        self.thread_commits += 1
+        self._complete(batch, error, durable_at)
 
     def _write(self, batch: _Batch) -> WalError | None:
         """Write and fsync one batch; on any failure cut the segment back so no partial record remains."""
