@@ -90,7 +90,7 @@ class _Date:
 
 
 def encode_reply(reply: Reply, keep_alive: bool) -> bytes:
-    extra = b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in reply.headers)
+    extra = b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in reply.headers) if reply.headers else b""
     return b"%sContent-Type: %s\r\nContent-Length: %d\r\n%s%s%s\r\n%s" % (
         _STATUS_LINES.get(reply.status) or f"HTTP/1.1 {reply.status} \r\n".encode(),
         reply.content_type.encode("latin-1"), len(reply.body), _Date.now(), extra,
