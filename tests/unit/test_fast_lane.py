@@ -21,10 +21,11 @@ LIMIT = 64
 class Service:
     """Both paths call ``place``; it records which path each order came by."""
 
-    def __init__(self, delay_s: Callable[[dict], float] = lambda doc: 0.0) -> None:
+    def __init__(self, delay_s: Callable[[dict], float] = lambda doc: 0.0, padding: int = 0) -> None:
         self.placed: list[tuple[str, str]] = []  # (path taken, order id)
         self.refused: list[int] = []
         self.delay_s = delay_s
+        self.padding = "x" * padding  # makes replies big, to fill the socket's buffers
         self.guard: ConnectionGuard | None = None
         self.max_queued = self.max_buffered = 0
 
@@ -39,7 +40,7 @@ class Service:
                 self.max_queued = max(self.max_queued, len(conn.lane._queue))
                 self.max_buffered = max(self.max_buffered, len(conn.lane._buffer))
         await asyncio.sleep(self.delay_s(doc))
-        return json_reply(200, {"id": doc["id"]})
+        return json_reply(200, {"id": doc["id"], "pad": self.padding} if self.padding else {"id": doc["id"]})
 
     def refuse(self, reply: Reply, _received_at: float) -> Reply:
         self.refused.append(reply.status)
@@ -222,6 +223,27 @@ def test_a_long_pipeline_is_answered_in_order_with_bounded_queue_and_buffer():
     service = run(scenario)
     assert len(service.placed) == count and 0 < service.max_queued <= MAX_PENDING
     assert service.max_buffered < MAX_BUFFERED + 256 * 1024  # reading paused: at most one more read's worth
+
+
+def test_a_client_that_does_not_read_stops_the_answering_until_it_does():
+    count = 2_000  # 20 MB of replies: far more than the socket buffers hold
+
+    async def scenario(port: int, guard: ConnectionGuard) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"".join(order(f"w{i}") for i in range(count)))
+        await asyncio.sleep(1.0)  # not reading
+        (conn,) = guard._by_transport.values()
+        stalled_at = len(service.placed)
+        assert conn.lane._writable is not None and stalled_at < count
+        assert conn._transport.get_write_buffer_size() < 1024 * 1024  # replies wait unmade, not buffered
+        for i in range(count):
+            _status, _headers, body = await read_reply(reader)
+            assert json.loads(body)["id"] == f"w{i}"
+        writer.close()
+
+    service = Service(padding=10_000)
+    run(scenario, service)
+    assert len(service.placed) == count
 
 
 def test_stopping_the_server_answers_what_is_in_flight_and_closes_idle_connections():
