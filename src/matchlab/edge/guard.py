@@ -50,6 +50,8 @@ HEADER_END = b"\r\n\r\n"
 # line); longer ones are handed over so its parser gives the usual answer.
 MAX_BUFFERED_HEAD = 16 * 1024
 INF = float("inf")
+# How often a stopping server looks whether its fast-lane connections have closed.
+SHUTDOWN_POLL_S = 0.02
 
 
 def _canned(status: str, reason: str, retry_after_s: int | None) -> bytes:
@@ -112,7 +114,7 @@ class ConnectionGuard:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_s
         while any(c.lane is not None and not c.lane.closed for c in lanes) and loop.time() < deadline:
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(SHUTDOWN_POLL_S)
         for conn in lanes:
             if conn.lane is not None and not conn.lane.closed and conn._transport is not None:
                 conn._transport.abort()
