@@ -262,7 +262,7 @@ class FastLane:
                 except Exception:  # as aiohttp would: a 500, logged, and this connection closed
                     log.exception("fast lane: error answering %s %s", route.method.decode(), route.path.decode())
                     reply, keep_alive = _INTERNAL_ERROR, False
-                if self.closed:
+                if self.closed or self._transport.is_closing():  # the client left, or the server aborted
                     return
                 keep_alive = keep_alive and not (self._close_when_done and not queue)
                 self._transport.write(encode_reply(reply, keep_alive))
