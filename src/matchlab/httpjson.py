@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-import orjson
 from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,33 +20,38 @@ from prometheus_client import (
 )
 
 from matchlab.edge.guard import body_deadline, close_after_reply
+from matchlab.edge.replies import Reply, body_refusal, body_timeout_refusal, json_reply, rejected
 
 # DESIGN.md §3.1: one order is small; a seed carries whole books.
 MAX_ORDER_BYTES = 4 * 1024
 MAX_SEED_BYTES = 32 * 1024 * 1024
-JSON = "application/json"
+
+
+def to_response(reply: Reply) -> web.Response:
+    # Content-Type as a header, not content_type=: an upstream's may carry a charset, which that refuses.
+    return web.Response(status=reply.status, body=reply.body,
+                        headers={"Content-Type": reply.content_type, **dict(reply.headers)})
 
 
 def json_response(status: int, doc: dict) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(doc), content_type=JSON)
+    return to_response(json_reply(status, doc))
 
 
 def rejection(status: int, reason: str, order_id: str | None = None) -> web.Response:
-    return json_response(status, {"status": "REJECTED", "orderId": order_id, "reason": reason})
+    return to_response(rejected(status, reason, order_id))
 
 
-async def read_json_body(request: web.Request, limit: int) -> bytes | web.Response:
-    """The raw body, or a 4xx response for a wrong content type, an oversized or a too-slow body.
+async def read_json_body(request: web.Request, limit: int) -> bytes | Reply:
+    """The raw body, or a 4xx reply for a wrong content type, an oversized or a too-slow body.
 
     The declared length is checked before reading, so an oversized body is
     refused without being buffered. Under the edge guard the read is bounded
     by its body timeout: a client trickling its body gets 408 and the
     connection is closed.
     """
-    if request.content_type != JSON:
-        return rejection(415, f"content-type must be {JSON}, got {request.content_type!r}")
-    if request.content_length is not None and request.content_length > limit:
-        return rejection(413, f"body of {request.content_length} bytes exceeds the {limit}-byte limit")
+    refusal = body_refusal(request.content_type, request.content_length, limit)
+    if refusal is not None:
+        return refusal
     if request.content_length is not None and request.content.is_eof():
         return await request.read()  # the whole body came with the header: nothing to wait for, no timer
     seconds, timed_out = body_deadline(request)
@@ -58,17 +62,17 @@ async def read_json_body(request: web.Request, limit: int) -> bytes | web.Respon
         if timed_out is not None:
             timed_out.inc()
         close_after_reply(request)  # its unread remainder would otherwise be parsed as a request
-        return rejection(408, f"request body not received within {seconds:g}s")
+        return body_timeout_refusal(seconds)
 
 
-async def _read_within(request: web.Request, limit: int) -> bytes | web.Response:
+async def _read_within(request: web.Request, limit: int) -> bytes | Reply:
     if request.content_length is not None:
         return await request.read()  # declared and within the limit: read it in one go
     body = bytearray()  # chunked: count as it arrives
     while chunk := await request.content.read(limit + 1 - len(body)):
         body += chunk
         if len(body) > limit:
-            return rejection(413, f"body exceeds the {limit}-byte limit")
+            return rejected(413, f"body exceeds the {limit}-byte limit")
     return bytes(body)
 
 

@@ -13,7 +13,8 @@ from matchlab.shard.config import ShardConfig
 from matchlab.stack.spec import Topology, Wiring, app_services, gateway_config, shard_config
 
 TOKEN = "t" * 32
-NON_DEFAULT_EDGE = EdgeLimits(header_timeout_s=1.25, body_timeout_s=0.5, keepalive_timeout_s=7.0, max_connections=77)
+NON_DEFAULT_EDGE = EdgeLimits(header_timeout_s=1.25, body_timeout_s=0.5, keepalive_timeout_s=7.0, max_connections=77,
+                             fast_lane=False)
 
 
 def non_default_shard() -> ShardConfig:

@@ -16,6 +16,9 @@ aiohttp's internals:
   handling (no timer: the handler's own deadlines apply) -> idle keep-alive.
   The middleware from ``edge_middleware`` reports the phase changes.
 * The body's read is bounded in ``read_body`` (408 on expiry).
+* Given a ``FastRoute``, a connection is served by the fast lane
+  (``matchlab.edge.fastlane``) for as long as it sends only that route's
+  requests; aiohttp's handler is made at the first other request.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import cast
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from matchlab.edge.fastlane import FastLane, FastRoute
 from matchlab.edge.limits import EdgeLimits
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,8 @@ HEADER_END = b"\r\n\r\n"
 # line); longer ones are handed over so its parser gives the usual answer.
 MAX_BUFFERED_HEAD = 16 * 1024
 INF = float("inf")
+# How often a stopping server looks whether its fast-lane connections have closed.
+SHUTDOWN_POLL_S = 0.02
 
 
 def _canned(status: str, reason: str, retry_after_s: int | None) -> bytes:
@@ -76,9 +82,10 @@ class EdgeMetrics:
 class ConnectionGuard:
     """The cap and the per-connection watchdog for one listening site."""
 
-    def __init__(self, limits: EdgeLimits, metrics: EdgeMetrics) -> None:
+    def __init__(self, limits: EdgeLimits, metrics: EdgeMetrics, fast_route: FastRoute | None = None) -> None:
         self.limits = limits
         self.metrics = metrics
+        self.fast_route = fast_route
         self.open = 0
         self._by_transport: dict[asyncio.BaseTransport, _WatchedConnection] = {}
         self._refusal = _canned("503 Service Unavailable",
@@ -97,6 +104,20 @@ class ConnectionGuard:
 
     def connection_of(self, request: web.BaseRequest) -> _WatchedConnection | None:
         return self._by_transport.get(request.transport) if request.transport is not None else None
+
+    async def shut_down_fast_lanes(self, grace_s: float) -> None:
+        """Close the fast lane's connections as aiohttp's shutdown closes its own (which it cannot see):
+        idle ones at once, busy ones after their queued replies, what is left after ``grace_s``."""
+        lanes = [c for c in self._by_transport.values() if c.lane is not None]
+        for conn in lanes:
+            conn.lane.shut_down()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while any(c.lane is not None and not c.lane.closed for c in lanes) and loop.time() < deadline:
+            await asyncio.sleep(SHUTDOWN_POLL_S)
+        for conn in lanes:
+            if conn.lane is not None and not conn.lane.closed and conn._transport is not None:
+                conn._transport.abort()
 
 
 class _Refusal(asyncio.Protocol):
@@ -128,6 +149,8 @@ class _WatchedConnection(asyncio.Protocol):
     The handler is made only once a first complete header has arrived: a connection that never
     sends one (a slow or hostile client) then costs a buffer and a timer, not aiohttp's handler,
     its task and its teardown (measured: ~300 us of CPU per such connection before, in the gateway).
+    With a fast route, a ``FastLane`` serves the connection first and makes the handler only at
+    the first request it does not serve (``hand_over``); the timers are this object's either way.
     """
 
     def __init__(self, guard: ConnectionGuard, make_inner: Callable[[], asyncio.Protocol]) -> None:
@@ -135,6 +158,7 @@ class _WatchedConnection(asyncio.Protocol):
         self._make_inner = make_inner
         self._inner: asyncio.Protocol | None = None
         self._head = b""  # what arrived before the first header was complete
+        self.lane: FastLane | None = None  # serves the connection until aiohttp's handler is made
         self._transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
         # One timer per connection, rarely moved: a phase change only sets the deadline, and the
@@ -165,6 +189,12 @@ class _WatchedConnection(asyncio.Protocol):
     def request_finished(self) -> None:
         self._arm("idle", self._guard.limits.keepalive_timeout_s)
 
+    def expect(self, phase: str) -> None:
+        """The fast lane waits for a header or a body: its deadline runs from the first time it is asked."""
+        if phase != self._phase:
+            limits = self._guard.limits
+            self._arm(phase, limits.header_timeout_s if phase == "header" else limits.body_timeout_s)
+
     def _check(self) -> None:
         self._timer, self._timer_at = None, INF
         if self._transport is None or self._transport.is_closing():
@@ -180,6 +210,9 @@ class _WatchedConnection(asyncio.Protocol):
             self._guard.metrics.timed_out["header"].inc()
             self._transport.write(_canned("408 Request Timeout", "request header not received in time", None))
             self._transport.close()  # flushes the 408, then closes
+        elif self._phase == "body" and self.lane is not None:  # aiohttp's path times its body in read_json_body
+            self._guard.metrics.timed_out["body"].inc()
+            self.lane.body_timed_out(self._guard.limits.body_timeout_s)
         elif self._phase == "idle":
             self._transport.close()
 
@@ -191,10 +224,31 @@ class _WatchedConnection(asyncio.Protocol):
         self._guard.open += 1
         self._guard._by_transport[transport] = self
         self._arm("header", self._guard.limits.header_timeout_s)
+        if self._guard.fast_route is not None:
+            self.lane = FastLane(self, self._guard.fast_route, transport)
+
+    def hand_over(self, data: bytes, eof: bool, writing_paused: bool) -> None:
+        """The fast lane stops at a request it does not serve: aiohttp's handler gets it and all that follows."""
+        self.lane = None
+        inner = self._inner = self._make_inner()
+        inner.connection_made(self._transport)
+        if writing_paused:
+            inner.pause_writing()
+        if self._phase != "header":  # the handed-over request's header gets its deadline (until its handler starts)
+            self._arm("header", self._guard.limits.header_timeout_s)
+        if data:
+            inner.data_received(data)
+        if eof and not inner.eof_received():
+            self._transport.close()
 
     def data_received(self, data: bytes) -> None:
         self.last_read_at = perf_counter()
         inner = self._inner
+        if self.lane is not None:
+            if self._phase == "idle":  # the next request begins: its header has its own deadline
+                self._arm("header", self._guard.limits.header_timeout_s)
+            self.lane.data_received(data)
+            return
         if inner is None:
             head = self._head + data if self._head else data
             if HEADER_END not in head and len(head) <= MAX_BUFFERED_HEAD:
@@ -209,16 +263,22 @@ class _WatchedConnection(asyncio.Protocol):
         inner.data_received(data)
 
     def eof_received(self) -> bool | None:
+        if self.lane is not None:
+            return self.lane.eof_received()
         if self._inner is None:
             return False  # closed before a request: nothing to answer
         return self._inner.eof_received()
 
     def pause_writing(self) -> None:
-        if self._inner is not None:
+        if self.lane is not None:
+            self.lane.pause_writing()
+        elif self._inner is not None:
             self._inner.pause_writing()
 
     def resume_writing(self) -> None:
-        if self._inner is not None:
+        if self.lane is not None:
+            self.lane.resume_writing()
+        elif self._inner is not None:
             self._inner.resume_writing()
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -228,6 +288,8 @@ class _WatchedConnection(asyncio.Protocol):
         self._guard.open -= 1
         if self._transport is not None:
             self._guard._by_transport.pop(self._transport, None)
+        if self.lane is not None:
+            self.lane.connection_lost()
         if self._inner is not None:
             self._inner.connection_lost(exc)
 
@@ -286,9 +348,11 @@ class GuardedSite(web.TCPSite):
     ``runner.cleanup()`` still stops this site).
     """
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int, guard: ConnectionGuard) -> None:
+    def __init__(self, runner: web.AppRunner, host: str, port: int, guard: ConnectionGuard,
+                 shutdown_grace_s: float) -> None:
         super().__init__(runner, host, port, reuse_address=True, backlog=LISTEN_BACKLOG)
         self._guard = guard
+        self._shutdown_grace_s = shutdown_grace_s
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site with the runner
@@ -299,6 +363,10 @@ class GuardedSite(web.TCPSite):
             backlog=self._backlog,
         )
 
+    async def stop(self) -> None:
+        await super().stop()  # no new connections
+        await self._guard.shut_down_fast_lanes(self._shutdown_grace_s)
+
 
 async def start_guarded(app: web.Application, host: str, port: int, guard: ConnectionGuard,
                         shutdown_grace_s: float) -> web.AppRunner:
@@ -306,5 +374,5 @@ async def start_guarded(app: web.Application, host: str, port: int, guard: Conne
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_grace_s,
                            keepalive_timeout=guard.limits.keepalive_timeout_s)
     await runner.setup()
-    await GuardedSite(runner, host, port, guard).start()
+    await GuardedSite(runner, host, port, guard, shutdown_grace_s).start()
     return runner

@@ -11,6 +11,8 @@ and HAProxy's ``maxconn``):
     KEEPALIVE_TIMEOUT_S  60   an idle keep-alive connection is closed after this
     MAX_CONNECTIONS      min(10000, half the descriptor hard limit): past it a new
                               connection gets 503 + Retry-After and is closed
+    HTTP_FAST_LANE       true  serve POST /orders in the edge's fast lane instead of
+                              aiohttp (matchlab.edge.fastlane); false to A/B it
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import resource
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from matchlab.envparse import env_int, env_seconds
+from matchlab.envparse import env_bool, env_int, env_seconds
 
 DEFAULT_MAX_CONNECTIONS = 10_000
 # Descriptors the process needs besides client connections: upstream pools, journal, broker, logs.
@@ -45,6 +47,7 @@ class EdgeLimits:
     keepalive_timeout_s: float = 60.0
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     retry_after_s: int = 1  # what a refused or shed caller is told to wait
+    fast_lane: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EdgeLimits:
@@ -54,6 +57,7 @@ class EdgeLimits:
             body_timeout_s=env_seconds(env, "BODY_TIMEOUT_S", 10.0),
             keepalive_timeout_s=env_seconds(env, "KEEPALIVE_TIMEOUT_S", 60.0),
             max_connections=env_int(env, "MAX_CONNECTIONS", default_max_connections(), minimum=1),
+            fast_lane=env_bool(env, "HTTP_FAST_LANE", True),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -70,7 +74,10 @@ class EdgeLimits:
             "MAX_CONNECTIONS": (self.max_connections, own.max_connections),
         }
         # repr() of a float reads back as the same float.
-        return {name: repr(value) for name, (value, default) in settings.items() if value != default}
+        env = {name: repr(value) for name, (value, default) in settings.items() if value != default}
+        if not self.fast_lane:
+            env["HTTP_FAST_LANE"] = "false"
+        return env
 
 
 def raise_descriptor_limit(log: logging.Logger, max_connections: int) -> tuple[int, int]:

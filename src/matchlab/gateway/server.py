@@ -25,8 +25,10 @@ import msgspec
 from aiohttp import web
 
 from matchlab.admin_auth import admin_middleware, bearer
+from matchlab.edge.fastlane import FastRoute
 from matchlab.edge.guard import ConnectionGuard, EdgeMetrics, edge_middleware, queued_s, start_guarded
 from matchlab.edge.limits import raise_descriptor_limit
+from matchlab.edge.replies import OCTET_STREAM, Reply, rejected
 from matchlab.gateway.config import GatewayConfig
 from matchlab.gateway.metrics import GatewayMetrics
 from matchlab.http1 import HttpPool, UpstreamError, UpstreamTimeout
@@ -35,8 +37,8 @@ from matchlab.httpjson import (
     MAX_SEED_BYTES,
     json_response,
     read_json_body,
-    rejection,
     start_metrics_site,
+    to_response,
 )
 from matchlab.service import serve_until_signalled
 
@@ -68,61 +70,66 @@ class GatewayServer:
         # The middleware has checked the caller's token; the shard checks the same one again.
         self._seed_head = {s: pool.request_head("/seed", bearer(config.admin_token)) for s, pool in self._pools.items()}
         self._runners: list[web.AppRunner] = []
-        self.guard = ConnectionGuard(config.edge, EdgeMetrics("gw", self.metrics.registry))
+        # POST /orders in the edge's fast lane (HTTP_FAST_LANE), deciding through the same place_order.
+        fast = FastRoute(self.place_order, self._unroutable, MAX_ORDER_BYTES) if config.edge.fast_lane else None
+        self.guard = ConnectionGuard(config.edge, EdgeMetrics("gw", self.metrics.registry), fast)
         self._inflight = dict.fromkeys(config.shard_urls, 0)
-        self._shed_headers = {"Retry-After": str(config.edge.retry_after_s)}
+        self._shed_headers = (("Retry-After", str(config.edge.retry_after_s)),)
 
     async def _forward(self, shard: str, head: bytes, body: bytes, started: float,
-                       timeout_s: float = REQUEST_TIMEOUT_S) -> web.Response:
+                       timeout_s: float = REQUEST_TIMEOUT_S) -> Reply:
         try:
             upstream = await self._pools[shard].post(head, body, timeout_s)
-            reply = web.Response(status=upstream.status, body=upstream.body,
-                                 headers={"Content-Type": upstream.content_type} if upstream.content_type else None)
+            reply = Reply(upstream.status, upstream.body, upstream.content_type or OCTET_STREAM)
         except UpstreamTimeout:
             self.metrics.routing["timeout"].inc()
-            reply = rejection(504, f"shard {shard!r} did not answer within {timeout_s:g}s")
+            reply = rejected(504, f"shard {shard!r} did not answer within {timeout_s:g}s")
         except UpstreamError as exc:
             self.metrics.routing["shard_unavailable"].inc()
-            reply = rejection(502, f"shard {shard!r} unreachable: {exc}")
+            reply = rejected(502, f"shard {shard!r} unreachable: {exc}")
         self.metrics.observe(shard, reply.status, perf_counter() - started)
         return reply
 
     async def post_order(self, request: web.Request) -> web.Response:
         started = perf_counter()
         body = await read_json_body(request, MAX_ORDER_BYTES)
-        if not isinstance(body, bytes):
-            self.metrics.observe("none", body.status, perf_counter() - started)
-            return body
+        if isinstance(body, Reply):
+            return to_response(self._unroutable(body, started))
+        return to_response(await self.place_order(body, started, queued_s(request)))
+
+    async def place_order(self, body: bytes, started: float, queued: float) -> Reply:
+        """Route and forward one order whose body passed the transport checks (aiohttp's path and the fast lane)."""
         try:
             symbol = _decode_symbol(body).symbol
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            self.metrics.observe("none", 400, perf_counter() - started)
-            return rejection(400, f"cannot route: {exc}")
+            return self._unroutable(rejected(400, f"cannot route: {exc}"), started)
         except RecursionError:  # skipping an unknown field nested ~1,000 deep exhausts the decoder's depth limit
-            self.metrics.observe("none", 400, perf_counter() - started)
-            return rejection(400, "cannot route: JSON nested too deeply")
+            return self._unroutable(rejected(400, "cannot route: JSON nested too deeply"), started)
         shard = self._owner.get(symbol)
         if shard is None:
             self.metrics.routing["unknown_symbol"].inc()
-            self.metrics.observe("none", 400, perf_counter() - started)
-            return rejection(400, f"symbol: unknown symbol {symbol!r} (no shard owns it)")
+            return self._unroutable(rejected(400, f"symbol: unknown symbol {symbol!r} (no shard owns it)"), started)
         if self._inflight[shard] >= self.config.max_inflight_per_shard:
             return self._shed(shard, started, f"shard {shard!r} has {self.config.max_inflight_per_shard} orders in flight")
-        if queued_s(request) > self.config.shed_queue_wait_s:
-            return self._shed(shard, started, f"the gateway is overloaded (queued {queued_s(request) * 1000:.0f} ms)")
+        if queued > self.config.shed_queue_wait_s:
+            return self._shed(shard, started, f"the gateway is overloaded (queued {queued * 1000:.0f} ms)")
         self._inflight[shard] += 1
         try:
             return await self._forward(shard, self._order_head[shard], body, started)
         finally:
             self._inflight[shard] -= 1
 
-    def _shed(self, shard: str, started: float, why: str) -> web.Response:
+    def _unroutable(self, reply: Reply, started: float) -> Reply:
+        """A refusal before any shard is chosen, counted under shard "none"."""
+        self.metrics.observe("none", reply.status, perf_counter() - started)
+        return reply
+
+    def _shed(self, shard: str, started: float, why: str) -> Reply:
         """Answer at once rather than queue: the shard has its fill, or the gateway itself is behind."""
         self.metrics.shed[shard].inc()
         self.metrics.observe(shard, 503, perf_counter() - started)
-        reply = rejection(503, f"{why}: retry later")
-        reply.headers.update(self._shed_headers)
-        return reply
+        refusal = rejected(503, f"{why}: retry later")
+        return Reply(refusal.status, refusal.body, refusal.content_type, self._shed_headers)
 
     async def post_seed(self, request: web.Request) -> web.Response:
         started = perf_counter()
@@ -130,9 +137,9 @@ class GatewayServer:
         if shard not in self.config.shard_urls:
             return json_response(404, {"status": "REJECTED", "reason": f"unknown shard id {shard!r}"})
         body = await read_json_body(request, MAX_SEED_BYTES)
-        if not isinstance(body, bytes):
-            return body
-        return await self._forward(shard, self._seed_head[shard], body, started, SEED_TIMEOUT_S)
+        if isinstance(body, Reply):
+            return to_response(body)
+        return to_response(await self._forward(shard, self._seed_head[shard], body, started, SEED_TIMEOUT_S))
 
     async def get_health(self, _request: web.Request) -> web.Response:
         return json_response(200, {"status": "UP", "component": "edge-gateway"})

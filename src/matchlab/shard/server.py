@@ -23,8 +23,10 @@ from time import perf_counter
 from aiohttp import web
 
 from matchlab.admin_auth import admin_middleware
-from matchlab.edge.guard import ConnectionGuard, EdgeMetrics, edge_middleware, start_guarded
+from matchlab.edge.fastlane import FastRoute
+from matchlab.edge.guard import ConnectionGuard, EdgeMetrics, edge_middleware, queued_s, start_guarded
 from matchlab.edge.limits import raise_descriptor_limit
+from matchlab.edge.replies import Reply, json_reply, rejected
 from matchlab.errors import QueueFullError
 from matchlab.httpjson import (
     MAX_ORDER_BYTES,
@@ -33,6 +35,7 @@ from matchlab.httpjson import (
     read_json_body,
     rejection,
     start_metrics_site,
+    to_response,
 )
 from matchlab.service import serve_until_signalled
 from matchlab.shard.config import ShardConfig
@@ -74,37 +77,43 @@ class ShardServer:
         self._runners: list[web.AppRunner] = []
         self._serving = False
         edge_metrics = EdgeMetrics("me", self.metrics.registry, {"shard": config.shard_id})
-        self.guard = ConnectionGuard(config.edge, edge_metrics)
+        # POST /orders in the edge's fast lane (HTTP_FAST_LANE), deciding through the same place_order.
+        fast = FastRoute(self.place_order, _as_is, MAX_ORDER_BYTES) if config.edge.fast_lane else None
+        self.guard = ConnectionGuard(config.edge, edge_metrics, fast)
 
     # -- handlers --------------------------------------------------------
 
     async def post_order(self, request: web.Request) -> web.Response:
         received_at = perf_counter()
         body = await read_json_body(request, MAX_ORDER_BYTES)
-        if not isinstance(body, bytes):
-            return body
+        if isinstance(body, Reply):
+            return to_response(body)
+        return to_response(await self.place_order(body, received_at, queued_s(request)))
+
+    async def place_order(self, body: bytes, received_at: float, _queued_s: float) -> Reply:
+        """One order's outcome, from a body that passed the transport checks (aiohttp's path and the fast lane)."""
         try:
             order = parse_order(body, self._symbols)
         except OrderRejected as exc:
-            return rejection(400, exc.reason, exc.order_id)
+            return rejected(400, exc.reason, exc.order_id)
         self.metrics.validation.observe(perf_counter() - received_at)
         try:
             ack_ms, duplicate = await self.pipeline.submit_order(order, received_at)
         except QueueFullError as exc:
-            return rejection(503, str(exc), order.orderId)
+            return rejected(503, str(exc), order.orderId)
         except WalError as exc:
-            return rejection(503, journal_reason(exc), order.orderId)
+            return rejected(503, journal_reason(exc), order.orderId)
         except OrderConflict as exc:
-            return rejection(409, str(exc), order.orderId)
+            return rejected(409, str(exc), order.orderId)
         reply = {"status": "ACCEPTED", "orderId": order.orderId, "shardId": self.config.shard_id, "timestamp": ack_ms}
         if duplicate:
             reply["duplicate"] = True
-        return json_response(200, reply)
+        return json_reply(200, reply)
 
     async def post_seed(self, request: web.Request) -> web.Response:
         body = await read_json_body(request, MAX_SEED_BYTES)
-        if not isinstance(body, bytes):
-            return body
+        if isinstance(body, Reply):
+            return to_response(body)
         try:
             orders = parse_seed(body, self._symbols)
         except OrderRejected as exc:
@@ -209,6 +218,11 @@ class ShardServer:
         for runner in self._runners[:-1]:
             await runner.cleanup()
         log.info("shard %s stopped (%d events undelivered)", self.config.shard_id, undelivered)
+
+
+def _as_is(reply: Reply, _received_at: float) -> Reply:
+    """The shard records nothing for a request refused before its body is parsed (as on aiohttp's path)."""
+    return reply
 
 
 def journal_reason(exc: WalError) -> str:
