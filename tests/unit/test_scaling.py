@@ -25,10 +25,11 @@ def fake_system(knee: float, saturating: str = "me-shard-a"):
     return step
 
 
+@pytest.mark.parametrize("precision", [scaling.KNEE_PRECISION, 0.025])
 @pytest.mark.parametrize("knee", [137.0, 440.0, 1234.0])
-def test_the_knee_is_found_within_5_percent(knee):
-    found, steps, exhausted = scaling.knee_search(fake_system(knee), 100.0)
-    assert not exhausted and found is not None and knee * 0.95 <= found <= knee, (found, [s.rate for s in steps])
+def test_the_knee_is_found_within_the_precision(knee, precision):
+    found, steps, exhausted = scaling.knee_search(fake_system(knee), 100.0, precision=precision)
+    assert not exhausted and found is not None and knee * (1 - precision) <= found <= knee, (found, [s.rate for s in steps])
     assert len(steps) <= scaling.MAX_STEPS
 
 

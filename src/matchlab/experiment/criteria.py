@@ -436,7 +436,7 @@ def scaling_verdict(ctx: Context, exp: ExperimentRecord) -> Verdict:
     low, high = scaling.ratio_interval(caps[1]["bounds"], caps[3]["bounds"], 3)
     passes = min(len(c.get("passes", [])) for c in caps.values())
     detail = (f"ratio {ratio:.3f}, interval [{low:.3f}, {high:.3f}] from {passes} pass{'es' * (passes != 1)} and "
-              f"the search's {scaling.KNEE_PRECISION:.0%} bracket; {detail}")
+              f"the search's {exp.extra.get('knee_precision', scaling.KNEE_PRECISION):.1%} bracket; {detail}")
     try:
         detail += "; " + fit_usl([(n, c["knee"]) for n, c in caps.items() if c["knee"]]).describe()
     except ValueError as exc:

@@ -216,9 +216,9 @@ def bottleneck(step: Step, budgets: Budgets | None) -> str:
     return lg
 
 
-def knee_search(run_step: Callable[[float], Step], start_rate: float,
-                growth: float = GROWTH) -> tuple[float | None, list[Step], bool]:
-    """Grow the rate by ``growth`` until a step fails, then bisect to within ``KNEE_PRECISION``."""
+def knee_search(run_step: Callable[[float], Step], start_rate: float, growth: float = GROWTH,
+                precision: float = KNEE_PRECISION) -> tuple[float | None, list[Step], bool]:
+    """Grow the rate by ``growth`` until a step fails, then bisect until the knee is known within ``precision``."""
     steps: list[Step] = []
     good, bad = None, None
     rate = start_rate
@@ -233,7 +233,7 @@ def knee_search(run_step: Callable[[float], Step], start_rate: float,
             bad = rate
         if bad is not None:
             low = good if good is not None else 0.0
-            if good is not None and (bad - good) / good <= KNEE_PRECISION:
+            if good is not None and (bad - good) / good <= precision:
                 break
             if good is None and bad <= start_rate / growth ** 3:
                 break  # it fails even far below where it started

@@ -347,6 +347,9 @@ SCALING_START_PER_SHARD = 100.0  # orders/s per shard at the first step
 # Two passes (N = 1..K, then K..1): one search alone flipped the verdict between runs (ratio 1.08 in one
 # CI run, 0.88 in the next), so the verdict is decided from the interval both passes allow.
 S1_PASSES = 2
+# The knees' bracket is most of that interval where the passes agree (5 %: 0.891-1.007 around 0.938 in a
+# quiet run here), so S1 bisects further, one or two more steps per search.
+S1_PRECISION = 0.025
 
 
 def scaling_budgets(max_shards: int, cores: int | None = None) -> scaling.Budgets:
@@ -361,7 +364,7 @@ def run_s1(s: Suite) -> ExperimentRecord:
     exp = ExperimentRecord("S1", f"Scaling from capacity: knees of 1 to {len(shards)} shards behind the gateway",
                            "ASR 2", GATEWAY_ABC.label, r.reset_and_seed(shards, *SEED))
     routes = [Route(tuple(shards[:n]), via_gateway=True) for n in range(1, len(shards) + 1)]
-    exp.extra["capacities"] = measure_capacities(s, r, exp, budgets, routes, passes=S1_PASSES)
+    exp.extra["capacities"] = measure_capacities(s, r, exp, budgets, routes, passes=S1_PASSES, precision=S1_PRECISION)
     s.record.facts["CPU budgets"] = f"S1: {budgets.describe()}" + (
         f", cgroup {exp.extra['cgroup']}" if exp.extra["enforced"] else f"; NOT enforced: {exp.extra['not_enforced']}")
     return exp
@@ -370,7 +373,7 @@ def run_s1(s: Suite) -> ExperimentRecord:
 def measure_capacities(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, budgets: scaling.Budgets,
                        routes: list[Route], step_s: float | None = None,
                        start_rate: Callable[[Route], float] = lambda route: SCALING_START_PER_SHARD * len(route.shards),
-                       passes: int = 1) -> list[dict]:
+                       passes: int = 1, precision: float = scaling.KNEE_PRECISION) -> list[dict]:
     """The knee of each route under ``budgets`` (cgroup quotas while it runs), as ``Capacity`` dicts.
 
     Each route is searched from ``start_rate(route)`` in steps of ``step_s`` (the profile's by default).
@@ -379,6 +382,7 @@ def measure_capacities(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, bud
     ``exp.extra`` says which budgets were used and whether they were enforced.
     """
     exp.extra["budgets"] = budgets.describe()
+    exp.extra["knee_precision"] = precision
     running = {name: p.pid for name, p in getattr(r.stack.backend, "processes", dict)().items() if p.pid}
     pids = {name: pid for name, pid in running.items() if budgets.for_service(name) is not None}
     others = {name: pid for name, pid in running.items() if name not in pids}  # broker, Prometheus: reported
@@ -402,8 +406,9 @@ def measure_capacities(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, bud
                     continue  # nothing to confirm: the first pass found no knee
                 step = _scaling_step(s, r, exp, route, budgets, pids, others, cgroups if not why else None,
                                      step_s or s.profile.scaling_step_s)
-                knee, steps, _ = (scaling.knee_search(step, first * scaling.CONFIRM_START, scaling.CONFIRM_GROWTH)
-                                  if k else scaling.knee_search(step, _first_rate(route, start_rate, found)))
+                knee, steps, _ = scaling.knee_search(
+                    step, first * scaling.CONFIRM_START if k else _first_rate(route, start_rate, found),
+                    scaling.CONFIRM_GROWTH if k else scaling.GROWTH, precision)
                 cap.passes.append(scaling.Pass.from_steps(knee, steps, budgets))
                 s.progress(f"[{exp.id}] N={cap.shards}" + (f" (pass {k + 1}/{passes})" if passes > 1 else "") +
                            f": knee {knee if knee is None else round(knee)} orders/s; {cap.passes[-1].bottleneck}")
