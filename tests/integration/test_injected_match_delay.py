@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 pytestmark = pytest.mark.integration
 
 DELAY_MS = 2
-PAIRS = 60  # sequential crossing pairs: 120 orders, 60 matches
+PAIRS = 40  # sequential crossing pairs per round: 80 orders, 40 matches
+ROUNDS = 3
 
 
 def crossing_pair(tag: str, i: int) -> list[dict]:
@@ -33,12 +34,13 @@ def match_figures(metrics_url: str) -> tuple[float, float, float]:
             samples["me_matches_total"])
 
 
-def mean_match_latencies_ms(shards: list) -> list[float]:
+def mean_match_latencies_ms(shards: list, first: int, pairs: int) -> list[float]:
     """Crossing pairs sent to each shard in turn (so a busy moment of this shared machine hits both alike);
-    each shard's mean match latency once every order is counted."""
+    each shard's mean match latency over those orders once every one is counted."""
+    before = [match_figures(shard.metrics_url) for shard in shards]
     clients = [shard.client() for shard in shards]
     try:
-        for i in range(PAIRS):
+        for i in range(first, first + pairs):
             for n, c in enumerate(clients):
                 for order in crossing_pair(f"s{n}", i):
                     assert c.post("/orders", json=order).status_code == 200
@@ -46,23 +48,25 @@ def mean_match_latencies_ms(shards: list) -> list[float]:
         for c in clients:
             c.close()
     means = []
-    for shard in shards:
-        total, count, matches = 0.0, 0.0, 0.0
+    for shard, (total0, count0, matches0) in zip(shards, before):
+        total, count, matches = total0, count0, matches0
         for _ in range(50):  # matching trails the acknowledgement by the delay: wait until every order is counted
             total, count, matches = match_figures(shard.metrics_url)
-            if count >= 2 * PAIRS:
+            if count - count0 >= 2 * pairs:
                 break
             time.sleep(0.05)
-        assert (count, matches) == (2 * PAIRS, PAIRS), "every order matched once, each pair into one match"
-        means.append(total / count * 1000)
+        assert (count - count0, matches - matches0) == (2 * pairs, pairs), "every order matched once, each pair into one"
+        means.append((total - total0) / (count - count0) * 1000)
     return means
 
 
 def test_the_injected_delay_adds_to_the_measured_match_latency_and_loses_nothing(shard_factory):
     plain, delayed = shard_factory("a"), shard_factory("a", INJECT_MATCH_DELAY_MS=str(DELAY_MS))
-    base_ms, delayed_ms = mean_match_latencies_ms([plain, delayed])
-    added = delayed_ms - base_ms
-    assert 0.5 * DELAY_MS <= added <= DELAY_MS + 8, f"mean match latency {base_ms:.2f} -> {delayed_ms:.2f} ms"
+    # Three rounds, judged by their median: one stall of this shared machine (a slow fsync, another
+    # process's burst) can move a round's mean by more than the delay.
+    rounds = [mean_match_latencies_ms([plain, delayed], k * PAIRS, PAIRS) for k in range(ROUNDS)]
+    added = sorted(delayed_ms - base_ms for base_ms, delayed_ms in rounds)[ROUNDS // 2]
+    assert 0.5 * DELAY_MS <= added <= DELAY_MS + 8, f"mean match latency per round (plain, delayed): {rounds}"
     log = delayed.process.log_path.read_text()
     assert f"INJECT_MATCH_DELAY_MS={DELAY_MS}" in log and "INJECT_MATCH_DELAY_MS" not in plain.process.log_path.read_text()
 
