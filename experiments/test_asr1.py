@@ -14,7 +14,7 @@ import pytest
 from fixtures.experiments import attach_charts
 from fixtures.experiments import check_criterion as check
 from matchlab.experiment.profiles import QUICK
-from matchlab.experiment.registry import ASR1, A3_DEPTHS, expected
+from matchlab.experiment.registry import A3_DEPTHS, ASR1, expected
 from matchlab.experiment.suite import Suite
 
 pytestmark = pytest.mark.asr1

@@ -108,9 +108,8 @@ def test_a_broker_that_never_becomes_ready_names_itself(tmp_path, monkeypatch):
     monkeypatch.setenv("CALF_TANSU_BIN", str(silent))
     monkeypatch.setattr(broker_module.TansuBroker, "ready_timeout_s", 2.0)
     broker = broker_module.TansuBroker(free_port(), tmp_path / "broker.log")
-    with pytest.raises(WaitTimeoutError) as err:
-        with broker:
-            pass
+    with pytest.raises(WaitTimeoutError) as err, broker:
+        pass
     text = str(err.value)
     assert "broker to be ready (TCP connect to 127.0.0.1:" in text
     assert "never listening" in text  # the log tail

@@ -8,11 +8,11 @@ assuming it. Grafana annotations are posted to a small fake of its HTTP API.
 from __future__ import annotations
 
 import base64
-import typing
 import json
 import re
 import signal
 import threading
+import typing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 

@@ -17,9 +17,8 @@ import pytest
 from matchlab.errors import PrerequisiteError
 from matchlab.experiment.criteria import Context, error_rate
 from matchlab.experiment.profiles import QUICK
-from matchlab.experiment.registry import build
-
 from matchlab.experiment.record import ExperimentRecord, RunRecord
+from matchlab.experiment.registry import build
 from matchlab.experiment.runner import ExperimentRunner, Route
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.observe.summary import summary_html

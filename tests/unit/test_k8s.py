@@ -305,7 +305,7 @@ def test_image_runtime_requirements_match_the_project_pins_and_cover_the_service
 
 
 def test_k3d_smoke_stops_at_once_with_the_prerequisite_message(tmp_path):
-    proc = subprocess.run(  # noqa: PLW1510 - the exit code is asserted
+    proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "experiments/test_smoke.py", "--backend", "k3d",
          "--reports-dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,

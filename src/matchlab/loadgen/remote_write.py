@@ -123,7 +123,7 @@ class RemoteWriteExporter:
                     raise aiohttp.ClientResponseError(
                         resp.request_info, (), status=resp.status, message=(await resp.text())[:200]
                     )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             self.failures += 1
             if self.failures == 1:  # once: the run goes on without the client's view
                 log.warning("remote write to %s failed: %s", self.url, exc)
