@@ -57,6 +57,7 @@ def _scale(unit: str) -> tuple[float, str]:
     return (1000.0, "ms") if unit == "s" else (1.0, {"short": "", "reqps": "requests/s"}.get(unit, unit))
 
 
+MAX_PHASES_IN_LEGEND = 8
 MIN_LABELLED_SHARE = 0.06  # of the time axis: about what a phase name at 7 pt needs
 
 
@@ -120,14 +121,20 @@ def panel_chart(prom: PromClient, panel: Panel, exp: ExperimentRecord) -> tuple[
 def percentile_chart(exp: ExperimentRecord) -> tuple[str, int]:
     fig, ax = plt.subplots(figsize=FIGSIZE)
     drawn = 0
-    for phase in exp.phases:
+    # Dozens of capacity-search steps: one legend entry, the steps shaded from first (dark) to last (light).
+    many = len(exp.phases) > MAX_PHASES_IN_LEGEND
+    shade = plt.get_cmap("viridis")
+    for i, phase in enumerate(exp.phases):
         lat = phase.load.latency_ms
         if not lat.get("count"):
             continue
         keys = sorted((float(k[1:]), k) for k in lat if k.startswith("p"))
         xs = [1 / (1 - q / 100) for q, _ in keys]
         drawn += 1
-        ax.plot(xs, [lat[k] for _, k in keys], marker="o", label=f"{phase.name} (n={lat['count']})", gid=f"series-{drawn}")
+        label = (f"{phase.name} (n={lat['count']})" if not many else
+                 "each step, dark (first) to light (last)" if drawn == 1 else "_nolegend_")
+        ax.plot(xs, [lat[k] for _, k in keys], marker="o", label=label, gid=f"series-{drawn}",
+                color=shade(i / max(len(exp.phases) - 1, 1)) if many else None, ms=3 if many else 6)
     ax.set_xscale("log")
     ax.set_xticks([2, 10, 100, 1000, 10000], ["p50", "p90", "p99", "p99.9", "p99.99"])
     ax.axhline(200, color=THRESHOLD_COLORS["red"], ls="--", lw=1, label="200 ms")
@@ -159,6 +166,9 @@ def depth_chart(prom: PromClient, exp: ExperimentRecord) -> tuple[str, int]:
 def load_chart(exp: ExperimentRecord) -> tuple[str, int]:
     fig, ax = plt.subplots(figsize=WIDE_FIGSIZE)
     t0, drawn = exp.start, 0
+    # A capacity search's dozens of steps get one legend entry, not one each (the legend would cover the plot).
+    many = len(exp.phases) > MAX_PHASES_IN_LEGEND
+    errors_labelled = False
     for phase in exp.phases:
         offset = phase.start - t0
         secs = [offset + s.second for s in phase.load.timeline]
@@ -166,10 +176,16 @@ def load_chart(exp: ExperimentRecord) -> tuple[str, int]:
             continue
         ax.plot(secs, [s.scheduled for s in phase.load.timeline], color="grey", ls="--", lw=1)
         drawn += 1
-        ax.plot(secs, [s.ok for s in phase.load.timeline], lw=1.2, label=f"{phase.name} answered 200", gid=f"series-{drawn}")
+        label = (f"{phase.name} answered 200" if not many else
+                 "answered 200 (each step)" if drawn == 1 else "_nolegend_")
+        ax.plot(secs, [s.ok for s in phase.load.timeline], lw=1.2, label=label, gid=f"series-{drawn}",
+                color="#1f77b4" if many else None)
         errs = [sum(s.errors.values()) + s.dropped for s in phase.load.timeline]
         if any(errs):
-            ax.plot(secs, errs, color=THRESHOLD_COLORS["red"], lw=1, label=f"{phase.name} errors + dropped")
+            label = f"{phase.name} errors + dropped" if not many else (
+                "errors + dropped" if not errors_labelled else "_nolegend_")
+            errors_labelled = True
+            ax.plot(secs, errs, color=THRESHOLD_COLORS["red"], lw=1, label=label)
     ax.plot([], [], color="grey", ls="--", label="target (scheduled)")
     ax.set_ylim(bottom=0)  # a steady rate is a flat line, not a zoomed-in zigzag of +-1 request
     shade_phases(ax, exp, t0)
