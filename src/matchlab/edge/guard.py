@@ -32,7 +32,7 @@ from typing import cast
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from matchlab.edge.fastlane import FastLane, FastRoute
+from matchlab.edge.fastlane import HEADER_END, FastLane, FastRoute
 from matchlab.edge.limits import EdgeLimits
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,6 @@ REFUSAL_LINGER_S = 1.0
 # aiohttp's default listen backlog (128) overflows under a burst of connects, and an overflowed
 # SYN waits a second for its retransmit: a legitimate client would see that as a hang.
 LISTEN_BACKLOG = 4096
-HEADER_END = b"\r\n\r\n"
 # A header is held back from aiohttp until complete, up to aiohttp's own header limit (8 KiB per
 # line); longer ones are handed over so its parser gives the usual answer.
 MAX_BUFFERED_HEAD = 16 * 1024

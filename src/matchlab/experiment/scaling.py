@@ -197,7 +197,8 @@ def bottleneck(step: Step, budgets: Budgets | None) -> str:
         lg += f"; the machine's cores {step.machine_busy:.0%} busy"
     if step.others_cpu:
         lg += " (" + ", ".join(f"{k} {v:.2f} CPU" for k, v in sorted(step.others_cpu.items())) + ")"
-    if foreign_limit(step) == LIMITED_BY_LOADGEN:
+    limit = foreign_limit(step)
+    if limit == LIMITED_BY_LOADGEN:
         return f"{LIMITED_BY_LOADGEN}: {lg}"
     if step.queue_fill > 0.01:
         return f"a matcher queue ({step.queue_fill:.0%} full)"
@@ -211,7 +212,7 @@ def bottleneck(step: Step, budgets: Budgets | None) -> str:
         if share >= SATURATED:
             return f"{name} at {share:.0%} of {of}{extra} (others: {others}); {lg}"
         where = (f"{LIMITED_BY_MACHINE}, shared with processes outside the budgets"
-                 if foreign_limit(step) == LIMITED_BY_MACHINE else "a shared stage: the broker or the network path")
+                 if limit == LIMITED_BY_MACHINE else "a shared stage: the broker or the network path")
         return f"no process saturated (busiest {name} at {share:.0%} of {of}{extra}; others: {others}); {lg}: {where}"
     return lg
 

@@ -58,6 +58,14 @@ def _scale(unit: str) -> tuple[float, str]:
 
 
 MAX_PHASES_IN_LEGEND = 8
+
+
+def _legend_entry(many: bool, own: str, shared: str, first: bool) -> str:
+    """A phase's own legend entry; with many phases, one shared entry (on the first) for all of them."""
+    if not many:
+        return own
+    return shared if first else "_nolegend_"
+
 MIN_LABELLED_SHARE = 0.06  # of the time axis: about what a phase name at 7 pt needs
 
 
@@ -131,8 +139,8 @@ def percentile_chart(exp: ExperimentRecord) -> tuple[str, int]:
         keys = sorted((float(k[1:]), k) for k in lat if k.startswith("p"))
         xs = [1 / (1 - q / 100) for q, _ in keys]
         drawn += 1
-        label = (f"{phase.name} (n={lat['count']})" if not many else
-                 "each step, dark (first) to light (last)" if drawn == 1 else "_nolegend_")
+        label = _legend_entry(many, f"{phase.name} (n={lat['count']})", "each step, dark (first) to light (last)",
+                              drawn == 1)
         ax.plot(xs, [lat[k] for _, k in keys], marker="o", label=label, gid=f"series-{drawn}",
                 color=shade(i / max(len(exp.phases) - 1, 1)) if many else None, ms=3 if many else 6)
     ax.set_xscale("log")
@@ -176,16 +184,14 @@ def load_chart(exp: ExperimentRecord) -> tuple[str, int]:
             continue
         ax.plot(secs, [s.scheduled for s in phase.load.timeline], color="grey", ls="--", lw=1)
         drawn += 1
-        label = (f"{phase.name} answered 200" if not many else
-                 "answered 200 (each step)" if drawn == 1 else "_nolegend_")
+        label = _legend_entry(many, f"{phase.name} answered 200", "answered 200 (each step)", drawn == 1)
         ax.plot(secs, [s.ok for s in phase.load.timeline], lw=1.2, label=label, gid=f"series-{drawn}",
                 color="#1f77b4" if many else None)
         errs = [sum(s.errors.values()) + s.dropped for s in phase.load.timeline]
         if any(errs):
-            label = f"{phase.name} errors + dropped" if not many else (
-                "errors + dropped" if not errors_labelled else "_nolegend_")
+            ax.plot(secs, errs, color=THRESHOLD_COLORS["red"], lw=1,
+                    label=_legend_entry(many, f"{phase.name} errors + dropped", "errors + dropped", not errors_labelled))
             errors_labelled = True
-            ax.plot(secs, errs, color=THRESHOLD_COLORS["red"], lw=1, label=label)
     ax.plot([], [], color="grey", ls="--", label="target (scheduled)")
     ax.set_ylim(bottom=0)  # a steady rate is a flat line, not a zoomed-in zigzag of +-1 request
     shade_phases(ax, exp, t0)
