@@ -57,12 +57,13 @@ def test_capacity_three_shards_through_gateway(suite: Suite, request):
     assert knee["matches_per_min"] > 0
 
 
-# The bar for "a halved budget halves the knee" is 15 %. Each knee is known within 5 %
-# (bisection); the rest is the machine's noise. Only its lower side is asserted: a shard's CPU per
-# order rises as its rate falls (each order pays for its own wake-ups and fsync cycle instead of
-# sharing them), so halving 0.2 CPU more than halves the knee (2.2x to 4.2x in five runs here;
-# README "The budgets themselves"). What the test must catch is a budget not in force (the knee
-# would not move) or a knee set by something else (it would move less).
+# The bar is "a halved budget halves the knee, within 15 %". Only its lower side is asserted.
+# A shard's CPU per order falls as its rate rises (orders that arrive together share wake-ups, fsyncs
+# and warm caches, and on this machine a wake-up costs more than an order's own work), so halving a
+# budget more than halves the knee: 2.0-2.7x at 0.2 / 0.4 CPU in six runs here, 2.1-4.2x at 0.1 / 0.2
+# (README "The budgets themselves"). What the test must catch is a budget not in force (the knee would
+# not move) or a knee set by something else (it would move less). Each budget is searched twice and
+# judged by its mean knee: one search's knee moved by up to a quarter between runs.
 HALVING_TOLERANCE = 0.15
 
 
@@ -78,18 +79,22 @@ def test_a_halved_shard_budget_halves_its_knee(cgroup_budgets, suite: Suite):
     assert exp.extra["enforced"], exp.extra["not_enforced"]
     knees = {}
     for cpu, cap in exp.extra["knees_by_shard_cpu"].items():
-        suite.progress(f"[C3] shard a at {cpu} CPU: knee {cap['knee']} orders/s; at the knee: {cap['bottleneck']}")
+        suite.progress(f"[C3] shard a at {cpu} CPU: knee {cap['knee']} orders/s (passes "
+                       f"{', '.join(str(round(p['knee'] or 0)) for p in cap['passes'])}); at the knee: {cap['bottleneck']}")
         assert cap["knee"] and not cap["exhausted"], f"shard a at {cpu} CPU: no knee found: {cap}"
-        first_bad = next(st for st in reversed(cap["passes"][0]["steps"]) if not st["passed"])
-        share = first_bad["cpu_share"]["me-shard-a"]
-        # Its own budget, and no more, set the knee: saturated (>= 90 %) but held to it by the quota.
-        assert cap["bottleneck"].startswith("me-shard-a at") and share <= 1.1, f"shard a at {cpu} CPU: {cap}"
+        for p in cap["passes"]:
+            first_bad = min((st for st in p["steps"] if not st["passed"] and st["rate"] > p["knee"]),
+                            key=lambda st: st["rate"])
+            share = first_bad["cpu_share"]["me-shard-a"]
+            # Its own budget, and no more, set the knee: saturated (>= 90 %) but held to it by the quota.
+            assert p["bottleneck"].startswith("me-shard-a at") and share <= 1.1, f"shard a at {cpu} CPU: {p}"
         knees[float(cpu)] = cap["knee"]
     half, full = sorted(knees)
-    ratio = knees[full] / knees[half]
-    suite.progress(f"[C3] knee ratio {ratio:.2f} for a budget ratio of {full / half:g}")
-    assert ratio >= full / half * (1 - HALVING_TOLERANCE), (
-        f"knee {knees[full]:.0f} orders/s at {full} CPU vs {knees[half]:.0f} at {half} CPU: ratio {ratio:.2f}")
+    ratio, want = knees[full] / knees[half], full / half
+    suite.progress(f"[C3] knee ratio {ratio:.2f} for a budget ratio of {want:g}")
+    assert ratio >= want * (1 - HALVING_TOLERANCE), (
+        f"knee {knees[full]:.0f} orders/s at {full} CPU vs {knees[half]:.0f} at {half} CPU: ratio {ratio:.2f}, "
+        f"below {want:g} - {HALVING_TOLERANCE:.0%}")
 
 
 def test_a_throttled_gateway_fails_scaling_naming_the_gateway(cgroup_budgets, suite: Suite):

@@ -9,6 +9,7 @@ defaults from here and turn a configuration into its environment with ``to_env()
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 # -- shards and symbols ---------------------------------------------------------------------------
@@ -52,6 +53,20 @@ TOPIC_MATCHES = "matches"  # MATCH_EXECUTED events
 TOPIC_ORDERS = "orders"  # ORDER_PLACED events
 TOPICS: tuple[str, ...] = (TOPIC_MATCHES, TOPIC_ORDERS)
 PARTITIONS = 12  # per topic, created by the harness (Tansu and the Redpanda Job alike)
+
+
+def event_partition(shard: str) -> int:
+    """The partition (of each topic) a shard's events go to, keyed by symbol as DESIGN.md §3.4 says.
+
+    librdkafka sends one produce request per partition, and the broker's cost is per request: a
+    shard whose four symbols hash to four partitions of two topics sends up to eight requests per
+    linger period, one partition per topic sends two. A symbol's events still share one partition
+    (its shard's), so their order holds. Shards a..f take partitions 0..5; any other id a stable hash.
+    """
+    try:
+        return shard_index(shard) % PARTITIONS
+    except ValueError:
+        return zlib.crc32(shard.encode()) % PARTITIONS
 
 # -- ports ----------------------------------------------------------------------------------------
 

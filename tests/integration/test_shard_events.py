@@ -42,6 +42,27 @@ def test_seeded_sell_and_crossing_buy_yield_one_match_event(shard_factory, broke
     assert len(placed) == 1 and placed[0]["type"] == "ORDER_PLACED" and placed[0]["price"] == 15010
 
 
+def test_a_shards_events_share_its_partition_each_keyed_by_its_symbol(shard_factory, broker):
+    """Fewer produce requests (one partition per topic per shard), a symbol's events still in one partition."""
+    spread, own = shard_factory("b", kafka=broker.bootstrap, EVENT_PARTITION="key"), shard_factory("b", kafka=broker.bootstrap)
+    tag = f"pt{time.monotonic_ns()}"
+    symbols = ["TEST-ASSET-E", "TEST-ASSET-F", "TEST-ASSET-G", "TEST-ASSET-H"]
+    for name, shard in (("key", spread), ("own", own)):
+        with shard.client() as c:
+            for sym in symbols:
+                sell, buy = order(f"{tag}-{name}-{sym}-s", "SELL", 1, 15001), order(f"{tag}-{name}-{sym}-b", "BUY", 1, 15001)
+                sell["symbol"] = buy["symbol"] = sym
+                assert c.post("/seed", json={"orders": [sell]}).status_code == 200
+                assert c.post("/orders", json=buy).status_code == 200
+    events = read_topic(broker.bootstrap, "matches", want=2 * len(symbols), timeout=CONSUME_TIMEOUT_S,
+                        keep=lambda e: e["takerOrderId"].startswith(tag))
+    where = {(e["takerOrderId"].split("-")[1], e["_key"]): e["_partition"] for e in events}
+    assert sorted(k for name, k in where if name == "own") == symbols
+    assert {p for (name, _), p in where.items() if name == "own"} == {1}  # shard b's partition
+    assert len({p for (name, _), p in where.items() if name == "key"}) > 1  # librdkafka's partitioner spreads
+    assert all(e["_key"] == e["symbol"] for e in events)
+
+
 def test_shard_serves_without_broker_and_delivers_once_it_appears(shard_factory, tmp_path):
     port = free_port()
     shard = shard_factory("a", kafka=f"127.0.0.1:{port}")

@@ -106,3 +106,24 @@ def test_a_negative_injected_match_delay_is_refused_by_name() -> None:
 
     with pytest.raises(ConfigError, match="INJECT_MATCH_DELAY_MS must be >= 0"):
         ShardConfig.from_env({"INJECT_MATCH_DELAY_MS": "-1"})
+
+
+def test_a_shards_events_go_to_its_own_partition_unless_spread_by_key() -> None:
+    from matchlab.errors import ConfigError
+    from matchlab.topology import PARTITIONS, event_partition
+
+    def partition(shard: str) -> int | None:
+        return ShardConfig.from_env({"SHARD_ID": shard, "SHARD_SYMBOLS": "X"}).event_partition
+
+    assert [partition(s) for s in "abcdef"] == [0, 1, 2, 3, 4, 5]
+    assert 0 <= partition("east1") == event_partition("east1") < PARTITIONS
+    assert ShardConfig.from_env({"SHARD_ID": "b", "EVENT_PARTITION": "key"}).event_partition is None
+    assert ShardConfig.from_env({"EVENT_PARTITION": "11"}).event_partition == 11
+    for bad in ("12", "-1", "x"):
+        with pytest.raises(ConfigError, match=f"EVENT_PARTITION must be 'key' or a partition number 0-11.*{bad!r}"):
+            ShardConfig.from_env({"EVENT_PARTITION": bad})
+    # written only where it differs from the topology's, and read back exactly
+    assert "EVENT_PARTITION" not in ShardConfig.from_env({"SHARD_ID": "c"}).to_env()
+    for value in (None, 7):
+        config = replace(ShardConfig.from_env({"SHARD_ID": "c"}), event_partition=value)
+        assert ShardConfig.from_env(config.to_env()) == config

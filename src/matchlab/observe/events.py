@@ -62,6 +62,7 @@ def read_topic(
                 continue
             event = orjson.loads(msg.value())
             event["_key"] = msg.key().decode() if msg.key() else None
+            event["_partition"] = msg.partition()
             if keep(event):
                 events.append(event)
                 if want is not None and len(events) >= want and linger_until is None:

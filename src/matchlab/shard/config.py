@@ -31,6 +31,21 @@ DEFAULT_INJECT_MATCH_DELAY_MS = 0
 DEFAULT_SYMBOLS = {shard: ",".join(symbols) for shard, symbols in topology.SHARD_SYMBOLS.items()}
 
 
+EVENT_PARTITION_BY_KEY = "key"
+
+
+def _event_partition(env: Mapping[str, str], shard_id: str) -> int | None:
+    raw = env.get("EVENT_PARTITION", "").strip()
+    if not raw:
+        return topology.event_partition(shard_id)
+    if raw == EVENT_PARTITION_BY_KEY:
+        return None
+    if not raw.isdigit() or int(raw) >= topology.PARTITIONS:
+        raise ConfigError(f"EVENT_PARTITION must be {EVENT_PARTITION_BY_KEY!r} or a partition number 0-"
+                          f"{topology.PARTITIONS - 1} (the topics have {topology.PARTITIONS}), got {raw!r}")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class ShardConfig:
     shard_id: str
@@ -50,6 +65,9 @@ class ShardConfig:
     order_id_window_ids: int = DEFAULT_ORDER_ID_WINDOW_IDS
     event_linger_ms: int = DEFAULT_EVENT_LINGER_MS
     inject_match_delay_ms: int = DEFAULT_INJECT_MATCH_DELAY_MS
+    # The partition of each topic its events go to; None: librdkafka's partitioner spreads them by key.
+    # from_env's default is the topology's (``topology.event_partition``); EVENT_PARTITION=key spreads.
+    event_partition: int | None = None
     edge: EdgeLimits = field(default_factory=EdgeLimits)
 
     @classmethod
@@ -83,6 +101,7 @@ class ShardConfig:
             order_id_window_ids=env_int(env, "ORDER_ID_WINDOW_IDS", DEFAULT_ORDER_ID_WINDOW_IDS, minimum=1),
             event_linger_ms=env_int(env, "EVENT_LINGER_MS", DEFAULT_EVENT_LINGER_MS, minimum=0),
             inject_match_delay_ms=env_int(env, "INJECT_MATCH_DELAY_MS", DEFAULT_INJECT_MATCH_DELAY_MS, minimum=0),
+            event_partition=_event_partition(env, shard_id),
             edge=EdgeLimits.from_env(env),
         )
 
@@ -113,6 +132,8 @@ class ShardConfig:
             "INJECT_MATCH_DELAY_MS": (self.inject_match_delay_ms, DEFAULT_INJECT_MATCH_DELAY_MS),
         }
         env.update({name: str(value) for name, (value, default) in tuning.items() if value != default})
+        if self.event_partition != topology.event_partition(self.shard_id):
+            env["EVENT_PARTITION"] = EVENT_PARTITION_BY_KEY if self.event_partition is None else str(self.event_partition)
         if self.admin_token is not None:
             env[ADMIN_TOKEN_ENV] = self.admin_token
         return {**env, **self.edge.to_env()}

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 LOG_REPEAT_S = 30.0
 
 POLL_INTERVAL_S = 0.05
+PARTITION_BY_KEY = -1  # librdkafka's RD_KAFKA_PARTITION_UA: its partitioner picks by key
 # Longer than any outage the experiments inject (A4: 120 s), so none loses events.
 DELIVERY_TIMEOUT_MS = 600_000
 LOCAL_QUEUE_MESSAGES = 2_000_000
@@ -56,7 +57,8 @@ def _librdkafka_logger(client_id: str) -> logging.Logger:
 class EventPublisher:
     """Fire-and-forget publishing with delivery failures counted, not raised."""
 
-    def __init__(self, bootstrap: str, client_id: str, metrics: ShardMetrics, linger_ms: int) -> None:
+    def __init__(self, bootstrap: str, client_id: str, metrics: ShardMetrics, linger_ms: int,
+                 partition: int | None = None) -> None:
         self._metrics = metrics
         self.delivered = 0
         self._producer = Producer(
@@ -77,6 +79,7 @@ class EventPublisher:
                 "logger": _librdkafka_logger(client_id),
             }
         )
+        self._partition = PARTITION_BY_KEY if partition is None else partition
         self._poll_task: asyncio.Task | None = None
         self._last_error = ""
 
@@ -108,7 +111,7 @@ class EventPublisher:
         """Enqueue one event; ``on_delivered`` runs once the broker has confirmed it."""
         t0 = perf_counter()
         try:
-            self._producer.produce(topic, value, key, on_delivery=partial(self._on_delivery, on_delivered))
+            self._producer.produce(topic, value, key, partition=self._partition, on_delivery=partial(self._on_delivery, on_delivered))
         except BufferError:
             self._metrics.publish_errors.inc()
             log.error("event dropped: producer queue full (%d messages)", LOCAL_QUEUE_MESSAGES)

@@ -62,7 +62,7 @@ class ShardServer:
         self.engine = MatchingEngine(config.shard_id, config.symbols)
         if config.kafka_bootstrap:
             self.publisher = EventPublisher(config.kafka_bootstrap, f"me-shard-{config.shard_id}", self.metrics,
-                                            config.event_linger_ms)
+                                            config.event_linger_ms, config.event_partition)
         else:
             self.publisher = NullPublisher()
         self.pipeline = OrderPipeline(

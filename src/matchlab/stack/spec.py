@@ -18,7 +18,7 @@ from matchlab.admin_auth import bearer
 from matchlab.edge.limits import EdgeLimits
 from matchlab.gateway.config import GatewayConfig
 from matchlab.shard.config import DEFAULT_RING_BUFFER_SIZE, DEFAULT_WAL_SIZE_MB, ShardConfig
-from matchlab.topology import SHARD_IDS, SHARD_SYMBOLS
+from matchlab.topology import SHARD_IDS, SHARD_SYMBOLS, event_partition
 
 
 class Topology(enum.Enum):
@@ -67,7 +67,7 @@ def shard_config(shard: str, wiring: Wiring, symbols: list[str] | None = None, *
         shard_id=shard, symbols=frozenset(SHARD_SYMBOLS[shard] if symbols is None else symbols),
         http_port=wiring.http_port, metrics_port=wiring.metrics_port, bind_host=wiring.bind_host,
         kafka_bootstrap=wiring.kafka_bootstrap, wal_path=wiring.wal_path, wal_size_mb=DEFAULT_WAL_SIZE_MB,
-        ring_buffer_size=DEFAULT_RING_BUFFER_SIZE, fsync=True,
+        ring_buffer_size=DEFAULT_RING_BUFFER_SIZE, fsync=True, event_partition=event_partition(shard),
         edge=EdgeLimits.from_env({}),  # the limits the service would pick itself: to_env leaves them out
     )
     return replace(config, **tuning)
