@@ -23,14 +23,16 @@ def constant_source(url: str):
     return lambda: json_request("t", f"{url}/orders", {"x": 1})
 
 
-def test_achieved_rate_within_one_percent_at_200_per_second(trivial_server):
+@pytest.mark.parametrize("use_timerfd", [True, False], ids=["timerfd", "pacer-thread"])
+def test_achieved_rate_within_one_percent_at_200_per_second(trivial_server, use_timerfd):
     url = trivial_server()
-    result = run_load(LoadProfile.constant(200, 10), constant_source(url))
+    result = run_load(LoadProfile.constant(200, 10), constant_source(url), use_timerfd=use_timerfd)
     assert result.scheduled == 2000
     assert result.ok == 2000 and result.dropped == 0 and not result.errors
     assert result.achieved_rate == pytest.approx(200, rel=0.01)
     per_second = [s.sent for s in result.timeline]
     assert len(per_second) == 10 and all(195 <= n <= 205 for n in per_second), per_second
+    assert result.schedule_error_ms["p50"] < 1.0, result.schedule_error_ms  # sub-millisecond pacing either way
     print(f"\n200/s: {result.summary_line()} cpu {result.cpu_us_per_request:.0f} µs/request")
 
 

@@ -23,15 +23,17 @@ from matchlab.http1 import Upstreams
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.remote_write import RemoteWriteExporter
 from matchlab.loadgen.results import LoadResult, Recorder
+from matchlab.loadgen.timerfd import MonotonicTimer, open_timer
 from matchlab.service import GIL_SWITCH_INTERVAL_S, event_loop_runner
 
 DEFAULT_MAX_IN_FLIGHT = 1000
 REQUEST_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 2.0
 # Event-loop timers round to whole milliseconds (uvloop even fires up to 1 ms
-# early), so a pacer thread sleeps to each due time with the OS's precise
-# sleep and hands the request to the loop. It sleeps in slices so that a
-# cancelled run stops promptly.
+# early). On Linux a timerfd wakes the loop itself at each due time
+# (``matchlab.loadgen.timerfd``); elsewhere a pacer thread sleeps to each due
+# time with the OS's precise sleep and hands the request to the loop, in
+# slices so that a cancelled run stops promptly.
 PACER_SLICE_S = 0.1
 PROGRESS_INTERVAL_S = 1.0
 
@@ -62,6 +64,7 @@ class OpenModelRunner:
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         progress: Callable[[dict], None] | None = None,
         exporter: RemoteWriteExporter | None = None,
+        use_timerfd: bool = True,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
@@ -69,6 +72,7 @@ class OpenModelRunner:
         self.request_timeout_s = request_timeout_s
         self.progress = progress
         self.exporter = exporter
+        self.use_timerfd = use_timerfd
         self.recorder = Recorder()
 
     async def run(self, profile: LoadProfile, source: RequestSource) -> LoadResult:
@@ -117,10 +121,14 @@ class OpenModelRunner:
                 next_progress += PROGRESS_INTERVAL_S
                 self.progress(self._snapshot(clock() - start, profile, rec, in_flight))
 
-        start = clock() + 0.01  # a moment for the pacer thread to start
+        start = clock() + 0.01  # a moment for the pacer to start
         next_progress = start + PROGRESS_INTERVAL_S
         stop = threading.Event()
-        pacer = loop.run_in_executor(None, self._pace, profile, start, loop, fire, stop)
+        timer = open_timer() if self.use_timerfd else None
+        if timer is not None:
+            pacer = self._pace_on_loop(profile, start, loop, fire, timer)
+        else:
+            pacer = loop.run_in_executor(None, self._pace, profile, start, loop, fire, stop)
         try:
             await pacer
             await asyncio.sleep(0)  # run the last fire() callbacks
@@ -129,6 +137,9 @@ class OpenModelRunner:
                 await asyncio.wait(set(pending), timeout=self.request_timeout_s + 1)
         finally:
             stop.set()
+            if timer is not None:
+                loop.remove_reader(timer.fd)
+                timer.close()
             sys.setswitchinterval(switch_interval)
             for task in list(pending):
                 task.cancel()
@@ -139,6 +150,33 @@ class OpenModelRunner:
             gc.unfreeze()
         elapsed = profile.duration_s
         return rec.result(profile.expected_requests() / elapsed, elapsed, time.process_time() - cpu0)
+
+    @staticmethod
+    def _pace_on_loop(profile: LoadProfile, start: float, loop, fire, timer: MonotonicTimer) -> asyncio.Future:
+        """Fire each slot from the loop when the timerfd says it is due; the future resolves after the last."""
+        finished = loop.create_future()
+        offsets = iter(profile.send_offsets())
+        upcoming = next(offsets, None)
+        clock = time.perf_counter
+
+        def due_slots() -> None:
+            nonlocal upcoming
+            timer.clear()
+            while upcoming is not None and start + upcoming <= clock():
+                fire(start + upcoming, upcoming)
+                upcoming = next(offsets, None)
+            if upcoming is None:
+                if not finished.done():
+                    finished.set_result(None)
+            else:
+                timer.arm(start + upcoming)
+
+        loop.add_reader(timer.fd, due_slots)
+        if upcoming is None:
+            finished.set_result(None)
+        else:
+            timer.arm(start + upcoming)
+        return finished
 
     @staticmethod
     def _pace(profile: LoadProfile, start: float, loop, fire, stop: threading.Event) -> None:
@@ -175,7 +213,8 @@ def run_load(
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     progress: Callable[[dict], None] | None = None,
     exporter: RemoteWriteExporter | None = None,
+    use_timerfd: bool = True,
 ) -> LoadResult:
     """Blocking convenience for scripts and fixtures: one run on a fresh event loop."""
-    runner = OpenModelRunner(max_in_flight, progress=progress, exporter=exporter)
+    runner = OpenModelRunner(max_in_flight, progress=progress, exporter=exporter, use_timerfd=use_timerfd)
     return event_loop_runner()(runner.run(profile, source))
