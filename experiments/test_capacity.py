@@ -79,7 +79,7 @@ def test_a_halved_shard_budget_halves_its_knee(cgroup_budgets, suite: Suite):
     assert exp.extra["enforced"], exp.extra["not_enforced"]
     knees = {}
     for cpu, cap in exp.extra["knees_by_shard_cpu"].items():
-        suite.progress(f"[C3] shard a at {cpu} CPU: knee {cap['knee']} orders/s (passes "
+        suite.progress(f"[C3] shard a at {cpu} CPU: knee {cap['knee']:.0f} orders/s (passes "
                        f"{', '.join(str(round(p['knee'] or 0)) for p in cap['passes'])}); at the knee: {cap['bottleneck']}")
         assert cap["knee"] and not cap["exhausted"], f"shard a at {cpu} CPU: no knee found: {cap}"
         for p in cap["passes"]:
