@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import select
 import sys
+import threading
 import time
 
 import pytest
@@ -45,3 +46,32 @@ def test_a_time_already_past_fires_at_once_and_rearming_moves_it():
         assert readable(timer.fd, 2.0)
     finally:
         timer.close()
+
+
+def test_a_failing_request_source_ends_the_run_with_its_error_instead_of_hanging():
+    from matchlab.loadgen.profile import LoadProfile
+    from matchlab.loadgen.runner import json_request, run_load
+    from matchlab.stack.probes import free_port
+
+    calls = 0
+
+    def source():
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise ValueError("source broke")
+        return json_request("t", f"http://127.0.0.1:{free_port()}/orders", {"x": 1})  # nobody listens: refused
+
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_load(LoadProfile.constant(50, 5), source)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "the run hung after its request source failed"
+    assert calls == 3 and len(outcome) == 1 and "source broke" in str(outcome[0]), outcome

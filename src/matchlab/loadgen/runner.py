@@ -161,15 +161,19 @@ class OpenModelRunner:
 
         def due_slots() -> None:
             nonlocal upcoming
-            timer.clear()
-            while upcoming is not None and start + upcoming <= clock():
-                fire(start + upcoming, upcoming)
-                upcoming = next(offsets, None)
-            if upcoming is None:
-                if not finished.done():
+            if finished.done():
+                return
+            try:
+                timer.clear()
+                while upcoming is not None and start + upcoming <= clock():
+                    fire(start + upcoming, upcoming)
+                    upcoming = next(offsets, None)
+                if upcoming is None:
                     finished.set_result(None)
-            else:
-                timer.arm(start + upcoming)
+                else:
+                    timer.arm(start + upcoming)
+            except Exception as exc:  # noqa: BLE001 - e.g. a failing request source: the run ends with it, never hangs
+                finished.set_exception(exc)
 
         loop.add_reader(timer.fd, due_slots)
         if upcoming is None:
