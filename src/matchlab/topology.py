@@ -68,6 +68,7 @@ def event_partition(shard: str) -> int:
     except ValueError:
         return zlib.crc32(shard.encode()) % PARTITIONS
 
+
 # -- ports ----------------------------------------------------------------------------------------
 
 # Inside a pod (and a service's default when started by hand): DESIGN.md §2.

@@ -111,7 +111,8 @@ class EventPublisher:
         """Enqueue one event; ``on_delivered`` runs once the broker has confirmed it."""
         t0 = perf_counter()
         try:
-            self._producer.produce(topic, value, key, partition=self._partition, on_delivery=partial(self._on_delivery, on_delivered))
+            self._producer.produce(topic, value, key, partition=self._partition,
+                                   on_delivery=partial(self._on_delivery, on_delivered))
         except BufferError:
             self._metrics.publish_errors.inc()
             log.error("event dropped: producer queue full (%d messages)", LOCAL_QUEUE_MESSAGES)
