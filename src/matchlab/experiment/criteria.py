@@ -77,6 +77,19 @@ def unsteered_note(phase: PhaseRecord) -> str:
             f"throughout (load from {phase.load.extra.get('load_from', 'elsewhere')})")
 
 
+def forecast_note(phase: PhaseRecord) -> str:
+    """How the open-loop window's order rate was chosen: from the flow's forecast fills, or from the warm-up's."""
+    f = phase.extra.get("fill_forecast")
+    if not f or "warmup_orders" not in f:
+        return "the rate from the warm-up's measured fills per order; "
+    warmup = (f"the warm-up's {f['warmup_orders']:,} orders made {f['warmup_matches']:,} matches, the replica "
+              f"{f['warmup_forecast']:,}")
+    if f.get("used"):
+        return (f"the rate at which the window's own orders make the target, {f['window_fills_per_order']:.3f} fills "
+                f"per order as replayed on a replica of the seeded books ({warmup}); ")
+    return f"the rate from the warm-up's measured fills per order: the forecast was not used ({warmup}); "
+
+
 # -- shared criteria ---------------------------------------------------------------
 
 
@@ -250,8 +263,8 @@ def sustained_verdict(ctx: Context, exp: ExperimentRecord, phase: PhaseRecord,
     s = sustained(points, reg.ASR2_BAR, SCRAPE_S)
     ok = s.longest_above_s >= p.sustain_s and s.longest_below_s <= p.max_gap_s
     rate = phase.extra.get("fixed_order_rate")
-    fixed = (f"open loop at {rate:,.1f} orders/s fixed after {start - phase.start:.0f} s of warm-up; "
-             if phase.extra.get("steered", True) else f"open loop from the start{unsteered_note(phase)}; ")
+    fixed = (f"open loop at {rate:,.1f} orders/s fixed after {start - phase.start:.0f} s of warm-up, "
+             f"{forecast_note(phase)}" if phase.extra.get("steered", True) else f"open loop from the start{unsteered_note(phase)}; ")
     detail = (fixed if rate else "") + (
         f"longest stretch >= {reg.ASR2_BAR:,.0f}/min: {s.longest_above_s:.0f} s (need {p.sustain_s:g} s); longest "
         f"below: {s.longest_below_s:.0f} s (allowed {p.max_gap_s:g} s); minimum {s.minimum:,.0f}/min, "

@@ -9,15 +9,18 @@ progress lines (elapsed, achieved rate, client p99, matches/min) go to the
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from matchlab.experiment.profiles import ProfileSettings
 from matchlab.experiment.record import ExperimentRecord, PhaseRecord
 from matchlab.loadgen.calibration import Calibration, calibrate, settled
 from matchlab.loadgen.driver import DescribedSource, FlowSpec, PhaseLoad, driver_for
+from matchlab.loadgen.fill_forecast import FillForecast, seeds_for
 from matchlab.loadgen.flow import STATIONARY, OrderFlow, OrderMix
 from matchlab.loadgen.match_rate import AdaptiveRateProfile, MatchRateController
 from matchlab.loadgen.profile import LoadProfile
@@ -47,6 +50,30 @@ class Route:
         return "gateway" if self.via_gateway else f"shard {','.join(self.shards)} direct"
 
 
+@dataclass
+class WindowForecast:
+    """The open-loop window's order rate from a fill forecast, once the warm-up has confirmed the forecast."""
+
+    forecast: FillForecast
+    matches_per_min: float
+    window_s: float
+    info: dict = field(default_factory=dict)  # what was forecast and measured; kept in the phase record
+
+    def window_rate(self, orders: float, matches: float) -> float | None:
+        k = round(orders)
+        self.info.update(warmup_orders=k, warmup_matches=round(matches), warmup_forecast=self.forecast.fills_of_first(k))
+        if not self.forecast.agrees(k, matches):
+            self.info["used"] = False
+            return None
+        got = self.forecast.order_rate_for(self.matches_per_min, k, self.window_s)
+        self.info["used"] = got is not None
+        if got is None:
+            return None
+        rate, fills = got
+        self.info.update(window_fills_per_order=round(fills, 4), order_rate=round(rate, 2))
+        return rate
+
+
 class ExperimentRunner:
     def __init__(
         self,
@@ -61,6 +88,10 @@ class ExperimentRunner:
         self.progress = progress
         self.calibration: Calibration | None = None
         self._flows = 0
+        # For fill forecasts: each shard's last seed (orders, levels per symbol) while no load has touched its
+        # books since, and each source's flow rebuilt from its seed (a twin: same orders, own ids).
+        self._fresh_seeds: dict[str, tuple[int, int]] = {}
+        self._twins: weakref.WeakKeyDictionary[RequestSource, Callable[[], OrderFlow]] = weakref.WeakKeyDictionary()
         self.load_driver = driver_for(stack.backend)  # where each phase's requests are sent from
 
     # -- building blocks ---------------------------------------------------
@@ -79,10 +110,11 @@ class ExperimentRunner:
         # A FlowSpec is rebuilt elsewhere from DESIGN.md's map: a flow over other symbols, or over a layout
         # with the symbols re-spread (--max-shards K), is not the generator's own choice, and only this
         # process can draw it.
-        if any(ep.shard_symbols[shard] != SHARD_SYMBOLS.get(shard) for shard in route.shards) or \
-                symbols != sorted(s for shard in route.shards for s in SHARD_SYMBOLS.get(shard, ())):
-            return source
-        return DescribedSource(source, ((1.0, FlowSpec(tuple(route.shards), route.via_gateway, self._flows, mix)),))
+        if not (any(ep.shard_symbols[shard] != SHARD_SYMBOLS.get(shard) for shard in route.shards) or
+                symbols != sorted(s for shard in route.shards for s in SHARD_SYMBOLS.get(shard, ()))):
+            source = DescribedSource(source, ((1.0, FlowSpec(tuple(route.shards), route.via_gateway, self._flows, mix)),))
+        self._twins[source] = lambda seed=self._flows: OrderFlow(symbols, mix, seed=seed, id_prefix="twin-")
+        return source
 
     def reset_and_seed(self, shards: Sequence[str], count: int, levels: int, per_shard: dict | None = None) -> str:
         """Empty the books, then seed them (so every experiment starts from a known book)."""
@@ -91,6 +123,7 @@ class ExperimentRunner:
         ep = self.stack.endpoints
         seeded = seed_books({s: ep.shards[s] for s in shards}, ep.shard_symbols, count, levels,
                             token=ep.admin_token, per_shard=per_shard)
+        self._fresh_seeds.update({s: (per_shard or {}).get(s, (count, levels)) for s in shards})
         detail = ", ".join(f"{s}: {(per_shard or {}).get(s, (count, levels))[0]}/{(per_shard or {}).get(s, (count, levels))[1]}"
                            for s in shards)
         return f"{sum(seeded.values())} resting orders ({detail} per symbol)"
@@ -100,6 +133,7 @@ class ExperimentRunner:
 
     def calibrate(self, route: Route) -> Calibration:
         """Measure fills per order of the stationary flow against the real target."""
+        self._fresh_seeds.clear()
         self.calibration = calibrate(
             self.source(route, "cal"), lambda: self.match_count(route.shards), CALIBRATION_ORDER_RATE,
             self.profile.calibration_s,
@@ -141,6 +175,7 @@ class ExperimentRunner:
         times. "measured" (where the verdicts' window begins) defaults to the
         profile's warm-up exclusion.
         """
+        self._fresh_seeds.clear()  # from now on the books hold what this phase's orders left
         labels = {"run": run_label(self.run_id), "experiment": experiment.id, "phase": phase}
         exporter = RemoteWriteExporter(self.stack.endpoints.remote_write, dict(labels))
         offsets = {"measured": self.profile.warmup_exclusion_s, **(marks or {})}
@@ -208,11 +243,12 @@ class ExperimentRunner:
             return self._drive_unsteered(experiment, phase, route, matches_per_min, duration_s, source, events,
                                          steer_for_s)
         load = AdaptiveRateProfile(self.order_rate(matches_per_min), duration_s)
+        forecast = self._window_forecast(source, matches_per_min, duration_s, steer_for_s)
         controller = MatchRateController(load, matches_per_min, lambda: self.counters(route.shards)).start()
         fixed: list[float] = []
 
         def freeze() -> None:
-            fixed.append(controller.hold_steady())
+            fixed.append(controller.hold_steady(forecast.window_rate if forecast else None))
             self.progress(f"[{experiment.id}/{phase}] warm-up over: open loop at {load.rate:,.1f} orders/s from here")
 
         timed = [(steer_for_s, freeze)] if steer_for_s is not None else []
@@ -223,11 +259,28 @@ class ExperimentRunner:
             controller.stop()
         if fixed:
             record.extra["fixed_order_rate"] = fixed[0]
+        if forecast:
+            record.extra["fill_forecast"] = forecast.info
         experiment.extra.setdefault("rate_control", {})[phase] = [
             {"t": round(t, 1), "fills_per_order": round(f, 4), "order_rate": round(r, 2)}
             for t, f, r in controller.adjustments
         ]
         return record
+
+    def _window_forecast(self, source: RequestSource, matches_per_min: float, duration_s: float,
+                         steer_for_s: float | None) -> WindowForecast | None:
+        """A forecast of the open-loop window's fills, where the source is a known flow on freshly seeded books."""
+        twin = self._twins.get(source)
+        if twin is None or steer_for_s is None or steer_for_s >= duration_s:
+            return None
+        flow = twin()
+        seeds = seeds_for(flow.symbols, self.stack.endpoints.shard_symbols, self._fresh_seeds)
+        if seeds is None:
+            return None
+        forecast = FillForecast(flow, seeds)
+        # Replay the orders a phase of this length may send now, so the freeze only looks them up.
+        forecast.fills_of_first(math.ceil(self.order_rate(matches_per_min) * duration_s * 1.5))
+        return WindowForecast(forecast, matches_per_min, duration_s - steer_for_s)
 
     def _drive_unsteered(self, experiment: ExperimentRecord, phase: str, route: Route, matches_per_min: float,
                          duration_s: float, source: RequestSource, events: Sequence[tuple[float, Callable[[], None]]],

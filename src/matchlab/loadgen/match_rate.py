@@ -98,11 +98,13 @@ class MatchRateController:
         self._stop.set()
         self._thread.join()
 
-    def hold_steady(self) -> float:
+    def hold_steady(self, window_rate: Callable[[float, float], float | None] | None = None) -> float:
         """Stop steering and fix the rate that yields the target at the fills per order measured last.
 
         The steered rate also makes up the phase's deficit or surplus so far;
         an open-loop window that follows must run at the plain rate instead.
+        ``window_rate`` (orders and matches so far -> order rate, or None) may
+        know the window's own fills better than the warm-up's measurement does.
         """
         self.stop()
         try:
@@ -110,6 +112,10 @@ class MatchRateController:
         except Exception:  # noqa: BLE001 - any failed reading (a scrape timed out): keep the last estimate
             matches = orders = None
         first_m, first_o = self._first[1], self._first[2]
+        forecast = window_rate(orders - first_o, matches - first_m) if window_rate and orders is not None else None
+        if forecast:
+            self.profile.set_rate(self.clock() - self._t0, forecast)
+            return self.profile.rate
         if orders is not None and orders - first_o >= MIN_ORDERS and matches > first_m:
             fills = (matches - first_m) / (orders - first_o)  # the whole warm-up: steadier than the last window
         elif self.adjustments:
