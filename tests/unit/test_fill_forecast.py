@@ -97,3 +97,28 @@ def test_the_verdict_says_how_the_windows_rate_was_chosen():
     unused = SimpleNamespace(extra={"fill_forecast": {**seen, "warmup_forecast": 1500, "used": False}})
     assert "forecast was not used" in forecast_note(unused) and "the replica 1,500" in forecast_note(unused)
     assert "warm-up's measured" in forecast_note(SimpleNamespace(extra={}))
+
+
+def test_a_phase_at_one_rate_throughout_gets_the_rate_whose_window_makes_the_target():
+    f = forecast()
+    rate, fills = f.constant_rate_for(5040, 20.0, 120.0, guess=80.0)
+    first, last = round(rate * 20), round(rate * 120)
+    made = f.fills_of_first(last) - f.fills_of_first(first)
+    assert made / 100 * 60 == pytest.approx(5040, abs=2 * 60 / 100)  # within two orders' fills
+    assert fills == pytest.approx(made / (last - first))
+    with pytest.raises(ValueError, match="warm-up"):
+        f.constant_rate_for(5040, 120.0, 120.0, guess=80.0)
+    assert forecast(mix=OrderMix(aggressive_ratio=0.0)).constant_rate_for(1000, 0.0, 10.0, guess=10.0) is None
+
+
+def test_the_window_forecast_is_used_only_once_the_warm_up_agrees():
+    from matchlab.experiment.runner import WindowForecast
+
+    f = forecast()
+    made = f.fills_of_first(1600)
+    agreeing = WindowForecast(f, 5040, 100.0)
+    assert agreeing.window_rate(1600, made) == pytest.approx(f.order_rate_for(5040, 1600, 100.0)[0])
+    assert agreeing.info["used"] and agreeing.info["agreed"] and agreeing.info["warmup_forecast"] == made
+    disagreeing = WindowForecast(f, 5040, 100.0)
+    assert disagreeing.window_rate(1600, made * 0.9) is None
+    assert disagreeing.info["used"] is False and disagreeing.info["agreed"] is False

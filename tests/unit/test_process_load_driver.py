@@ -169,7 +169,11 @@ def test_an_unsteered_phase_says_so_in_every_verdict_detail_that_notes_its_load(
     load.extra["load_from"] = "processes"
     phase = PhaseRecord("B2", 0.0, 5.0, 600.0, 20.0, ["a"], load, {}, extra={"fixed_order_rate": 20.0,
                                                                              "steered": False})
-    assert "not steered to the match rate: 20.0 orders/s as calibrated throughout (load from processes)" in \
+    assert "not steered to the match rate: 20.0 orders/s throughout (load from processes), as calibrated" in \
         client_p99_note(phase)
+    phase.extra["fill_forecast"] = {"used": True, "window_fills_per_order": 0.977, "warmup_orders": 1729,
+                                    "warmup_matches": 1788, "warmup_forecast": 1787, "agreed": True}
+    assert ("20.0 orders/s throughout (load from processes): the rate at which the window's own orders make the "
+            "target, 0.977 fills per order") in client_p99_note(phase)
     phase.extra = {"fixed_order_rate": 20.0}  # steered during its warm-up, then fixed
     assert "not steered" not in client_p99_note(phase)

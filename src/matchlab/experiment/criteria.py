@@ -73,17 +73,21 @@ def unsteered_note(phase: PhaseRecord) -> str:
     """For a match-rate phase whose load ran out of the host's reach: it ran at the calibrated rate, unsteered."""
     if phase.extra.get("steered", True):
         return ""
-    return (f"; not steered to the match rate: {phase.extra['fixed_order_rate']:,.1f} orders/s as calibrated "
-            f"throughout (load from {phase.load.extra.get('load_from', 'elsewhere')})")
+    f = phase.extra.get("fill_forecast") or {}
+    how = f": {forecast_note(phase).removesuffix('; ')}" if f.get("used") else ", as calibrated"
+    return (f"; not steered to the match rate: {phase.extra['fixed_order_rate']:,.1f} orders/s throughout (load from "
+            f"{phase.load.extra.get('load_from', 'elsewhere')}){how}")
 
 
 def forecast_note(phase: PhaseRecord) -> str:
     """How the open-loop window's order rate was chosen: from the flow's forecast fills, or from the warm-up's."""
     f = phase.extra.get("fill_forecast")
-    if not f or "warmup_orders" not in f:
+    if not f or ("warmup_orders" not in f and not f.get("used")):
         return "the rate from the warm-up's measured fills per order; "
     warmup = (f"the warm-up's {f['warmup_orders']:,} orders made {f['warmup_matches']:,} matches, the replica "
-              f"{f['warmup_forecast']:,}")
+              f"{f['warmup_forecast']:,}" + ("" if f.get("agreed", True) else ": they disagree, so the window may "
+                                              "have offered other than the target")
+              if "warmup_orders" in f else "the warm-up's matches not read")
     if f.get("used"):
         return (f"the rate at which the window's own orders make the target, {f['window_fills_per_order']:.3f} fills "
                 f"per order as replayed on a replica of the seeded books ({warmup}); ")

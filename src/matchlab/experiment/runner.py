@@ -60,12 +60,25 @@ class WindowForecast:
     info: dict = field(default_factory=dict)  # what was forecast and measured; kept in the phase record
 
     def window_rate(self, orders: float, matches: float) -> float | None:
-        k = round(orders)
-        self.info.update(warmup_orders=k, warmup_matches=round(matches), warmup_forecast=self.forecast.fills_of_first(k))
-        if not self.forecast.agrees(k, matches):
+        """For a steered warm-up, at its end: the window's rate, if the warm-up confirmed the forecast."""
+        if not self.check_warmup(orders, matches):
             self.info["used"] = False
             return None
-        got = self.forecast.order_rate_for(self.matches_per_min, k, self.window_s)
+        return self._used(self.forecast.order_rate_for(self.matches_per_min, round(orders), self.window_s))
+
+    def phase_rate(self, guess: float, warmup_s: float) -> float | None:
+        """For a phase sent at one rate throughout: chosen before it starts, checked against its warm-up after."""
+        return self._used(self.forecast.constant_rate_for(self.matches_per_min, warmup_s, warmup_s + self.window_s,
+                                                          guess))
+
+    def check_warmup(self, orders: float, matches: float) -> bool:
+        k = round(orders)
+        agreed = self.forecast.agrees(k, matches)
+        self.info.update(warmup_orders=k, warmup_matches=round(matches), warmup_forecast=self.forecast.fills_of_first(k),
+                         agreed=agreed)
+        return agreed
+
+    def _used(self, got: tuple[float, float] | None) -> float | None:
         self.info["used"] = got is not None
         if got is None:
             return None
@@ -285,15 +298,30 @@ class ExperimentRunner:
     def _drive_unsteered(self, experiment: ExperimentRecord, phase: str, route: Route, matches_per_min: float,
                          duration_s: float, source: RequestSource, events: Sequence[tuple[float, Callable[[], None]]],
                          steer_for_s: float | None) -> PhaseRecord:
-        """A match-rate phase whose senders cannot be steered while it runs: the calibrated order rate throughout."""
+        """A match-rate phase whose senders cannot be steered while it runs: one order rate throughout, the
+        forecast's where there is one (checked against the warm-up's matches when it ends), else the calibrated."""
         marks = {"measured": steer_for_s} if steer_for_s is not None else None
-        record = self.drive(experiment, phase, route, LoadProfile.constant(self.order_rate(matches_per_min), duration_s),
+        rate = self.order_rate(matches_per_min)
+        forecast = self._window_forecast(source, matches_per_min, duration_s, steer_for_s)
+        forecast_rate = forecast.phase_rate(rate, steer_for_s) if forecast else None
+        if forecast_rate:
+            before = self.counters(route.shards)
+
+            def check() -> None:
+                matches, orders = self.counters(route.shards)
+                forecast.check_warmup(orders - before[1], matches - before[0])
+
+            events = [*events, (steer_for_s, check)]
+        record = self.drive(experiment, phase, route, LoadProfile.constant(forecast_rate or rate, duration_s),
                             source, matches_per_min, events, marks)
         record.extra["fixed_order_rate"] = record.order_rate
-        record.extra["steered"] = False  # the verdicts' details say the rate was the calibrated one throughout
+        record.extra["steered"] = False  # the verdicts' details say how the one rate was chosen
+        if forecast:
+            record.extra["fill_forecast"] = forecast.info
         experiment.extra.setdefault("rate_control", {})[phase] = []
+        how = "as the fill forecast chose it" if forecast_rate else "as calibrated"
         experiment.notes.append(f"{phase}: not steered to the match rate (load from {self.load_driver.name} fixes a "
-                                f"phase's rate when it starts): {record.order_rate:,.1f} orders/s as calibrated")
+                                f"phase's rate when it starts): {record.order_rate:,.1f} orders/s {how}")
         return record
 
     def counters(self, shards: Sequence[str]) -> tuple[float, float]:

@@ -79,6 +79,27 @@ class FillForecast:
         count = bisect.bisect_left(self.cumulative, want, lo=after) - after
         return count / seconds, (self.cumulative[after + count] - self.cumulative[after]) / count
 
+    def constant_rate_for(self, matches_per_min: float, warmup_s: float, duration_s: float,
+                          guess: float) -> tuple[float, float] | None:
+        """(order rate, fills per order) of a phase sent at one rate throughout (its senders cannot be steered)
+        whose orders after ``warmup_s`` make ``matches_per_min``; None for a flow that hardly fills."""
+        if not 0 <= warmup_s < duration_s or guess <= 0:
+            raise ValueError(f"need 0 <= warm-up < duration and a positive guess, got {warmup_s}, {duration_s}, {guess}")
+        want = matches_per_min / 60.0 * (duration_s - warmup_s)
+        rate = guess
+        for _ in range(20):  # fills per order change slowly with the window's place: a few rounds settle it
+            first, last = round(rate * warmup_s), max(round(rate * duration_s), round(rate * warmup_s) + 1)
+            if last - first > MAX_ORDERS_PER_MATCH * want:
+                return None
+            fills = self.fills_of_first(last) - self.cumulative[first]
+            new = rate * want / max(fills, 1)
+            settled = abs(new - rate) <= 0.001 * rate
+            rate = new
+            if settled:
+                break
+        first, last = round(rate * warmup_s), round(rate * duration_s)
+        return rate, self.fills_per_order(first, last - first)
+
     def fills_per_order(self, after: int, count: int) -> float:
         return (self.fills_of_first(after + count) - self.cumulative[after]) / count if count > 0 else 0.0
 
