@@ -52,11 +52,11 @@ def run_service(name: str, load_config: Callable[[], Any], serve: Callable[[Any]
         return 2
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     try:
-        event_loop_runner()(serve(config))
+        status = event_loop_runner()(serve(config))
     except ConfigError as exc:  # found only when used, e.g. a journal path that cannot be written
         print(f"{name}: configuration error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. port already in use
         print(f"{name}: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return status if isinstance(status, int) else 0  # a service may end with its own exit status

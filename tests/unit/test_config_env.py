@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from matchlab.edge.limits import EdgeLimits
+from matchlab.errors import ConfigError
 from matchlab.gateway.config import GatewayConfig
 from matchlab.shard.config import ShardConfig
 from matchlab.stack.spec import Topology, Wiring, app_services, gateway_config, shard_config
@@ -31,7 +32,7 @@ def non_default_gateway() -> GatewayConfig:
     return GatewayConfig(
         http_port=18080, metrics_port=19091, bind_host="0.0.0.0",
         shard_urls={"a": "http://h1:1", "d": "https://h2:2"}, symbol_owner={"X": "a", "Y": "d", "Z": "a"},
-        admin_token=TOKEN, edge=NON_DEFAULT_EDGE, max_inflight_per_shard=3, shed_queue_wait_s=0.025,
+        admin_token=TOKEN, edge=NON_DEFAULT_EDGE, max_inflight_per_shard=3, shed_queue_wait_s=0.025, workers=4,
     )
 
 
@@ -62,6 +63,14 @@ def test_gateway_env_groups_symbols_by_shard() -> None:
     assert env["SHARD_SYMBOLS_MAP"] == "a=X:Z,d=Y"
     assert env["ME_SHARD_MAP"] == "a=http://h1:1,d=https://h2:2"
     assert env["SHED_QUEUE_WAIT_MS"] == "25" and env["MAX_INFLIGHT_PER_SHARD"] == "3"
+    assert env["GATEWAY_WORKERS"] == "4" and "GATEWAY_WORKERS" not in GatewayConfig.from_env({}).to_env()
+
+
+@pytest.mark.parametrize("raw, message", [("0", "GATEWAY_WORKERS must be >= 1"), ("65", "at most 64"),
+                                          ("two", "GATEWAY_WORKERS")])
+def test_gateway_workers_out_of_range_are_refused_by_name(raw: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        GatewayConfig.from_env({"GATEWAY_WORKERS": raw})
 
 
 @pytest.mark.parametrize("config", [EdgeLimits.from_env({}), NON_DEFAULT_EDGE], ids=["defaults", "non-default"])

@@ -19,7 +19,7 @@ import psutil
 
 from matchlab.cli import cluster_verbs
 from matchlab.errors import ProcessError, UsageError
-from matchlab.harness.options import backend_options_problem
+from matchlab.harness.options import backend_options_problem, gateway_workers_problem
 from matchlab.k8s.ledger import RecordedCluster
 from matchlab.stack.local import LocalBackend
 from matchlab.stack.pidfile import PidRegistry
@@ -79,7 +79,8 @@ def endpoint_lines(endpoints: Endpoints, facts: dict[str, str]) -> list[str]:
 
 
 def up(args: argparse.Namespace) -> int:
-    problem = backend_options_problem(args.backend, args.kube_context, args.image_registry, args.expose_on)
+    problem = (backend_options_problem(args.backend, args.kube_context, args.image_registry, args.expose_on)
+               or gateway_workers_problem(args.gateway_workers, args.backend))
     if problem:
         raise UsageError(problem)
     topology = Topology(args.topology)
@@ -106,7 +107,7 @@ def up(args: argparse.Namespace) -> int:
 
 
 def _up_local(args: argparse.Namespace, topology: Topology) -> tuple[Stack, StackRecord]:
-    backend = LocalBackend(args.reports_dir, UP_PID_FILE)
+    backend = LocalBackend(args.reports_dir, UP_PID_FILE, gateway_workers=args.gateway_workers)
     run_dir = args.reports_dir / time.strftime("up-%Y%m%d-%H%M%S") / topology.value
     stack = Stack(backend, topology, run_dir).start()
     facts = {**backend.facts(), "profile": args.profile}

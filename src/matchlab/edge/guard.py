@@ -348,10 +348,11 @@ class GuardedSite(web.TCPSite):
     """
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, guard: ConnectionGuard,
-                 shutdown_grace_s: float) -> None:
+                 shutdown_grace_s: float, reuse_port: bool = False) -> None:
         super().__init__(runner, host, port, reuse_address=True, backlog=LISTEN_BACKLOG)
         self._guard = guard
         self._shutdown_grace_s = shutdown_grace_s
+        self._share_port = reuse_port  # several processes listen on one port; the kernel spreads connections
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site with the runner
@@ -359,7 +360,7 @@ class GuardedSite(web.TCPSite):
         assert server is not None
         self._server = await asyncio.get_running_loop().create_server(
             self._guard.protocol_factory(server), self._host, self._port, reuse_address=True,
-            backlog=self._backlog,
+            reuse_port=self._share_port or None, backlog=self._backlog,
         )
 
     async def stop(self) -> None:
@@ -368,10 +369,11 @@ class GuardedSite(web.TCPSite):
 
 
 async def start_guarded(app: web.Application, host: str, port: int, guard: ConnectionGuard,
-                        shutdown_grace_s: float) -> web.AppRunner:
-    """Set up a runner for ``app`` (aiohttp's idle timer set to ours) and listen through the guard."""
+                        shutdown_grace_s: float, reuse_port: bool = False) -> web.AppRunner:
+    """Set up a runner for ``app`` (aiohttp's idle timer set to ours) and listen through the guard
+    (``reuse_port``: on a port other processes listen on too, SO_REUSEPORT)."""
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_grace_s,
                            keepalive_timeout=guard.limits.keepalive_timeout_s)
     await runner.setup()
-    await GuardedSite(runner, host, port, guard, shutdown_grace_s).start()
+    await GuardedSite(runner, host, port, guard, shutdown_grace_s, reuse_port).start()
     return runner

@@ -285,11 +285,19 @@ def busy_cpu_seconds() -> tuple[float, float]:
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds of each service: its process and the processes it started (a gateway's workers)."""
     out = {}
     for name, pid in pids.items():
         try:
-            t = psutil.Process(pid).cpu_times()
-            out[name] = t.user + t.system
+            process = psutil.Process(pid)
+            t = process.cpu_times()
+            out[name] = t.user + t.system + t.children_user + t.children_system  # children it has reaped
+            for child in process.children(recursive=True):
+                try:
+                    c = child.cpu_times()
+                    out[name] += c.user + c.system
+                except psutil.Error:
+                    pass  # it just ended; its time moves to children_* once reaped
         except psutil.Error:
             pass
     return out

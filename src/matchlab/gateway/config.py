@@ -1,5 +1,5 @@
 """Gateway configuration: ``ME_SHARD_MAP`` and ``SHARD_SYMBOLS_MAP`` (DESIGN.md §3.6), edge limits
-(matchlab.edge.limits), ``MAX_INFLIGHT_PER_SHARD`` and ``SHED_QUEUE_WAIT_MS``.
+(matchlab.edge.limits), ``MAX_INFLIGHT_PER_SHARD``, ``SHED_QUEUE_WAIT_MS`` and ``GATEWAY_WORKERS``.
 
 Both maps are parsed strictly; any inconsistency (a symbol on two shards, a
 shard with symbols but no URL, bad syntax) refuses to start with a message
@@ -45,6 +45,10 @@ DEFAULT_MAX_INFLIGHT_PER_SHARD = 64
 # the ASR's own bar (200 ms), so a GC pause or a busy core does not turn into errors; a latency-first
 # edge sets it lower.
 DEFAULT_SHED_QUEUE_WAIT_MS = 200
+# GATEWAY_WORKERS=N: N processes serve HTTP_PORT together (SO_REUSEPORT), for machines with cores to spare;
+# the one started runs none itself but supervises them and serves their metrics merged on METRICS_PORT.
+MAX_WORKERS = 64
+WORKER_INDEX_ENV = "GATEWAY_WORKER_INDEX"  # set by the supervisor in each worker's environment, never by hand
 
 
 def _entries(raw: str, var: str) -> list[tuple[str, str]]:
@@ -111,6 +115,8 @@ class GatewayConfig:
     edge: EdgeLimits = field(default_factory=EdgeLimits)
     max_inflight_per_shard: int = DEFAULT_MAX_INFLIGHT_PER_SHARD
     shed_queue_wait_s: float = DEFAULT_SHED_QUEUE_WAIT_MS / 1000
+    workers: int = 1
+    worker_index: int | None = None  # one of a supervisor's workers: shares HTTP_PORT with the others
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -130,6 +136,8 @@ class GatewayConfig:
             edge=EdgeLimits.from_env(env),
             max_inflight_per_shard=env_int(env, "MAX_INFLIGHT_PER_SHARD", DEFAULT_MAX_INFLIGHT_PER_SHARD, minimum=1),
             shed_queue_wait_s=env_int(env, "SHED_QUEUE_WAIT_MS", DEFAULT_SHED_QUEUE_WAIT_MS, minimum=1) / 1000,
+            workers=_workers(env),
+            worker_index=env_int(env, WORKER_INDEX_ENV, -1) if env.get(WORKER_INDEX_ENV, "").strip() else None,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -155,6 +163,17 @@ class GatewayConfig:
             env["MAX_INFLIGHT_PER_SHARD"] = str(self.max_inflight_per_shard)
         if shed_ms != DEFAULT_SHED_QUEUE_WAIT_MS:
             env["SHED_QUEUE_WAIT_MS"] = str(shed_ms)
+        if self.workers != 1:
+            env["GATEWAY_WORKERS"] = str(self.workers)
+        if self.worker_index is not None:
+            env[WORKER_INDEX_ENV] = str(self.worker_index)
         if self.admin_token is not None:
             env[ADMIN_TOKEN_ENV] = self.admin_token
         return {**env, **self.edge.to_env()}
+
+
+def _workers(env: Mapping[str, str]) -> int:
+    workers = env_int(env, "GATEWAY_WORKERS", 1, minimum=1)
+    if workers > MAX_WORKERS:
+        raise ConfigError(f"GATEWAY_WORKERS must be at most {MAX_WORKERS}, got {workers}")
+    return workers

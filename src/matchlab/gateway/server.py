@@ -31,6 +31,7 @@ from matchlab.edge.limits import raise_descriptor_limit
 from matchlab.edge.replies import OCTET_STREAM, Reply, rejected
 from matchlab.gateway.config import GatewayConfig
 from matchlab.gateway.metrics import GatewayMetrics
+from matchlab.gateway.workers import Supervisor, die_with_supervisor
 from matchlab.http1 import HttpPool, UpstreamError, UpstreamTimeout
 from matchlab.httpjson import (
     MAX_ORDER_BYTES,
@@ -154,7 +155,7 @@ class GatewayServer:
         self._runners.append(await start_metrics_site(self.metrics.registry, self.config.bind_host,
                                                       self.config.metrics_port, self.get_health, SHUTDOWN_GRACE_S))
         self._runners.append(await start_guarded(api, self.config.bind_host, self.config.http_port, self.guard,
-                                                 SHUTDOWN_GRACE_S))
+                                                 SHUTDOWN_GRACE_S, reuse_port=self.config.worker_index is not None))
         routes = ", ".join(f"{s}={u}" for s, u in sorted(self.config.shard_urls.items()))
         log.info("edge gateway up on %s:%d (metrics %d) -> %s", self.config.bind_host, self.config.http_port,
                  self.config.metrics_port, routes)
@@ -170,6 +171,11 @@ class GatewayServer:
         log.info("edge gateway stopped")
 
 
-async def serve(config: GatewayConfig) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+async def serve(config: GatewayConfig) -> int:
+    """Run until SIGTERM or SIGINT, then shut down gracefully; with GATEWAY_WORKERS > 1, supervise that many."""
+    if config.workers > 1 and config.worker_index is None:
+        return await Supervisor(config).run()
+    if config.worker_index is not None:
+        die_with_supervisor()
     await serve_until_signalled(GatewayServer(config), log)
+    return 0

@@ -39,6 +39,7 @@ class HarnessOptions:
     max_shards: int = len(SHARD_IDS)  # the scaling search measures N = 1..max_shards shards
     repeat: int = 1  # each experiment runs this many times; one run with that many samples
     inject_match_delay_ms: int = 0  # the local stack's shards wait this long before matching (comparison demo)
+    gateway_workers: int = 1  # the local stack's gateway: this many processes on one port (GATEWAY_WORKERS)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -84,6 +85,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="local backend: every shard waits MS ms between an order being durable and matching it "
                          "(INJECT_MATCH_DELAY_MS), an injected regression to show what a comparison detects; "
                          "recorded in the run's facts")
+    group.addoption("--gateway-workers", type=int, default=1, metavar="N",
+                    help="local backend: the gateway runs as N processes sharing its port (GATEWAY_WORKERS; "
+                         "SO_REUSEPORT, metrics merged), for machines with cores to spare (default 1)")
     group.addoption("--expose-on", default=None, metavar="ADDRESS",
                     help="with --backend k3d: bind the cluster's port mappings on ADDRESS instead of 127.0.0.1 "
                          "(0.0.0.0: every interface; the stack is then reachable from your network)")
@@ -146,6 +150,7 @@ def pytest_configure(config: pytest.Config) -> None:
         max_shards=config.getoption("--max-shards"),
         repeat=config.getoption("--repeat"),
         inject_match_delay_ms=config.getoption("--inject-match-delay-ms"),
+        gateway_workers=config.getoption("--gateway-workers"),
     )
     check_max_shards(opts.max_shards, opts.backend)
     problem = repeat_and_delay_problem(opts)
@@ -181,6 +186,18 @@ def repeat_and_delay_problem(opts: HarnessOptions) -> str | None:
         return "--inject-match-delay-ms applies to the local backend (its shards are started with the setting)"
     if opts.inject_match_delay_ms and opts.reuse_stack:
         return "--inject-match-delay-ms needs shards started with it: it does not go with --reuse-stack"
+    return gateway_workers_problem(opts.gateway_workers, opts.backend)
+
+
+def gateway_workers_problem(workers: int, backend: str) -> str | None:
+    """What is wrong with --gateway-workers (pytest's and `matchlab up`'s), or None."""
+    from matchlab.gateway.config import MAX_WORKERS
+
+    if not 1 <= workers <= MAX_WORKERS:
+        return f"--gateway-workers N takes 1 to {MAX_WORKERS} processes, got {workers}"
+    if workers > 1 and backend != "local":
+        return ("--gateway-workers applies to the local backend; on Kubernetes scale the edge-gateway Deployment's "
+                "replicas instead")
     return None
 
 

@@ -55,7 +55,7 @@ def make_backend(opts: HarnessOptions, shard_symbols: dict[str, list[str]] | Non
                                       **load)
     shard_env = {"INJECT_MATCH_DELAY_MS": str(opts.inject_match_delay_ms)} if opts.inject_match_delay_ms else {}
     return LocalBackend(opts.reports_dir, shard_symbols=shard_symbols, load_workers=opts.load_workers,
-                        shard_env=shard_env)
+                        shard_env=shard_env, gateway_workers=opts.gateway_workers)
 
 
 class StackPool:

@@ -21,6 +21,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 log = logging.getLogger(__name__)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -53,6 +55,13 @@ def _hierarchy(root: Path) -> tuple[str, Path] | None:
     if (root / "cpu" / "cpu.cfs_quota_us").exists():
         return "v1", root / "cpu"
     return None
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
 
 
 class CpuBudgets:
@@ -101,6 +110,11 @@ class CpuBudgets:
             (group / "cpu.cfs_period_us").write_text(str(period))
             (group / "cpu.cfs_quota_us").write_text(str(quota))
         (group / "cgroup.procs").write_text(str(pid))  # the whole process: every thread, and those it starts later
+        for child in _descendants(pid):  # and the processes it already started (a gateway's workers)
+            try:
+                (group / "cgroup.procs").write_text(str(child))
+            except ProcessLookupError:
+                pass
         log.info("CPU budget: %s (PID %d) limited to %.2f CPU (cgroup %s, %s)", service, pid, cpus, self.version, group)
         return group
 

@@ -39,11 +39,14 @@ class LocalBackend:
 
     def __init__(self, reports_dir: Path, pid_file: str = PID_FILE,
                  shard_symbols: dict[str, list[str]] | None = None, load_workers: int | None = None,
-                 shard_env: dict[str, str] | None = None) -> None:
+                 shard_env: dict[str, str] | None = None, gateway_workers: int = 1) -> None:
         # None: the topology's shards with DESIGN.md's symbols; else this layout (spec.layout).
         self.shard_symbols = shard_symbols
         self.load_workers = load_workers  # None: load from pytest's process; N: N load-generator processes
         self.shard_env = dict(shard_env or {})  # settings laid over every shard's (e.g. INJECT_MATCH_DELAY_MS)
+        if gateway_workers < 1:
+            raise ValueError(f"the gateway needs at least one worker, got {gateway_workers}")
+        self.gateway_workers = gateway_workers  # GATEWAY_WORKERS: processes serving the gateway's port
         self.registry = PidRegistry(reports_dir / pid_file)
         self._stack = ExitStack()
         self._apps: dict[str, tuple[ManagedProcess, str]] = {}  # name -> (process, readiness URL)
@@ -124,6 +127,8 @@ class LocalBackend:
         spec = next(s for s in app_services(topology, self.shard_symbols) if s.role is Role.GATEWAY)
         http, metrics = free_port(), free_port()
         env = spec.environment(Wiring(http, metrics, shard_urls=shards))
+        if self.gateway_workers > 1:
+            env["GATEWAY_WORKERS"] = str(self.gateway_workers)
         proc = self._process(spec, env, logs)
         url = f"http://127.0.0.1:{http}"
         self._apps[spec.name] = (proc, f"{url}{spec.ready_path}")
@@ -212,6 +217,8 @@ class LocalBackend:
         facts = {"backend": "local (processes on 127.0.0.1)", "cold start": f"{self.cold_start_s:.1f} s"}
         if self.grafana is None:
             facts["grafana"] = f"absent ({self.grafana_absent_reason})"
+        if self.gateway_workers > 1:
+            facts["gateway"] = f"{self.gateway_workers} worker processes on one port (GATEWAY_WORKERS)"
         from matchlab.loadgen.process_driver import load_facts
 
         return {**facts, **load_facts(self.load_workers)}  # no credentials: facts go into results.json and reports
