@@ -262,7 +262,9 @@ class ExperimentRunner:
 
         def freeze() -> None:
             fixed.append(controller.hold_steady(forecast.window_rate if forecast else None))
-            self.progress(f"[{experiment.id}/{phase}] warm-up over: open loop at {load.rate:,.1f} orders/s from here")
+            how = (f" (forecast: the window's orders make {forecast.info['window_fills_per_order']:.3f} fills per order)"
+                   if forecast and forecast.info.get("used") else "")
+            self.progress(f"[{experiment.id}/{phase}] warm-up over: open loop at {load.rate:,.1f} orders/s from here{how}")
 
         timed = [(steer_for_s, freeze)] if steer_for_s is not None else []
         marks = {"measured": steer_for_s} if steer_for_s is not None else None
