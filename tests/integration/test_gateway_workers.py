@@ -94,7 +94,7 @@ def test_the_gateways_cpu_and_budget_cover_its_workers(supervised):
     from matchlab.experiment.scaling import cpu_seconds
     from matchlab.stack.cpu_budget import CpuBudgets
 
-    shard, gateway, workers = supervised
+    _, gateway, workers = supervised
     for i in range(ORDERS):
         with gateway.client() as c:
             assert c.post("/orders", json=order(f"c-{i}")).status_code == 200
