@@ -81,17 +81,20 @@ def unsteered_note(phase: PhaseRecord) -> str:
 
 def forecast_note(phase: PhaseRecord) -> str:
     """How the open-loop window's order rate was chosen: from the flow's forecast fills, or from the warm-up's."""
-    f = phase.extra.get("fill_forecast")
-    if not f or ("warmup_orders" not in f and not f.get("used")):
-        return "the rate from the warm-up's measured fills per order; "
-    warmup = (f"the warm-up's {f['warmup_orders']:,} orders made {f['warmup_matches']:,} matches, the replica "
-              f"{f['warmup_forecast']:,}" + ("" if f.get("agreed", True) else ": they disagree, so the window may "
-                                              "have offered other than the target")
-              if "warmup_orders" in f else "the warm-up's matches not read")
+    f = phase.extra.get("fill_forecast") or {}
+    if "warmup_orders" in f:
+        warmup = (f"the warm-up's {f['warmup_orders']:,} orders made {f['warmup_matches']:,} matches, the replica "
+                  f"{f['warmup_forecast']:,}")
+        if not f.get("agreed", True):
+            warmup += ": they disagree, so the window may have offered other than the target"
+    else:
+        warmup = "the warm-up's matches not read"
     if f.get("used"):
         return (f"the rate at which the window's own orders make the target, {f['window_fills_per_order']:.3f} fills "
                 f"per order as replayed on a replica of the seeded books ({warmup}); ")
-    return f"the rate from the warm-up's measured fills per order: the forecast was not used ({warmup}); "
+    if "warmup_orders" in f:
+        return f"the rate from the warm-up's measured fills per order: the forecast was not used ({warmup}); "
+    return "the rate from the warm-up's measured fills per order; "
 
 
 # -- shared criteria ---------------------------------------------------------------

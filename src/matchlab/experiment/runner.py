@@ -136,9 +136,9 @@ class ExperimentRunner:
         ep = self.stack.endpoints
         seeded = seed_books({s: ep.shards[s] for s in shards}, ep.shard_symbols, count, levels,
                             token=ep.admin_token, per_shard=per_shard)
-        self._fresh_seeds.update({s: (per_shard or {}).get(s, (count, levels)) for s in shards})
-        detail = ", ".join(f"{s}: {(per_shard or {}).get(s, (count, levels))[0]}/{(per_shard or {}).get(s, (count, levels))[1]}"
-                           for s in shards)
+        seeds = {s: (per_shard or {}).get(s, (count, levels)) for s in shards}
+        self._fresh_seeds.update(seeds)
+        detail = ", ".join(f"{s}: {n}/{lv}" for s, (n, lv) in seeds.items())
         return f"{sum(seeded.values())} resting orders ({detail} per symbol)"
 
     def match_count(self, shards: Sequence[str]) -> float:

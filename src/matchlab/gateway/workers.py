@@ -175,5 +175,5 @@ class Supervisor:
 
 
 def _inherited_env() -> dict[str, str]:
-    """The supervisor's own environment (PATH, PYTHONPATH, ...) minus what each worker gets its own value of."""
-    return {k: v for k, v in os.environ.items() if k not in ("GATEWAY_WORKERS", "METRICS_PORT")}
+    """The supervisor's own environment (PATH, PYTHONPATH, ...) but its worker count: each worker is one."""
+    return {k: v for k, v in os.environ.items() if k != "GATEWAY_WORKERS"}

@@ -13,6 +13,7 @@ import logging
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -126,9 +127,7 @@ class LocalBackend:
     def _start_gateway(self, topology: Topology, shards: dict[str, str], logs: Path):
         spec = next(s for s in app_services(topology, self.shard_symbols) if s.role is Role.GATEWAY)
         http, metrics = free_port(), free_port()
-        env = spec.environment(Wiring(http, metrics, shard_urls=shards))
-        if self.gateway_workers > 1:
-            env["GATEWAY_WORKERS"] = str(self.gateway_workers)
+        env = replace(spec.config(Wiring(http, metrics, shard_urls=shards)), workers=self.gateway_workers).to_env()
         proc = self._process(spec, env, logs)
         url = f"http://127.0.0.1:{http}"
         self._apps[spec.name] = (proc, f"{url}{spec.ready_path}")
