@@ -53,7 +53,7 @@ from matchlab.k8s.tools import search_path
 from matchlab.loadgen.results import LoadResult
 from matchlab.loadgen.segments import merged_result, read_result_lines
 from matchlab.stack.probes import HttpProbe, free_port
-from matchlab.stack.process import ManagedProcess
+from matchlab.stack.process import ManagedProcess, stop_after_failure
 from matchlab.stack.spec import Endpoints, Topology, app_services
 from matchlab.waiting import wait_until
 
@@ -155,7 +155,7 @@ class KubernetesBackend:
             self.wait_ready(topology)
             self.open_prometheus(run_dir)
         except BaseException:
-            self.stop()
+            stop_after_failure(self.stop, "the cluster stack")
             raise
         return self.endpoints(topology)
 

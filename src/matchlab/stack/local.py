@@ -23,7 +23,7 @@ from matchlab.stack.broker import TansuBroker
 from matchlab.stack.grafana import GrafanaServer, find_grafana
 from matchlab.stack.pidfile import PidRegistry
 from matchlab.stack.probes import HttpProbe, free_port
-from matchlab.stack.process import ManagedProcess
+from matchlab.stack.process import ManagedProcess, stop_after_failure
 from matchlab.stack.prometheus import PrometheusServer, find_binary
 from matchlab.stack.prometheus_config import render_config
 from matchlab.stack.spec import Endpoints, Role, ServiceSpec, Topology, Wiring, app_services, layout
@@ -81,7 +81,7 @@ class LocalBackend:
             self.prometheus.start()
             grafana_url = self._start_grafana(run_dir)
         except BaseException:
-            self.stop()
+            stop_after_failure(self.stop, "the local stack")
             raise
         self.cold_start_s = time.perf_counter() - started
         return Endpoints(

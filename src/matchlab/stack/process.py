@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from matchlab.errors import ProcessError
@@ -22,7 +22,9 @@ from matchlab.waiting import wait_until
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 15.0
-KILL_WAIT_S = 5.0
+# A SIGKILLed process still in uninterruptible I/O (a disk stalled by writeback)
+# dies only when that I/O completes, which on a busy VM has taken over 20 s.
+KILL_WAIT_S = 60.0
 LOG_TAIL_LINES = 40
 
 
@@ -114,7 +116,8 @@ class ManagedProcess:
         """SIGKILL now (a crash, for fault tests) and reap."""
         if self.running():
             os.killpg(self._proc.pid, signal.SIGKILL)
-            self._proc.wait(KILL_WAIT_S)
+            if not self._reaped(KILL_WAIT_S):
+                raise ProcessError(f"{self.name} (PID {self._proc.pid}) did not die within {KILL_WAIT_S:.0f} s of SIGKILL")
             if self.registry is not None:
                 self.registry.remove(self._proc.pid)
 
@@ -131,12 +134,22 @@ class ManagedProcess:
             except subprocess.TimeoutExpired:
                 log.warning("%s (PID %d) ignored SIGTERM for %.0fs; sending SIGKILL", self.name, proc.pid, grace)
                 os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(KILL_WAIT_S)
+                if not self._reaped(KILL_WAIT_S):
+                    return None  # stays recorded, so the next start's reap finds it
             except ProcessLookupError:
                 pass
         if self.registry is not None:
             self.registry.remove(proc.pid)
         return proc.poll()
+
+    def _reaped(self, timeout: float) -> bool:
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.error("%s (PID %d) is still alive %.0f s after SIGKILL (stuck in uninterruptible I/O?); "
+                      "it stays in the PID record for the next clean-up", self.name, self._proc.pid, timeout)
+            return False
+        return True
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         try:
@@ -181,8 +194,20 @@ class ProcessService:
         try:
             return self.start()
         except BaseException:
-            self.stop()
+            stop_after_failure(self.stop, type(self).__name__)
             raise
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def stop_after_failure(stop: Callable[[], object], what: str) -> None:
+    """Clean up after a failed start without replacing its cause.
+
+    A clean-up that raised would hide the exception that made it run: a
+    Ctrl-C would turn into an ordinary error and the run would carry on.
+    """
+    try:
+        stop()
+    except Exception:
+        log.exception("stopping %s after a failed start failed too", what)
