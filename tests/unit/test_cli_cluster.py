@@ -305,3 +305,16 @@ def test_pytest_reuse_stack_takes_a_recorded_cluster_stack_and_faults_go_to_the_
                                     "-n", "matching-engine")
     stack.stop()  # left running: nothing deleted
     assert not [c for c in runner.commands() if "delete" in c]
+
+
+def test_gateway_workers_become_replicas_that_a_later_restart_keeps(cluster, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(backend_module, "POLL_S", 0.0)
+    reports = tmp_path / "reports"
+    code, out, _ = run(capsys, "up", "--backend", "k3d", "--gateway-workers", "2", reports=reports)
+    assert code == 0, out
+    assert "2 replicas of the edge-gateway Deployment" in out
+    assert read_ledger(reports).gateway_replicas == 2
+    before = len(cluster.steps)
+    assert run(capsys, "restart", "edge-gateway", reports=reports)[0] == 0  # another process: the ledger's count
+    scaled = [c[-3] for c in cluster.commands_since(before) if "scale" in c]
+    assert scaled == ["--replicas=0", "--replicas=2"]

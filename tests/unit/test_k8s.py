@@ -317,3 +317,36 @@ def test_k3d_smoke_stops_at_once_with_the_prerequisite_message(tmp_path):
     assert "missing prerequisite" in out and "docker engine" in out and "Traceback" not in out
     assert not (tmp_path / "stack-pids.json").exists()
     assert not list(tmp_path.rglob("kubeconfig"))
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_gateway_replicas_validate_and_only_the_gateway_scales(version):
+    apps = m.all_documents(gateway_replicas=3)["30-apps.yaml"]
+    replicas = {d["metadata"]["name"]: d["spec"]["replicas"] for d in apps if d["kind"] == "Deployment"}
+    assert replicas == {"me-shard-a": 1, "me-shard-b": 1, "me-shard-c": 1, "edge-gateway": 3}
+    for doc in apps:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_a_shard_is_never_given_a_second_replica():
+    shard = next(s for s in app_services(Topology.MULTI) if s.shard == "b")
+    with pytest.raises(ConfigError, match="me-shard-b runs as exactly one replica .one matcher per shard., not 2"):
+        m.app_deployment(shard, replicas=2)
+
+
+def test_gateway_replicas_reach_the_cluster_and_a_restart_brings_them_all_back(monkeypatch, tmp_path):
+    backend = K3dBackend(plan=True, gateway_replicas=3)
+    plan(backend, tmp_path)
+    applied = [yaml.safe_load(d) for argv, text in backend.runner.inputs if "apply" in argv for d in text.split("---\n")]
+    gateway = next(d for d in applied if d and d["kind"] == "Deployment" and d["metadata"]["name"] == "edge-gateway")
+    assert gateway["spec"]["replicas"] == 3
+    assert backend.facts()["gateway"] == "3 replicas of the edge-gateway Deployment, each pod scraped"
+
+    monkeypatch.setattr(backend_module, "POLL_S", 0.0)
+    backend = K3dBackend(runner=RecordingRunner(answers={("kubectl", "get", "pods"): [""]}), plan=True,
+                         gateway_replicas=3)
+    backend.restart_service("edge-gateway")
+    backend.restart_service("me-shard-a")
+    scaled = [c[2:4] for c in backend.runner.commands() if c[1] == "scale"]
+    assert scaled == [("deployment/edge-gateway", "--replicas=0"), ("deployment/edge-gateway", "--replicas=3"),
+                      ("deployment/me-shard-a", "--replicas=0"), ("deployment/me-shard-a", "--replicas=1")]

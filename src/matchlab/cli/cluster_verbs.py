@@ -44,8 +44,9 @@ def command_runner() -> CommandRunner:
 
 def new_backend(args: argparse.Namespace, runner: CommandRunner) -> KubernetesBackend:
     if args.backend == "k3d":
-        return K3dBackend(runner=runner, expose_on=args.expose_on or LOOPBACK)
-    return ExistingClusterBackend(args.kube_context, args.image_registry, runner=runner)
+        return K3dBackend(runner=runner, expose_on=args.expose_on or LOOPBACK, gateway_replicas=args.gateway_workers)
+    return ExistingClusterBackend(args.kube_context, args.image_registry, runner=runner,
+                                  gateway_replicas=args.gateway_workers)
 
 
 def up(args: argparse.Namespace, topology: Topology) -> tuple[Stack, StackRecord]:

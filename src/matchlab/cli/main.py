@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="recorded for experiments run against it (default: full)")
     up.add_argument("--foreground", action="store_true", help="stay until Ctrl-C, then tear down")
     up.add_argument("--gateway-workers", type=int, default=1, metavar="N",
-                    help="local: the gateway as N processes sharing its port (default 1)")
+                    help="the gateway as N processes sharing its port (local) or N Deployment replicas (k3d, k8s; "
+                         "default 1)")
     up.add_argument("--expose-on", metavar="ADDRESS", help="k3d: bind the port mappings on ADDRESS (default: 127.0.0.1)")
     up.add_argument("--kube-context", metavar="NAME", help="k8s: the existing cluster's kubeconfig context")
     up.add_argument("--image-registry", metavar="HOST/PATH", help="k8s: where the cluster's nodes pull the images from")

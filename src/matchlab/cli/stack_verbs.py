@@ -64,7 +64,8 @@ def endpoint_lines(endpoints: Endpoints, facts: dict[str, str]) -> list[str]:
 
     rows = []
     if endpoints.gateway:
-        rows.append(("gateway", f"{endpoints.gateway}{metrics(endpoints.gateway_metrics)}"))
+        scale = f"  ({facts['gateway']})" if "gateway" in facts else ""  # more than one gateway process or pod
+        rows.append(("gateway", f"{endpoints.gateway}{metrics(endpoints.gateway_metrics)}{scale}"))
     for shard, url in endpoints.shards.items():
         rows.append((f"shard {shard}", f"{url}{metrics(endpoints.shard_metrics.get(shard))}"))
     rows.append(("broker", endpoints.broker))

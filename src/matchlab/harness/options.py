@@ -86,8 +86,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(INJECT_MATCH_DELAY_MS), an injected regression to show what a comparison detects; "
                          "recorded in the run's facts")
     group.addoption("--gateway-workers", type=int, default=1, metavar="N",
-                    help="local backend: the gateway runs as N processes sharing its port (GATEWAY_WORKERS; "
-                         "SO_REUSEPORT, metrics merged), for machines with cores to spare (default 1)")
+                    help="the gateway as N processes sharing its port (local: GATEWAY_WORKERS, SO_REUSEPORT, "
+                         "metrics merged) or N replicas of its Deployment (k3d, k8s), for machines with cores to "
+                         "spare (default 1)")
     group.addoption("--expose-on", default=None, metavar="ADDRESS",
                     help="with --backend k3d: bind the cluster's port mappings on ADDRESS instead of 127.0.0.1 "
                          "(0.0.0.0: every interface; the stack is then reachable from your network)")
@@ -194,10 +195,8 @@ def gateway_workers_problem(workers: int, backend: str) -> str | None:
     from matchlab.gateway.config import MAX_WORKERS
 
     if not 1 <= workers <= MAX_WORKERS:
-        return f"--gateway-workers N takes 1 to {MAX_WORKERS} processes, got {workers}"
-    if workers > 1 and backend != "local":
-        return ("--gateway-workers applies to the local backend; on Kubernetes scale the edge-gateway Deployment's "
-                "replicas instead")
+        unit = "processes" if backend == "local" else "replicas"
+        return f"--gateway-workers N takes 1 to {MAX_WORKERS} {unit}, got {workers}"
     return None
 
 

@@ -47,7 +47,7 @@ def scaling_layout(max_shards: int) -> dict[str, list[str]] | None:
 def make_backend(opts: HarnessOptions, shard_symbols: dict[str, list[str]] | None = None) -> Backend:
     """The backend the options ask for; the experiments never know which. ``shard_symbols``: a re-spread layout
     (the local backend only: ``--max-shards`` refuses the others)."""
-    load = {"load_from": opts.load_from, "load_workers": opts.load_workers}
+    load = {"load_from": opts.load_from, "load_workers": opts.load_workers, "gateway_replicas": opts.gateway_workers}
     if opts.backend == "k3d":
         return K3dBackend(plan=opts.plan, keep=opts.keep_stack, expose_on=opts.expose_on or LOOPBACK, **load)
     if opts.backend == "k8s":

@@ -54,7 +54,7 @@ from matchlab.loadgen.results import LoadResult
 from matchlab.loadgen.segments import merged_result, read_result_lines
 from matchlab.stack.probes import HttpProbe, free_port
 from matchlab.stack.process import ManagedProcess, stop_after_failure
-from matchlab.stack.spec import Endpoints, Topology, app_services
+from matchlab.stack.spec import Endpoints, Role, Topology, app_services
 from matchlab.waiting import wait_until
 
 log = logging.getLogger(__name__)
@@ -93,9 +93,10 @@ class KubernetesBackend:
     name = "k8s"
 
     def __init__(self, runner: CommandRunner | None = None, plan: bool = False, keep: bool = False,
-                 load_from: str = "host", load_workers: int | None = None) -> None:
+                 load_from: str = "host", load_workers: int | None = None, gateway_replicas: int = 1) -> None:
         if load_from not in ("host", "cluster"):
             raise ConfigError(f"load_from must be 'host' or 'cluster', got {load_from!r}")
+        self.gateway_replicas = gateway_replicas  # --gateway-workers: the edge-gateway Deployment's replicas
         self.plan = plan
         self.keep = keep
         self.load_from = load_from
@@ -192,7 +193,8 @@ class KubernetesBackend:
 
     def apply_all(self, run_dir: Path) -> None:
         existing = self._existing_namespaces()
-        docs = m.all_documents(self.registry(), self.run_id, self.node_sources(), url_host(self.host()))
+        docs = m.all_documents(self.registry(), self.run_id, self.node_sources(), url_host(self.host()),
+                               self.gateway_replicas)
         namespaces = docs.pop("00-namespaces.yaml")
         self.created_namespaces = [d["metadata"]["name"] for d in namespaces if d["metadata"]["name"] not in existing]
         if self.created_namespaces:
@@ -429,8 +431,13 @@ class KubernetesBackend:
         workload = workload_of(name)
         self.scale(workload, 0)
         self.wait_pods(workload, "none left")  # the journal's volume is never shared by two pods
-        self.scale(workload, 1)
+        self.scale(workload, self.replicas_of(name))
         self.kubectl("rollout", "status", workload.ref, "-n", workload.namespace, f"--timeout={WAIT_TIMEOUT}")
+
+    def replicas_of(self, name: str) -> int:
+        """The pods a workload runs when up: the gateway as many as asked, everything else one."""
+        gateway = any(s.name == name and s.role is Role.GATEWAY for s in app_services(Topology.MULTI))
+        return self.gateway_replicas if gateway else 1
 
     def log_tails(self) -> dict[str, str]:
         return {
@@ -440,6 +447,8 @@ class KubernetesBackend:
 
     def facts(self) -> dict[str, str]:
         facts = {"backend": f"{self.name} ({'plan only' if self.plan else 'cluster'})"}
+        if self.gateway_replicas > 1:
+            facts["gateway"] = f"{self.gateway_replicas} replicas of the edge-gateway Deployment, each pod scraped"
         if self.load_from == "cluster":
             pods = f"{self.load_workers} pods" if self.load_workers else "one pod per agent node"
             facts["load"] = (f"in-cluster Indexed Jobs of {pods} per phase, one schedule split between them; "
@@ -479,8 +488,9 @@ class K3dBackend(KubernetesBackend):
     name = "k3d"
 
     def __init__(self, runner: CommandRunner | None = None, plan: bool = False, keep: bool = False,
-                 expose_on: str = LOOPBACK, load_from: str = "host", load_workers: int | None = None) -> None:
-        super().__init__(runner, plan, keep, load_from, load_workers)
+                 expose_on: str = LOOPBACK, load_from: str = "host", load_workers: int | None = None,
+                 gateway_replicas: int = 1) -> None:
+        super().__init__(runner, plan, keep, load_from, load_workers, gateway_replicas)
         self.created_cluster = False
         try:
             self.expose_on = str(ipaddress.ip_address(expose_on))
@@ -572,8 +582,9 @@ class ExistingClusterBackend(KubernetesBackend):
     name = "k8s"
 
     def __init__(self, context: str, image_registry: str, runner: CommandRunner | None = None, plan: bool = False,
-                 keep: bool = False, load_from: str = "host", load_workers: int | None = None) -> None:
-        super().__init__(runner, plan, keep, load_from, load_workers)
+                 keep: bool = False, load_from: str = "host", load_workers: int | None = None,
+                 gateway_replicas: int = 1) -> None:
+        super().__init__(runner, plan, keep, load_from, load_workers, gateway_replicas)
         self.context = context
         self.image_registry = image_registry.rstrip("/")
         self.kube_args = ["--context", context]

@@ -31,6 +31,7 @@ class ClusterLedger:
     context: str | None = None  # k8s
     image_registry: str | None = None  # k8s
     expose_on: str = LOOPBACK  # k3d
+    gateway_replicas: int = 1  # a restarted gateway comes back with as many pods as `up` gave it
 
     @classmethod
     def of(cls, backend: KubernetesBackend) -> ClusterLedger:
@@ -38,7 +39,7 @@ class ClusterLedger:
                    created_cluster=getattr(backend, "created_cluster", False),
                    created_namespaces=list(backend.created_namespaces),
                    context=getattr(backend, "context", None), image_registry=getattr(backend, "image_registry", None),
-                   expose_on=getattr(backend, "expose_on", LOOPBACK))
+                   expose_on=getattr(backend, "expose_on", LOOPBACK), gateway_replicas=backend.gateway_replicas)
 
     def merged(self, earlier: ClusterLedger | None) -> ClusterLedger:
         """What an earlier `up` of the same backend created stays created: a repeated `up` finds it existing."""
@@ -86,6 +87,7 @@ def reattach(ledger: ClusterLedger, runner: CommandRunner) -> KubernetesBackend:
     else:
         backend = ExistingClusterBackend(ledger.context or "", ledger.image_registry or "", runner=runner)
     backend.kube_args = list(ledger.kube_args)
+    backend.gateway_replicas = ledger.gateway_replicas
     backend.created_namespaces = list(ledger.created_namespaces)
     return backend
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from matchlab import topology
+from matchlab.errors import ConfigError
 from matchlab.stack.spec import Role, ServiceSpec, Topology, Wiring, app_services
 from matchlab.topology import APP_HTTP_PORT, APP_METRICS_PORT, KAFKA_PORT, PARTITIONS, TOPICS
 
@@ -99,7 +100,11 @@ def _probe(path: str, port: int, period: int = 5) -> dict:
     return {"httpGet": {"path": path, "port": port}, "periodSeconds": period, "timeoutSeconds": 2, "failureThreshold": 3}
 
 
-def app_deployment(spec: ServiceSpec, registry: str = "") -> dict:
+def app_deployment(spec: ServiceSpec, registry: str = "", replicas: int = 1) -> dict:
+    """``replicas``: the gateway may run several (Prometheus scrapes each pod, every query sums them); a shard
+    never does: one matcher per book."""
+    if replicas != 1 and spec.role is not Role.GATEWAY:
+        raise ConfigError(f"{spec.name} runs as exactly one replica (one matcher per shard), not {replicas}")
     image = SHARD_IMAGE if spec.role is Role.SHARD else GATEWAY_IMAGE
     env = spec.environment(Wiring(
         APP_HTTP_PORT, APP_METRICS_PORT,
@@ -132,7 +137,7 @@ def app_deployment(spec: ServiceSpec, registry: str = "") -> dict:
         "kind": "Deployment",
         "metadata": {"name": spec.name, "namespace": APP_NAMESPACE, "labels": dict(spec.labels)},
         "spec": {
-            "replicas": 1,
+            "replicas": replicas,
             "strategy": {"type": "Recreate"},  # one matcher per shard, never two
             "selector": {"matchLabels": dict(spec.labels)},
             "template": {
@@ -344,18 +349,19 @@ def network_policies(sources: Sequence[str] = K3D_NODE_SOURCES) -> list[dict]:
     ]
 
 
-def app_objects(registry: str = "") -> list[dict]:
+def app_objects(registry: str = "", gateway_replicas: int = 1) -> list[dict]:
     out = []
     for spec in app_services(Topology.MULTI):
         if spec.role is Role.SHARD:
             out.append(journal_claim(spec))
-        out += [app_deployment(spec, registry), app_service(spec)]
+        replicas = gateway_replicas if spec.role is Role.GATEWAY else 1
+        out += [app_deployment(spec, registry, replicas), app_service(spec)]
     return out
 
 
 def all_documents(
     registry: str = "", run_id: str | None = None, sources: Sequence[str] = K3D_NODE_SOURCES,
-    external_host: str = "127.0.0.1",
+    external_host: str = "127.0.0.1", gateway_replicas: int = 1,
 ) -> dict[str, list[dict]]:
     """File name -> documents, in the order they are applied (policies first: nothing runs unguarded)."""
     return {
@@ -363,7 +369,7 @@ def all_documents(
         "05-network-policies.yaml": network_policies(sources),
         "10-redpanda.yaml": redpanda(external_host),
         "20-topics.yaml": [topics_job()],
-        "30-apps.yaml": app_objects(registry),
+        "30-apps.yaml": app_objects(registry, gateway_replicas),
     }
 
 
