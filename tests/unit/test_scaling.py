@@ -205,3 +205,54 @@ def test_a_first_pass_for_more_shards_starts_at_half_of_linear_from_the_one_shar
     assert _first_rate(one, per_shard, found) == 100.0
     found[1].passes[0] = scaling.Pass(150.0, 160.0, [], "")  # below the floor: the usual start stands
     assert _first_rate(three, per_shard, found) == 300.0
+
+
+def test_searches_start_from_the_shards_budget_and_still_find_a_knee_far_below_it():
+    from matchlab.experiment.runner import Route
+    from matchlab.experiment.suite import SCALING_START_PER_SHARD, START_PER_SHARD_CPU, budget_start
+
+    three, one = Route(("a", "b", "c"), via_gateway=True), Route(("a",), via_gateway=True)
+    start = budget_start(scaling.Budgets(0.2, 0.5))
+    assert start(one) == pytest.approx(0.2 * START_PER_SHARD_CPU) == pytest.approx(500.0)
+    assert start(three) == pytest.approx(1500.0)
+    assert budget_start(scaling.Budgets(0.2, 0.1), per_route=False)(three) == pytest.approx(500.0)
+    assert budget_start(scaling.Budgets(0.01, 0.1))(one) == SCALING_START_PER_SHARD  # a tiny budget: the floor
+    # The start is about half the knee here; a machine needing three times the CPU per order has its knee
+    # below the start, and the search steps down to it.
+    knee = 2 * start(one) / 3
+    found, steps, _ = scaling.knee_search(fake_system(knee), start(one))
+    assert found <= knee < found * (1 + scaling.KNEE_PRECISION)
+    assert not steps[0].passed
+
+
+def test_a_failure_with_nothing_saturated_is_run_again_once_and_a_real_limit_still_counts():
+    knee, stalled_at = 1000.0, 750.0
+    system = fake_system(knee)
+    stalls = []
+
+    def stalled_once(rate: float) -> scaling.Step:
+        step = system(rate)
+        if rate == stalled_at and not stalls:  # a stall from outside: the shard barely busy, the step lost
+            stalls.append(rate)
+            return scaling.Step(rate, False, 0.9, 0.05, 400.0, 250.0, {"me-shard-a": 0.6, "edge-gateway": 0.3})
+        return step
+
+    found, steps, _ = scaling.knee_search(stalled_once, 500.0)
+    assert knee * (1 - scaling.KNEE_PRECISION) <= found <= knee
+    assert [(s.rate, s.passed, s.retried) for s in steps[:3]] == [(500, True, False), (750, False, True),
+                                                                  (750, True, False)]
+    first = scaling.Pass.from_steps(found, steps, BUDGETS)
+    assert first.bottleneck.startswith("me-shard-a at")  # the saturated failure above the knee, not the stall
+
+    # A limit outside the budgets (nothing saturated, every time): one retry per rate, and it still counts.
+    def shared_stage(rate: float) -> scaling.Step:
+        ok = rate <= knee
+        return scaling.Step(rate, ok, 1.0 if ok else 0.9, 0.0 if ok else 0.05, 10.0, 5.0, {"me-shard-a": 0.5})
+
+    found, steps, _ = scaling.knee_search(shared_stage, 500.0)
+    assert found <= knee
+    failing = [s.rate for s in steps if not s.passed]
+    assert all(failing.count(r) == 2 for r in failing)
+    assert sum(s.retried for s in steps) == len(failing) / 2
+    # Where CPU was not measured, nothing is retried.
+    assert scaling.Step(1.0, False, 0.5, 0.5, 1.0, 1.0).budgeted_saturated() is None

@@ -343,7 +343,11 @@ def run_c2(s: Suite) -> ExperimentRecord:
 
 # -- scaling from capacity (ASR 2) ------------------------------------------------------------
 
-SCALING_START_PER_SHARD = 100.0  # orders/s per shard at the first step
+SCALING_START_PER_SHARD = 100.0  # orders/s per shard at the first step, at least
+# ... or this many orders/s per CPU of a shard's budget: about half the knee here (5,000-5,700 orders/s per
+# CPU through the gateway, 5,200-6,200 direct), so a search skips the steps far below it. A machine that
+# needs several times the CPU per order still finds its knee: the search steps down to a third of its start.
+START_PER_SHARD_CPU = 2500.0
 # Two passes (N = 1..K, then K..1): one search alone flipped the verdict between runs (ratio 1.08 in one
 # CI run, 0.88 in the next), so the verdict is decided from the interval both passes allow.
 S1_PASSES = 2
@@ -364,7 +368,8 @@ def run_s1(s: Suite) -> ExperimentRecord:
     exp = ExperimentRecord("S1", f"Scaling from capacity: knees of 1 to {len(shards)} shards behind the gateway",
                            "ASR 2", GATEWAY_ABC.label, r.reset_and_seed(shards, *SEED))
     routes = [Route(tuple(shards[:n]), via_gateway=True) for n in range(1, len(shards) + 1)]
-    exp.extra["capacities"] = measure_capacities(s, r, exp, budgets, routes, passes=S1_PASSES, precision=S1_PRECISION)
+    exp.extra["capacities"] = measure_capacities(s, r, exp, budgets, routes, start_rate=budget_start(budgets),
+                                                 passes=S1_PASSES, precision=S1_PRECISION)
     s.record.facts["CPU budgets"] = f"S1: {budgets.describe()}" + (
         f", cgroup {exp.extra['cgroup']}" if exp.extra["enforced"] else f"; NOT enforced: {exp.extra['not_enforced']}")
     return exp
@@ -415,6 +420,13 @@ def measure_capacities(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, bud
     finally:
         cgroups.close()
     return [cap.to_dict() for cap in found.values()]
+
+
+def budget_start(budgets: scaling.Budgets, per_route: bool = True) -> Callable[[Route], float]:
+    """Where a search starts from the shards' budget: per shard of the route, or (``per_route=False``) one
+    shard's worth whatever the route."""
+    per_shard = max(SCALING_START_PER_SHARD, START_PER_SHARD_CPU * budgets.shard_cpu)
+    return lambda route: per_shard * (len(route.shards) if per_route else 1)
 
 
 def _first_rate(route: Route, start_rate: Callable[[Route], float], found: dict[int, scaling.Capacity]) -> float:
@@ -472,7 +484,6 @@ BUDGET_TEST_STEP_S = 6.0  # shorter steps than S1's: each of these searches must
 # Shard a direct, the only budgeted process: nothing else can be its bottleneck. Budgets this large keep
 # its knee's CPU per order close at both (README "The budgets themselves"), yet leave the load generator room.
 HALVED_SHARD_CPU = (0.4, 0.2)
-HALVED_START_PER_CPU = 2500  # orders/s per CPU where the smaller budget's search starts: about half its knee here
 THROTTLED_GATEWAY = scaling.Budgets(0.2, 0.1)  # a gateway budget under one 0.2-CPU shard's needs
 
 
@@ -482,7 +493,7 @@ def run_c3(s: Suite) -> ExperimentRecord:
     exp = ExperimentRecord("C3", "Capacity of shard a at a CPU budget and at half of it", "headroom", SHARD_A.label,
                            r.reset_and_seed(["a"], *SEED))
     knees: dict[str, dict] = {}
-    start = HALVED_START_PER_CPU * min(HALVED_SHARD_CPU)
+    start = budget_start(scaling.Budgets(min(HALVED_SHARD_CPU), THROTTLED_GATEWAY.gateway_cpu))(SHARD_A)
     for cpu in sorted(HALVED_SHARD_CPU):  # the smaller first: its knee tells where the larger one's search starts
         (cap,) = measure_capacities(s, r, exp, scaling.Budgets(cpu, THROTTLED_GATEWAY.gateway_cpu), [SHARD_A],
                                     BUDGET_TEST_STEP_S, lambda route, at=start: at, passes=2)
@@ -500,7 +511,7 @@ def run_c4(s: Suite) -> ExperimentRecord:
                            r.reset_and_seed(list(GATEWAY_ABC.shards), *SEED))
     routes = [Route(("a",), via_gateway=True), GATEWAY_ABC]
     exp.extra["capacities"] = measure_capacities(s, r, exp, THROTTLED_GATEWAY, routes, BUDGET_TEST_STEP_S,
-                                                 lambda route: 2 * SCALING_START_PER_SHARD)
+                                                 budget_start(THROTTLED_GATEWAY, per_route=False))
     return exp
 
 
