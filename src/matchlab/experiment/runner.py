@@ -30,12 +30,15 @@ from matchlab.loadgen.runner import RequestSource
 from matchlab.loadgen.seeding import seed_books
 from matchlab.loadgen.targets import direct_targets, flow_source, gateway_targets
 from matchlab.promtext import counter_total, scrape, scrape_counter
+from matchlab.stack.spec import Topology, app_services
 from matchlab.stack.stack import Stack
 from matchlab.topology import SHARD_SYMBOLS
 
 CALIBRATION_ORDER_RATE = 40.0
-# The final scrape after a run (5 s interval) must land before verdicts read it.
-SCRAPE_SETTLE_S = 6.0
+# The final scrape after a run must land before verdicts read it: a scrape of every service that began
+# after the matcher drained (about half a 5 s interval on average), or this long at most.
+SCRAPE_WAIT_S = 12.0
+SCRAPED_APPS = frozenset(spec.labels["app"] for spec in app_services(Topology.MULTI))
 
 
 @dataclass(frozen=True)
@@ -345,6 +348,8 @@ class ExperimentRunner:
     def settle(self, shards: Sequence[str], wait_for_scrape: bool = True) -> float:
         """Wait for the matcher to drain (and the last scrape to land); return the shards' match count."""
         count = settled(lambda: self.match_count(shards))
-        if wait_for_scrape:
-            time.sleep(SCRAPE_SETTLE_S)
+        if wait_for_scrape and not self.stack.prometheus().wait_for_scrapes(
+                lambda labels: labels.get("app") in SCRAPED_APPS, SCRAPE_WAIT_S):
+            self.progress(f"warning: Prometheus did not scrape every service within {SCRAPE_WAIT_S:g} s of the "
+                          "load's end; verdicts may miss its last seconds")
         return count

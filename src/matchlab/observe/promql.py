@@ -8,14 +8,19 @@ Errors name the query and Prometheus' own message.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import httpx
 
-from matchlab.errors import QueryError
+from matchlab.errors import QueryError, WaitTimeoutError
 from matchlab.waiting import wait_until
 
 QUERY_TIMEOUT_S = 15.0
+# A target's scrape time is recorded just before the scrape's samples are committed.
+COMMIT_MARGIN_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -87,3 +92,22 @@ class PromClient:
 
     def targets(self) -> list[dict]:
         return self._get("/api/v1/targets", {"state": "active"})["activeTargets"]
+
+    def wait_for_scrapes(self, selects: Callable[[dict[str, str]], bool], timeout: float) -> bool:
+        """Wait until every target ``selects`` (by its labels) has been scraped since this call began.
+
+        Time is Prometheus' own (``time()``), so a cluster's clock may differ from this machine's.
+        False if some target was not scraped within ``timeout`` (or none is selected).
+        """
+        since = self.scalar("time()")
+
+        def fresh() -> bool:
+            chosen = [t for t in self.targets() if selects(t["labels"])]
+            return bool(chosen) and all(datetime.fromisoformat(t["lastScrape"]).timestamp() > since for t in chosen)
+
+        try:
+            wait_until(fresh, timeout, what="a scrape of every target", interval=0.2)
+        except WaitTimeoutError:
+            return False
+        time.sleep(COMMIT_MARGIN_S)
+        return True
