@@ -219,6 +219,7 @@ def test_a_criterion_over_repetitions_is_the_worst_and_lists_each():
     (["--inject-match-delay-ms", "2", "--backend", "k3d"], "--inject-match-delay-ms applies to the local backend"),
     (["--gateway-workers", "0"], "--gateway-workers N takes 1 to 64 processes, got 0"),
     (["--gateway-workers", "65", "--backend", "k3d"], "--gateway-workers N takes 1 to 64 replicas, got 65"),
+    (["--gateway-workers", "2", "--reuse-stack"], "give it to `matchlab up`, not with --reuse-stack"),
 ])
 def test_bad_repeat_or_delay_is_one_usage_line(tmp_path, args, message):
     done = subprocess.run([sys.executable, "-m", "pytest", *args, "--collect-only", "-q", "-p", "no:cacheprovider",

@@ -350,3 +350,13 @@ def test_gateway_replicas_reach_the_cluster_and_a_restart_brings_them_all_back(m
     scaled = [c[2:4] for c in backend.runner.commands() if c[1] == "scale"]
     assert scaled == [("deployment/edge-gateway", "--replicas=0"), ("deployment/edge-gateway", "--replicas=3"),
                       ("deployment/me-shard-a", "--replicas=0"), ("deployment/me-shard-a", "--replicas=1")]
+
+
+def test_log_tails_cover_every_gateway_replica():
+    backend = K3dBackend(runner=RecordingRunner(), plan=True, gateway_replicas=3)
+    assert set(backend.log_tails()) == {s.name for s in app_services(Topology.MULTI)}
+    logs = {c[2]: c for c in backend.runner.commands() if c[1] == "logs"}
+    assert logs["deployment/me-shard-a"] == ("kubectl", "logs", "deployment/me-shard-a", "-n", "matching-engine",
+                                             "--tail=40")
+    assert logs["-l"] == ("kubectl", "logs", "-l", "app=edge-gateway", "--prefix", "--max-log-requests=3",
+                          "-n", "matching-engine", "--tail=40")

@@ -187,6 +187,9 @@ def repeat_and_delay_problem(opts: HarnessOptions) -> str | None:
         return "--inject-match-delay-ms applies to the local backend (its shards are started with the setting)"
     if opts.inject_match_delay_ms and opts.reuse_stack:
         return "--inject-match-delay-ms needs shards started with it: it does not go with --reuse-stack"
+    if opts.gateway_workers > 1 and opts.reuse_stack:
+        return ("--gateway-workers is set when the stack starts: give it to `matchlab up`, not with --reuse-stack "
+                "(the reused stack keeps the gateway it was started with)")
     return gateway_workers_problem(opts.gateway_workers, opts.backend)
 
 

@@ -54,7 +54,7 @@ from matchlab.loadgen.results import LoadResult
 from matchlab.loadgen.segments import merged_result, read_result_lines
 from matchlab.stack.probes import HttpProbe, free_port
 from matchlab.stack.process import ManagedProcess, stop_after_failure
-from matchlab.stack.spec import Endpoints, Role, Topology, app_services
+from matchlab.stack.spec import Endpoints, Role, ServiceSpec, Topology, app_services
 from matchlab.waiting import wait_until
 
 log = logging.getLogger(__name__)
@@ -440,10 +440,17 @@ class KubernetesBackend:
         return self.gateway_replicas if gateway else 1
 
     def log_tails(self) -> dict[str, str]:
-        return {
-            spec.name: self.kubectl("logs", f"deployment/{spec.name}", "-n", m.APP_NAMESPACE, "--tail=40", check=False)
-            for spec in app_services(Topology.MULTI)
-        }
+        return {spec.name: self.log_tail(spec) for spec in app_services(Topology.MULTI)}
+
+    def log_tail(self, spec: ServiceSpec) -> str:
+        """A Deployment's log tail; of every pod, each line prefixed with its pod, where it runs several."""
+        replicas = self.replicas_of(spec.name)
+        if replicas == 1:
+            source = [f"deployment/{spec.name}"]
+        else:
+            selector = ",".join(f"{k}={v}" for k, v in spec.labels.items())
+            source = ["-l", selector, "--prefix", f"--max-log-requests={replicas}"]
+        return self.kubectl("logs", *source, "-n", m.APP_NAMESPACE, "--tail=40", check=False)
 
     def facts(self) -> dict[str, str]:
         facts = {"backend": f"{self.name} ({'plan only' if self.plan else 'cluster'})"}
