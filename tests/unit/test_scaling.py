@@ -209,13 +209,13 @@ def test_a_first_pass_for_more_shards_starts_at_half_of_linear_from_the_one_shar
 
 def test_searches_start_from_the_shards_budget_and_still_find_a_knee_far_below_it():
     from matchlab.experiment.runner import Route
-    from matchlab.experiment.suite import SCALING_START_PER_SHARD, START_PER_SHARD_CPU, budget_start
+    from matchlab.experiment.suite import SCALING_START_PER_SHARD, START_PER_SHARD_CPU, budget_start, start_per_shard
 
     three, one = Route(("a", "b", "c"), via_gateway=True), Route(("a",), via_gateway=True)
     start = budget_start(scaling.Budgets(0.2, 0.5))
     assert start(one) == pytest.approx(0.2 * START_PER_SHARD_CPU) == pytest.approx(500.0)
     assert start(three) == pytest.approx(1500.0)
-    assert budget_start(scaling.Budgets(0.2, 0.1), per_route=False)(three) == pytest.approx(500.0)
+    assert start_per_shard(scaling.Budgets(0.2, 0.1).shard_cpu) == pytest.approx(500.0)  # C3, C4: one shard's worth
     assert budget_start(scaling.Budgets(0.01, 0.1))(one) == SCALING_START_PER_SHARD  # a tiny budget: the floor
     # The start is about half the knee here; a machine needing three times the CPU per order has its knee
     # below the start, and the search steps down to it.

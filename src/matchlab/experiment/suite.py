@@ -422,11 +422,15 @@ def measure_capacities(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, bud
     return [cap.to_dict() for cap in found.values()]
 
 
-def budget_start(budgets: scaling.Budgets, per_route: bool = True) -> Callable[[Route], float]:
-    """Where a search starts from the shards' budget: per shard of the route, or (``per_route=False``) one
-    shard's worth whatever the route."""
-    per_shard = max(SCALING_START_PER_SHARD, START_PER_SHARD_CPU * budgets.shard_cpu)
-    return lambda route: per_shard * (len(route.shards) if per_route else 1)
+def start_per_shard(shard_cpu: float) -> float:
+    """Where a search starts, in orders/s per shard, from a shard's CPU budget."""
+    return max(SCALING_START_PER_SHARD, START_PER_SHARD_CPU * shard_cpu)
+
+
+def budget_start(budgets: scaling.Budgets) -> Callable[[Route], float]:
+    """Where a route's search starts: each of its shards' worth."""
+    per_shard = start_per_shard(budgets.shard_cpu)
+    return lambda route: per_shard * len(route.shards)
 
 
 def _first_rate(route: Route, start_rate: Callable[[Route], float], found: dict[int, scaling.Capacity]) -> float:
@@ -493,7 +497,7 @@ def run_c3(s: Suite) -> ExperimentRecord:
     exp = ExperimentRecord("C3", "Capacity of shard a at a CPU budget and at half of it", "headroom", SHARD_A.label,
                            r.reset_and_seed(["a"], *SEED))
     knees: dict[str, dict] = {}
-    start = budget_start(scaling.Budgets(min(HALVED_SHARD_CPU), THROTTLED_GATEWAY.gateway_cpu))(SHARD_A)
+    start = start_per_shard(min(HALVED_SHARD_CPU))
     for cpu in sorted(HALVED_SHARD_CPU):  # the smaller first: its knee tells where the larger one's search starts
         (cap,) = measure_capacities(s, r, exp, scaling.Budgets(cpu, THROTTLED_GATEWAY.gateway_cpu), [SHARD_A],
                                     BUDGET_TEST_STEP_S, lambda route, at=start: at, passes=2)
@@ -510,8 +514,9 @@ def run_c4(s: Suite) -> ExperimentRecord:
     exp = ExperimentRecord("C4", "Scaling from capacity with a throttled gateway", "headroom", GATEWAY_ABC.label,
                            r.reset_and_seed(list(GATEWAY_ABC.shards), *SEED))
     routes = [Route(("a",), via_gateway=True), GATEWAY_ABC]
+    start = start_per_shard(THROTTLED_GATEWAY.shard_cpu)  # one shard's worth for N = 3 too: its knee is lower
     exp.extra["capacities"] = measure_capacities(s, r, exp, THROTTLED_GATEWAY, routes, BUDGET_TEST_STEP_S,
-                                                 budget_start(THROTTLED_GATEWAY, per_route=False))
+                                                 lambda route: start)
     return exp
 
 

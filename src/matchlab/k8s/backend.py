@@ -54,7 +54,7 @@ from matchlab.loadgen.results import LoadResult
 from matchlab.loadgen.segments import merged_result, read_result_lines
 from matchlab.stack.probes import HttpProbe, free_port
 from matchlab.stack.process import ManagedProcess, stop_after_failure
-from matchlab.stack.spec import Endpoints, Role, ServiceSpec, Topology, app_services
+from matchlab.stack.spec import Endpoints, ServiceSpec, Topology, app_services
 from matchlab.waiting import wait_until
 
 log = logging.getLogger(__name__)
@@ -435,16 +435,16 @@ class KubernetesBackend:
         self.kubectl("rollout", "status", workload.ref, "-n", workload.namespace, f"--timeout={WAIT_TIMEOUT}")
 
     def replicas_of(self, name: str) -> int:
-        """The pods a workload runs when up: the gateway as many as asked, everything else one."""
-        gateway = any(s.name == name and s.role is Role.GATEWAY for s in app_services(Topology.MULTI))
-        return self.gateway_replicas if gateway else 1
+        """The pods a workload runs when up, as its manifest says (the charts' workloads: one)."""
+        spec = next((s for s in app_services(Topology.MULTI) if s.name == name), None)
+        return m.replicas(spec, self.gateway_replicas) if spec is not None else 1
 
     def log_tails(self) -> dict[str, str]:
         return {spec.name: self.log_tail(spec) for spec in app_services(Topology.MULTI)}
 
     def log_tail(self, spec: ServiceSpec) -> str:
         """A Deployment's log tail; of every pod, each line prefixed with its pod, where it runs several."""
-        replicas = self.replicas_of(spec.name)
+        replicas = m.replicas(spec, self.gateway_replicas)
         if replicas == 1:
             source = [f"deployment/{spec.name}"]
         else:

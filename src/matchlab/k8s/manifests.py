@@ -349,13 +349,17 @@ def network_policies(sources: Sequence[str] = K3D_NODE_SOURCES) -> list[dict]:
     ]
 
 
+def replicas(spec: ServiceSpec, gateway_replicas: int) -> int:
+    """The pods a service's Deployment runs: the gateway as many as asked, a shard one."""
+    return gateway_replicas if spec.role is Role.GATEWAY else 1
+
+
 def app_objects(registry: str = "", gateway_replicas: int = 1) -> list[dict]:
     out = []
     for spec in app_services(Topology.MULTI):
         if spec.role is Role.SHARD:
             out.append(journal_claim(spec))
-        replicas = gateway_replicas if spec.role is Role.GATEWAY else 1
-        out += [app_deployment(spec, registry, replicas), app_service(spec)]
+        out += [app_deployment(spec, registry, replicas(spec, gateway_replicas)), app_service(spec)]
     return out
 
 
