@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from matchlab.buckets import MATCH_BUCKETS
+from matchlab.buckets import MATCH_BUCKETS, SYNC_BUCKETS
 from matchlab.observe.promql import PromClient
 from matchlab.stack.probes import free_port
 from matchlab.waiting import wait_until
@@ -135,15 +135,17 @@ def model_shard(
     depth: Callable[[float], float] = lambda t: 2000.0,
     queue: Callable[[float], float] = lambda t: 0.0,
     rss: Callable[[float], float] = lambda t: 60e6,
+    sync_scale: Callable[[float], float] | None = None,
     seed: int = 1,
 ) -> None:
     """One shard's metrics: orders accepted at a rate, matched (a fraction of them) with a latency
-    distribution (lognormal, median 2 ms, times ``latency_scale``), fills, depth, queue fill, memory."""
+    distribution (lognormal, median 2 ms, times ``latency_scale``), fills, depth, queue fill, memory;
+    with ``sync_scale``, one journal sync per order (lognormal, median 0.4 ms, times the scale)."""
     rng = random.Random(seed)
     times = step_times(start, end)
     rate = orders_per_s if callable(orders_per_s) else (lambda t: orders_per_s)
     orders = matches = 0.0
-    order_pts, match_pts, hist = [], [], []
+    order_pts, match_pts, hist, syncs = [], [], [], []
     for t in times:
         n = rate(t) * STEP_S
         orders += n
@@ -151,12 +153,16 @@ def model_shard(
         matches += done * fills_per_order(t)
         scale = latency_scale(t)
         hist.append((t, [scale * rng.lognormvariate(math.log(0.002), 0.35) for _ in range(done)]))
+        if sync_scale is not None:
+            syncs.append((t, [sync_scale(t) * rng.lognormvariate(math.log(0.0004), 0.35) for _ in range(round(n))]))
         order_pts.append((t, orders))
         match_pts.append((t, math.floor(matches)))
     labels = {"shard": shard, "app": "matching-engine", "job": "matching-engine"}
     s.counter("me_orders_received_total", {**labels, "side": "BUY"}, order_pts)
     s.counter("me_matches_total", labels, match_pts)
     s.histogram("me_match_duration_seconds", labels, hist)
+    if sync_scale is not None:
+        s.histogram("me_wal_sync_duration_seconds", labels, syncs, SYNC_BUCKETS)
     for side in ("bid", "ask"):
         s.gauge("me_orderbook_depth", {**labels, "side": side}, [(t, depth(t)) for t in times])
     s.gauge("me_ringbuffer_utilization_ratio", labels, [(t, queue(t)) for t in times])

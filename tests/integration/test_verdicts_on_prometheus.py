@@ -52,13 +52,20 @@ def scenario_start(i: int) -> float:
 
 # -- A4: broker outage ----------------------------------------------------------------------
 
-A4_SCENARIOS = {  # name: (orders/s, latency scale in the outage, fraction matched in the outage, scale before)
-    "healthy": (A4_RATE, 1.0, 1.0, 1.0),
-    "coupled": (A4_RATE, 2.0, 1.0, 1.0),  # the matcher waits on the broker: its tail moves
-    "stalled": (A4_RATE, 1.0, 0.2, 1.0),  # the matcher stops: orders complete only after the outage
-    "sparse": (20.0, 1.0, 1.0, 1.0),  # the ASR's own rate without probe traffic: too few samples
+A4_SCENARIOS = {  # name: (orders/s, latency scale in the outage, fraction matched in the outage, scale before,
+    #                      the journal sync's scale in the outage)
+    "healthy": (A4_RATE, 1.0, 1.0, 1.0, 1.0),
+    "coupled": (A4_RATE, 2.0, 1.0, 1.0, 1.0),  # the matcher waits on the broker: its tail moves, the disk holds
+    "stalled": (A4_RATE, 1.0, 0.2, 1.0, 1.0),  # the matcher stops: orders complete only after the outage
+    "sparse": (20.0, 1.0, 1.0, 1.0, 1.0),  # the ASR's own rate without probe traffic: too few samples
     # A slow disk under the baseline (CI: its fsync p99 4.5 and 14 ms, then ~1 ms): the outage looks faster.
-    "disturbed_baseline": (A4_RATE, 1.3, 1.0, 4.0),
+    "disturbed_baseline": (A4_RATE, 1.3, 1.0, 4.0, 1.0),
+    # The disk slows in the outage (CI: the journal p99 0.94 -> 3.90 ms, match p99 +259 %): not the broker's doing.
+    "slow_disk": (A4_RATE, 3.0, 1.0, 1.0, 15.0),
+    # ... but a rise far beyond what the disk's slowdown can account for is still the matcher's.
+    "coupled_on_a_slow_disk": (A4_RATE, 10.0, 1.0, 1.0, 2.0),
+    # The disk twice as fast in the outage: the p99 holds, but a real rise of ~20 % could hide behind that.
+    "fast_disk": (A4_RATE, 1.0, 1.0, 1.0, 0.5),
 }
 
 
@@ -67,13 +74,15 @@ def a4_phase(start: float, rate: float) -> PhaseRecord:
                        {"outage": start + P.a4_pause_at_s, "resumed": start + P.a4_pause_at_s + P.a4_pause_for_s})
 
 
-def model_a4(s: SyntheticSeries, i: int, rate: float, scale: float, matched: float, before: float) -> None:
+def model_a4(s: SyntheticSeries, i: int, rate: float, scale: float, matched: float, before: float,
+             disk: float) -> None:
     start = scenario_start(i)
     pause, resume = start + P.a4_pause_at_s, start + P.a4_pause_at_s + P.a4_pause_for_s
     in_outage = lambda t: pause < t <= resume
     model_shard(s, "a", start - 30, start + P.a4_s + 30, orders_per_s=rate, seed=i,
                 latency_scale=lambda t: scale if in_outage(t) else before if t <= pause else 1.0,
-                matched_fraction=lambda t: matched if in_outage(t) else 1.0)
+                matched_fraction=lambda t: matched if in_outage(t) else 1.0,
+                sync_scale=lambda t: disk if in_outage(t) else 1.0)
     model_requests(s, start - 30, start + P.a4_s + 30, run=run_label(RUN), experiment=f"A4-{i}", per_s=rate)
 
 
@@ -147,8 +156,8 @@ def model_b5(s: SyntheticSeries, i: int, idle_scale: float, loaded_scale: float,
 @pytest.fixture(scope="module")
 def prom(tmp_path_factory):
     s = SyntheticSeries()
-    for i, (name, (rate, scale, matched, before)) in enumerate(A4_SCENARIOS.items()):
-        model_a4(s, i, rate, scale, matched, before)
+    for i, params in enumerate(A4_SCENARIOS.values()):
+        model_a4(s, i, *params)
     for j, name in enumerate(B2_SCENARIOS):
         model_b2(s, 10 + j, name)
     for k, (idle, loaded, b_rate) in enumerate(B5_SCENARIOS.values()):
@@ -192,6 +201,25 @@ def test_a4_a_disturbed_baseline_is_undecided_not_passed(prom):
     v = a4(prom, "disturbed_baseline")["A4.decoupling"]
     assert v.status is Status.INCONCLUSIVE and "baseline window was disturbed" in v.detail, v.message()
     assert v.observed < -0.5
+
+
+def test_a4_a_disk_slowing_in_the_outage_is_undecided_not_failed(prom):
+    """The match p99 triples while the journal's fsync p99 goes up fifteenfold: the broker is not the cause."""
+    v = a4(prom, "slow_disk")["A4.decoupling"]
+    assert v.status is Status.INCONCLUSIVE and "disk's own slowdown" in v.detail, v.message()
+    assert v.observed > 1.5 and "journal write + fsync p99" in v.detail
+
+
+def test_a4_a_rise_beyond_what_the_disk_accounts_for_still_fails(prom):
+    v = a4(prom, "coupled_on_a_slow_disk")["A4.decoupling"]
+    assert v.status is Status.FAIL, v.message()
+    assert "can account for" in v.detail  # the disk did slow, and was weighed
+
+
+def test_a4_a_disk_speeding_up_in_the_outage_cannot_pass_a_held_p99(prom):
+    v = a4(prom, "fast_disk")["A4.decoupling"]
+    assert v.status is Status.INCONCLUSIVE and "could have hidden" in v.detail, v.message()
+    assert "disk sped up enough to hide a rise" in v.detail and abs(v.observed) < 0.1
 
 
 def test_a4_sparse_windows_are_inconclusive_and_say_what_would_decide(prom):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,13 +12,14 @@ from pathlib import Path
 from unittest import mock
 
 import orjson
+import pytest
 
 from matchlab.shard.engine import MatchingEngine
 from matchlab.shard.journal import JournalLayout
 from matchlab.shard.metrics import ShardMetrics
 from matchlab.shard.orders import Order
 from matchlab.shard.pipeline import REC_DELIVERED, REC_MATCH, REC_ORDER, OrderPipeline
-from matchlab.shard.wal import GroupCommitLog, encode_record, recover, scan
+from matchlab.shard.wal import GroupCommitLog, WalError, encode_record, recover, scan
 
 SYM = "TEST-ASSET-A"
 
@@ -302,3 +304,47 @@ def test_a_slow_disk_moves_commits_to_the_thread_and_back_keeping_append_order(t
     for first in (0, 100, 200, 1000, 1100, 1200, 2000, 2100, 2200):
         mine = [i for i in durable if first <= i < first + 20]
         assert mine == list(range(first, first + 20))
+
+
+def test_each_durable_batch_reports_its_write_and_fsync_time_on_the_loop(tmp_path: Path):
+    """``on_synced`` times the syscalls alone (a slow fsync shows in full), once per batch, on the loop thread."""
+
+    def slow_fsync(fd: int) -> None:
+        time.sleep(0.03)
+
+    async def main() -> tuple[list, set, int]:
+        loop = asyncio.get_running_loop()
+        synced: list[float] = []
+        threads: set[int] = set()
+
+        def on_synced(seconds: float) -> None:
+            synced.append(seconds)
+            threads.add(threading.get_ident())
+
+        with mock.patch("matchlab.shard.wal.os.fsync", slow_fsync):
+            wal = GroupCommitLog(JournalLayout(tmp_path, "wal.log"), 0, 0, loop, lambda *_: None, on_synced=on_synced)
+            for i in range(3):
+                await wal.append(1, str(i).encode())
+            batches = wal.inline_commits + wal.thread_commits
+            await wal.close()
+        return synced, threads, batches
+
+    synced, threads, batches = asyncio.run(main())
+    assert len(synced) == batches == 3
+    assert all(0.03 <= s < 1.0 for s in synced), synced
+    assert threads == {threading.get_ident()}  # the loop's thread: the metric it feeds is written there only
+
+
+def test_a_failed_batch_reports_no_sync_time(tmp_path: Path):
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        synced: list[float] = []
+        with mock.patch("matchlab.shard.wal.os.fsync", side_effect=OSError(5, "I/O error")):
+            wal = GroupCommitLog(JournalLayout(tmp_path, "wal.log"), 0, 0, loop, lambda *_: None,
+                                 on_synced=synced.append)
+            with pytest.raises(WalError):
+                await wal.append(1, b"lost")
+            await wal.close()
+        return synced
+
+    assert asyncio.run(main()) == []

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from matchlab.buckets import MATCH_BUCKETS
+from matchlab.buckets import MATCH_BUCKETS, SYNC_BUCKETS
 from matchlab.httpjson import new_registry
 from matchlab.loopmetrics import LoopCounter, LoopHistogram
 
@@ -51,6 +51,9 @@ class ShardMetrics:
         )
         self.wal_append = hist(
             "me_wal_append_duration_seconds", "Journal append until the fsync covering it completed", WAL_BUCKETS
+        )
+        self.wal_sync = hist(
+            "me_wal_sync_duration_seconds", "One journal batch's write and fsync: the disk's own time", SYNC_BUCKETS
         )
         self.publish = hist(
             "me_event_publish_duration_seconds", "Handing one event to the Kafka producer", FAST_BUCKETS

@@ -162,7 +162,7 @@ class OrderPipeline:
         loop = asyncio.get_running_loop()
         self.wal = GroupCommitLog(
             layout, segment_first, next_index, loop, self._on_durable, self._on_failed,
-            fsync=fsync, segment_bytes=self.segment_bytes,
+            fsync=fsync, segment_bytes=self.segment_bytes, on_synced=self.metrics.wal_sync.observe,
         )
         self._task = loop.create_task(self._match_forever(), name="matcher")
         self._marker = loop.create_task(self._mark_forever(), name="delivery-mark")

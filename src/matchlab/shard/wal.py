@@ -121,7 +121,7 @@ COMMIT_TIME_WEIGHT = 0.3
 
 
 class _Batch:
-    __slots__ = ("attachments", "buf", "count", "future", "inline", "lazy_timer", "urgent")
+    __slots__ = ("attachments", "buf", "count", "future", "inline", "lazy_timer", "sync_s", "urgent")
 
     def __init__(self) -> None:
         self.buf = bytearray()
@@ -131,6 +131,7 @@ class _Batch:
         self.urgent = False  # the committer takes a batch only once something in it is urgent
         self.inline = False  # urgent, and the loop commits it itself: the thread leaves it alone
         self.lazy_timer: asyncio.TimerHandle | None = None  # loop side only
+        self.sync_s = 0.0  # its write + fsync, set by whoever committed it
 
 
 class GroupCommitLog:
@@ -153,6 +154,7 @@ class GroupCommitLog:
         segment_bytes: int = 64 * 1024 * 1024,
         lazy_delay_s: float = LAZY_DELAY_S,
         inline_max_s: float = INLINE_MAX_S,
+        on_synced: Callable[[float], None] | None = None,
     ) -> None:
         self.layout = layout
         self._lazy_delay_s = lazy_delay_s
@@ -164,6 +166,7 @@ class GroupCommitLog:
         self._loop = loop
         self._on_durable = on_durable
         self._on_failed = on_failed
+        self._on_synced = on_synced  # each durable batch's write + fsync seconds, on the loop
         self._fsync = fsync
         self._segment_bytes = segment_bytes
         self.segment_first = segment_first
@@ -288,7 +291,8 @@ class GroupCommitLog:
         if error is not None:
             with self._cond:
                 self._broken = error
-        self.commit_s += COMMIT_TIME_WEIGHT * (time.perf_counter() - started - self.commit_s)
+        batch.sync_s = time.perf_counter() - started
+        self.commit_s += COMMIT_TIME_WEIGHT * (batch.sync_s - self.commit_s)
         return error
 
     def _complete_from_thread(self, batch: _Batch, error: WalError | None, durable_at: float) -> None:
@@ -352,6 +356,8 @@ class GroupCommitLog:
                 fut.exception()  # mark retrieved: callers may have gone away
             return
         self.bytes_written += len(batch.buf)
+        if self._on_synced is not None:
+            self._on_synced(batch.sync_s)
         self._on_durable(batch.attachments, durable_at)
         if fut is not None and not fut.done():
             fut.set_result(None)
