@@ -15,6 +15,7 @@ import pytest
 
 from matchlab.experiment import criteria
 from matchlab.experiment.criteria import Context
+from matchlab.experiment.evidence import journal_change, p99_shift
 from matchlab.experiment.profiles import QUICK
 from matchlab.experiment.record import ExperimentRecord, PhaseRecord
 from matchlab.loadgen.results import LoadResult, SecondStats
@@ -60,12 +61,11 @@ A4_SCENARIOS = {  # name: (orders/s, latency scale in the outage, fraction match
     "sparse": (20.0, 1.0, 1.0, 1.0, 1.0),  # the ASR's own rate without probe traffic: too few samples
     # A slow disk under the baseline (CI: its fsync p99 4.5 and 14 ms, then ~1 ms): the outage looks faster.
     "disturbed_baseline": (A4_RATE, 1.3, 1.0, 4.0, 1.0),
-    # The disk slows in the outage (CI: the journal p99 0.94 -> 3.90 ms, match p99 +259 %): not the broker's doing.
-    "slow_disk": (A4_RATE, 3.0, 1.0, 1.0, 15.0),
-    # ... but a rise far beyond what the disk's slowdown can account for is still the matcher's.
-    "coupled_on_a_slow_disk": (A4_RATE, 10.0, 1.0, 1.0, 2.0),
-    # The disk twice as fast in the outage: the p99 holds, but a real rise of ~20 % could hide behind that.
-    "fast_disk": (A4_RATE, 1.0, 1.0, 1.0, 0.5),
+    # The journal's sync slows with the p99 in the outage: a slower disk, or a core the outage took (a producer
+    # spinning through it did exactly that, CI: journal p99 0.94 -> 3.90 ms, match p99 +259 %). Not excused.
+    "slow_journal": (A4_RATE, 3.0, 1.0, 1.0, 15.0),
+    # The journal twice as fast in the outage: the p99 holds, but a real rise of ~20 % could hide behind that.
+    "fast_journal": (A4_RATE, 1.0, 1.0, 1.0, 0.5),
 }
 
 
@@ -203,23 +203,27 @@ def test_a4_a_disturbed_baseline_is_undecided_not_passed(prom):
     assert v.observed < -0.5
 
 
-def test_a4_a_disk_slowing_in_the_outage_is_undecided_not_failed(prom):
-    """The match p99 triples while the journal's fsync p99 goes up fifteenfold: the broker is not the cause."""
-    v = a4(prom, "slow_disk")["A4.decoupling"]
-    assert v.status is Status.INCONCLUSIVE and "disk's own slowdown" in v.detail, v.message()
-    assert v.observed > 1.5 and "journal write + fsync p99" in v.detail
+def test_a4_a_journal_slowing_with_the_p99_does_not_excuse_it(prom):
+    """A slower sync is what a core taken by the outage looks like as well as a slow disk: A4 still fails."""
+    v = a4(prom, "slow_journal")["A4.decoupling"]
+    assert v.status is Status.FAIL and "the journal's write + fsync p99" in v.detail, v.message()
+    assert v.observed > 1.5
 
 
-def test_a4_a_rise_beyond_what_the_disk_accounts_for_still_fails(prom):
-    v = a4(prom, "coupled_on_a_slow_disk")["A4.decoupling"]
-    assert v.status is Status.FAIL, v.message()
-    assert "can account for" in v.detail  # the disk did slow, and was weighed
+def test_the_fault_suite_excuses_what_the_journals_slowdown_accounts_for(prom):
+    """Its reading of a p99 held through a fault: a rise within twice the sync's own rise is not a failure."""
+    start = scenario_start(list(A4_SCENARIOS).index("slow_journal"))
+    base = (start + P.warmup_exclusion_s, start + P.a4_pause_at_s)
+    outage = (base[1], base[1] + P.a4_pause_for_s)
+    shift = p99_shift(prom, "a", base, outage, 0.10, journal_change(prom, "a", base, outage), excuse_slower=True)
+    assert shift.status is Status.INCONCLUSIVE and shift.ok, shift.detail
+    assert "accounts for" in shift.detail and "no more than the journal's own slowdown" in shift.detail
 
 
-def test_a4_a_disk_speeding_up_in_the_outage_cannot_pass_a_held_p99(prom):
-    v = a4(prom, "fast_disk")["A4.decoupling"]
+def test_a4_a_journal_speeding_up_in_the_outage_cannot_pass_a_held_p99(prom):
+    v = a4(prom, "fast_journal")["A4.decoupling"]
     assert v.status is Status.INCONCLUSIVE and "could have hidden" in v.detail, v.message()
-    assert "disk sped up enough to hide a rise" in v.detail and abs(v.observed) < 0.1
+    assert "sped up enough to hide a rise" in v.detail and abs(v.observed) < 0.1
 
 
 def test_a4_sparse_windows_are_inconclusive_and_say_what_would_decide(prom):

@@ -18,7 +18,7 @@ from matchlab.experiment.evidence import (
     counter_delta,
     counter_increase,
     depth_excursion,
-    disk_rise,
+    journal_change,
     latency_verdict,
     p99_over,
     p99_shift,
@@ -199,8 +199,8 @@ def a4_verdicts(ctx: Context, exp: ExperimentRecord, lost_events: Callable[[], t
     phase, p = exp.phases[0], ctx.profile
     base = (phase.start + p.warmup_exclusion_s, phase.start + p.a4_pause_at_s)
     outage = (base[1], base[1] + p.a4_pause_for_s)
-    # A disk that slowed in the outage window can turn a FAIL into INCONCLUSIVE, never into a PASS.
-    shift = p99_shift(ctx.prom, "a", base, outage, reg.DECOUPLING_RATIO, disk_rise(ctx.prom, "a", base, outage))
+    # A journal that sped up in the outage (a quieter disk, or cores the outage freed) could hide a rise.
+    shift = p99_shift(ctx.prom, "a", base, outage, reg.DECOUPLING_RATIO, journal_change(ctx.prom, "a", base, outage))
     decoupling = shift.verdict(ctx.criterion("A4.decoupling"), (base[0], outage[1]))
     decoupling = replace(decoupling, detail=f"{decoupling.detail}; {where_latency_went(ctx, 'a', base, outage)}")
 
