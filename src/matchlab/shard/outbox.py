@@ -9,8 +9,9 @@ the events of every record at or after the last mark are published again.
 
 That is at-least-once across a crash: an event confirmed after the last mark
 goes out twice (``orderId`` and ``matchId`` are unique, so a consumer can
-drop the copy). Across a broker outage nothing is duplicated: the idempotent
-producer retries within one process.
+drop the copy). Across a broker outage nothing is duplicated: a request waits
+for its answer longer than any planned outage, so the producer does not
+retry it (``events``).
 """
 
 from __future__ import annotations
