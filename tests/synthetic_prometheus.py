@@ -136,16 +136,18 @@ def model_shard(
     queue: Callable[[float], float] = lambda t: 0.0,
     rss: Callable[[float], float] = lambda t: 60e6,
     sync_scale: Callable[[float], float] | None = None,
+    cpu_per_order: Callable[[float], float] | None = None,
     seed: int = 1,
 ) -> None:
     """One shard's metrics: orders accepted at a rate, matched (a fraction of them) with a latency
     distribution (lognormal, median 2 ms, times ``latency_scale``), fills, depth, queue fill, memory;
-    with ``sync_scale``, one journal sync per order (lognormal, median 0.4 ms, times the scale)."""
+    with ``sync_scale``, one journal sync per order (lognormal, median 0.4 ms, times the scale); with
+    ``cpu_per_order``, the process's CPU seconds."""
     rng = random.Random(seed)
     times = step_times(start, end)
     rate = orders_per_s if callable(orders_per_s) else (lambda t: orders_per_s)
-    orders = matches = 0.0
-    order_pts, match_pts, hist, syncs = [], [], [], []
+    orders = matches = cpu = 0.0
+    order_pts, match_pts, hist, syncs, cpu_pts = [], [], [], [], []
     for t in times:
         n = rate(t) * STEP_S
         orders += n
@@ -156,6 +158,9 @@ def model_shard(
         if sync_scale is not None:
             syncs.append((t, [sync_scale(t) * rng.lognormvariate(math.log(0.0004), 0.35) for _ in range(round(n))]))
         order_pts.append((t, orders))
+        if cpu_per_order is not None:
+            cpu += n * cpu_per_order(t)
+            cpu_pts.append((t, cpu))
         match_pts.append((t, math.floor(matches)))
     labels = {"shard": shard, "app": "matching-engine", "job": "matching-engine"}
     s.counter("me_orders_received_total", {**labels, "side": "BUY"}, order_pts)
@@ -163,6 +168,8 @@ def model_shard(
     s.histogram("me_match_duration_seconds", labels, hist)
     if sync_scale is not None:
         s.histogram("me_wal_sync_duration_seconds", labels, syncs, SYNC_BUCKETS)
+    if cpu_per_order is not None:
+        s.counter("process_cpu_seconds_total", labels, cpu_pts)
     for side in ("bid", "ask"):
         s.gauge("me_orderbook_depth", {**labels, "side": side}, [(t, depth(t)) for t in times])
     s.gauge("me_ringbuffer_utilization_ratio", labels, [(t, queue(t)) for t in times])

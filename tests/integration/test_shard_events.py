@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -111,7 +112,7 @@ def librdkafka_cpu_s() -> float:
     total = 0.0
     for t in psutil.Process().threads():
         try:
-            name = open(f"/proc/self/task/{t.id}/comm").read().strip()
+            name = Path(f"/proc/self/task/{t.id}/comm").read_text().strip()
         except FileNotFoundError:  # the thread ended meanwhile
             continue
         if name.startswith("rdk:"):

@@ -17,6 +17,7 @@ from matchlab.experiment.evidence import (
     SCRAPE_S,
     counter_delta,
     counter_increase,
+    cpu_per_order_change,
     depth_excursion,
     journal_change,
     latency_verdict,
@@ -199,10 +200,15 @@ def a4_verdicts(ctx: Context, exp: ExperimentRecord, lost_events: Callable[[], t
     phase, p = exp.phases[0], ctx.profile
     base = (phase.start + p.warmup_exclusion_s, phase.start + p.a4_pause_at_s)
     outage = (base[1], base[1] + p.a4_pause_for_s)
-    # A journal that sped up in the outage (a quieter disk, or cores the outage freed) could hide a rise.
-    shift = p99_shift(ctx.prom, "a", base, outage, reg.DECOUPLING_RATIO, journal_change(ctx.prom, "a", base, outage))
+    # A journal that sped up in the outage (a quieter disk, or cores the outage freed) could hide a rise; one
+    # that slowed excuses a rise only while the shard's CPU per order held (a slow disk, not a core taken).
+    cpu = cpu_per_order_change(ctx.prom, "a", base, outage)
+    shift = p99_shift(ctx.prom, "a", base, outage, reg.DECOUPLING_RATIO, journal_change(ctx.prom, "a", base, outage),
+                      excuse_slower=not cpu.rose)
     decoupling = shift.verdict(ctx.criterion("A4.decoupling"), (base[0], outage[1]))
-    decoupling = replace(decoupling, detail=f"{decoupling.detail}; {where_latency_went(ctx, 'a', base, outage)}")
+    decoupling = replace(decoupling, detail=f"{decoupling.detail}; {cpu.detail}"
+                         f"{' (up by more than half: a slower journal excuses nothing)' if cpu.rose else ''}; "
+                         f"{where_latency_went(ctx, 'a', base, outage)}")
 
     expected, found, duplicates = lost_events()
     events = judge(ctx.criterion("A4.events_lost"), float(max(0, expected - found)),

@@ -98,6 +98,38 @@ def journal_change(prom: PromClient, shard: str, before: tuple[float, float],
     return JournalChange(change if rise.low > 0 else 0.0, -change if rise.high < 0 else 0.0, detail)
 
 
+# A shard using this much more CPU per order in one window than in another spent it on something new.
+CPU_PER_ORDER_RISE = 0.5
+
+
+@dataclass(frozen=True)
+class CpuChange:
+    """The shard process's CPU per order received, from one window to another."""
+
+    rose: bool  # by more than CPU_PER_ORDER_RISE, or not measured (nothing can then be excused by it)
+    detail: str
+
+
+def cpu_per_order_change(prom: PromClient, shard: str, before: tuple[float, float],
+                         during: tuple[float, float]) -> CpuChange:
+    """``process_cpu_seconds_total`` per ``me_orders_received_total`` in each window.
+
+    What an outage costs a shard's own threads shows here (a producer spinning
+    through a frozen broker took its CPU per order up ~7x), while a slow disk
+    does not: a thread waiting in fsync uses none.
+    """
+    def per_order(window: tuple[float, float]) -> float | None:
+        cpu = counter_increase(prom, f'process_cpu_seconds_total{{shard="{shard}"}}', *window)[0].get("")
+        orders = counter_increase(prom, f'me_orders_received_total{{shard="{shard}"}}', *window)[0].get("")
+        return cpu / orders if cpu is not None and orders else None
+
+    a, b = per_order(before), per_order(during)
+    if a is None or b is None or a <= 0:
+        return CpuChange(True, f"shard {shard}'s CPU per order: no samples in one of the windows")
+    return CpuChange(b > a * (1 + CPU_PER_ORDER_RISE),
+                     f"shard {shard}'s CPU per order {a * 1e6:,.0f} -> {b * 1e6:,.0f} µs")
+
+
 @dataclass(frozen=True)
 class P99Shift:
     """One shard's p99 from a baseline window to another, judged against a largest allowed rise.
@@ -138,9 +170,10 @@ def p99_shift(prom: PromClient, shard: str, before: tuple[float, float], during:
     If it sped up, that could have hidden a rise: the p99 passes only if it
     holds the bar with that added back, else it is INCONCLUSIVE. If it
     slowed and ``excuse_slower`` says the cause lies outside what is judged
-    (the fault suite: the VM's disk), the p99 fails only above the bar plus
-    what that accounts for, and is INCONCLUSIVE between. A4 does not excuse
-    it: a slower sync is also what a core taken by the outage looks like.
+    (the VM's disk), the p99 fails only above the bar plus what that
+    accounts for, and is INCONCLUSIVE between. A slower sync is also what a
+    core taken from the shard looks like, so A4 excuses it only while the
+    shard's CPU per order held (``cpu_per_order_change``).
     ``two_sided``: the p99 must not *change* by the bar either way ("changes
     < 5 %"); a fall beyond it is not a failure of the system but a disturbed
     baseline, so it leaves the verdict undecided. One-sided ("rises by at
