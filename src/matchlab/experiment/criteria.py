@@ -206,9 +206,8 @@ def a4_verdicts(ctx: Context, exp: ExperimentRecord, lost_events: Callable[[], t
     shift = p99_shift(ctx.prom, "a", base, outage, reg.DECOUPLING_RATIO, journal_change(ctx.prom, "a", base, outage),
                       excuse_slower=not cpu.rose)
     decoupling = shift.verdict(ctx.criterion("A4.decoupling"), (base[0], outage[1]))
-    decoupling = replace(decoupling, detail=f"{decoupling.detail}; {cpu.detail}"
-                         f"{' (up by more than half: a slower journal excuses nothing)' if cpu.rose else ''}; "
-                         f"{where_latency_went(ctx, 'a', base, outage)}")
+    decoupling = replace(decoupling,
+                         detail=f"{decoupling.detail}; {cpu.detail}; {where_latency_went(ctx, 'a', base, outage)}")
 
     expected, found, duplicates = lost_events()
     events = judge(ctx.criterion("A4.events_lost"), float(max(0, expected - found)),

@@ -126,8 +126,9 @@ def cpu_per_order_change(prom: PromClient, shard: str, before: tuple[float, floa
     a, b = per_order(before), per_order(during)
     if a is None or b is None or a <= 0:
         return CpuChange(True, f"shard {shard}'s CPU per order: no samples in one of the windows")
-    return CpuChange(b > a * (1 + CPU_PER_ORDER_RISE),
-                     f"shard {shard}'s CPU per order {a * 1e6:,.0f} -> {b * 1e6:,.0f} µs")
+    rose = b > a * (1 + CPU_PER_ORDER_RISE)
+    return CpuChange(rose, f"shard {shard}'s CPU per order {a * 1e6:,.0f} -> {b * 1e6:,.0f} µs"
+                           + (" (up by more than half: a slower journal excuses nothing)" if rose else ""))
 
 
 @dataclass(frozen=True)

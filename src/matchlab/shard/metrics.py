@@ -53,7 +53,7 @@ class ShardMetrics:
             "me_wal_append_duration_seconds", "Journal append until the fsync covering it completed", WAL_BUCKETS
         )
         self.wal_sync = hist(
-            "me_wal_sync_duration_seconds", "One journal batch's write and fsync: the disk's own time", SYNC_BUCKETS
+            "me_wal_sync_duration_seconds", "One journal batch's write and fsync, wall time (the disk, and any wait for a core)", SYNC_BUCKETS
         )
         self.publish = hist(
             "me_event_publish_duration_seconds", "Handing one event to the Kafka producer", FAST_BUCKETS
