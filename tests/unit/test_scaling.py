@@ -117,8 +117,20 @@ def test_passes_that_disagree_across_the_bar_are_inconclusive():
                                                 ([400, 410], [900, 950], Status.FAIL)])
 def test_passes_that_agree_decide(one, three, status):
     (v,) = scaling_verdicts(Context(None, "run", QUICK), capacities(
-        {1: one, 2: [800, 800], 3: three}, dict.fromkeys((1, 2, 3), "me-shard-a")))
+        {1: one, 2: [800], 3: three}, dict.fromkeys((1, 2, 3), "me-shard-a")))  # N=2: searched once, as S1 does
     assert v.status is status and "from 2 passes" in v.detail, v.detail
+
+
+def test_s1_confirms_only_the_capacities_its_ratio_reads_and_reverses_the_second_pass():
+    from matchlab.experiment.runner import Route
+    from matchlab.experiment.suite import S1_CONFIRMED, S1_PASSES, search_order
+
+    routes = [Route(tuple("abcdef"[:n]), via_gateway=True) for n in range(1, 5)]
+    order = [(k, len(route.shards)) for k, route in search_order(routes, S1_PASSES, S1_CONFIRMED)]
+    assert order == [(0, 1), (0, 2), (0, 3), (0, 4), (1, 3), (1, 1)]
+    everything = [(k, len(route.shards)) for k, route in search_order(routes, 2)]
+    assert everything == [(0, 1), (0, 2), (0, 3), (0, 4), (1, 4), (1, 3), (1, 2), (1, 1)]
+    assert [k for k, _ in search_order(routes[:1], 1, S1_CONFIRMED)] == [0]
 
 
 def test_a_pass_without_a_ceiling_leaves_the_capacity_unbounded():
@@ -201,9 +213,9 @@ def test_a_first_pass_for_more_shards_starts_at_half_of_linear_from_the_one_shar
     found = {1: scaling.Capacity(1, []), 3: scaling.Capacity(3, [])}
     assert _first_rate(one, per_shard, found) == _first_rate(three, per_shard, found) / 3 == 100.0  # nothing known yet
     found[1].passes.append(scaling.Pass(480.0, 500.0, [], ""))
-    assert _first_rate(three, per_shard, found) == pytest.approx(0.5 * 3 * 480.0)
+    assert _first_rate(three, per_shard, found) == pytest.approx(scaling.START_FRACTION_OF_LINEAR * 3 * 480.0)
     assert _first_rate(one, per_shard, found) == 100.0
-    found[1].passes[0] = scaling.Pass(150.0, 160.0, [], "")  # below the floor: the usual start stands
+    found[1].passes[0] = scaling.Pass(100.0, 110.0, [], "")  # below the floor: the usual start stands
     assert _first_rate(three, per_shard, found) == 300.0
 
 
@@ -213,13 +225,13 @@ def test_searches_start_from_the_shards_budget_and_still_find_a_knee_far_below_i
 
     three, one = Route(("a", "b", "c"), via_gateway=True), Route(("a",), via_gateway=True)
     start = budget_start(scaling.Budgets(0.2, 0.5))
-    assert start(one) == pytest.approx(0.2 * START_PER_SHARD_CPU) == pytest.approx(500.0)
-    assert start(three) == pytest.approx(1500.0)
-    assert start_per_shard(scaling.Budgets(0.2, 0.1).shard_cpu) == pytest.approx(500.0)  # C3, C4: one shard's worth
+    assert start(one) == pytest.approx(0.2 * START_PER_SHARD_CPU) == pytest.approx(700.0)
+    assert start(three) == pytest.approx(2100.0)
+    assert start_per_shard(scaling.Budgets(0.2, 0.1).shard_cpu) == pytest.approx(700.0)  # C3, C4: one shard's worth
     assert budget_start(scaling.Budgets(0.01, 0.1))(one) == SCALING_START_PER_SHARD  # a tiny budget: the floor
-    # The start is about half the knee here; a machine needing three times the CPU per order has its knee
-    # below the start, and the search steps down to it.
-    knee = 2 * start(one) / 3
+    # The start is about two thirds of the knee here; a machine needing three times the CPU per order has its
+    # knee at under half the start, and the search steps down to it.
+    knee = 0.45 * start(one)
     found, steps, _ = scaling.knee_search(fake_system(knee), start(one))
     assert found <= knee < found * (1 + scaling.KNEE_PRECISION)
     assert not steps[0].passed

@@ -461,7 +461,7 @@ def scaling_verdict(ctx: Context, exp: ExperimentRecord) -> Verdict:
     if ratio is None or any(c.get("exhausted") for c in caps.values()):
         return inconclusive(crit, None, query, f"a capacity is missing or the search ran out of steps: {detail}")
     low, high = scaling.ratio_interval(caps[1]["bounds"], caps[3]["bounds"], 3)
-    passes = min(len(c.get("passes", [])) for c in caps.values())
+    passes = min(len(caps[n].get("passes", [])) for n in (1, 3))  # the ratio's; N=2 may have one
     detail = (f"ratio {ratio:.3f}, interval [{low:.3f}, {high:.3f}] from {passes} pass{'es' * (passes != 1)} and "
               f"the search's {exp.extra.get('knee_precision', scaling.KNEE_PRECISION):.1%} bracket; {detail}")
     try:

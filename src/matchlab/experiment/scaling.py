@@ -37,8 +37,9 @@ MAX_ERRORS = 0.01
 GROWTH = 1.5
 KNEE_PRECISION = 0.05
 MAX_STEPS = 14
-# A first pass for N > 1 starts at this share of N x the one-shard knee (or higher).
-START_FRACTION_OF_LINEAR = 0.5
+# A first pass for N > 1 starts at this share of N x the one-shard knee (or higher): one growth step below
+# the knee of a configuration that scales at 0.9-1.0 of linear.
+START_FRACTION_OF_LINEAR = 0.65
 # The confirming pass starts below the first pass's knee and climbs in finer steps.
 CONFIRM_START = 0.9
 CONFIRM_GROWTH = 1.1

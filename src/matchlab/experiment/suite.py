@@ -10,7 +10,7 @@ pytest modules are thin wrappers over ``experiment()`` and ``verdict()``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from matchlab.experiment import criteria, scaling
@@ -344,16 +344,20 @@ def run_c2(s: Suite) -> ExperimentRecord:
 # -- scaling from capacity (ASR 2) ------------------------------------------------------------
 
 SCALING_START_PER_SHARD = 100.0  # orders/s per shard at the first step, at least
-# ... or this many orders/s per CPU of a shard's budget: about half the knee here (5,000-5,700 orders/s per
-# CPU through the gateway, 5,200-6,200 direct), so a search skips the steps far below it. A machine that
-# needs several times the CPU per order still finds its knee: the search steps down to a third of its start.
-START_PER_SHARD_CPU = 2500.0
+# ... or this many orders/s per CPU of a shard's budget: about two thirds of the knee here (4,600-5,600
+# orders/s per CPU through the gateway, 5,500-6,200 direct), so a search skips the steps far below it. A
+# machine that needs several times the CPU per order still finds its knee: the search steps down to a third
+# of its start.
+START_PER_SHARD_CPU = 3500.0
 # Two passes (N = 1..K, then K..1): one search alone flipped the verdict between runs (ratio 1.08 in one
 # CI run, 0.88 in the next), so the verdict is decided from the interval both passes allow.
 S1_PASSES = 2
 # The knees' bracket is most of that interval where the passes agree (5 %: 0.891-1.007 around 0.938 in a
 # quiet run here), so S1 bisects further, one or two more steps per search.
 S1_PRECISION = 0.025
+# Only the capacities the ratio reads get the confirming pass; the others feed the USL fit, which explains
+# and decides nothing. N=2's second search cost S1 6-8 of its ~36 steps.
+S1_CONFIRMED = (1, 3)
 
 
 def scaling_budgets(max_shards: int, cores: int | None = None) -> scaling.Budgets:
@@ -369,7 +373,7 @@ def run_s1(s: Suite) -> ExperimentRecord:
                            "ASR 2", GATEWAY_ABC.label, r.reset_and_seed(shards, *SEED))
     routes = [Route(tuple(shards[:n]), via_gateway=True) for n in range(1, len(shards) + 1)]
     exp.extra["capacities"] = measure_capacities(s, r, exp, budgets, routes, start_rate=budget_start(budgets),
-                                                 passes=S1_PASSES, precision=S1_PRECISION)
+                                                 passes=S1_PASSES, precision=S1_PRECISION, confirm=S1_CONFIRMED)
     s.record.facts["CPU budgets"] = f"S1: {budgets.describe()}" + (
         f", cgroup {exp.extra['cgroup']}" if exp.extra["enforced"] else f"; NOT enforced: {exp.extra['not_enforced']}")
     return exp
@@ -378,12 +382,14 @@ def run_s1(s: Suite) -> ExperimentRecord:
 def measure_capacities(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, budgets: scaling.Budgets,
                        routes: list[Route], step_s: float | None = None,
                        start_rate: Callable[[Route], float] = lambda route: SCALING_START_PER_SHARD * len(route.shards),
-                       passes: int = 1, precision: float = scaling.KNEE_PRECISION) -> list[dict]:
+                       passes: int = 1, precision: float = scaling.KNEE_PRECISION,
+                       confirm: Collection[int] | None = None) -> list[dict]:
     """The knee of each route under ``budgets`` (cgroup quotas while it runs), as ``Capacity`` dicts.
 
     Each route is searched from ``start_rate(route)`` in steps of ``step_s`` (the profile's by default).
     With ``passes=2`` a second pass runs the routes in reverse order (so a drift in the machine's
-    load weighs on both ends alike), each searched again from just below its first knee.
+    load weighs on both ends alike), each searched again from just below its first knee; ``confirm``
+    limits the later passes to routes with those shard counts (default: all).
     ``exp.extra`` says which budgets were used and whether they were enforced.
     """
     exp.extra["budgets"] = budgets.describe()
@@ -403,23 +409,31 @@ def measure_capacities(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, bud
         exp.extra["cgroup"] = cgroups.version
         s.progress(f"[{exp.id}] CPU budgets: {budgets.describe()}" + (f" NOT enforced: {why}" if why else
                    f" (cgroup {cgroups.version}, {PERIOD_US // 1000} ms periods)"))
-        for k in range(passes):
-            for route in routes if k % 2 == 0 else routes[::-1]:
-                cap = found[len(route.shards)]
-                first = cap.passes[0].knee if cap.passes else None
-                if k and not first:
-                    continue  # nothing to confirm: the first pass found no knee
-                step = _scaling_step(s, r, exp, route, budgets, pids, others, cgroups if not why else None,
-                                     step_s or s.profile.scaling_step_s)
-                knee, steps, _ = scaling.knee_search(
-                    step, first * scaling.CONFIRM_START if k else _first_rate(route, start_rate, found),
-                    scaling.CONFIRM_GROWTH if k else scaling.GROWTH, precision)
-                cap.passes.append(scaling.Pass.from_steps(knee, steps, budgets))
-                s.progress(f"[{exp.id}] N={cap.shards}" + (f" (pass {k + 1}/{passes})" if passes > 1 else "") +
-                           f": knee {knee if knee is None else round(knee)} orders/s; {cap.passes[-1].bottleneck}")
+        for k, route in search_order(routes, passes, confirm):
+            cap = found[len(route.shards)]
+            first = cap.passes[0].knee if cap.passes else None
+            if k and not first:
+                continue  # nothing to confirm: the first pass found no knee
+            step = _scaling_step(s, r, exp, route, budgets, pids, others, cgroups if not why else None,
+                                 step_s or s.profile.scaling_step_s)
+            knee, steps, _ = scaling.knee_search(
+                step, first * scaling.CONFIRM_START if k else _first_rate(route, start_rate, found),
+                scaling.CONFIRM_GROWTH if k else scaling.GROWTH, precision)
+            cap.passes.append(scaling.Pass.from_steps(knee, steps, budgets))
+            s.progress(f"[{exp.id}] N={cap.shards}" + (f" (pass {k + 1}/{passes})" if passes > 1 else "") +
+                       f": knee {knee if knee is None else round(knee)} orders/s; {cap.passes[-1].bottleneck}")
     finally:
         cgroups.close()
     return [cap.to_dict() for cap in found.values()]
+
+
+def search_order(routes: list[Route], passes: int, confirm: Collection[int] | None = None) -> list[tuple[int, Route]]:
+    """(pass index, route) in the order searched: odd passes reversed, later passes only over ``confirm``."""
+    order = []
+    for k in range(passes):
+        order += [(k, route) for route in (routes if k % 2 == 0 else routes[::-1])
+                  if not k or confirm is None or len(route.shards) in confirm]
+    return order
 
 
 def start_per_shard(shard_cpu: float) -> float:
@@ -434,11 +448,11 @@ def budget_start(budgets: scaling.Budgets) -> Callable[[Route], float]:
 
 
 def _first_rate(route: Route, start_rate: Callable[[Route], float], found: dict[int, scaling.Capacity]) -> float:
-    """Where a first pass starts: half of linear scaling from the one-shard knee once that is known.
+    """Where a first pass starts: START_FRACTION_OF_LINEAR of linear scaling from the one-shard knee once known.
 
     The search still climbs from below and bisects, so this only skips the steps far under the
-    knee (a few per configuration); a configuration that scales worse than half of linear is
-    found by the search stepping down.
+    knee (a few per configuration); a configuration that scales worse than that is found by the
+    search stepping down.
     """
     n = len(route.shards)
     one = found.get(1)
