@@ -133,6 +133,16 @@ def test_s1_confirms_only_the_capacities_its_ratio_reads_and_reverses_the_second
     assert [k for k, _ in search_order(routes[:1], 1, S1_CONFIRMED)] == [0]
 
 
+def test_only_the_capacities_a_verdict_reads_are_bisected_finer():
+    from matchlab.experiment.runner import Route
+    from matchlab.experiment.suite import S1_CONFIRMED, S1_PRECISION, search_precision
+
+    one, two = Route(("a",), via_gateway=True), Route(("a", "b"), via_gateway=True)
+    assert search_precision(one, S1_PRECISION, S1_CONFIRMED) == S1_PRECISION < scaling.KNEE_PRECISION
+    assert search_precision(two, S1_PRECISION, S1_CONFIRMED) == scaling.KNEE_PRECISION
+    assert search_precision(two, S1_PRECISION) == S1_PRECISION  # no confirm: every route is read
+
+
 def test_a_pass_without_a_ceiling_leaves_the_capacity_unbounded():
     cap = scaling.Capacity(1, [scaling.Pass(400, 420, [], ""), scaling.Pass(500, None, [], "")])
     assert cap.exhausted and cap.bounds is None and cap.knee == 450

@@ -355,8 +355,8 @@ S1_PASSES = 2
 # The knees' bracket is most of that interval where the passes agree (5 %: 0.891-1.007 around 0.938 in a
 # quiet run here), so S1 bisects further, one or two more steps per search.
 S1_PRECISION = 0.025
-# Only the capacities the ratio reads get the confirming pass; the others feed the USL fit, which explains
-# and decides nothing. N=2's second search cost S1 6-8 of its ~36 steps.
+# Only the capacities the ratio reads get the confirming pass and S1_PRECISION; the others feed the USL fit,
+# which explains and decides nothing. N=2's second search cost S1 6-8 of its ~36 steps.
 S1_CONFIRMED = (1, 3)
 
 
@@ -389,7 +389,8 @@ def measure_capacities(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, bud
     Each route is searched from ``start_rate(route)`` in steps of ``step_s`` (the profile's by default).
     With ``passes=2`` a second pass runs the routes in reverse order (so a drift in the machine's
     load weighs on both ends alike), each searched again from just below its first knee; ``confirm``
-    limits the later passes to routes with those shard counts (default: all).
+    limits the later passes to routes with those shard counts (default: all), and only those are bisected
+    to ``precision``: the others, which no ratio reads, stop at the usual 5 %.
     ``exp.extra`` says which budgets were used and whether they were enforced.
     """
     exp.extra["budgets"] = budgets.describe()
@@ -418,7 +419,7 @@ def measure_capacities(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, bud
                                  step_s or s.profile.scaling_step_s)
             knee, steps, _ = scaling.knee_search(
                 step, first * scaling.CONFIRM_START if k else _first_rate(route, start_rate, found),
-                scaling.CONFIRM_GROWTH if k else scaling.GROWTH, precision)
+                scaling.CONFIRM_GROWTH if k else scaling.GROWTH, search_precision(route, precision, confirm))
             cap.passes.append(scaling.Pass.from_steps(knee, steps, budgets))
             s.progress(f"[{exp.id}] N={cap.shards}" + (f" (pass {k + 1}/{passes})" if passes > 1 else "") +
                        f": knee {knee if knee is None else round(knee)} orders/s; {cap.passes[-1].bottleneck}")
@@ -434,6 +435,12 @@ def search_order(routes: list[Route], passes: int, confirm: Collection[int] | No
         order += [(k, route) for route in (routes if k % 2 == 0 else routes[::-1])
                   if not k or confirm is None or len(route.shards) in confirm]
     return order
+
+
+def search_precision(route: Route, precision: float, confirm: Collection[int] | None = None) -> float:
+    """How finely a route's knee is bisected: ``precision`` where a verdict reads it, else KNEE_PRECISION."""
+    read = confirm is None or len(route.shards) in confirm
+    return precision if read else max(precision, scaling.KNEE_PRECISION)
 
 
 def start_per_shard(shard_cpu: float) -> float:
