@@ -461,14 +461,14 @@ def scaling_verdict(ctx: Context, exp: ExperimentRecord) -> Verdict:
     if ratio is None or any(c.get("exhausted") for c in caps.values()):
         return inconclusive(crit, None, query, f"a capacity is missing or the search ran out of steps: {detail}")
     low, high = scaling.ratio_interval(caps[1]["bounds"], caps[3]["bounds"], 3)
-    passes = min(len(caps[n].get("passes", [])) for n in (1, 3))  # the ratio's; N=2 may have one
+    passes = min(len(caps[n].get("passes", [])) for n in scaling.RATIO_SHARDS)  # N=2 may have one
     detail = (f"ratio {ratio:.3f}, interval [{low:.3f}, {high:.3f}] from {passes} pass{'es' * (passes != 1)} and "
               f"the search's {exp.extra.get('knee_precision', scaling.KNEE_PRECISION):.1%} bracket; {detail}")
     try:
         detail += "; " + fit_usl([(n, c["knee"]) for n, c in caps.items() if c["knee"]]).describe()
     except ValueError as exc:
         detail += f"; no USL fit: {exc}"
-    foreign = [(n, k, p) for n in (1, 3) for k, p in enumerate(caps[n].get("passes", []), 1) if p.get("foreign_limit")]
+    foreign = [(n, k, p) for n in scaling.RATIO_SHARDS for k, p in enumerate(caps[n].get("passes", []), 1) if p.get("foreign_limit")]
     if foreign:
         n, k, p = foreign[0]
         return inconclusive(crit, ratio, query, f"{p['foreign_limit']} ran out before the system under test did at "

@@ -43,6 +43,8 @@ START_FRACTION_OF_LINEAR = 0.65
 # The confirming pass starts below the first pass's knee and climbs in finer steps.
 CONFIRM_START = 0.9
 CONFIRM_GROWTH = 1.1
+# The capacities the scaling ratio reads: capacity(3) / (3 x capacity(1)); any others only feed the USL fit.
+RATIO_SHARDS = (1, 3)
 SATURATED = 0.9  # a process using 90 % of its budget is saturated
 MACHINE_SATURATED = 0.9  # ... and a machine whose cores are 90 % busy
 # What set a knee, when it was not the system under test: the capacity then measured something else.

@@ -357,7 +357,7 @@ S1_PASSES = 2
 S1_PRECISION = 0.025
 # Only the capacities the ratio reads get the confirming pass and S1_PRECISION; the others feed the USL fit,
 # which explains and decides nothing. N=2's second search cost S1 6-8 of its ~36 steps.
-S1_CONFIRMED = (1, 3)
+S1_CONFIRMED = scaling.RATIO_SHARDS
 
 
 def scaling_budgets(max_shards: int, cores: int | None = None) -> scaling.Budgets:
@@ -428,19 +428,21 @@ def measure_capacities(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, bud
     return [cap.to_dict() for cap in found.values()]
 
 
+def _confirmed(route: Route, confirm: Collection[int] | None) -> bool:
+    return confirm is None or len(route.shards) in confirm
+
+
 def search_order(routes: list[Route], passes: int, confirm: Collection[int] | None = None) -> list[tuple[int, Route]]:
     """(pass index, route) in the order searched: odd passes reversed, later passes only over ``confirm``."""
     order = []
     for k in range(passes):
-        order += [(k, route) for route in (routes if k % 2 == 0 else routes[::-1])
-                  if not k or confirm is None or len(route.shards) in confirm]
+        order += [(k, route) for route in (routes if k % 2 == 0 else routes[::-1]) if not k or _confirmed(route, confirm)]
     return order
 
 
 def search_precision(route: Route, precision: float, confirm: Collection[int] | None = None) -> float:
     """How finely a route's knee is bisected: ``precision`` where a verdict reads it, else KNEE_PRECISION."""
-    read = confirm is None or len(route.shards) in confirm
-    return precision if read else max(precision, scaling.KNEE_PRECISION)
+    return precision if _confirmed(route, confirm) else max(precision, scaling.KNEE_PRECISION)
 
 
 def start_per_shard(shard_cpu: float) -> float:
