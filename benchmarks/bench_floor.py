@@ -40,7 +40,9 @@ import tempfile
 import time
 
 import psutil
-import uvloop
+
+from matchlab.service import event_loop_runner
+from matchlab.stack.probes import free_port
 
 BODY = (b'{"orderId":"floor-00000000000000000001","symbol":"TEST-ASSET-A","side":"BUY",'
         b'"price":100.25,"quantity":10,"traderId":"trader-0001","timestamp":1764331200000}')
@@ -216,12 +218,6 @@ async def drive(port: int, rate: float, seconds: float) -> dict:
             "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3 if latencies else float("nan")}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(args: list[str]) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
     if proc.stdout.readline().strip() != "ready":
@@ -245,15 +241,15 @@ def scenario(name: str, rate: float, seconds: float, journal: str | None, server
              proxied: bool = False) -> None:
     ports = [free_port() for _ in range(servers)]
     procs = {}
-    for i, server_port in enumerate(ports):
-        own = f"{journal}.{i}" if journal else None  # each server its own file, as each shard its own journal
-        procs[f"server{i + 1}" if servers > 1 else "server"] = start(
-            ["--serve", str(server_port)] + (["--journal", own] if own else []))
-    port = ports[0]
-    if proxied:
-        port = free_port()
-        procs["proxy"] = start(["--serve", str(port), "--upstream", ",".join(map(str, ports))])
-    try:
+    try:  # started inside, so a helper that fails to start takes those already running down with it
+        for i, server_port in enumerate(ports):
+            own = f"{journal}.{i}" if journal else None  # each server its own file, as each shard its own journal
+            procs[f"server{i + 1}" if servers > 1 else "server"] = start(
+                ["--serve", str(server_port)] + (["--journal", own] if own else []))
+        port = ports[0]
+        if proxied:
+            port = free_port()
+            procs["proxy"] = start(["--serve", str(port), "--upstream", ",".join(map(str, ports))])
         client_run(port, rate, WARMUP_S)
         before = {k: cpu_split(p) for k, p in procs.items()}
         result = client_run(port, rate, seconds)
@@ -287,10 +283,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        uvloop.run(serve(args.serve, [int(p) for p in args.upstream.split(",") if p], args.journal))
+        event_loop_runner()(serve(args.serve, [int(p) for p in args.upstream.split(",") if p], args.journal))
         return
     if args.client:
-        print(json.dumps(uvloop.run(drive(args.client, args.rate, args.seconds))))
+        print(json.dumps(event_loop_runner()(drive(args.client, args.rate, args.seconds))))
         return
     print(f"{os.cpu_count()} cores; CPU µs per request (user+system) over {args.seconds:g} s after "
           f"{WARMUP_S:g} s of warm-up; {CONNECTIONS} keep-alive connections per hop")

@@ -214,7 +214,7 @@ def test_the_report_states_the_budgets_s1_used():
     assert "none enforced" in render_report(RunRecord("local", "quick", ""), {}, complete=True, grafana=None)
 
 
-def test_a_first_pass_for_more_shards_starts_at_half_of_linear_from_the_one_shard_knee():
+def test_a_first_pass_for_more_shards_starts_at_a_share_of_linear_from_the_one_shard_knee():
     from matchlab.experiment.runner import Route
     from matchlab.experiment.suite import SCALING_START_PER_SHARD, _first_rate
 
