@@ -84,7 +84,10 @@ def test_b4(suite: Suite, criterion: str):
 def test_b5_isolation_run(suite: Suite, request):
     exp = suite.experiment("B5")
     attach_charts(request, "B5")
-    assert [p.name for p in exp.phases] == ["b-idle", "b-loaded"]
+    log = exp.cycles
+    loaded = log.phases(exp, True)
+    assert loaded and len(log.phases(exp, False)) == len(loaded) + 1, [a.phase for a in log.arms]
+    assert all(p.name.startswith("b-loaded-") for p in loaded) and log.looks and log.stopped, log
     assert_load_left_on_schedule(exp)
 
 

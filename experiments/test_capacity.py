@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 
 from fixtures.experiments import attach_charts
-from matchlab.experiment.criteria import scaling_verdicts
+from matchlab.experiment.searches import scaling_verdicts
 from matchlab.experiment.suite import Suite
 from matchlab.observe.verdicts import Status
 from matchlab.stack.cpu_budget import CpuBudgets

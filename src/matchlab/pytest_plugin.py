@@ -31,10 +31,11 @@ MARKERS = {
     "asr2": "ASR 2 scalability experiments B1-B4",
     "capacity": "capacity search beyond the ASRs (headroom)",
     "faults": "fault injection suite",
+    "calibration": "shams and injected effects: how often A4 and B5 decide wrongly (not part of any ASR)",
     "integration": "starts real processes (shards, broker) on 127.0.0.1",
 }
 # Run only when asked for with -m (any -m replaces this default, as an addopts -m would).
-ON_REQUEST = ("asr1", "asr2", "capacity", "faults")
+ON_REQUEST = ("asr1", "asr2", "capacity", "faults", "calibration")
 TEST_TIMEOUT_S = 900  # per test: the longest experiment (full profile) stays well within it
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from matchlab.experiment import scaling
-from matchlab.experiment.criteria import Context, scaling_verdicts
+from matchlab.experiment.criteria import Context
 from matchlab.experiment.profiles import QUICK
 from matchlab.experiment.record import ExperimentRecord
+from matchlab.experiment.searches import scaling_verdicts
 from matchlab.observe.verdicts import Status
 from matchlab.topology import SCALING_CPU_PER_2_CORES
 
@@ -123,7 +124,7 @@ def test_passes_that_agree_decide(one, three, status):
 
 def test_s1_confirms_only_the_capacities_its_ratio_reads_and_reverses_the_second_pass():
     from matchlab.experiment.runner import Route
-    from matchlab.experiment.suite import S1_CONFIRMED, S1_PASSES, search_order
+    from matchlab.experiment.searches import S1_CONFIRMED, S1_PASSES, search_order
 
     routes = [Route(tuple("abcdef"[:n]), via_gateway=True) for n in range(1, 5)]
     order = [(k, len(route.shards)) for k, route in search_order(routes, S1_PASSES, S1_CONFIRMED)]
@@ -135,7 +136,7 @@ def test_s1_confirms_only_the_capacities_its_ratio_reads_and_reverses_the_second
 
 def test_only_the_capacities_a_verdict_reads_are_bisected_finer():
     from matchlab.experiment.runner import Route
-    from matchlab.experiment.suite import S1_CONFIRMED, S1_PRECISION, search_precision
+    from matchlab.experiment.searches import S1_CONFIRMED, S1_PRECISION, search_precision
 
     one, two = Route(("a",), via_gateway=True), Route(("a", "b"), via_gateway=True)
     assert search_precision(one, S1_PRECISION, S1_CONFIRMED) == S1_PRECISION < scaling.KNEE_PRECISION
@@ -216,7 +217,7 @@ def test_the_report_states_the_budgets_s1_used():
 
 def test_a_first_pass_for_more_shards_starts_at_a_share_of_linear_from_the_one_shard_knee():
     from matchlab.experiment.runner import Route
-    from matchlab.experiment.suite import SCALING_START_PER_SHARD, _first_rate
+    from matchlab.experiment.searches import SCALING_START_PER_SHARD, _first_rate
 
     per_shard = lambda route: SCALING_START_PER_SHARD * len(route.shards)
     three, one = Route(("a", "b", "c"), via_gateway=True), Route(("a",), via_gateway=True)
@@ -231,7 +232,7 @@ def test_a_first_pass_for_more_shards_starts_at_a_share_of_linear_from_the_one_s
 
 def test_searches_start_from_the_shards_budget_and_still_find_a_knee_far_below_it():
     from matchlab.experiment.runner import Route
-    from matchlab.experiment.suite import SCALING_START_PER_SHARD, START_PER_SHARD_CPU, budget_start, start_per_shard
+    from matchlab.experiment.searches import SCALING_START_PER_SHARD, START_PER_SHARD_CPU, budget_start, start_per_shard
 
     three, one = Route(("a", "b", "c"), via_gateway=True), Route(("a",), via_gateway=True)
     start = budget_start(scaling.Budgets(0.2, 0.5))

@@ -9,30 +9,27 @@ id; this module only measures and decides.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from matchlab.experiment import registry as reg
-from matchlab.experiment import scaling
+from matchlab.experiment.comparisons import attribution, rise_measurement
+from matchlab.experiment.cycle_design import GUARD_S, TAIL_S, CycleDesign
 from matchlab.experiment.evidence import (
     SCRAPE_S,
     counter_delta,
     counter_increase,
-    cpu_per_order_change,
     depth_excursion,
-    journal_change,
     latency_verdict,
-    p99_over,
-    p99_shift,
     queue_fill,
     remote_written,
 )
+from matchlab.experiment.measures import decide
 from matchlab.experiment.profiles import ProfileSettings
 from matchlab.experiment.record import ExperimentRecord, PhaseRecord
+from matchlab.experiment.scrape_blocks import read_blocks
 from matchlab.loadgen.run_label import run_matcher
 from matchlab.observe.promql import PromClient
-from matchlab.observe.usl import fit_usl
 from matchlab.observe.verdicts import (
-    LATENCY,
     Criterion,
     Status,
     Verdict,
@@ -179,15 +176,38 @@ def a3_verdicts(ctx: Context, exp: ExperimentRecord) -> list[Verdict]:
     return out
 
 
-def where_latency_went(ctx: Context, shard: str, before: tuple[float, float], during: tuple[float, float]) -> str:
-    """The parts of match latency that tell a coupled matcher from a slow disk: publish and journal p99s."""
-    parts = []
-    for label, metric in (("handing events to the producer", "me_event_publish_duration_seconds"),
-                          ("the journal's append-to-fsync", "me_wal_append_duration_seconds")):
-        a, _ = p99_over(ctx.prom, shard, *before, metric=metric)
-        b, _ = p99_over(ctx.prom, shard, *during, metric=metric)
-        parts.append(f"{label} p99 {render(a, LATENCY)} -> {render(b, LATENCY)}")
-    return "attribution: " + ", ".join(parts)
+def rise_verdict(ctx: Context, crit_id: str, exp: ExperimentRecord, shard: str, design: CycleDesign,
+                 alpha: float | None = None) -> Verdict:
+    """A comparison's p99 rise judged at a look (``alpha``: that look's error rate); without ``alpha``, the final
+    verdict: at the last look's error rate, with the attribution (what else moved between the arms) as detail."""
+    final = alpha is None
+    crit = ctx.criterion(crit_id)
+    log = exp.cycles
+    if log is None:
+        return no_data(crit, "no cycles", f"{exp.id} ran no cycles")
+    if alpha is None:
+        alpha = log.looks[-1].level if log.looks else design.looks.levels()[-1]
+    m = rise_measurement(ctx.prom, exp, log, shard, alpha, design, crit.comparison, crit.threshold)
+    context = f"{log.cycles} cycles ({log.design})" + (f"; {log.stopped}" if log.stopped else "")
+    m = m.with_detail(f"{context}; {log.isolation}")
+    if final:
+        why = attribution(ctx.prom, exp, log)
+        m = m.with_detail(why) if why else m
+    return decide(crit, m)
+
+
+def treated_blocks_orders(ctx: Context, exp: ExperimentRecord, shard: str) -> tuple[float | None, int, str]:
+    """(orders matched in the treated arms' blocks, orders the schedule sent in those blocks, query)."""
+    arms = exp.cycles.phases(exp, True) if exp.cycles else []
+    if not arms:
+        return None, 0, "no treated arms"
+    series = read_blocks(ctx.prom, f'shard="{shard}"', arms[0].start - 10, arms[-1].end + 10)
+    matched, sent = 0.0, 0
+    for phase in arms:
+        for b in series.within(phase.start + GUARD_S, phase.end + TAIL_S):
+            matched += b.n
+            sent += scheduled_between(phase, b.start, b.end)
+    return (matched if series.cells is not None else None), sent, series.query
 
 
 def scheduled_between(phase: PhaseRecord, start: float, end: float) -> int:
@@ -196,38 +216,25 @@ def scheduled_between(phase: PhaseRecord, start: float, end: float) -> int:
     return sum(s.scheduled for s in rows if start <= phase.start + s.second < end)
 
 
-def a4_verdicts(ctx: Context, exp: ExperimentRecord, lost_events: Callable[[], tuple[int, int, int]]) -> list[Verdict]:
-    phase, p = exp.phases[0], ctx.profile
-    base = (phase.start + p.warmup_exclusion_s, phase.start + p.a4_pause_at_s)
-    outage = (base[1], base[1] + p.a4_pause_for_s)
-    # A journal that sped up in the outage (a quieter disk, or cores the outage freed) could hide a rise; one
-    # that slowed excuses a rise only while the shard's CPU per order held (a slow disk, not a core taken).
-    cpu = cpu_per_order_change(ctx.prom, "a", base, outage)
-    shift = p99_shift(ctx.prom, "a", base, outage, reg.DECOUPLING_RATIO, journal_change(ctx.prom, "a", base, outage),
-                      excuse_slower=not cpu.rose)
-    decoupling = shift.verdict(ctx.criterion("A4.decoupling"), (base[0], outage[1]))
-    decoupling = replace(decoupling,
-                         detail=f"{decoupling.detail}; {cpu.detail}; {where_latency_went(ctx, 'a', base, outage)}")
-
+def a4_verdicts(ctx: Context, exp: ExperimentRecord, lost_events: Callable[[], tuple[int, int, int]],
+                alpha: float | None = None) -> list[Verdict]:
+    decoupling = rise_verdict(ctx, "A4.decoupling", exp, "a", ctx.profile.a4_cycles, alpha)
     expected, found, duplicates = lost_events()
     events = judge(ctx.criterion("A4.events_lost"), float(max(0, expected - found)),
                    'me_matches_total{shard="a"} vs distinct matchIds "a-*" read back from topic `matches`',
                    f"{expected} matches counted, {found} distinct events on the topic, {duplicates} duplicates")
-
-    # Orders are attributed to the outage by when they were due (receipt), and counted as matched by the
-    # shard's own histogram count over the same window: a matcher that stalls on the broker completes them
-    # only after the outage, and the window holds fewer.
-    sent = scheduled_between(phase, *outage)
-    matched, query = counter_increase(ctx.prom, 'me_match_duration_seconds_count{shard="a"}', *outage)
-    done = matched.get("")
+    # Orders count for the outage by when they were due, and as matched by the shard's own histogram in the
+    # same blocks: a matcher that stalls on the broker completes them only after the outage, and its blocks
+    # hold fewer.
+    done, sent, query = treated_blocks_orders(ctx, exp, "a")
     crit = ctx.criterion("A4.outage_orders")
     if not sent:
-        orders = no_data(crit, query, "the schedule sent nothing during the outage")
+        orders = no_data(crit, query, "the schedule sent nothing in the outage arms' blocks")
     elif done is None:
-        orders = no_data(crit, query, f"{sent} orders were due in the outage, shard a's count has no samples")
+        orders = no_data(crit, query, f"{sent} orders were due in the outage arms, shard a's histogram has no samples")
     else:
-        orders = judge(crit, done / sent, query, f"{done:,.0f} orders matched during the outage, {sent:,} were due "
-                       "(all flows on shard a)", outage)
+        orders = judge(crit, done / sent, query, f"{done:,.0f} orders matched in the outage arms' blocks, {sent:,} "
+                       "were due in them (all flows on shard a)")
     return [decoupling, events, orders]
 
 
@@ -384,29 +391,40 @@ def b4_verdicts(ctx: Context, b4: ExperimentRecord) -> list[Verdict]:
     return out
 
 
-def b5_verdicts(ctx: Context, exp: ExperimentRecord) -> list[Verdict]:
-    idle, loaded = exp.phase("b-idle"), exp.phase("b-loaded")
-    s1, _ = measured_window(idle, ctx.profile)
-    s2, e2 = measured_window(loaded, ctx.profile)
-    shift = p99_shift(ctx.prom, "a", (s1, idle.end), (s2, loaded.end), reg.ISOLATION_RATIO, two_sided=True)
-    out = [shift.verdict(ctx.criterion("B5.isolation"), (s1, e2))]
-    planned = loaded.extra.get("planned_orders", {}).get("b")
-    delta, q = counter_delta(ctx.prom, 'me_orders_received_total{shard="b"}', loaded.start - SCRAPE_S, e2)
-    got = delta.get("")
+def b5_verdicts(ctx: Context, exp: ExperimentRecord, alpha: float | None = None) -> list[Verdict]:
+    out = [rise_verdict(ctx, "B5.isolation", exp, "a", ctx.profile.b5_cycles, alpha)]
+    loaded = exp.cycles.phases(exp, True) if exp.cycles else []
+    idle = exp.cycles.phases(exp, False) if exp.cycles else []
+    planned = sum(round(p.load.scheduled * (1 - idle[0].order_rate / p.order_rate)) for p in loaded) if idle else 0
+    got = 0.0
+    query = 'me_orders_received_total{shard="b"} over each loaded arm (last - first raw sample)'
+    bad = total = 0.0
+    for phase in loaded:
+        delta, query = counter_delta(ctx.prom, 'me_orders_received_total{shard="b"}', phase.start - SCRAPE_S,
+                                     phase.end + SCRAPE_S)
+        got += delta.get("", 0.0)
+        by_class, _ = counter_delta(ctx.prom, 'gw_requests_total{shard="b"}', phase.start - SCRAPE_S,
+                                     phase.end + SCRAPE_S, by="status")
+        total += sum(by_class.values())
+        bad += sum(v for k, v in by_class.items() if k != "2xx")
     crit = ctx.criterion("B5.b_load")
-    if not planned or got is None:
-        out.append(no_data(crit, q, f"planned {planned}"))
+    if not planned:
+        out.append(no_data(crit, query, "no orders were planned for shard b"))
     else:
-        out.append(judge(crit, got / planned, q, f"shard b accepted {got:,.0f} of {planned:,} planned orders"))
-    by_class, q = counter_delta(ctx.prom, 'gw_requests_total{shard="b"}', loaded.start - SCRAPE_S, e2, by="status")
-    total = sum(by_class.values())
+        out.append(judge(crit, got / planned, query, f"shard b accepted {got:,.0f} of {planned:,} planned orders in "
+                         f"{len(loaded)} loaded arms"))
     crit = ctx.criterion("B5.b_errors")
     if not total:
-        out.append(no_data(crit, q, "the gateway counted no requests for shard b"))
+        out.append(no_data(crit, "gw_requests_total{shard=\"b\"} by status", "the gateway counted no requests for "
+                           "shard b"))
     else:
-        bad = sum(v for k, v in by_class.items() if k != "2xx")
-        out.append(judge(crit, bad / total, q, f"{bad:,.0f} of {total:,.0f} of shard b's requests were not 2xx"))
+        out.append(judge(crit, bad / total, "gw_requests_total{shard=\"b\"} by status over each loaded arm",
+                         f"{bad:,.0f} of {total:,.0f} of shard b's requests were not 2xx"))
     return out
+
+
+def calibration_verdict(ctx: Context, crit_id: str, exp: ExperimentRecord, design: CycleDesign) -> list[Verdict]:
+    return [rise_verdict(ctx, crit_id, exp, "a", design)]
 
 
 def memory_verdicts(ctx: Context, start: float, end: float) -> list[Verdict]:
@@ -433,60 +451,3 @@ def memory_verdicts(ctx: Context, start: float, end: float) -> list[Verdict]:
             out.append(inconclusive(crit, growth, text, detail + "; grew past 5 % without a significant trend "
                                     "(p >= 0.05): a longer run would tell growth from noise", (start, end)))
     return out
-
-
-def scaling_verdicts(ctx: Context, exp: ExperimentRecord) -> list[Verdict]:
-    return [scaling_verdict(ctx, exp)]
-
-
-def scaling_verdict(ctx: Context, exp: ExperimentRecord) -> Verdict:
-    """capacity(3) / (3 x capacity(1)) against 0.9, decided from the interval the searches allow.
-
-    Each capacity's range runs from its lowest knee to its highest ceiling (the failing rate just
-    above a knee) over the passes, so the interval covers both the search's bracket and how far the
-    passes disagree; the verdict is PASS or FAIL only when the interval lies on one side of the bar.
-    The USL fit explains; the bottleneck is named per N.
-    """
-    crit = ctx.criterion("S1.scaling")
-    caps = {c["shards"]: c for c in exp.extra.get("capacities", [])}
-    query = "capacity search through the gateway (client HdrHistograms, shards' /metrics, /proc CPU)"
-    lines = [f"N={n}: {_knee(c)}; at the knee: {c['bottleneck']}" for n, c in sorted(caps.items())]
-    detail = f"budgets: {exp.extra.get('budgets', 'none')}; " + " | ".join(lines)
-    one, three = caps.get(1, {}).get("knee"), caps.get(3, {}).get("knee")
-    ratio = three / (3 * one) if one and three else None
-    if not exp.extra.get("enforced"):
-        return inconclusive(crit, ratio, query,
-                            f"CPU budgets were not enforced ({exp.extra.get('not_enforced', 'unknown')}): every "
-                            f"configuration had the whole machine, so this measured the machine, not sharding; {detail}")
-    if ratio is None or any(c.get("exhausted") for c in caps.values()):
-        return inconclusive(crit, None, query, f"a capacity is missing or the search ran out of steps: {detail}")
-    low, high = scaling.ratio_interval(caps[1]["bounds"], caps[3]["bounds"], 3)
-    passes = min(len(caps[n].get("passes", [])) for n in scaling.RATIO_SHARDS)  # N=2 may have one
-    detail = (f"ratio {ratio:.3f}, interval [{low:.3f}, {high:.3f}] from {passes} pass{'es' * (passes != 1)} and "
-              f"the search's {exp.extra.get('knee_precision', scaling.KNEE_PRECISION):.1%} bracket; {detail}")
-    try:
-        detail += "; " + fit_usl([(n, c["knee"]) for n, c in caps.items() if c["knee"]]).describe()
-    except ValueError as exc:
-        detail += f"; no USL fit: {exc}"
-    foreign = [(n, k, p) for n in scaling.RATIO_SHARDS for k, p in enumerate(caps[n].get("passes", []), 1) if p.get("foreign_limit")]
-    if foreign:
-        n, k, p = foreign[0]
-        return inconclusive(crit, ratio, query, f"{p['foreign_limit']} ran out before the system under test did at "
-                            f"N={n} (pass {k}: {p['bottleneck']}), so that knee measured {p['foreign_limit']}, not "
-                            f"the shards; {detail}")
-    decided = [judge(crit, bound, query) for bound in (low, high)]
-    if decided[0].status is not decided[1].status:
-        return inconclusive(crit, ratio, query,
-                            f"the interval straddles {crit.threshold:g}: these capacities cannot decide (steadier "
-                            f"capacities would: a quiet machine, --profile full's longer steps); {detail}",
-                            resolving_power=(high - low) / 2)
-    return replace(judge(crit, ratio, query, detail), status=decided[0].status, resolving_power=(high - low) / 2)
-
-
-def _knee(cap: dict) -> str:
-    if cap["knee"] is None:
-        return "no knee (even the first step failed)"
-    knees = [p["knee"] for p in cap.get("passes", [])]
-    if len(knees) < 2:
-        return f"{cap['knee']:,.0f} orders/s"
-    return f"{cap['knee']:,.0f} orders/s (passes: {', '.join(f'{k:,.0f}' for k in knees)})"

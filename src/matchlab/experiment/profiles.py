@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from matchlab.compare.sequential import LookSchedule
+from matchlab.experiment.cycle_design import CycleDesign
+
 
 @dataclass(frozen=True)
 class ProfileSettings:
@@ -25,16 +28,14 @@ class ProfileSettings:
     a1_s: float
     a2_s: float
     a3_s: float  # each depth sub-test
-    a4_s: float
-    a4_pause_at_s: float
-    a4_pause_for_s: float
+    a4_cycles: CycleDesign  # baseline | broker out | baseline ..., looked at on a schedule, capped
     b1_s: float
     b2_warmup_s: float  # the match-rate controller steers only here
     b2_s: float  # the open-loop measured window that follows, longer than sustain_s with margin
     b3_stages_s: tuple[float, float, float, float]  # 1,000 -> 2,500 -> 5,000 ramps, then the 5,000 hold
     b3_hold_warmup_s: float  # steered part of the hold; the rest runs open loop
     b4_s: float
-    isolation_s: float  # each phase: shard b idle, then loaded
+    b5_cycles: CycleDesign  # shard b idle | loaded | idle ...
     capacity_step_s: float
     scaling_step_s: float  # one step of the capacity search per shard count
     progress_every_s: float
@@ -45,8 +46,8 @@ class ProfileSettings:
         if self.name == "full":
             return ""
         return (f"{self.name} profile: {self.sustain_s:g} s sustain, not the 4-minute bar; a full run adds B2's "
-                f"{FULL.b2_s:g} s open-loop window, 30 s warm-up exclusions, a {FULL.a4_pause_at_s:g} s A4 baseline and "
-                f"{FULL.isolation_s:g} s B5 phases (more samples, finer resolving power)")
+                f"{FULL.b2_s:g} s open-loop window, 30 s warm-up exclusions, and A4 and B5 cycles up to "
+                f"{FULL.a4_cycles.looks.cap} and {FULL.b5_cycles.looks.cap} (more blocks, finer resolving power)")
 
     @property
     def scaling_note(self) -> str:
@@ -64,16 +65,20 @@ class ProfileSettings:
 FULL = ProfileSettings(
     name="full",
     warmup_exclusion_s=30, sustain_s=240, max_gap_s=30, rate_window_s=30,
-    calibration_s=20, a1_s=120, a2_s=300, a3_s=180, a4_s=270, a4_pause_at_s=120, a4_pause_for_s=120,
-    b1_s=180, b2_warmup_s=60, b2_s=300, b3_stages_s=(120, 120, 120, 240), b3_hold_warmup_s=30, b4_s=300, isolation_s=90,
+    calibration_s=20, a1_s=120, a2_s=300, a3_s=180,
+    a4_cycles=CycleDesign(4, LookSchedule((6, 12, 18))),
+    b1_s=180, b2_warmup_s=60, b2_s=300, b3_stages_s=(120, 120, 120, 240), b3_hold_warmup_s=30, b4_s=300,
+    b5_cycles=CycleDesign(4, LookSchedule((6, 12, 18))),
     capacity_step_s=30, scaling_step_s=20, progress_every_s=10,
 )
 
 QUICK = ProfileSettings(
     name="quick",
     warmup_exclusion_s=5, sustain_s=60, max_gap_s=10, rate_window_s=30,
-    calibration_s=6, a1_s=15, a2_s=35, a3_s=35, a4_s=75, a4_pause_at_s=35, a4_pause_for_s=30,
-    b1_s=35, b2_warmup_s=20, b2_s=100, b3_stages_s=(10, 10, 10, 35), b3_hold_warmup_s=10, b4_s=35, isolation_s=35,
+    calibration_s=6, a1_s=15, a2_s=35, a3_s=35,
+    a4_cycles=CycleDesign(3, LookSchedule((4, 8))),
+    b1_s=35, b2_warmup_s=20, b2_s=100, b3_stages_s=(10, 10, 10, 35), b3_hold_warmup_s=10, b4_s=35,
+    b5_cycles=CycleDesign(3, LookSchedule((4, 8))),
     capacity_step_s=12, scaling_step_s=8, progress_every_s=5,
 )
 

@@ -12,12 +12,16 @@ import platform
 import subprocess
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from matchlab import __version__
 from matchlab.experiment import registry
 from matchlab.experiment.profiles import PROFILES
 from matchlab.loadgen.results import LoadResult
 from matchlab.observe.verdicts import AsrOutcome, Verdict, asr_status
+
+if TYPE_CHECKING:
+    from matchlab.experiment.cycles import CycleLog
 
 
 @dataclass
@@ -49,6 +53,7 @@ class ExperimentRecord:
     calibration: dict | None = None
     notes: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    cycles: CycleLog | None = None  # a comparison's arms, looks and why it stopped (A4, B5)
     # --repeat N: the records of repetitions 2..N (this record is repetition 1). Kept apart rather than
     # merged, so every reader of one experiment's phases reads as before, and a comparison pools them.
     repetitions: list[ExperimentRecord] = field(default_factory=list)

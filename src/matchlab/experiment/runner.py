@@ -184,8 +184,12 @@ class ExperimentRunner:
         matches_per_min: float | None,
         events: Sequence[tuple[float, Callable[[], None]]] = (),
         marks: dict[str, float] | None = None,
+        start_at: float | None = None,
     ) -> PhaseRecord:
         """Run one load phase; ``events`` are (offset_s, action) fired during it (e.g. broker pause).
+
+        ``start_at``: the Unix time the schedule's t=0 should fall on (an arm aligned to the scrape grid);
+        never earlier than the load driver can start.
 
         ``marks`` name offsets into the phase; the record keeps them as absolute
         times. "measured" (where the verdicts' window begins) defaults to the
@@ -198,7 +202,7 @@ class ExperimentRunner:
         exporter.window = "warm-up" if offsets["measured"] > 0 else "measured"
         windows = [(at, lambda name=name: setattr(exporter, "window", name)) for name, at in offsets.items()]
         # The driver decides when the schedule's t=0 is (pods elsewhere need a lead); events follow it.
-        start = self.load_driver.schedule_start()
+        start = max(self.load_driver.schedule_start(), start_at or 0.0)
         lead = max(0.0, start - time.time())
         timers = [threading.Timer(lead + at, action) for at, action in [*events, *windows]]
         label = f"{experiment.id}/{phase}" if phase != experiment.id else experiment.id
@@ -220,7 +224,7 @@ class ExperimentRunner:
         reporter = threading.Thread(target=report_progress, name="progress", daemon=True)
         for t in [*timers, reporter]:
             t.start()
-        if lead:
+        if lead and start_at is None:
             self.progress(f"[{label}] load from {self.load_driver.name}: starts in {lead:.0f} s")
         try:
             result = self.load_driver.run(PhaseLoad(experiment.id, phase, load, source, start, labels, exporter,

@@ -23,9 +23,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.ticker import MaxNLocator
 
+from matchlab.compare.blocks import quantiles
+from matchlab.experiment.cycle_design import GUARD_S, TAIL_S
 from matchlab.experiment.record import ExperimentRecord
+from matchlab.experiment.scrape_blocks import read_blocks
 from matchlab.observe.panels import PANELS, Panel
 from matchlab.observe.promql import PromClient
 from matchlab.observe.usl import fit_usl
@@ -243,12 +247,54 @@ def scaling_chart(exp: ExperimentRecord) -> tuple[str, int]:
     return _svg(fig), drawn
 
 
+BASELINE_COLOR, TREATED_COLOR = "#1f77b4", "#d62728"
+
+
+def block_chart(prom: PromClient, exp: ExperimentRecord) -> tuple[str, int]:
+    """(svg, number of arms drawn) for an experiment that ran cycles."""
+    log = exp.cycles
+    fig, ax = plt.subplots(figsize=WIDE_FIGSIZE)
+    drawn = 0
+    phases = {a.phase: a for a in log.arms} if log else {}
+    arms = [p for p in exp.phases if p.name in phases]
+    if log and arms:
+        series = read_blocks(prom, f'shard="{log.shard}"', arms[0].start - 10, arms[-1].end + 10)
+        t0 = exp.start
+        labelled = set()
+        for phase in arms:
+            blocks = series.within(phase.start + GUARD_S, phase.end + TAIL_S)
+            if series.cells is None or not blocks:
+                continue
+            treated = phases[phase.name].treated
+            color = TREATED_COLOR if treated else BASELINE_COLOR
+            counts = np.stack([b.counts for b in blocks])
+            p99 = quantiles(series.cells, counts, 0.99) * 1000
+            mids = [(b.start + b.end) / 2 - t0 for b in blocks]
+            label = ("treated" if treated else "baseline") + " arm: block p99"
+            ax.plot(mids, p99, "o", color=color, ms=4, label=None if label in labelled else label,
+                    gid=f"series-{drawn + 1}")
+            labelled.add(label)
+            pooled = quantiles(series.cells, counts.sum(axis=0), 0.99)[0] * 1000
+            ax.hlines(pooled, blocks[0].start - t0, blocks[-1].end - t0, color=color, lw=2,
+                      label=None if "pooled" in labelled else "arm's pooled p99")
+            labelled.add("pooled")
+            drawn += 1
+    looks = "; ".join(f"after {k.cycles} cycles {k.status}" for k in log.looks) if log else ""
+    title = f"Shard {log.shard if log else '?'} p99 per block, by arm ({log.treatment if log else 'no cycles'})"
+    _frame(ax, f"{title}" + (f" - looks: {looks}" if looks else ""), "ms", drawn)
+    ax.set_ylim(bottom=0)
+    return _svg(fig), drawn
+
+
 def experiment_charts(prom: PromClient, exp: ExperimentRecord) -> list[dict]:
     """All charts of one experiment: [{"title", "svg", "series", "kind"}] (kind "panel" or "wide")."""
     charts = []
     if "capacities" in exp.extra:
         svg, drawn = scaling_chart(exp)
         charts.append({"title": "Capacity by shard count", "svg": svg, "series": drawn, "kind": "panel"})
+    if exp.cycles is not None:
+        svg, drawn = block_chart(prom, exp)
+        charts.append({"title": "p99 per block, by arm", "svg": svg, "series": drawn, "kind": "wide"})
     for panel in PANELS:
         svg, drawn = panel_chart(prom, panel, exp)
         charts.append({"title": f"Panel {panel.id}: {panel.title}", "svg": svg, "series": drawn, "kind": "panel"})

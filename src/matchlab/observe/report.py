@@ -39,6 +39,21 @@ def _legend() -> str:
         f'<span><span class="sw" style="background:{c}"></span> {escape(t)}</span>' for c, t in items) + "</div>"
 
 
+def _cycles_section(exp: ExperimentRecord) -> str:
+    """A comparison's design, each look it took and why it stopped."""
+    log = exp.cycles
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:+.1%}"
+
+    looks = "".join(f"<tr><td>{k.cycles}</td><td>{k.level:.2%}</td><td>{escape(k.status)}</td><td>{pct(k.estimate)}</td>"
+                    f"<td>{pct(k.low)} to {pct(k.high)}</td><td>{k.elapsed_s:.0f} s</td></tr>" for k in log.looks)
+    return (f"<p><b>Cycles:</b> {escape(log.treatment)}; {escape(log.design)}. <b>Stopped:</b> {escape(log.stopped)}. "
+            f"<b>CPUs:</b> {escape(log.isolation)}.</p>"
+            "<table><tr><th>look after cycles</th><th>error rate spent</th><th>status</th><th>estimate</th>"
+            f"<th>interval</th><th>time</th></tr>{looks}</table>")
+
+
 def _experiment_section(exp: ExperimentRecord, charts: list[dict], grafana: str | None) -> str:
     rows = "".join(
         f"<tr><td>{escape(p.name)}</td><td>{p.start - exp.start:.0f} s</td><td>{p.end - p.start:.0f} s</td>"
@@ -48,6 +63,8 @@ def _experiment_section(exp: ExperimentRecord, charts: list[dict], grafana: str 
     parts = [f'<h2 id="{escape(exp.id)}">{escape(exp.id)}: {escape(exp.title)}</h2>',
              f"<p>{escape(exp.route)}; seed: {escape(exp.seed)}</p>"]
     parts += [f"<p><small>{escape(n)}</small></p>" for n in exp.notes]
+    if exp.cycles is not None:
+        parts.append(_cycles_section(exp))
     parts.append("<table><tr><th>phase</th><th>starts</th><th>lasts</th><th>offered</th><th>achieved</th>"
                  f"<th>client p99</th><th>errors</th><th>marks</th></tr>{rows}</table>")
     if grafana:

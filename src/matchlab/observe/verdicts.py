@@ -27,6 +27,7 @@ class Role(enum.Enum):
     ISOLATION = "shard isolation"
     MEMORY = "memory"
     PRECONDITION = "precondition"
+    CALIBRATION = "calibration"  # a sham or a known effect: checks the method, belongs to no ASR
 
 
 class Status(enum.Enum):
@@ -42,6 +43,7 @@ COMPARE = {
     ">": lambda a, b: a > b,
     ">=": lambda a, b: a >= b,
     "==": lambda a, b: a == b,
+    "within": lambda a, b: abs(a) < b,  # a change either way smaller than the bar
 }
 
 # Units a criterion is stored in, and how each is shown: latencies are kept in
@@ -298,7 +300,9 @@ def badness(v: Verdict) -> tuple[int, float]:
     """How bad a verdict is: its status first, then how far its value lies on the wrong side (a higher p99
     under a "<" bar), so that among repetitions of equal status the one nearest failing stands for them."""
     value = v.observed if isinstance(v.observed, (int, float)) and math.isfinite(v.observed) else 0.0
-    direction = {"<": 1, "<=": 1, ">": -1, ">=": -1}.get(v.criterion.comparison, 0)
+    if v.criterion.comparison == "within":
+        value = abs(value)
+    direction = {"<": 1, "<=": 1, ">": -1, ">=": -1, "within": 1}.get(v.criterion.comparison, 0)
     return SEVERITY[v.status], direction * value
 
 

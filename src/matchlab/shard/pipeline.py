@@ -363,7 +363,9 @@ class OrderPipeline:
 
     def _on_durable(self, attachments: list[tuple], durable_at: float) -> None:
         wal_hist = self.metrics.wal_append
-        ring = self.ring if not self.match_delay_s else []
+        # While any group is held (the delay was on), later ones queue behind it: journal order holds.
+        holding = bool(self.match_delay_s or self._held)
+        ring = self.ring if not holding else []
         for entry in attachments:
             op = entry[0]
             if op == OP_EVENT:
@@ -372,7 +374,7 @@ class OrderPipeline:
             if op == OP_ORDER:
                 wal_hist.observe(durable_at - entry[3])
             ring.append(entry)
-        if self.match_delay_s:
+        if holding:
             if ring:
                 self._hold(ring)
             return

@@ -20,6 +20,7 @@ import asyncio
 import logging
 from time import perf_counter
 
+import orjson
 from aiohttp import web
 
 from matchlab.admin_auth import admin_middleware
@@ -48,6 +49,8 @@ from matchlab.shard.pipeline import OrderConflict, OrderPipeline
 from matchlab.shard.wal import WalError
 
 log = logging.getLogger(__name__)
+# An injected delay beyond this is no calibration of a 200 ms bar, just a stalled shard.
+MAX_INJECTED_DELAY_MS = 1000.0
 
 SHUTDOWN_GRACE_S = 10.0
 PRODUCER_FLUSH_S = 10.0
@@ -131,6 +134,23 @@ class ShardServer:
             return rejection(503, journal_reason(exc))
         return json_response(200, {"status": "RESET", "shardId": self.config.shard_id})
 
+    async def post_inject(self, request: web.Request) -> web.Response:
+        """Set the injected match delay while running (the harness's power check: a known effect in one arm)."""
+        body = await read_json_body(request, MAX_ORDER_BYTES)
+        if isinstance(body, Reply):
+            return to_response(body)
+        try:
+            delay_ms = float(orjson.loads(body)["matchDelayMs"])
+        except (ValueError, KeyError, TypeError):
+            return rejection(400, 'send {"matchDelayMs": <milliseconds, 0 to 1000>}')
+        if not 0 <= delay_ms <= MAX_INJECTED_DELAY_MS:
+            return rejection(400, f"matchDelayMs must lie in 0..{MAX_INJECTED_DELAY_MS}, got {delay_ms:g}")
+        if delay_ms:
+            log.warning("injected match delay set to %g ms: orders wait that long before matching (a calibration "
+                        "effect; never in a real deployment)", delay_ms)
+        self.pipeline.match_delay_s = delay_ms / 1000
+        return json_response(200, {"matchDelayMs": delay_ms, "shardId": self.config.shard_id})
+
     async def get_book(self, request: web.Request) -> web.Response:
         book = self.engine.books.get(request.match_info["symbol"])
         if book is None:
@@ -171,6 +191,7 @@ class ShardServer:
         app.router.add_post("/orders", self.post_order)
         app.router.add_post("/seed", self.post_seed)
         app.router.add_post("/admin/reset", self.post_reset)
+        app.router.add_post("/admin/inject", self.post_inject)
         app.router.add_get("/book/{symbol}", self.get_book)
         app.router.add_get("/admin/stats", self.get_stats)
         app.router.add_get("/health", self.get_health)

@@ -76,5 +76,12 @@ class Stack:
                           timeout=CONTROL_TIMEOUT_S)
         resp.raise_for_status()
 
+    def inject_match_delay(self, shard: str, delay_ms: float) -> None:
+        """Make every order of ``shard`` wait ``delay_ms`` between durable and matched (0: stop); a known
+        effect for the experiments' power checks."""
+        resp = httpx.post(f"{self.endpoints.shards[shard]}/admin/inject", headers=self.endpoints.admin_headers,
+                          json={"matchDelayMs": delay_ms}, timeout=CONTROL_TIMEOUT_S)
+        resp.raise_for_status()
+
     def book(self, shard: str, symbol: str) -> dict:
         return httpx.get(f"{self.endpoints.shards[shard]}/book/{symbol}", timeout=CONTROL_TIMEOUT_S).json()
