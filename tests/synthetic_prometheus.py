@@ -137,12 +137,14 @@ def model_shard(
     rss: Callable[[float], float] = lambda t: 60e6,
     sync_scale: Callable[[float], float] | None = None,
     cpu_per_order: Callable[[float], float] | None = None,
+    episode_sd: float = 0.0,
     seed: int = 1,
 ) -> None:
     """One shard's metrics: orders accepted at a rate, matched (a fraction of them) with a latency
     distribution (lognormal, median 2 ms, times ``latency_scale``), fills, depth, queue fill, memory;
     with ``sync_scale``, one journal sync per order (lognormal, median 0.4 ms, times the scale); with
-    ``cpu_per_order``, the process's CPU seconds."""
+    ``cpu_per_order``, the process's CPU seconds; with ``episode_sd``, each scrape interval's latencies are
+    slower or faster together (lognormal, that spread): the episodes that make blocks differ."""
     rng = random.Random(seed)
     times = step_times(start, end)
     rate = orders_per_s if callable(orders_per_s) else (lambda t: orders_per_s)
@@ -153,7 +155,7 @@ def model_shard(
         orders += n
         done = round(n * matched_fraction(t))
         matches += done * fills_per_order(t)
-        scale = latency_scale(t)
+        scale = latency_scale(t) * (rng.lognormvariate(0.0, episode_sd) if episode_sd else 1.0)
         hist.append((t, [scale * rng.lognormvariate(math.log(0.002), 0.35) for _ in range(done)]))
         if sync_scale is not None:
             syncs.append((t, [sync_scale(t) * rng.lognormvariate(math.log(0.0004), 0.35) for _ in range(round(n))]))

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from matchlab.experiment.criteria import Context, error_rate
+from matchlab.experiment.measures import decide
 from matchlab.experiment.profiles import QUICK
 from matchlab.experiment.record import ExperimentRecord, PhaseRecord
 from matchlab.experiment.registry import build
@@ -71,12 +72,12 @@ def test_error_rate_counts_only_this_run_s_series(prometheus, trivial_server):
         for labels in ({"run": RUN_ID, "experiment": "A2"}, {"run": f"{RUN_ID}-0000", "experiment": "A2"},
                        {"experiment": "A2"}):
             forge(prometheus.remote_write_url, labels, errors=10 * result.ok)
-        verdict = error_rate(Context(prom, RUN_ID, QUICK), criterion, exp, ("a",), via_gateway=False)
+        verdict = decide(criterion, error_rate(Context(prom, RUN_ID, QUICK), exp, ("a",), via_gateway=False))
         assert verdict.passed and verdict.observed == 0.0, verdict
         assert run_label(RUN_ID) in verdict.query
         # The same forgery under the real label is counted: the selector is what keeps it out.
         forge(prometheus.remote_write_url, {"run": run_label(RUN_ID), "experiment": "A2"}, errors=10 * result.ok)
-        forged = error_rate(Context(prom, RUN_ID, QUICK), criterion, exp, ("a",), via_gateway=False)
+        forged = decide(criterion, error_rate(Context(prom, RUN_ID, QUICK), exp, ("a",), via_gateway=False))
         assert not forged.passed and forged.observed > 0.5, forged
     finally:
         prom.close()

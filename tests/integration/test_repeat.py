@@ -15,12 +15,13 @@ import re
 import pytest
 
 from matchlab.compare.runs import compare_runs, load_results, samples, window_histogram
+from matchlab.experiment import catalog
 from matchlab.experiment import suite as suite_module
-from matchlab.experiment.criteria import SCRAPE_S
-from matchlab.experiment.evidence import latency_verdict
+from matchlab.experiment.catalog import SHARD_A, Experiment, Search
 from matchlab.experiment.profiles import QUICK
 from matchlab.experiment.record import ExperimentRecord, RunRecord
-from matchlab.experiment.suite import SHARD_A, Suite
+from matchlab.experiment.registry import build
+from matchlab.experiment.suite import Suite
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.stack.spec import Topology
 
@@ -37,13 +38,12 @@ def run_t1(s: Suite) -> ExperimentRecord:
     return exp
 
 
-def judge_t1(s: Suite, exp: ExperimentRecord) -> list:
-    ctx, phase = s.context(Topology.SINGLE), exp.phases[0]  # the whole phase: a few scrapes
-    return [latency_verdict(ctx.prom, ctx.criterion("A2.p99"), "a", phase.start, phase.end + SCRAPE_S)]
-
-
 def test_repeat_runs_an_experiment_n_times_and_compare_uses_every_sample(stack_pool, tmp_path, monkeypatch):
-    monkeypatch.setitem(suite_module.EXPERIMENTS, "T1", suite_module._Entry(Topology.SINGLE, run_t1, judge_t1))
+    # T1: a 10 s phase on shard a, judged by A2's p99 measure (its window: the phase after 5 s of warm-up).
+    monkeypatch.setitem(catalog.EXPERIMENTS, "T1", Experiment("T1", "repeat test", "ASR 1", Topology.SINGLE,
+                                                              Search(run_t1)))
+    monkeypatch.setattr(suite_module, "criteria_of",
+                        lambda profile, exp_id: [build(profile)["A2.p99"]] if exp_id == "T1" else [])
     lines: list[str] = []
     record = RunRecord("local", "quick", QUICK.scaling_note, {"complete": "yes"})
     suite = Suite(stack_pool.get, record, QUICK, "run-repeat-test", lines.append, repeat=REPEAT)

@@ -16,6 +16,7 @@ import pytest
 
 from matchlab.errors import PrerequisiteError
 from matchlab.experiment.criteria import Context, error_rate
+from matchlab.experiment.measures import decide
 from matchlab.experiment.profiles import QUICK
 from matchlab.experiment.record import ExperimentRecord, RunRecord
 from matchlab.experiment.registry import build
@@ -51,7 +52,7 @@ def test_the_admin_token_never_reaches_logs_reports_or_results(tmp_path, caplog)
         runner.drive(exp, "A2", route, LoadProfile.constant(20, 3), runner.source(route, "tok"), None)
         record.experiments["A2"] = exp
         ctx = Context(stack.prometheus(), run_dir.name, QUICK)
-        record.add_verdicts([error_rate(ctx, build(QUICK)["A2.error_rate"], exp, ("a",), via_gateway=False)])
+        record.add_verdicts([decide(build(QUICK)["A2.error_rate"], error_rate(ctx, exp, ("a",), via_gateway=False))])
         record.facts.update(backend.facts())
         record.log_tails = backend.log_tails()
         # Even a failing admin call's error text (what a report would show) carries no token.

@@ -206,3 +206,21 @@ def units_from_arms(baselines: Sequence[Sequence[np.ndarray]], treated: Sequence
         for j in range(min(len(baselines[k]), len(arm), len(baselines[k + 1]))):
             units.append(Unit(k, baselines[k][j], arm[j], baselines[k + 1][j]))
     return units
+
+
+def pooled_quantile(cells: Cells, blocks: Sequence[np.ndarray], q: float = 0.99, alpha: float = 0.05,
+                    resamples: int = RESAMPLES, seed: int = SEED) -> tuple[float, float, float] | None:
+    """One window's pooled q-quantile with a (1 - alpha) percentile bootstrap over its blocks (a latency bar judged
+    on its interval); None without samples. With fewer than MIN_BLOCKS blocks the interval is the estimate's own."""
+    if not blocks:
+        return None
+    counts = np.stack(blocks)
+    estimate = float(quantiles(cells, counts.sum(axis=0), q)[0])
+    if not math.isfinite(estimate):
+        return None
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(blocks), size=(resamples, len(blocks)))
+    weights = np.zeros((resamples, len(blocks)))
+    np.add.at(weights, (np.repeat(np.arange(resamples), len(blocks)), draws.ravel()), 1.0)
+    low, high = np.nanpercentile(quantiles(cells, weights @ counts, q), [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return estimate, float(low), float(high)

@@ -1,16 +1,20 @@
-"""DESIGN.md §6 criteria, evaluated from Prometheus over each experiment's own windows.
+"""The measures behind the criteria: each reads Prometheus over an experiment's own windows and returns a
+typed ``Measurement`` (``measures.decide`` turns it into the verdict, by one rule for all).
 
-Every verdict keeps the exact PromQL it was computed from (with its
-evaluation time), a detail line with the numbers behind it and, where the
-data cannot decide, why and what would. Criteria come from the registry by
-id; this module only measures and decides.
+Every measurement keeps the exact query it was computed from, a detail line
+with the numbers behind it, its interval where the data give one and, where
+the experiment itself says the data cannot decide or the evidence does not
+hold together, why. The catalog (``catalog.py``) pairs each registry
+criterion with its measure.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from matchlab.compare.blocks import pooled_quantile
 from matchlab.experiment import registry as reg
 from matchlab.experiment.comparisons import attribution, rise_measurement
 from matchlab.experiment.cycle_design import GUARD_S, TAIL_S, CycleDesign
@@ -19,29 +23,21 @@ from matchlab.experiment.evidence import (
     counter_delta,
     counter_increase,
     depth_excursion,
-    latency_verdict,
     queue_fill,
     remote_written,
 )
-from matchlab.experiment.measures import decide
+from matchlab.experiment.measures import Measurement
 from matchlab.experiment.profiles import ProfileSettings
 from matchlab.experiment.record import ExperimentRecord, PhaseRecord
 from matchlab.experiment.scrape_blocks import read_blocks
 from matchlab.loadgen.run_label import run_matcher
+from matchlab.observe.histograms import Buckets
 from matchlab.observe.promql import PromClient
-from matchlab.observe.verdicts import (
-    Criterion,
-    Status,
-    Verdict,
-    inconclusive,
-    judge,
-    monotonic_growth,
-    no_data,
-    render,
-    sustained,
-)
+from matchlab.observe.verdicts import LATENCY, RATIO, Criterion, mann_kendall, render, sustained
 
 MAX_SIDES_DISAGREEMENT = 0.01  # client and server error ratios may differ by one percentage point
+MIN_BLOCKS_FOR_INTERVAL = 4  # a window's p99 interval comes from its blocks when it has this many
+Z_95 = 1.96
 
 
 @dataclass(frozen=True)
@@ -96,11 +92,39 @@ def forecast_note(phase: PhaseRecord) -> str:
     return "the rate from the warm-up's measured fills per order; "
 
 
-# -- shared criteria ---------------------------------------------------------------
+# -- shared measures ---------------------------------------------------------------
 
 
-def error_rate(ctx: Context, crit: Criterion, exp: ExperimentRecord, shards: tuple[str, ...], via_gateway: bool) -> Verdict:
-    """The larger of the client's, the remote-written and the server's non-200 ratios; FAIL if they disagree."""
+def p99(ctx: Context, shard: str, start: float, end: float, note: str = "") -> Measurement:
+    """One shard's pooled p99 over a window, with a bootstrap interval over the window's blocks (one per scrape):
+    a latency near its bar is judged on where that interval lies, not on the point."""
+    series = read_blocks(ctx.prom, f'shard="{shard}"', start, end)
+    blocks = series.within(start, end) if series.cells is not None else []
+    query = f"quantile 0.99 of {series.query}, pooled over the window"
+    found = pooled_quantile(series.cells, [b.counts for b in blocks]) if blocks else None
+    if found is None:
+        return Measurement(None, query, f"no orders matched on shard {shard} in the window", window=(start, end))
+    estimate, low, high = found
+    pooled = sum(b.counts for b in blocks)
+    n = int(pooled.sum())
+    buckets = _buckets(series.cells.upper, pooled)
+    if len(blocks) < MIN_BLOCKS_FOR_INTERVAL:
+        low, high = buckets.interval(0.99)  # too few blocks to resample: the rank band of its orders
+    detail = f"shard {shard}: p99 {render(estimate, LATENCY)}" + (f"; {note}" if note else "")
+    evidence = {"kind": "quantile", "q": 0.99, "shard": shard, "buckets": buckets.to_dict()}
+    return Measurement(estimate, query, detail, interval=(low, high), level=0.95, n=n, blocks=len(blocks),
+                       window=(start, end),
+                       evidence=evidence)
+
+
+def _buckets(uppers, counts) -> Buckets:
+    """The pooled blocks as a cumulative bucket vector (what a comparison of runs reads back)."""
+    bounds = [*(float(u) for u in uppers[:-1]), math.inf]  # the last cell is the +Inf bucket
+    return Buckets.from_pairs(list(zip(bounds, counts.cumsum().tolist())))
+
+
+def error_rate(ctx: Context, exp: ExperimentRecord, shards: tuple[str, ...], via_gateway: bool) -> Measurement:
+    """The larger of the client's, the remote-written and the server's non-200 ratios; fails if they disagree."""
     start, end = exp.start - SCRAPE_S, exp.end + 2 * SCRAPE_S
     sel = f'{run_matcher(ctx.run_id)},experiment="{exp.id}"'
     client_total = sum(p.load.scheduled for p in exp.phases)
@@ -121,204 +145,162 @@ def error_rate(ctx: Context, crit: Criterion, exp: ExperimentRecord, shards: tup
     client = client_bad / client_total if client_total else None
     server = server_bad / server_total if server_total and server_bad is not None else None
     remote_total = rw_total.get("")
-    remote = None
-    if remote_total:
-        remote = sum(v for k, v in rw_by_status.items() if k != "200") / remote_total
+    remote = sum(v for k, v in rw_by_status.items() if k != "200") / remote_total if remote_total else None
     sides = {"client": client, "remote-written": remote, server_name: server}
     known = {k: v for k, v in sides.items() if v is not None}
     query = f"{q1}; sum by (status) of the same; {q3}"
-    detail = "; ".join(f"{k} {render(v, crit.unit)}" for k, v in sides.items())
+    detail = "; ".join(f"{k} {render(v, RATIO)}" for k, v in sides.items())
     detail += f" (client: {client_bad:,} of {client_total:,} scheduled failed or were dropped)"
     if (client is None and server is None) or remote is None:
-        return no_data(crit, query, detail + "; a side had no requests (remote write or server counters missing)")
-    ratio = max(known.values())
+        return Measurement(None, query, detail + "; a side had no requests (remote write or server counters missing)")
     spread = max(known.values()) - min(known.values())
-    if spread > MAX_SIDES_DISAGREEMENT:
-        return Verdict(crit, ratio, Status.FAIL, query,
-                       detail + f"; the sides disagree by {spread:.1%} (> 1 point): the evidence does not hold together")
-    return judge(crit, ratio, query, detail)
+    fails = (f"the sides disagree by {spread:.1%} (> 1 point): the evidence does not hold together"
+             if spread > MAX_SIDES_DISAGREEMENT else "")
+    return Measurement(max(known.values()), query, detail, n=client_total, fails=fails)
 
 
-def queue_verdict(ctx: Context, crit: Criterion, shards: tuple[str, ...], start: float, end: float) -> Verdict:
+def queue(ctx: Context, shards: tuple[str, ...], start: float, end: float) -> Measurement:
     fill, query = queue_fill(ctx.prom, shards, start, end)
-    return judge(crit, fill, query, f"shards {', '.join(shards)}; fill sampled at each scrape", (start, end))
+    return Measurement(fill, query, f"shards {', '.join(shards)}; fill sampled at each scrape", window=(start, end))
 
 
-def depth_verdict(ctx: Context, crit: Criterion, shards: tuple[str, ...], start: float, end: float) -> Verdict:
+def depth(ctx: Context, shards: tuple[str, ...], start: float, end: float) -> Measurement:
     d = depth_excursion(ctx.prom, shards, start, end)
-    if d.factor is None:
-        return no_data(crit, d.query, d.detail, (start, end))
-    return judge(crit, d.factor, d.query, d.detail, (start, end))
+    return Measurement(d.factor, d.query, d.detail, window=(start, end))
+
+
+def phase_p99(ctx: Context, exp: ExperimentRecord, shard: str, phase: str | None = None,
+              excluded_note: bool = False) -> Measurement:
+    """A shard's p99 over one phase's measured window (the first phase by default)."""
+    ph = exp.phase(phase) if phase else exp.phases[0]
+    start, end = measured_window(ph, ctx.profile)
+    note = client_p99_note(ph) + (f"; first {start - ph.start:g} s excluded" if excluded_note else "")
+    return p99(ctx, shard, start, end, note)
 
 
 # -- ASR 1 -------------------------------------------------------------------------
 
 
-def a2_verdicts(ctx: Context, exp: ExperimentRecord) -> list[Verdict]:
-    phase = exp.phases[0]
-    start, end = measured_window(phase, ctx.profile)
-    note = client_p99_note(phase) + f"; first {ctx.profile.warmup_exclusion_s:g} s excluded"
-    return [
-        latency_verdict(ctx.prom, ctx.criterion("A2.p99"), "a", start, end, note),
-        latency_verdict(ctx.prom, ctx.criterion("A2.p99_secondary"), "a", start, end, note),
-        error_rate(ctx, ctx.criterion("A2.error_rate"), exp, ("a",), via_gateway=False),
-        queue_verdict(ctx, ctx.criterion("A2.queue"), ("a",), start, end),
-        depth_verdict(ctx, ctx.criterion("A2.depth"), ("a",), start, phase.end),
-    ]
-
-
-def a3_verdicts(ctx: Context, exp: ExperimentRecord) -> list[Verdict]:
-    out = []
-    for phase in exp.phases:
-        start, end = measured_window(phase, ctx.profile)
-        out.append(latency_verdict(ctx.prom, ctx.criterion(f"A3.p99.{phase.name}"), "a", start, end,
-                                   client_p99_note(phase)))
-    return out
-
-
-def rise_verdict(ctx: Context, crit_id: str, exp: ExperimentRecord, shard: str, design: CycleDesign,
-                 alpha: float | None = None) -> Verdict:
-    """A comparison's p99 rise judged at a look (``alpha``: that look's error rate); without ``alpha``, the final
-    verdict: at the last look's error rate, with the attribution (what else moved between the arms) as detail."""
-    final = alpha is None
+def rise(ctx: Context, crit_id: str, exp: ExperimentRecord, design: CycleDesign,
+         alpha: float | None = None) -> Measurement:
+    """A comparison's p99 rise at a look (``alpha``: that look's error rate); without ``alpha``, the final
+    measurement: at the last look's error rate, with the attribution (what else moved between the arms)."""
     crit = ctx.criterion(crit_id)
     log = exp.cycles
     if log is None:
-        return no_data(crit, "no cycles", f"{exp.id} ran no cycles")
+        return Measurement(None, "no cycles", f"{exp.id} ran no cycles")
+    final = alpha is None
     if alpha is None:
         alpha = log.looks[-1].level if log.looks else design.looks.levels()[-1]
-    m = rise_measurement(ctx.prom, exp, log, shard, alpha, design, crit.comparison, crit.threshold)
-    context = f"{log.cycles} cycles ({log.design})" + (f"; {log.stopped}" if log.stopped else "")
-    m = m.with_detail(f"{context}; {log.isolation}")
+    m = rise_measurement(ctx.prom, exp, log, log.shard, alpha, design, crit.comparison, crit.threshold)
+    m = m.with_detail(f"{log.cycles} cycles ({log.design})" + (f"; {log.stopped}" if log.stopped else "")
+                      + f"; {log.isolation}")
     if final:
         why = attribution(ctx.prom, exp, log)
         m = m.with_detail(why) if why else m
-    return decide(crit, m)
+    return m
 
 
-def treated_blocks_orders(ctx: Context, exp: ExperimentRecord, shard: str) -> tuple[float | None, int, str]:
-    """(orders matched in the treated arms' blocks, orders the schedule sent in those blocks, query)."""
-    arms = exp.cycles.phases(exp, True) if exp.cycles else []
+def scheduled_between(phase: PhaseRecord, start: float, end: float) -> int:
+    """Requests the schedule sent in [start, end), by the second they were due."""
+    return sum(s.scheduled for s in phase.load.timeline if start <= phase.start + s.second < end)
+
+
+def outage_orders(ctx: Context, exp: ExperimentRecord) -> Measurement:
+    """Orders matched in the outage arms' blocks over the orders due in them. A matcher that stalls on the
+    broker completes them only after the outage, and its blocks hold fewer."""
+    log = exp.cycles
+    arms = log.phases(exp, True) if log else []
     if not arms:
-        return None, 0, "no treated arms"
-    series = read_blocks(ctx.prom, f'shard="{shard}"', arms[0].start - 10, arms[-1].end + 10)
+        return Measurement(None, "no outage arms", "A4 ran no outage arm")
+    series = read_blocks(ctx.prom, f'shard="{log.shard}"', arms[0].start - 10, arms[-1].end + 10)
     matched, sent = 0.0, 0
     for phase in arms:
         for b in series.within(phase.start + GUARD_S, phase.end + TAIL_S):
             matched += b.n
             sent += scheduled_between(phase, b.start, b.end)
-    return (matched if series.cells is not None else None), sent, series.query
+    if series.cells is None or not sent:
+        return Measurement(None, series.query, f"{sent} orders were due in the outage arms' blocks; shard "
+                                               f"{log.shard}'s histogram has {len(series.blocks)} blocks")
+    return Measurement(matched / sent, series.query, f"{matched:,.0f} orders matched in the outage arms' blocks, "
+                       f"{sent:,} were due in them (all flows on shard {log.shard})", n=sent)
 
 
-def scheduled_between(phase: PhaseRecord, start: float, end: float) -> int:
-    """Requests the schedule sent in [start, end), by the second they were due."""
-    rows = phase.load.timeline
-    return sum(s.scheduled for s in rows if start <= phase.start + s.second < end)
-
-
-def a4_verdicts(ctx: Context, exp: ExperimentRecord, lost_events: Callable[[], tuple[int, int, int]],
-                alpha: float | None = None) -> list[Verdict]:
-    decoupling = rise_verdict(ctx, "A4.decoupling", exp, "a", ctx.profile.a4_cycles, alpha)
-    expected, found, duplicates = lost_events()
-    events = judge(ctx.criterion("A4.events_lost"), float(max(0, expected - found)),
-                   'me_matches_total{shard="a"} vs distinct matchIds "a-*" read back from topic `matches`',
-                   f"{expected} matches counted, {found} distinct events on the topic, {duplicates} duplicates")
-    # Orders count for the outage by when they were due, and as matched by the shard's own histogram in the
-    # same blocks: a matcher that stalls on the broker completes them only after the outage, and its blocks
-    # hold fewer.
-    done, sent, query = treated_blocks_orders(ctx, exp, "a")
-    crit = ctx.criterion("A4.outage_orders")
-    if not sent:
-        orders = no_data(crit, query, "the schedule sent nothing in the outage arms' blocks")
-    elif done is None:
-        orders = no_data(crit, query, f"{sent} orders were due in the outage arms, shard a's histogram has no samples")
-    else:
-        orders = judge(crit, done / sent, query, f"{done:,.0f} orders matched in the outage arms' blocks, {sent:,} "
-                       "were due in them (all flows on shard a)")
-    return [decoupling, events, orders]
+def events_lost(lost: Callable[[], tuple[int, int, int]]) -> Measurement:
+    expected, found, duplicates = lost()
+    return Measurement(float(max(0, expected - found)),
+                       'me_matches_total{shard="a"} vs distinct matchIds "a-*" read back from topic `matches`',
+                       f"{expected} matches counted, {found} distinct events on the topic, {duplicates} duplicates",
+                       n=expected)
 
 
 # -- ASR 2 -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class MatchEvidence:
-    """The match count of a window from Prometheus' raw samples and from the events topic."""
+def match_rate_windows(ctx: Context, start: float, end: float) -> tuple[list[tuple[float, float]], dict, str]:
+    """The aggregate match rate per scrape over trailing windows of ``rate_window_s``, from each shard's raw
+    counter deltas (no extrapolation): (points, per-shard (first, last) raw sample, query)."""
+    window = ctx.profile.rate_window_s
+    query = f"me_matches_total[{max(5, math.ceil(end - start))}s]"
+    per_shard: dict[str, list[tuple[float, float]]] = {}
+    for s in ctx.prom.query_matrix(query, at=end):
+        pts = [(t, v) for t, v in s.points if start <= t <= end]
+        if len(pts) >= 2:
+            per_shard.setdefault(s.labels.get("shard", "?"), []).extend(pts)
+    rates: dict[str, list[tuple[float, float]]] = {}
+    for shard, pts in per_shard.items():
+        pts.sort()
+        out = []
+        for j, (t, v) in enumerate(pts):
+            back = [(t0, v0) for t0, v0 in pts[:j] if t - t0 >= window - 0.5]
+            if back:
+                t0, v0 = back[-1]
+                out.append((t, (v - v0) * 60.0 / (t - t0)))
+        rates[shard] = out
+    if not rates or not all(rates.values()):
+        return [], {}, query
+    # On a 5 s grid: each shard's latest trailing rate at or before the grid time, summed over the shards.
+    first = max(r[0][0] for r in rates.values())
+    last = min(r[-1][0] for r in rates.values())
+    points, t = [], first
+    while t <= last + 1e-6:
+        total = sum(max((p for p in r if p[0] <= t + 1e-6), key=lambda p: p[0])[1] for r in rates.values())
+        points.append((t, total))
+        t += SCRAPE_S
+    spans = {shard: (pts[0][0], pts[-1][0]) for shard, pts in per_shard.items()}
+    return points, spans, f"{query} @ {end:.0f} (raw samples: each shard's delta over trailing {window} s windows)"
 
-    prometheus: float | None
-    events: int | None
-    windows: dict[str, tuple[float, float]]  # per shard: its first and last raw sample in the window
-    query: str
 
-
-def b2_verdicts(ctx: Context, b2: ExperimentRecord, count_events: Callable[[dict[str, tuple[float, float]], int], int]) -> list[Verdict]:
-    phase, p = b2.phases[0], ctx.profile
-    start, end = measured_window(phase, p)
-    abc = reg.SHARDS
-    out = [sustained_verdict(ctx, b2, phase, count_events)]
-    out.append(_events_agree(ctx, ctx.criterion("B2.events_agree"), phase, count_events))
-    for shard in abc:
-        out.append(latency_verdict(ctx.prom, ctx.criterion(f"B2.p99.{shard}"), shard, start, end, client_p99_note(phase)))
-    out.append(error_rate(ctx, ctx.criterion("B2.error_rate"), b2, abc, via_gateway=True))
-    out.append(queue_verdict(ctx, ctx.criterion("B2.queue"), abc, start, end))
-    out.append(depth_verdict(ctx, ctx.criterion("B2.depth"), abc, start, phase.end))
-    return out
-
-
-def match_rate_series(ctx: Context, start: float, end: float) -> tuple[list[tuple[float, float]], str]:
-    rw = ctx.profile.rate_window_s
-    query = f"sum(rate(me_matches_total[{rw}s])) * 60"
-    # The first point's rate window must lie inside the open-loop window too.
-    series = ctx.prom.query_range(query, start + rw, end, SCRAPE_S)
-    return (series[0].points if series else []), f"query_range {query} [{start + rw:.0f}, {end:.0f}] step {SCRAPE_S:g}s"
-
-
-def sustained_verdict(ctx: Context, exp: ExperimentRecord, phase: PhaseRecord,
-                      count_events: Callable[[dict[str, tuple[float, float]], int], int]) -> Verdict:
-    """The open-loop window's match rate against the bar; a shortfall is attributed from evidence."""
-    crit, p = ctx.criterion("B2.sustained"), ctx.profile
+def sustained_rate(ctx: Context, exp: ExperimentRecord) -> Measurement:
+    """The open-loop window's longest stretch at or above the bar; a shortfall the system caused fails, one the
+    flow caused (it offered less than the bar) cannot decide."""
+    phase, p = exp.phases[0], ctx.profile
     start = phase.marks.get("measured", phase.start)
-    points, query = match_rate_series(ctx, start, phase.end)
+    points, _, query = match_rate_windows(ctx, start, phase.end + SCRAPE_S)
     if not points:
-        return no_data(crit, query)
+        return Measurement(None, query, "no shard has two raw samples in the window")
     s = sustained(points, reg.ASR2_BAR, SCRAPE_S)
     ok = s.longest_above_s >= p.sustain_s and s.longest_below_s <= p.max_gap_s
-    rate = phase.extra.get("fixed_order_rate")
-    fixed = (f"open loop at {rate:,.1f} orders/s fixed after {start - phase.start:.0f} s of warm-up, "
-             f"{forecast_note(phase)}" if phase.extra.get("steered", True) else f"open loop from the start{unsteered_note(phase)}; ")
-    detail = (fixed if rate else "") + (
-        f"longest stretch >= {reg.ASR2_BAR:,.0f}/min: {s.longest_above_s:.0f} s (need {p.sustain_s:g} s); longest "
-        f"below: {s.longest_below_s:.0f} s (allowed {p.max_gap_s:g} s); minimum {s.minimum:,.0f}/min, "
-        f"mean {s.mean:,.0f}/min over {len(points)} points")
-    window = (start + p.rate_window_s, phase.end)
+    offered = phase.extra.get("offered", {})
+    detail = (f"open loop at {phase.order_rate:,.1f} orders/s from the start, the first {start - phase.start:.0f} s "
+              f"excluded" + (f"; the replica of the seeded books forecast {offered['mean']:,.0f} matches/min per "
+                             f"window on average (sd {offered['sd']:,.0f}, lowest {offered['minimum']:,.0f}): the bar "
+                             f"plus {offered['sigmas']:g} sd" if offered else "")
+              + f"; longest stretch >= {reg.ASR2_BAR:,.0f}/min: {s.longest_above_s:.0f} s (need {p.sustain_s:g} s); "
+              f"longest below: {s.longest_below_s:.0f} s (allowed {p.max_gap_s:g} s); minimum {s.minimum:,.0f}/min, "
+              f"mean {s.mean:,.0f}/min over {len(points)} windows")
+    window = (start, phase.end)
     if ok:
-        return Verdict(crit, s.longest_above_s, Status.PASS, query, detail, window)
-    behind = fell_behind(ctx, exp, phase, start)
+        return Measurement(s.longest_above_s, query, detail, window=window)
+    behind = fell_behind(ctx, phase, start)
     if behind:
-        return Verdict(crit, s.longest_above_s, Status.FAIL, query, f"{detail}; the system fell behind: {behind}", window)
-    return inconclusive(crit, s.longest_above_s, query, f"{detail}; the system kept up (no errors, no queue, latency "
-                        f"under the bar): {flow_shortfall(ctx, phase, start)}", window)
+        return Measurement(s.longest_above_s, query, detail, window=window, fails=f"the system fell behind: {behind}")
+    return Measurement(s.longest_above_s, query, detail, window=window,
+                       undecidable="the system kept up (no errors, no queue, latency under the bar), so the flow "
+                                   "offered less than the bar: the experiment did not test it")
 
 
-def flow_shortfall(ctx: Context, phase: PhaseRecord, start: float) -> str:
-    """Why a system that kept up still made fewer matches: the flow offered fewer (fills per order fell)."""
-    end = phase.end + SCRAPE_S
-    matches, _ = counter_increase(ctx.prom, "me_matches_total", start, end)
-    orders, _ = counter_increase(ctx.prom, "me_orders_received_total", start, end)
-    m, o = matches.get(""), orders.get("")
-    rate = phase.extra.get("fixed_order_rate")
-    why = "the experiment did not offer the match rate it is meant to test, so the data cannot decide"
-    if not m or not o or not rate:
-        return why
-    fills = m / o
-    d = depth_excursion(ctx.prom, reg.SHARDS, start, phase.end)
-    book = ("the books moved " + f"{d.factor:.2f}x from their start" if d.factor is not None else "book depth unknown")
-    return (f"at the fixed {rate:,.1f} orders/s the flow made {fills:.3f} fills per order ({book}), offering "
-            f"{rate * fills * 60:,.0f} matches/min against the {reg.ASR2_BAR:,.0f} bar: {why}; a run whose flow "
-            f"offers the bar would (fills per order drift with the book)")
-
-
-def fell_behind(ctx: Context, exp: ExperimentRecord, phase: PhaseRecord, start: float) -> str:
+def fell_behind(ctx: Context, phase: PhaseRecord, start: float) -> str:
     """Evidence that the system, not the flow, caused a shortfall; empty when there is none."""
     reasons = []
     load = phase.load
@@ -334,120 +316,139 @@ def fell_behind(ctx: Context, exp: ExperimentRecord, phase: PhaseRecord, start: 
     return "; ".join(reasons)
 
 
-def _events_agree(ctx: Context, crit: Criterion, phase: PhaseRecord, count_events) -> Verdict:
+def replica_agreement(ctx: Context, exp: ExperimentRecord,
+                      replica: Callable[[dict[str, tuple[float, float]]], dict[str, int] | None]) -> Measurement:
+    """|the shards' matches - the replica's matches for the orders sent| / the replica's, per shard's own scrapes:
+    a margin above the bar cannot hide a matcher that makes fewer fills than it should."""
+    phase = exp.phases[0]
     start = phase.marks.get("measured", phase.start)
-    ev = window_match_counts(ctx, start, phase.end + SCRAPE_S, count_events)
-    if ev.prometheus is None or ev.events is None:
-        return no_data(crit, ev.query, f"Prometheus {ev.prometheus}, events {ev.events}")
-    diff = abs(ev.prometheus - ev.events) / max(ev.events, 1)
-    spans = ", ".join(f"{s} {t1 - t0:.0f} s" for s, (t0, t1) in sorted(ev.windows.items()))
-    return judge(crit, diff, ev.query,
-                 f"{ev.prometheus:,.0f} matches counted by the shards between each one's first and last scrape in the "
-                 f"window ({spans}), {ev.events:,} distinct MATCH_EXECUTED events stamped in the same intervals",
-                 (start, phase.end))
+    _, spans, query = match_rate_windows(ctx, start, phase.end + SCRAPE_S)
+    if not spans:
+        return Measurement(None, query, "no shard has two raw samples in the window")
+    measured = 0.0
+    for s in ctx.prom.query_matrix(query.split(" @ ")[0], at=phase.end + SCRAPE_S):
+        t0, t1 = spans.get(s.labels.get("shard", "?"), (None, None))
+        vals = {t: v for t, v in s.points}
+        if t0 in vals and t1 in vals:
+            measured += vals[t1] - vals[t0]
+    expected = replica(spans)
+    if expected is None:
+        return Measurement(None, query, "no replica of this flow (a flow the harness did not seed, or load from "
+                                        "elsewhere)")
+    want = sum(expected.values())
+    if want <= 0:
+        return Measurement(None, query, "the replica forecast no fills for the orders sent")
+    detail = (f"the shards made {measured:,.0f} matches between each one's first and last scrape of the window; a "
+              f"replica of the seeded books, fed the orders the schedule sent in those intervals, made {want:,}")
+    if phase.load.dropped or sum(phase.load.errors.values()):
+        detail += " (the load dropped or lost requests: their orders are counted as sent, so the replica runs ahead)"
+    return Measurement(abs(measured - want) / want, query, detail, n=want)
 
 
-def window_match_counts(ctx: Context, start: float, end: float, count_events) -> MatchEvidence:
-    """Per shard: the counter's delta between its first and last raw sample in the window, and the
-    events that shard stamped between those two scrapes."""
+def events_agree(ctx: Context, exp: ExperimentRecord, count_events) -> Measurement:
+    phase = exp.phases[0]
+    start = phase.marks.get("measured", phase.start)
+    end = phase.end + SCRAPE_S
     raw = f"me_matches_total[{max(5, round(end - start))}s]"
-    samples = ctx.prom.query_matrix(raw, at=end)
     windows: dict[str, tuple[float, float]] = {}
     delta = 0.0
-    for s in samples:
-        if len(s.points) < 2:
-            continue
-        (t0, v0), (t1, v1) = s.points[0], s.points[-1]
-        windows[s.labels.get("shard", "?")] = (t0, t1)
-        delta += v1 - v0
+    for s in ctx.prom.query_matrix(raw, at=end):
+        if len(s.points) >= 2:
+            (t0, v0), (t1, v1) = s.points[0], s.points[-1]
+            windows[s.labels.get("shard", "?")] = (t0, t1)
+            delta += v1 - v0
+    query = f"{raw} @ {end:.0f} (raw samples per shard)"
     if not windows:
-        return MatchEvidence(None, None, {}, raw)
-    return MatchEvidence(delta, count_events(windows, round(delta)), windows, f"{raw} @ {end:.0f} (raw samples per shard)")
+        return Measurement(None, query, "no raw samples in the window")
+    events = count_events(windows, round(delta))
+    spans = ", ".join(f"{s} {t1 - t0:.0f} s" for s, (t0, t1) in sorted(windows.items()))
+    return Measurement(abs(delta - events) / max(events, 1), query,
+                       f"{delta:,.0f} matches counted by the shards between each one's first and last scrape in the "
+                       f"window ({spans}), {events:,} distinct MATCH_EXECUTED events stamped in the same intervals",
+                       window=(start, phase.end))
 
 
-def b3_verdicts(ctx: Context, b3: ExperimentRecord, b2_start: float) -> list[Verdict]:
+def hold_rate(ctx: Context, b3: ExperimentRecord) -> Measurement:
     hold = b3.phase("hold")
     start = hold.marks.get("measured", hold.start + ctx.profile.warmup_exclusion_s)
     increase, q = counter_increase(ctx.prom, "me_matches_total", start, hold.end)
     total = increase.get("")
     mpm = None if total is None else total * 60 / max(5, round(hold.end - start))
-    out = [judge(ctx.criterion("B3.hold"), mpm, q, client_p99_note(hold) + " (open loop after the hold's warm-up)",
-                 (start, hold.end))]
-    return out + memory_verdicts(ctx, b2_start, b3.end)
+    return Measurement(mpm, q, client_p99_note(hold) + " (open loop after the hold's warm-up)",
+                       window=(start, hold.end))
 
 
-def b4_verdicts(ctx: Context, b4: ExperimentRecord) -> list[Verdict]:
-    phase = b4.phases[0]
-    start, end = measured_window(phase, ctx.profile)
-    out = [latency_verdict(ctx.prom, ctx.criterion("B4.p99_hot"), "a", start, end, client_p99_note(phase))]
+def hot_share(ctx: Context, b4: ExperimentRecord) -> Measurement:
+    start, end = measured_window(b4.phases[0], ctx.profile)
     by_shard, q = counter_increase(ctx.prom, "me_orders_received_total", start, end, by="shard")
     total = sum(by_shard.values())
-    crit = ctx.criterion("B4.hot_share")
     if not total:
-        out.append(no_data(crit, q))
-    else:
-        shares = ", ".join(f"{k} {v / total:.1%}" for k, v in sorted(by_shard.items()))
-        out.append(judge(crit, by_shard.get("a", 0.0) / total, q, f"accepted orders by shard: {shares}", (start, end)))
-    return out
+        return Measurement(None, q)
+    shares = ", ".join(f"{k} {v / total:.1%}" for k, v in sorted(by_shard.items()))
+    return Measurement(by_shard.get("a", 0.0) / total, q, f"accepted orders by shard: {shares}", window=(start, end))
 
 
-def b5_verdicts(ctx: Context, exp: ExperimentRecord, alpha: float | None = None) -> list[Verdict]:
-    out = [rise_verdict(ctx, "B5.isolation", exp, "a", ctx.profile.b5_cycles, alpha)]
-    loaded = exp.cycles.phases(exp, True) if exp.cycles else []
-    idle = exp.cycles.phases(exp, False) if exp.cycles else []
+def b_load(ctx: Context, exp: ExperimentRecord) -> Measurement:
+    """Orders shard b accepted in the loaded arms over the orders its flow was planned to send there."""
+    log = exp.cycles
+    loaded, idle = (log.phases(exp, True), log.phases(exp, False)) if log else ([], [])
     planned = sum(round(p.load.scheduled * (1 - idle[0].order_rate / p.order_rate)) for p in loaded) if idle else 0
-    got = 0.0
-    query = 'me_orders_received_total{shard="b"} over each loaded arm (last - first raw sample)'
+    got, query = 0.0, 'me_orders_received_total{shard="b"} over each loaded arm (last - first raw sample)'
+    for phase in loaded:
+        delta, _ = counter_delta(ctx.prom, 'me_orders_received_total{shard="b"}', phase.start - SCRAPE_S,
+                                 phase.end + SCRAPE_S)
+        got += delta.get("", 0.0)
+    if not planned:
+        return Measurement(None, query, "no orders were planned for shard b")
+    return Measurement(got / planned, query, f"shard b accepted {got:,.0f} of {planned:,} planned orders in "
+                                             f"{len(loaded)} loaded arms", n=planned)
+
+
+def b_errors(ctx: Context, exp: ExperimentRecord) -> Measurement:
+    log = exp.cycles
+    loaded = log.phases(exp, True) if log else []
     bad = total = 0.0
     for phase in loaded:
-        delta, query = counter_delta(ctx.prom, 'me_orders_received_total{shard="b"}', phase.start - SCRAPE_S,
-                                     phase.end + SCRAPE_S)
-        got += delta.get("", 0.0)
         by_class, _ = counter_delta(ctx.prom, 'gw_requests_total{shard="b"}', phase.start - SCRAPE_S,
-                                     phase.end + SCRAPE_S, by="status")
+                                    phase.end + SCRAPE_S, by="status")
         total += sum(by_class.values())
         bad += sum(v for k, v in by_class.items() if k != "2xx")
-    crit = ctx.criterion("B5.b_load")
-    if not planned:
-        out.append(no_data(crit, query, "no orders were planned for shard b"))
-    else:
-        out.append(judge(crit, got / planned, query, f"shard b accepted {got:,.0f} of {planned:,} planned orders in "
-                         f"{len(loaded)} loaded arms"))
-    crit = ctx.criterion("B5.b_errors")
+    query = 'gw_requests_total{shard="b"} by status over each loaded arm (last - first raw sample)'
     if not total:
-        out.append(no_data(crit, "gw_requests_total{shard=\"b\"} by status", "the gateway counted no requests for "
-                           "shard b"))
-    else:
-        out.append(judge(crit, bad / total, "gw_requests_total{shard=\"b\"} by status over each loaded arm",
-                         f"{bad:,.0f} of {total:,.0f} of shard b's requests were not 2xx"))
-    return out
+        return Measurement(None, query, "the gateway counted no requests for shard b")
+    return Measurement(bad / total, query, f"{bad:,.0f} of {total:,.0f} of shard b's requests were not 2xx")
 
 
-def calibration_verdict(ctx: Context, crit_id: str, exp: ExperimentRecord, design: CycleDesign) -> list[Verdict]:
-    return [rise_verdict(ctx, crit_id, exp, "a", design)]
-
-
-def memory_verdicts(ctx: Context, start: float, end: float) -> list[Verdict]:
-    """Growth first to last quarter against 5 %: above it, FAIL with a significant upward trend, else undecided."""
-    query = 'process_resident_memory_bytes{app="matching-engine"}'
-    series = {s.labels.get("shard", "?"): s for s in ctx.prom.query_range(query, start, end, SCRAPE_S)}
-    out = []
-    for shard in reg.SHARDS:
-        crit = ctx.criterion(f"B3.memory.{shard}")
-        s = series.get(shard)
-        text = f"query_range {query} [{start:.0f}, {end:.0f}] step {SCRAPE_S:g}s"
-        if s is None or len(s.points) < 4:
-            out.append(no_data(crit, text, f"shard {shard}: fewer than 4 samples"))
-            continue
-        values = [v for _, v in s.points]
-        grows, p, growth = monotonic_growth(values, min_growth=crit.threshold)
-        detail = (f"Mann-Kendall trend p={p:.3g} over {len(values)} samples; RSS {values[0] / 2**20:.1f} -> "
-                  f"{values[-1] / 2**20:.1f} MiB")
-        if growth <= crit.threshold:
-            out.append(Verdict(crit, growth, Status.PASS, text, detail, (start, end)))
-        elif grows:
-            out.append(Verdict(crit, growth, Status.FAIL, text, detail + "; a significant upward trend", (start, end)))
-        else:
-            out.append(inconclusive(crit, growth, text, detail + "; grew past 5 % without a significant trend "
-                                    "(p >= 0.05): a longer run would tell growth from noise", (start, end)))
-    return out
+def memory_growth(ctx: Context, shard: str, start: float, end: float, bar: float) -> Measurement:
+    """Resident memory growth first to last quarter, with an interval from the samples' scatter around their trend:
+    it states the smallest growth the window would detect, and fails only with a significant upward trend too."""
+    query = f'process_resident_memory_bytes{{app="matching-engine",shard="{shard}"}}'
+    series = ctx.prom.query_range(query, start, end, SCRAPE_S)
+    text = f"query_range {query} [{start:.0f}, {end:.0f}] step {SCRAPE_S:g}s"
+    values = [v for _, v in series[0].points] if series else []
+    if len(values) < 8:
+        return Measurement(None, text, f"shard {shard}: {len(values)} samples, fewer than 8")
+    q = max(2, len(values) // 4)
+    first, last = sum(values[:q]) / q, sum(values[-q:]) / q
+    growth = (last - first) / first if first > 0 else 0.0
+    # Scatter around the straight line through the samples: what a quarter's mean can be off by.
+    n = len(values)
+    xs = range(n)
+    mx, my = (n - 1) / 2, sum(values) / n
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, values)) / sum((x - mx) ** 2 for x in xs)
+    resid = [y - (my + slope * (x - mx)) for x, y in zip(xs, values)]
+    sd = (sum(r * r for r in resid) / max(n - 2, 1)) ** 0.5
+    se = sd * math.sqrt(2 / q) / first if first > 0 else math.inf
+    smallest = (Z_95 + 0.84) * se  # the growth a window like this detects 80 % of the time
+    s, p_value = mann_kendall(values)
+    detail = (f"RSS {values[0] / 2**20:.1f} -> {values[-1] / 2**20:.1f} MiB over {n} samples; Mann-Kendall trend "
+              f"p={p_value:.3g}; the smallest growth this window would detect: {smallest:.1%}")
+    low, high = growth - Z_95 * se, growth + Z_95 * se
+    undecidable = ""
+    if low > bar and not (s > 0 and p_value < 0.05):
+        undecidable = "the growth lies beyond the bar but without a significant upward trend: a longer run would tell"
+    elif high > bar >= low and smallest > bar:
+        undecidable = (f"this window cannot detect a growth of {bar:.0%} (it detects {smallest:.1%}): a longer run "
+                       f"would")
+    return Measurement(growth, text, detail, interval=(low, high), level=0.95, n=n, window=(start, end),
+                       undecidable=undecidable)

@@ -8,6 +8,8 @@ precondition not met, two tests that disagree), why. ``decide`` turns it
 into a verdict by the same rule for every criterion:
 
 - no estimate: a failure that names the query that returned nothing;
+- a reason the evidence fails the criterion (it contradicts itself, the
+  system fell behind): FAIL, with that reason;
 - a reason the data cannot decide: INCONCLUSIVE, with that reason;
 - an interval: PASS when it lies wholly on the bar's good side, FAIL when
   wholly on the bad side, INCONCLUSIVE when it straddles the bar (its
@@ -18,7 +20,7 @@ into a verdict by the same rule for every criterion:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, replace
 
 from matchlab.observe.verdicts import COMPARE, Criterion, Status, Verdict, no_data, render
 
@@ -28,6 +30,7 @@ class Measurement:
     estimate: float | None
     query: str
     detail: str = ""
+    _: KW_ONLY  # the rest by name: several are numbers, easy to swap by position
     interval: tuple[float, float] | None = None
     level: float | None = None  # the interval's confidence (e.g. 0.95, or a look's share of it)
     n: int | None = None  # orders (or samples) behind the estimate
@@ -36,6 +39,8 @@ class Measurement:
     window: tuple[float, float] | None = None
     evidence: dict | None = None
     undecidable: str = ""  # non-empty: the experiment says the data cannot decide, and why
+    fails: str = ""  # non-empty: the evidence shows the criterion failed whatever the estimate (e.g. it contradicts
+    # itself, or the system fell behind)
     what_would_decide: str = ""  # said when the interval straddles the bar
 
     @property
@@ -83,6 +88,8 @@ def decide(criterion: Criterion, m: Measurement) -> Verdict:
     evidence = m.evidence_text(criterion.unit)
     detail = "; ".join(x for x in (m.detail, evidence) if x)
     power = m.half_width
+    if m.fails:
+        return Verdict(criterion, m.estimate, Status.FAIL, m.query, f"{detail}; {m.fails}", m.window, power, m.evidence)
     if m.undecidable:
         return Verdict(criterion, m.estimate, Status.INCONCLUSIVE, m.query, f"{detail}; {m.undecidable}", m.window,
                        power, m.evidence)

@@ -41,6 +41,11 @@ class ProfileSettings:
     progress_every_s: float
 
     @property
+    def b3_hold_s(self) -> float:
+        """The open-loop part of B3's hold (the last stage, less its steered warm-up)."""
+        return self.b3_stages_s[3] - self.b3_hold_warmup_s
+
+    @property
     def full_adds(self) -> str:
         """What a full-profile run would add to a verdict of this one."""
         if self.name == "full":
@@ -76,9 +81,9 @@ QUICK = ProfileSettings(
     name="quick",
     warmup_exclusion_s=5, sustain_s=60, max_gap_s=10, rate_window_s=30,
     calibration_s=6, a1_s=15, a2_s=35, a3_s=35,
-    a4_cycles=CycleDesign(3, LookSchedule((4, 8))),
+    a4_cycles=CycleDesign(3, LookSchedule((3, 5))),
     b1_s=35, b2_warmup_s=20, b2_s=100, b3_stages_s=(10, 10, 10, 35), b3_hold_warmup_s=10, b4_s=35,
-    b5_cycles=CycleDesign(3, LookSchedule((4, 8))),
+    b5_cycles=CycleDesign(3, LookSchedule((3, 5))),
     capacity_step_s=12, scaling_step_s=8, progress_every_s=5,
 )
 

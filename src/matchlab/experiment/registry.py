@@ -22,6 +22,7 @@ DECOUPLING_RATIO = 0.10
 ISOLATION_RATIO = 0.05
 OUTAGE_ORDERS_RATIO = 0.9  # the outage window must hold >= 90 % of the orders the schedule sent
 EVENTS_AGREE_RATIO = 0.01  # Prometheus' match count and the topic's events agree within 1 %
+REPLICA_AGREEMENT = 0.02  # the shards' fills and a replica's for the orders sent agree within 2 %
 MAX_QUEUE_FILL = 0.01  # "near empty": at most 1 % of the matcher's queue in use at any scrape
 MAX_DEPTH_FACTOR = 3.0  # a stationary book stays within 3x of its starting depth, either way, on each side
 MIN_HOT_SHARE = 0.75  # B4: 80 % of orders to one symbol of shard a (plus a's share of the rest)
@@ -78,8 +79,12 @@ def build(profile: ProfileSettings) -> dict[str, Criterion]:
     # ASR 2
     add("B2.sustained", ASR2, "B2", f"aggregate >= {ASR2_BAR:,.0f} matches/min sustained (longest stretch)",
         Role.PRIMARY, ">=", profile.sustain_s, DURATION,
-        f"longest stretch of the open-loop window's match rate at or above the bar, with no dip longer than "
-        f"{profile.max_gap_s:g} s")
+        f"longest stretch of the open-loop window's match rate (each shard's raw counter deltas over trailing "
+        f"{profile.rate_window_s} s windows) at or above the bar, with no dip longer than {profile.max_gap_s:g} s")
+    add("B2.replica", ASR2, "B2", "the shards made the fills the orders sent should make", Role.PRIMARY, "<=",
+        REPLICA_AGREEMENT, RATIO, "|the shards' matches - a replica of the seeded books' matches for the orders sent| "
+        "/ the replica's, per shard between its own scrapes of the window: a margin above the bar cannot hide a "
+        "matcher that fills less")
     add("B2.events_agree", ASR2, "B2", "match count agrees with the MATCH_EXECUTED events", Role.PRIMARY, "<=",
         EVENTS_AGREE_RATIO, RATIO, "Prometheus' match count over the window against the events on the topic")
     add("S1.scaling", ASR2, "S1", "linear scaling: capacity(3) / (3 x capacity(1))", Role.SCALING, ">=",

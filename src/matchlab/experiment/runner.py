@@ -35,6 +35,8 @@ from matchlab.stack.stack import Stack
 from matchlab.topology import SHARD_SYMBOLS
 
 CALIBRATION_ORDER_RATE = 40.0
+SCRAPE_STEP_S = 5.0  # windows slide by one scrape
+FALLBACK_MARGIN = 0.12
 # The final scrape after a run must land before verdicts read it: a scrape of every service that began
 # after the matcher drained (about half a 5 s interval on average), or this long at most.
 SCRAPE_WAIT_S = 12.0
@@ -109,6 +111,8 @@ class ExperimentRunner:
         self._fresh_seeds: dict[str, tuple[int, int]] = {}
         self._twins: weakref.WeakKeyDictionary[RequestSource, Callable[[], OrderFlow]] = weakref.WeakKeyDictionary()
         self.load_driver = driver_for(stack.backend)  # where each phase's requests are sent from
+        # Per experiment: the replica of the seeded books its open-loop rate came from, the phase's start, the rate.
+        self.replicas: dict[str, tuple[FillForecast, float, float]] = {}
 
     # -- building blocks ---------------------------------------------------
 
@@ -287,6 +291,40 @@ class ExperimentRunner:
             {"t": round(t, 1), "fills_per_order": round(f, 4), "order_rate": round(r, 2)}
             for t, f, r in controller.adjustments
         ]
+        return record
+
+    def drive_at_margin(self, experiment: ExperimentRecord, phase: str, route: Route, bar_per_min: float,
+                        duration_s: float, warmup_s: float, source: RequestSource, sigmas: float) -> PhaseRecord:
+        """Open loop at one rate from the start, chosen before the phase: the rate at which the trailing
+        ``rate_window_s`` windows of the orders the schedule sends after ``warmup_s`` make ``bar_per_min`` plus
+        ``sigmas`` standard deviations of their own spread, as a replica of the freshly seeded books forecasts.
+        Without a replica (a flow the harness cannot rebuild) the calibrated rate is raised by the same margin
+        as the replica would (12 %, about three standard deviations of a 30 s window here), and said so.
+        The replica is kept (``replicas``) so the verdicts can count the fills the orders sent should make."""
+        guess = self.order_rate(bar_per_min)
+        twin = self._twins.get(source)
+        seeds = seeds_for(twin().symbols, self.stack.endpoints.shard_symbols, self._fresh_seeds) if twin else None
+        window = float(self.profile.rate_window_s)
+        offered: dict = {"sigmas": sigmas}
+        forecast = None
+        if twin is not None and seeds is not None:
+            forecast = FillForecast(twin(), seeds)
+            rate, mean, sd, lowest = forecast.margin_rate_for(bar_per_min, warmup_s, duration_s, window, SCRAPE_STEP_S,
+                                                              sigmas, guess)
+            offered.update(mean=mean, sd=sd, minimum=lowest, forecast=True)
+        else:
+            rate = guess * (1 + FALLBACK_MARGIN)
+            offered.update(mean=bar_per_min * (1 + FALLBACK_MARGIN), sd=0.0, minimum=0.0, forecast=False)
+        self.progress(f"[{experiment.id}/{phase}] open loop at {rate:,.1f} orders/s: "
+                      + (f"the replica forecasts {offered['mean']:,.0f} matches/min per {window:g} s window (sd "
+                         f"{offered['sd']:,.0f}, lowest {offered['minimum']:,.0f})" if forecast else
+                         f"no replica of this flow: the calibrated rate plus {FALLBACK_MARGIN:.0%}"))
+        record = self.drive(experiment, phase, route, LoadProfile.constant(rate, duration_s), source, bar_per_min,
+                            marks={"measured": warmup_s})
+        record.extra["fixed_order_rate"] = rate
+        record.extra["offered"] = offered
+        if forecast is not None:
+            self.replicas[experiment.id] = (forecast, record.start, rate)
         return record
 
     def _window_forecast(self, source: RequestSource, matches_per_min: float, duration_s: float,

@@ -1,55 +1,42 @@
-"""The experiments of DESIGN.md §5 (A1-A4, B1-B5), their dependencies and their verdicts.
+"""One executor for the catalog's experiments (``catalog.EXPERIMENTS``), their dependencies and their verdicts.
 
 ``Suite`` runs each experiment at most once per session, on demand and in
 dependency order (A2 needs A1's warm-up and calibration; the ASR 2
-criteria need B1's baseline), caches its record and its verdicts, and
-re-raises a failed dependency's error for everything that needs it. The
-pytest modules are thin wrappers over ``experiment()`` and ``verdict()``.
+criteria need B1's baseline), whatever its design: load phases, a
+comparison in cycles, or a capacity search. It caches the record and the
+verdicts, judges every registry criterion of an experiment through the
+measure the catalog pairs it with (``measures.decide``), and re-raises a
+failed dependency's error for everything that needs it. The pytest modules
+are thin wrappers over ``experiment()`` and ``verdict()``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 
-from matchlab.experiment import criteria, searches
-from matchlab.experiment.comparisons import (
-    BROKER_OUTAGE,
-    INJECTED_DELAY,
-    LOAD_ON,
-    PROBE_ORDERS_PER_S,
-    SHAM,
-    Comparison,
-    run_comparison,
-)
+from matchlab.experiment import criteria
+from matchlab.experiment import registry as reg
+from matchlab.experiment.catalog import EXPERIMENTS, MEASURES, Experiment, MatchPhase, Phases, RampPhase, Search
+from matchlab.experiment.comparisons import PROBE_ORDERS_PER_S, Comparison, run_comparison
 from matchlab.experiment.criteria import Context
+from matchlab.experiment.measures import decide
 from matchlab.experiment.profiles import ProfileSettings
 from matchlab.experiment.record import ExperimentRecord, RunRecord
-from matchlab.experiment.registry import A3_DEPTHS, depth_name
-from matchlab.experiment.runner import ExperimentRunner, Route
-from matchlab.loadgen.flow import hot_symbol_mix
+from matchlab.experiment.runner import ExperimentRunner
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.observe.events import count_events_between, read_ids
 from matchlab.observe.verdicts import Verdict, worst_of_repetitions
 from matchlab.stack.spec import Topology
 from matchlab.stack.stack import Stack
 
-SEED = (500, 50)  # resting orders / levels per symbol (DESIGN.md §5)
-B2_MATCHES_PER_MIN = 5040.0  # 84/s as the anchor offered, a little above 5,000
 EVENT_RECONCILE_TIMEOUT_S = 120.0
 EVENT_WINDOW_TIMEOUT_S = 30.0
 
-SHARD_A = Route(("a",), via_gateway=False)
-GATEWAY_A = Route(("a",), via_gateway=True)
-GATEWAY_ABC = Route(("a", "b", "c"), via_gateway=True)
 
-
-@dataclass
-class _Entry:
-    topology: Topology
-    run: Callable[[Suite], ExperimentRecord]
-    judge: Callable[[Suite, ExperimentRecord], list[Verdict]]
-    needs: tuple[str, ...] = ()
+def criteria_of(profile: ProfileSettings, exp_id: str) -> list:
+    """The registry's criteria of one experiment, in registry order."""
+    return [c for c in reg.build(profile).values() if c.experiment == exp_id]
 
 
 class Suite:
@@ -95,15 +82,15 @@ class Suite:
             return self.record.experiments[exp_id]
         if exp_id in self._errors:
             raise RuntimeError(f"experiment {exp_id} failed earlier: {self._errors[exp_id]}") from self._errors[exp_id]
-        entry = EXPERIMENTS[exp_id]
-        for dep in entry.needs:
+        spec = EXPERIMENTS[exp_id]
+        for dep in spec.needs:
             self.experiment(dep)
         samples = []
         try:
             for k in range(1, self.repeat + 1):
                 self._repetition = f"{k}/{self.repeat}" if self.repeat > 1 else None
                 self.progress(f"--- experiment {exp_id} ({self.profile.name} profile) ---")
-                samples.append(entry.run(self))  # each run resets and seeds the books it uses first
+                samples.append(self._run(spec))  # each run resets and seeds the books it uses first
         except BaseException as exc:
             self._errors[exp_id] = exc
             raise
@@ -112,7 +99,7 @@ class Suite:
         exp = samples[0]
         exp.repetitions = samples[1:]
         self.record.experiments[exp_id] = exp
-        self.on_experiment(exp, self.runner(entry.topology).stack)
+        self.on_experiment(exp, self.runner(spec.topology).stack)
         return exp
 
     @property
@@ -122,7 +109,7 @@ class Suite:
     def verdicts(self, exp_id: str) -> list[Verdict]:
         if exp_id not in self._verdicts:
             exp = self.experiment(exp_id)
-            verdicts = worst_of_repetitions([EXPERIMENTS[exp_id].judge(self, e) for e in exp.samples])
+            verdicts = worst_of_repetitions([self.judge(e) for e in exp.samples])
             self._verdicts[exp_id] = verdicts
             self.record.add_verdicts(verdicts)
             for v in verdicts:
@@ -140,190 +127,121 @@ class Suite:
     def context(self, topology: Topology) -> Context:
         return Context(self.runner(topology).stack.prometheus(), self.run_id, self.profile)
 
+    def ctx(self, exp: ExperimentRecord) -> Context:
+        return self.context(EXPERIMENTS[exp.id].topology)
 
-# -- ASR 1: one shard, direct --------------------------------------------------------
+    # -- judging -------------------------------------------------------------------
 
+    def judge(self, exp: ExperimentRecord) -> list[Verdict]:
+        """Every registry criterion of the experiment, each measured by its catalog measure and decided alike."""
+        out = []
+        for crit in criteria_of(self.profile, exp.id):
+            measured = MEASURES[crit.id](self, exp)
+            out.append(measured if isinstance(measured, Verdict) else decide(crit, measured))
+        return out
 
-def run_a1(s: Suite) -> ExperimentRecord:
-    r = s.runner(Topology.SINGLE)
-    exp = ExperimentRecord("A1", "Warm-up, 500 matches/min", "ASR 1", SHARD_A.label, r.reset_and_seed(["a"], *SEED))
-    exp.calibration = r.calibrate(SHARD_A).to_dict()
-    before = r.settle(["a"])
-    phase = r.drive_matches(exp, "A1", SHARD_A, 500, s.profile.a1_s, r.source(SHARD_A, "A1"))
-    matches = r.settle(["a"]) - before
-    exp.calibration = r.recalibrate_from(phase, matches).to_dict()
-    return exp
+    def reconcile_events(self, exp: ExperimentRecord) -> tuple[int, int, int]:
+        """(matches counted by the compared shard, distinct MATCH_EXECUTED events for it on the topic, duplicates)."""
+        r = self.runner(EXPERIMENTS[exp.id].topology)
+        shard = exp.cycles.shard if exp.cycles else "a"
+        expected = int(r.match_count([shard]))
+        ids = read_ids(r.stack.endpoints.broker, "matches", "matchId", f"{shard}-", expected, EVENT_RECONCILE_TIMEOUT_S)
+        return expected, len(set(ids)), len(ids) - len(set(ids))
 
+    def count_events(self, windows: dict[str, tuple[float, float]], want: int) -> int:
+        """Events stamped in each shard's window; ``want`` (the count Prometheus saw) lets the read stop early."""
+        broker = self.runner(Topology.MULTI).stack.endpoints.broker
+        return count_events_between(broker, "matches", windows, EVENT_WINDOW_TIMEOUT_S, want)
 
-def run_a2(s: Suite) -> ExperimentRecord:
-    r = s.runner(Topology.SINGLE)
-    exp = ExperimentRecord("A2", "Normal load, 1,000 matches/min (primary ASR 1)", "ASR 1", SHARD_A.label,
-                           r.reset_and_seed(["a"], *SEED))
-    exp.calibration = r.calibration.to_dict()
-    r.drive_matches(exp, "A2", SHARD_A, 1000, s.profile.a2_s, r.source(SHARD_A, "A2"))
-    r.settle(["a"])
-    return exp
+    def replica_fills(self, exp: ExperimentRecord) -> Callable[[dict[str, tuple[float, float]]], dict[str, int] | None]:
+        """Per shard, the fills a replica of the seeded books makes with the orders the schedule sent between that
+        shard's two scrapes (the forecast the phase's rate came from)."""
+        runner = self.runner(EXPERIMENTS[exp.id].topology)
+        found = runner.replicas.get(exp.id)
 
+        def fills(spans: dict[str, tuple[float, float]]) -> dict[str, int] | None:
+            if found is None:
+                return None
+            forecast, start, rate = found
+            symbols = runner.stack.endpoints.shard_symbols
+            out = {}
+            for shard, (t0, t1) in spans.items():
+                first, last = math.ceil((t0 - start) * rate), math.ceil((t1 - start) * rate)
+                made = forecast.fills_by_symbol(max(first, 0), max(last, 0))
+                out[shard] = sum(made.get(sym, 0) for sym in symbols.get(shard, ()))
+            return out
 
-def run_a3(s: Suite) -> ExperimentRecord:
-    r = s.runner(Topology.SINGLE)
-    exp = ExperimentRecord("A3", "Depth variation, 1,000 matches/min, each from an empty book", "ASR 1", SHARD_A.label,
-                           "per sub-test: " + ", ".join(f"{n}/{lv}" for n, lv in A3_DEPTHS))
-    exp.calibration = r.calibration.to_dict()
-    for count, levels in A3_DEPTHS:
-        name = depth_name(count, levels)
-        exp.notes.append(f"{name}: reset (empty book), then {r.reset_and_seed(['a'], count, levels)}")
-        r.drive_matches(exp, name, SHARD_A, 1000, s.profile.a3_s, r.source(SHARD_A, f"A3-{count}"))
-        r.settle(["a"])
-    return exp
+        return fills
 
+    # -- running ------------------------------------------------------------------
 
-def comparison_run(exp_id: str, title: str, asr: str, topology: Topology, spec: Comparison,
-                   seed_shards: tuple[str, ...]) -> Callable[[Suite], ExperimentRecord]:
-    """A catalog entry's run for a comparison (A4, B5 and their calibrations): seeded books, then cycles."""
-
-    def run(s: Suite) -> ExperimentRecord:
-        r = s.runner(topology)
-        exp = ExperimentRecord(exp_id, title, asr, spec.route.label, r.reset_and_seed(list(seed_shards), *SEED))
-        design = getattr(s.profile, spec.cycles)
-        crit = s.context(topology).criterion(spec.criterion)
-
-        def judge(e: ExperimentRecord, log, alpha: float) -> Verdict:
-            return criteria.rise_verdict(s.context(topology), spec.criterion, e, spec.shard, design, alpha)
-
-        run_comparison(s, exp, spec, topology, judge, crit.threshold)
-        exp.notes.append(f"{exp.cycles.treatment}; {exp.cycles.design}; {exp.cycles.stopped}")
-        exp.notes.append(f"every arm: the ASR's {spec.matches_per_min:,.0f} matches/min plus {PROBE_ORDERS_PER_S:g} "
-                         f"orders/s of probe traffic on shard {spec.shard} (the samples its block p99s need)"
-                         + (f"; treated arms add {spec.load_matches_per_min:,.0f} matches/min on shard "
-                            f"{','.join(spec.load_on.shards)}" if spec.load_on else ""))
-        exp.notes.append(f"CPUs: {exp.cycles.isolation}")
+    def _run(self, spec: Experiment) -> ExperimentRecord:
+        if isinstance(spec.design, Search):
+            return spec.design.run(self)
+        r = self.runner(spec.topology)
+        seeded = "per phase (see the notes)" if spec.seed is None else r.reset_and_seed(
+            list(spec.seed.shards), *spec.seed.per_symbol, per_shard=dict(spec.seed.overrides) or None)
+        route = spec.design.route if isinstance(spec.design, Comparison) else spec.design.phases[0].route
+        exp = ExperimentRecord(spec.id, spec.title, spec.asr, route.label, seeded)
+        if isinstance(spec.design, Comparison):
+            self._compare(spec, exp, spec.design)
+        else:
+            self._phases(spec, exp, spec.design, r)
         return exp
 
-    return run
+    def _compare(self, spec: Experiment, exp: ExperimentRecord, design: Comparison) -> None:
+        crit = reg.build(self.profile)[design.criterion]
+        cycles = getattr(self.profile, design.cycles)
 
+        def judge(e: ExperimentRecord, _log, alpha: float) -> Verdict:
+            """The look's verdict: the rise's measure at that look's error rate."""
+            return decide(crit, criteria.rise(self.ctx(e), design.criterion, e, cycles, alpha))
 
-A4_COMPARISON = Comparison("a", SHARD_A, 1000, BROKER_OUTAGE, "a4_cycles", "A4.decoupling", ("base", "outage"))
-B5_COMPARISON = Comparison("a", GATEWAY_A, 1000, LOAD_ON, "b5_cycles", "B5.isolation", ("b-idle", "b-loaded"),
-                           load_on=Route(("b",), via_gateway=True), load_matches_per_min=3000)
-# The calibrations: the same comparisons where the truth is known (DESIGN.md §6, "Calibrated").
-A4_SHAM = replace(A4_COMPARISON, treatment=SHAM, criterion="A4-sham.decoupling", names=("base", "sham"))
-A4_POWER = replace(A4_COMPARISON, treatment=INJECTED_DELAY, criterion="A4-power.decoupling", names=("base", "delayed"))
-B5_SHAM = replace(B5_COMPARISON, criterion="B5-sham.isolation", names=("b-idle", "b-sham"), load_matches_per_min=0)
+        run_comparison(self, exp, design, spec.topology, judge, crit.threshold)
+        log = exp.cycles
+        exp.notes.append(f"{log.treatment}; {log.design}; {log.stopped}")
+        exp.notes.append(f"every arm: the ASR's {design.matches_per_min:,.0f} matches/min plus {PROBE_ORDERS_PER_S:g} "
+                         f"orders/s of probe traffic on shard {design.shard} (the samples its block p99s need)"
+                         + (f"; treated arms add {design.load_matches_per_min:,.0f} matches/min on shard "
+                            f"{','.join(design.load_on.shards)}" if design.load_on else ""))
+        exp.notes.append(f"CPUs: {log.isolation}")
 
-run_a4 = comparison_run("A4", "Broker outage during 1,000 matches/min (+ probe traffic), in cycles", "ASR 1",
-                        Topology.SINGLE, A4_COMPARISON, ("a",))
-run_a4_sham = comparison_run("A4-sham", "A4's cycles with nothing paused (calibration)", "calibration",
-                             Topology.SINGLE, A4_SHAM, ("a",))
-run_a4_power = comparison_run("A4-power", "A4's cycles with a match delay injected in the outage arms (calibration)",
-                              "calibration", Topology.SINGLE, A4_POWER, ("a",))
+    def _phases(self, spec: Experiment, exp: ExperimentRecord, design: Phases, r: ExperimentRunner) -> None:
+        p = self.profile
+        if design.calibrate_on is not None:
+            r.calibrate(design.calibrate_on)
+        exp.calibration = r.calibration.to_dict()
+        for phase in design.phases:
+            shards = list(phase.route.shards)
+            if isinstance(phase, RampPhase):
+                durations = getattr(p, phase.durations)
+                rate = r.order_rate
+                ramp = LoadProfile.ramping(rate(phase.start_matches_per_min),
+                                           [(durations[i], rate(mpm)) for i, mpm in phase.stages])
+                r.drive(exp, phase.name, phase.route, ramp, r.source(phase.route, f"{spec.id}{phase.name[0]}"), None)
+                continue
+            if phase.reseed is not None:
+                exp.notes.append(f"{phase.name}: reset (empty book), then {r.reset_and_seed(shards, *phase.reseed)}")
+            before = r.settle(shards) if design.recalibrate else 0.0
+            self._match_phase(spec, exp, phase, r)
+            after = r.settle(shards)
+            if design.recalibrate:
+                exp.calibration = r.recalibrate_from(exp.phase(phase.name), after - before).to_dict()
 
-
-def reconcile_events(s: Suite) -> tuple[int, int, int]:
-    """(matches counted by shard a, distinct MATCH_EXECUTED events for shard a on the topic, duplicates)."""
-    r = s.runner(Topology.SINGLE)
-    expected = int(r.match_count(["a"]))
-    ids = read_ids(r.stack.endpoints.broker, "matches", "matchId", "a-", expected, EVENT_RECONCILE_TIMEOUT_S)
-    return expected, len(set(ids)), len(ids) - len(set(ids))
-
-
-# -- ASR 2: three shards, through the gateway ---------------------------------------------
-
-
-def _seed_abc(r: ExperimentRunner, per_shard: dict | None = None) -> str:
-    return r.reset_and_seed(["a", "b", "c"], *SEED, per_shard=per_shard)
-
-
-def run_b1(s: Suite) -> ExperimentRecord:
-    r = s.runner(Topology.MULTI)
-    exp = ExperimentRecord("B1", "Baseline: shard a only, 1,000 matches/min", "ASR 2", "gateway (shard a symbols)",
-                           _seed_abc(r))
-    r.calibrate(GATEWAY_ABC)
-    before = r.settle(["a"])
-    phase = r.drive_matches(exp, "B1", GATEWAY_A, 1000, s.profile.b1_s, r.source(GATEWAY_A, "B1"))
-    exp.calibration = r.recalibrate_from(phase, r.settle(["a"]) - before).to_dict()
-    return exp
-
-
-def run_b2(s: Suite) -> ExperimentRecord:
-    r = s.runner(Topology.MULTI)
-    exp = ExperimentRecord("B2", "Peak sustained, ~5,040 matches/min over 12 symbols (primary ASR 2)", "ASR 2",
-                           GATEWAY_ABC.label, _seed_abc(r))
-    exp.calibration = r.calibration.to_dict()
-    p = s.profile
-    r.drive_matches(exp, "B2", GATEWAY_ABC, B2_MATCHES_PER_MIN, p.b2_warmup_s + p.b2_s, r.source(GATEWAY_ABC, "B2"),
-                    steer_for_s=p.b2_warmup_s)
-    r.settle(["a", "b", "c"])
-    exp.notes.append(f"match-rate control during the first {p.b2_warmup_s:g} s only; the {p.b2_s:g} s after it run "
-                     "open loop at the order rate fixed then, and the verdicts read only that window")
-    return exp
-
-
-def run_b3(s: Suite) -> ExperimentRecord:
-    r = s.runner(Topology.MULTI)
-    exp = ExperimentRecord("B3", "Ramp 1,000 -> 2,500 -> 5,000 matches/min, then hold 5,000", "ASR 2",
-                           GATEWAY_ABC.label, _seed_abc(r))
-    exp.calibration = r.calibration.to_dict()
-    d1, d2, d3, hold = s.profile.b3_stages_s
-    rate = r.order_rate
-    ramp = LoadProfile.ramping(rate(1000), [(d1, rate(1000)), (d2, rate(2500)), (d3, rate(5000))])
-    r.drive(exp, "ramp", GATEWAY_ABC, ramp, r.source(GATEWAY_ABC, "B3r"), None)
-    r.drive_matches(exp, "hold", GATEWAY_ABC, 5000, hold, r.source(GATEWAY_ABC, "B3h"),
-                    steer_for_s=s.profile.b3_hold_warmup_s)
-    r.settle(["a", "b", "c"])
-    return exp
-
-
-def run_b4(s: Suite) -> ExperimentRecord:
-    r = s.runner(Topology.MULTI)
-    exp = ExperimentRecord("B4", "Hot symbol: 80 % of 5,000 matches/min to TEST-ASSET-A", "ASR 2", GATEWAY_ABC.label,
-                           _seed_abc(r, per_shard={"a": (2000, 100)}))
-    exp.calibration = r.calibration.to_dict()
-    source = r.source(GATEWAY_ABC, "B4", mix=hot_symbol_mix("TEST-ASSET-A"))
-    r.drive_matches(exp, "B4", GATEWAY_ABC, 5000, s.profile.b4_s, source)
-    r.settle(["a", "b", "c"])
-    return exp
-
-
-run_b5 = comparison_run("B5", "Shard isolation: shard a at 1,000/min (+ probe), shard b idle or at 3,000/min, "
-                        "in cycles", "ASR 2", Topology.MULTI, B5_COMPARISON, ("a", "b", "c"))
-run_b5_sham = comparison_run("B5-sham", "B5's cycles with shard b 'loaded' at zero (calibration)", "calibration",
-                             Topology.MULTI, B5_SHAM, ("a", "b", "c"))
-
-
-# -- verdicts ------------------------------------------------------------------------------
-
-
-def count_b2_events(s: Suite) -> Callable[[dict[str, tuple[float, float]], int], int]:
-    """Events stamped in each shard's window; ``want`` (the count Prometheus saw) lets the read stop early."""
-    r = s.runner(Topology.MULTI)
-    return lambda windows, want: count_events_between(r.stack.endpoints.broker, "matches", windows,
-                                                      EVENT_WINDOW_TIMEOUT_S, want)
-
-
-SINGLE, MULTI = Topology.SINGLE, Topology.MULTI
-EXPERIMENTS: dict[str, _Entry] = {
-    "A1": _Entry(SINGLE, run_a1, lambda s, e: []),
-    "A2": _Entry(SINGLE, run_a2, lambda s, e: criteria.a2_verdicts(s.context(SINGLE), e), ("A1",)),
-    "A3": _Entry(SINGLE, run_a3, lambda s, e: criteria.a3_verdicts(s.context(SINGLE), e), ("A1",)),
-    "A4": _Entry(SINGLE, run_a4, lambda s, e: criteria.a4_verdicts(s.context(SINGLE), e, lambda: reconcile_events(s)),
-                 ("A1",)),
-    "A4-sham": _Entry(SINGLE, run_a4_sham, lambda s, e: criteria.calibration_verdict(
-        s.context(SINGLE), A4_SHAM.criterion, e, s.profile.a4_cycles), ("A1",)),
-    "A4-power": _Entry(SINGLE, run_a4_power, lambda s, e: criteria.calibration_verdict(
-        s.context(SINGLE), A4_POWER.criterion, e, s.profile.a4_cycles), ("A1",)),
-    "B1": _Entry(MULTI, run_b1, lambda s, e: []),
-    "B2": _Entry(MULTI, run_b2, lambda s, e: criteria.b2_verdicts(s.context(MULTI), e, count_b2_events(s)), ("B1",)),
-    "B3": _Entry(MULTI, run_b3, lambda s, e: criteria.b3_verdicts(s.context(MULTI), e, s.experiment("B2").start),
-                 ("B1", "B2")),
-    "B4": _Entry(MULTI, run_b4, lambda s, e: criteria.b4_verdicts(s.context(MULTI), e), ("B1",)),
-    "B5": _Entry(MULTI, run_b5, lambda s, e: criteria.b5_verdicts(s.context(MULTI), e), ("B1",)),
-    "B5-sham": _Entry(MULTI, run_b5_sham, lambda s, e: criteria.calibration_verdict(
-        s.context(MULTI), B5_SHAM.criterion, e, s.profile.b5_cycles), ("B1",)),
-    "S1": _Entry(Topology.SCALING, searches.run_s1,
-                 lambda s, e: searches.scaling_verdicts(s.context(Topology.SCALING), e)),
-    "C1": _Entry(SINGLE, searches.run_c1, lambda s, e: []),
-    "C2": _Entry(MULTI, searches.run_c2, lambda s, e: []),
-    "C3": _Entry(SINGLE, searches.run_c3, lambda s, e: []),
-    "C4": _Entry(MULTI, searches.run_c4, lambda s, e: []),  # judged by its test: its verdict is not ASR 2's
-}
+    def _match_phase(self, spec: Experiment, exp: ExperimentRecord, phase: MatchPhase, r: ExperimentRunner) -> None:
+        p = self.profile
+        duration = getattr(p, phase.duration)
+        tag = f"{spec.id}-{phase.name.replace('/', '-')}" if phase.name != spec.id else spec.id
+        source = r.source(phase.route, tag, mix=phase.mix)
+        if phase.margin_sigmas is not None:
+            warmup = getattr(p, phase.steer_for) if phase.steer_for else p.warmup_exclusion_s
+            r.drive_at_margin(exp, phase.name, phase.route, phase.matches_per_min, warmup + duration, warmup,
+                              source, phase.margin_sigmas)
+            exp.notes.append(f"open loop at one rate from the start, chosen so that the {p.rate_window_s} s windows "
+                             f"of the orders sent make the bar plus {phase.margin_sigmas:g} standard deviations of "
+                             f"their spread (a replica of the seeded books forecasts each window); the first "
+                             f"{warmup:g} s excluded")
+            return
+        steer = getattr(p, phase.steer_for) if phase.steer_for else None
+        r.drive_matches(exp, phase.name, phase.route, phase.matches_per_min, (steer or 0.0) + duration, source,
+                        steer_for_s=steer)

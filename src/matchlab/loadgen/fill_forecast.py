@@ -48,15 +48,63 @@ class FillForecast:
                           for o in seed_orders(symbol, count, levels)])
         self.flow = flow
         self.cumulative = [0]  # fills made by the first i orders
+        self.symbols: list[str] = []  # the i-th order's symbol
         self._fills: list = []
 
     def fills_of_first(self, n: int) -> int:
         """Fills the flow's first ``n`` orders make (replaying further as needed)."""
         while len(self.cumulative) <= n:
             self._fills.clear()
-            self.engine.apply_order(msgspec.convert(self.flow.next_order(), Order), self._fills)
+            order = msgspec.convert(self.flow.next_order(), Order)
+            self.engine.apply_order(order, self._fills)
             self.cumulative.append(self.cumulative[-1] + len(self._fills))
+            self.symbols.append(order.symbol)
         return self.cumulative[n]
+
+    def fills_by_symbol(self, first: int, last: int) -> dict[str, int]:
+        """Fills of orders ``first`` .. ``last - 1``, by the symbol each order traded."""
+        self.fills_of_first(last)
+        out: dict[str, int] = {}
+        for i in range(first, last):
+            made = self.cumulative[i + 1] - self.cumulative[i]
+            if made:
+                out[self.symbols[i]] = out.get(self.symbols[i], 0) + made
+        return out
+
+    def window_rates(self, rate: float, start_s: float, end_s: float, window_s: float, step_s: float) -> list[float]:
+        """Matches/min of each ``window_s`` window, sliding by ``step_s``, of a phase sent at ``rate`` orders/s
+        (order i due at i / rate), between ``start_s`` and ``end_s`` of the phase."""
+        out, t = [], start_s
+        while t + window_s <= end_s + 1e-9:
+            first, last = math.ceil(t * rate), math.ceil((t + window_s) * rate)
+            out.append((self.fills_of_first(last) - self.cumulative[first]) * 60.0 / window_s)
+            t += step_s
+        return out
+
+    def margin_rate_for(self, bar_per_min: float, start_s: float, end_s: float, window_s: float, step_s: float,
+                        sigmas: float, guess: float) -> tuple[float, float, float, float]:
+        """(order rate, mean, standard deviation, minimum of the window rates) for a phase sent at one rate whose
+        windows between ``start_s`` and ``end_s`` make ``bar_per_min`` plus ``sigmas`` standard deviations of
+        their own spread, on average."""
+        if bar_per_min <= 0 or guess <= 0 or end_s - start_s < window_s:
+            raise ValueError(f"need a positive bar and guess and a span of at least one window, got {bar_per_min}, "
+                             f"{guess}, {start_s}..{end_s}")
+        rate = guess
+        for _ in range(12):
+            rates = self.window_rates(rate, start_s, end_s, window_s, step_s)
+            mean = sum(rates) / len(rates)
+            sd = (sum((x - mean) ** 2 for x in rates) / max(len(rates) - 1, 1)) ** 0.5
+            want = bar_per_min + sigmas * sd
+            if mean <= 0:
+                break
+            new = rate * want / mean
+            if abs(new - rate) <= 0.001 * rate:
+                break
+            rate = new
+        rates = self.window_rates(rate, start_s, end_s, window_s, step_s)
+        mean = sum(rates) / len(rates)
+        sd = (sum((x - mean) ** 2 for x in rates) / max(len(rates) - 1, 1)) ** 0.5
+        return rate, mean, sd, min(rates)
 
     def agrees(self, orders: int, matches: float) -> bool:
         """Whether ``matches`` measured over the flow's first ``orders`` orders are the replica's count."""
