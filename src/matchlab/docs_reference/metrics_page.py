@@ -48,10 +48,10 @@ def _bounds(family) -> str:
     bounds = sorted({float(s.labels["le"]) for s in family.samples
                      if s.name.endswith("_bucket") and s.labels["le"] != "+Inf"
                      and {k: v for k, v in s.labels.items() if k != "le"} == {k: v for k, v in first.items() if k != "le"}})
-    text = [f"{b:.6f}".rstrip("0").rstrip(".") for b in bounds]
+    text = [f"{b * 1000:.4f}".rstrip("0").rstrip(".") for b in bounds]  # in ms: shorter, and how latencies read
     if len(text) > MAX_LISTED_BOUNDS:
-        return f"{len(text)} bounds, {text[0]} to {text[-1]}"
-    return " ".join(text)
+        return f"{len(text)} bounds from {text[0]} to {text[-1]}"
+    return ", ".join(text)
 
 
 def _own(name: str) -> bool:
@@ -67,17 +67,19 @@ def recording_rules() -> list[list[str]]:
 def page() -> str:
     lines = header("Metrics", """
 What each service exposes on its metrics port (`GET /metrics`, Prometheus text format), read from
-the registries the services build. Histograms are in seconds; the bounds listed are every bucket's
-upper bound. The load generator's own series (`loadgen_*`) reach Prometheus by remote write: see
+the registries the services build. Histograms observe seconds; their bucket bounds are listed
+below each table, in milliseconds. The load generator's own series (`loadgen_*`) reach Prometheus by remote write: see
 [the load generator](load-generator.md#client-metrics).
 """)
     runtime: dict[str, object] = {}
     for service, registry in _registries():
         families = list(registry.collect())
         lines += [f"## {service.capitalize()}", ""]
-        lines += table(["metric", "type", "labels", "bucket bounds (s)", "what it counts"],
-                       [[code(_exposed_name(f)), f.type, _labels(f), _bounds(f), cell(f.documentation)]
-                        for f in families if _own(f.name)])
+        own = [f for f in families if _own(f.name)]
+        lines += table(["metric", "type", "labels", "what it counts"],
+                       [[code(_exposed_name(f)), f.type, _labels(f), cell(f.documentation)] for f in own])
+        lines += table(["histogram", "bucket upper bounds (ms)"],
+                       [[code(f.name), _bounds(f)] for f in own if f.type == "histogram"])
         runtime.update({f.name: f for f in families if not _own(f.name)})
     lines += ["## The Python runtime's own", "", cell(
         "Both services also export the process and runtime collectors of `prometheus_client` (where the "
