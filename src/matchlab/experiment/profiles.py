@@ -51,7 +51,7 @@ class ProfileSettings:
     @property
     def scaling_note(self) -> str:
         if self.name == "full":
-            return "full profile: DESIGN.md durations and windows"
+            return "full profile: the experiments' full durations and verdict windows"
         return (
             f"{self.name} profile: runs shortened (A2 {self.a2_s:g} s instead of 300 s, B2 {self.b2_s:g} s open loop instead "
             f"of 300 s); "
