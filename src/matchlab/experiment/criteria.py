@@ -1,4 +1,4 @@
-"""DESIGN.md §6 criteria, evaluated from Prometheus over each experiment's own windows.
+"""docs/internals/design.md §6 criteria, evaluated from Prometheus over each experiment's own windows.
 
 Every verdict keeps the exact PromQL it was computed from (with its
 evaluation time), a detail line with the numbers behind it and, where the

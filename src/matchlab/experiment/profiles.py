@@ -1,6 +1,6 @@
-"""Experiment durations and verdict windows per profile (DESIGN.md §5-§6).
+"""Experiment durations and verdict windows per profile (docs/internals/design.md §5-§6).
 
-``full`` is DESIGN.md's table. ``quick`` shortens every run so both ASR
+``full`` is the table of docs/internals/design.md §5. ``quick`` shortens every run so both ASR
 suites finish in about ten minutes here, while each window a verdict reads
 still holds at least 30 s of data at the ASR rates; the verdict windows
 (sustain, gap, warm-up exclusion, rate window) shrink with it, and

@@ -1,4 +1,4 @@
-"""The experiments of DESIGN.md §5 (A1-A4, B1-B5), their dependencies and their verdicts.
+"""The experiments of docs/internals/design.md §5 (A1-A4, B1-B5), their dependencies and their verdicts.
 
 ``Suite`` runs each experiment at most once per session, on demand and in
 dependency order (A2 needs A1's warm-up and calibration; the ASR 2
@@ -28,7 +28,7 @@ from matchlab.stack.cpu_budget import PERIOD_US, CpuBudgets
 from matchlab.stack.spec import Topology
 from matchlab.stack.stack import Stack
 
-SEED = (500, 50)  # resting orders / levels per symbol (DESIGN.md §5)
+SEED = (500, 50)  # resting orders / levels per symbol (docs/internals/design.md §5)
 B2_MATCHES_PER_MIN = 5040.0  # 84/s as the anchor offered, a little above 5,000
 EVENT_RECONCILE_TIMEOUT_S = 120.0
 EVENT_WINDOW_TIMEOUT_S = 30.0
@@ -509,7 +509,7 @@ def _scaling_step(s: Suite, r: ExperimentRunner, exp: ExperimentRecord, route: R
 
 BUDGET_TEST_STEP_S = 6.0  # shorter steps than S1's: each of these searches must stay within about a minute
 # Shard a direct, the only budgeted process: nothing else can be its bottleneck. Budgets this large keep
-# its knee's CPU per order close at both (README "The budgets themselves"), yet leave the load generator room.
+# its knee's CPU per order close at both (docs/experiments/capacity.md, C3), yet leave the load generator room.
 HALVED_SHARD_CPU = (0.4, 0.2)
 THROTTLED_GATEWAY = scaling.Budgets(0.2, 0.1)  # a gateway budget under one 0.2-CPU shard's needs
 

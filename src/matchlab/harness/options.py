@@ -204,7 +204,7 @@ def gateway_workers_problem(workers: int, backend: str) -> str | None:
 
 
 def check_max_shards(max_shards: int, backend: str) -> None:
-    """The verdict needs capacity(3); more than DESIGN.md's three shards need a layout only the local backend runs."""
+    """The verdict needs capacity(3); more than the standard three shards need a layout only the local backend runs."""
     if not len(SHARD_IDS) <= max_shards <= MAX_SHARDS:
         raise pytest.UsageError(f"--max-shards K takes {len(SHARD_IDS)} to {MAX_SHARDS} (the scaling verdict needs "
                                 f"N = 1..3; 12 symbols go at least two to a shard), got {max_shards}")
