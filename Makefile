@@ -1,8 +1,8 @@
-# The two commands a newcomer needs are `make smoke` and `make test` (see README).
+# The two commands a newcomer needs are `make smoke` and `make test` (see README); `make docs` serves the docs.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup smoke test shard bench
+.PHONY: setup smoke test docs docs-check shard bench
 
 setup:
 	bash scripts/setup.sh
@@ -15,8 +15,8 @@ smoke: setup
 # suite, the two capacity tests that show a budget sets a knee and that a throttled gateway
 # fails the scaling verdict by name, then both ASR suites in the quick profile. A FAIL verdict is a measured result and does
 # not fail this target; a verdict that could not be computed (no data, a broken
-# experiment) does, as does any failure in the first step.
-test: setup
+# experiment) does, as does any failure in the first step. The docs site is built first (docs-check).
+test: setup docs-check
 	$(PY) -m pytest
 	$(PY) -m pytest -m faults
 	$(PY) -m pytest -m capacity -k "halved or throttled" --profile quick --reports-dir reports/capacity-checks
@@ -24,8 +24,20 @@ test: setup
 	  rc=$$?; [ $$rc -le 1 ] || exit $$rc
 	$(PY) -m matchlab.experiment.check reports/asr-quick --asr "ASR 1" --asr "ASR 2"
 
+# The docs site on http://127.0.0.1:8000, rebuilt as pages change; Ctrl-C stops it.
+docs: setup
+	$(PY) -m pip install -q -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve -a 127.0.0.1:8000
+
+# The docs site built with every warning an error (a broken link or anchor fails it), after checking that
+# the generated reference pages match the code (python -m matchlab.docs_reference rewrites them).
+docs-check: setup
+	$(PY) -m pip install -q -e '.[docs]'
+	$(PY) -m matchlab.docs_reference --check
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
+
 # One matching-engine shard in the foreground (Ctrl-C stops it), no broker. Its admin and seed
-# endpoints answer 401 unless ADMIN_TOKEN is exported (README: Security).
+# endpoints answer 401 unless ADMIN_TOKEN is exported (docs: reference/security.md).
 shard: setup
 	mkdir -p data
 	KAFKA_BOOTSTRAP=$${KAFKA_BOOTSTRAP-} WAL_PATH=$${WAL_PATH:-data/wal-a.log} $(PY) -m matchlab.shard

@@ -7,7 +7,7 @@ Brings up the single-shard embedded stack, seeds shard a's books, reads the
 open-model flow runs at R orders/s, and prints percentiles of:
   - match -> produce: the producer's CreateTime minus the event's own
     ``timestamp`` (taken when the order matched): the journal wait before an
-    event may leave (DESIGN.md §3.3) — what lazy group commit adds;
+    event may leave (docs/internals/design.md §3.3) — what lazy group commit adds;
   - match -> reader: arrival at the reader minus the event's timestamp, which
     adds the producer's linger, the broker and the fetch.
 Millisecond resolution (both clocks are epoch milliseconds on this machine).

@@ -1,4 +1,4 @@
-"""ASR 1 — latency: p99 match latency < 200 ms at 1,000 matches/min on one shard (DESIGN.md §5-§6).
+"""ASR 1 — latency: p99 match latency < 200 ms at 1,000 matches/min on one shard (docs/internals/design.md §5-§6).
 
 A1 warms up and calibrates fills per order; A2 is the primary measurement;
 A3 repeats it from empty books at three depths; A4 freezes the broker in

@@ -1,4 +1,4 @@
-"""ASR 2 — scalability: >= 4,750 matches/min sustained with three shards (DESIGN.md §5-§6).
+"""ASR 2 — scalability: >= 4,750 matches/min sustained with three shards (docs/internals/design.md §5-§6).
 
 B1 measures one shard's baseline through the gateway; B2 is the primary run
 over twelve symbols (steered to the match rate during warm-up, then open

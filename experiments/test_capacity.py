@@ -61,7 +61,7 @@ def test_capacity_three_shards_through_gateway(suite: Suite, request):
 # A shard's CPU per order falls as its rate rises (orders that arrive together share wake-ups, fsyncs
 # and warm caches, and on this machine a wake-up costs more than an order's own work), so halving a
 # budget more than halves the knee: 2.0-2.7x at 0.2 / 0.4 CPU in seven runs here, 2.1-4.2x at 0.1 / 0.2
-# (README "The budgets themselves"). What the test must catch is a budget not in force (the knee would
+# (docs/experiments/capacity.md, C3). What the test must catch is a budget not in force (the knee would
 # not move) or a knee set by something else (it would move less). Each budget is searched twice and
 # judged by its mean knee: one search's knee moved by up to a quarter between runs.
 HALVING_TOLERANCE = 0.15

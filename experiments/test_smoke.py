@@ -1,4 +1,4 @@
-"""Smoke checks of the whole stack (DESIGN.md §7), stronger than the anchor's shell script.
+"""Smoke checks of the whole stack (docs/internals/design.md §7), stronger than the anchor's shell script.
 
 Runs on the multi topology (shards a, b, c + gateway, broker, Prometheus):
 every integration point is exercised for real, and numbers are read back

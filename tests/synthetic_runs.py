@@ -5,7 +5,7 @@ the client's latencies go through the load generator's real ``Recorder``,
 and the server-side bucket vector of the measured window is built from the
 same latencies and handed to the real ``latency_verdict`` through a stand-in
 for Prometheus that answers its one query. ``python -m tests.synthetic_runs
-DIR`` writes a same-system pair and a +2 ms pair for the README.
+DIR`` writes a same-system pair and a +2 ms pair (docs/running/comparing.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Histogram bucket bounds, shared by the services that observe and the verdicts that read them.
 
-DESIGN.md §3.5's bounds are a minimum. Match latency gets a fine geometric
+The bounds of docs/internals/design.md §3.5 are a minimum. Match latency gets a fine geometric
 grid (3 % apart) where p99s live, 0.4-50 ms: a relative-change criterion
 (a 10 % or 5 % p99 rise) cannot resolve less than the width of the buckets
 its quantiles fall in, so coarse 2 -> 5 ms buckets would make every such

@@ -18,7 +18,16 @@ def _parse(env: Mapping[str, str], name: str, convert, expected: str):
         raise ConfigError(f"{name} must be {expected}, got {raw!r}") from None
 
 
+def note_default(env: Mapping[str, str], name: str, default: object) -> None:
+    """Tell an environment that records what a configuration reads (``matchlab.docs_reference``) the value
+    ``name`` falls back to; an ordinary mapping has no ``note_default`` and is left alone."""
+    note = getattr(env, "note_default", None)
+    if note is not None:
+        note(name, default)
+
+
 def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    note_default(env, name, default)
     value = _parse(env, name, int, "an integer")
     if value is None:
         return default
@@ -35,6 +44,7 @@ def env_port(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    note_default(env, name, default)
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -48,6 +58,7 @@ def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 def env_seconds(env: Mapping[str, str], name: str, default: float, minimum: float = 0.001) -> float:
     """A duration in seconds (fractions allowed), at least ``minimum``."""
+    note_default(env, name, default)
     value = _parse(env, name, float, "a number of seconds")
     if value is None:
         return default

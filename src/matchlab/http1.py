@@ -7,7 +7,7 @@ request object, header multidicts, a cookie jar, a task and a timer context
 per request. Here a request is one preformatted ``transport.write``; the
 response is parsed by llhttp (``httptools``, the parser uvicorn uses) in
 callbacks that resolve one future. Chosen by the client bake-off in
-``benchmarks/bench_http_clients.py`` (numbers in the README).
+``benchmarks/bench_http_clients.py`` (numbers in docs/internals/performance.md).
 
 Semantics the callers rely on:
 * at most ``limit`` connections; beyond that, requests wait for a free one

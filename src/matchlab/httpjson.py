@@ -22,7 +22,7 @@ from prometheus_client import (
 from matchlab.edge.guard import body_deadline, close_after_reply
 from matchlab.edge.replies import Reply, body_refusal, body_timeout_refusal, json_reply, rejected
 
-# DESIGN.md §3.1: one order is small; a seed carries whole books.
+# docs/internals/design.md §3.1: one order is small; a seed carries whole books.
 MAX_ORDER_BYTES = 4 * 1024
 MAX_SEED_BYTES = 32 * 1024 * 1024
 

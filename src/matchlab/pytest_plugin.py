@@ -26,7 +26,7 @@ import pytest
 pytest_plugins = ["matchlab.harness.options", "matchlab.harness.stack"]
 
 MARKERS = {
-    "smoke": "smoke checks of the whole stack (DESIGN.md §7)",
+    "smoke": "smoke checks of the whole stack",
     "asr1": "ASR 1 latency experiments A1-A4",
     "asr2": "ASR 2 scalability experiments B1-B4",
     "capacity": "capacity search beyond the ASRs (headroom)",

@@ -1,4 +1,4 @@
-"""The deployment's facts, written once (DESIGN.md §2-§3): shards and their symbols, topics and
+"""The deployment's facts, written once (docs/internals/design.md §2-§3): shards and their symbols, topics and
 partitions, port conventions and CPU budgets.
 
 A leaf module: it imports nothing from matchlab, so the services, the load generator, the
@@ -15,13 +15,13 @@ from dataclasses import dataclass
 # -- shards and symbols ---------------------------------------------------------------------------
 
 SYMBOLS: tuple[str, ...] = tuple(f"TEST-ASSET-{chr(ord('A') + i)}" for i in range(12))
-SHARD_IDS: tuple[str, ...] = ("a", "b", "c")  # DESIGN.md §2: three symbol-sharded shards
+SHARD_IDS: tuple[str, ...] = ("a", "b", "c")  # docs/internals/design.md §2: three symbol-sharded shards
 # The most shards a capacity search spreads the symbols over (two symbols each).
 MAX_SHARDS = 6
 
 
 def shard_ids(count: int) -> tuple[str, ...]:
-    """The first ``count`` shard ids: a, b, c, ... (the DESIGN.md ids come first)."""
+    """The first ``count`` shard ids: a, b, c, ... (the standard three come first)."""
     if not 1 <= count <= MAX_SHARDS:
         raise ValueError(f"a topology has 1 to {MAX_SHARDS} shards, got {count}")
     return tuple(chr(ord("a") + i) for i in range(count))
@@ -30,7 +30,7 @@ def shard_ids(count: int) -> tuple[str, ...]:
 def spread_symbols(count: int, symbols: tuple[str, ...] = SYMBOLS) -> dict[str, list[str]]:
     """All symbols over ``count`` shards in contiguous, near-equal blocks (larger blocks first).
 
-    Three shards give DESIGN.md's map (a: A..D, b: E..H, c: I..L); six give two symbols each.
+    Three shards give the standard map (a: A..D, b: E..H, c: I..L); six give two symbols each.
     """
     ids = shard_ids(count)
     if count > len(symbols):
@@ -44,7 +44,7 @@ def spread_symbols(count: int, symbols: tuple[str, ...] = SYMBOLS) -> dict[str, 
     return spread
 
 
-# DESIGN.md §2: shard a owns TEST-ASSET-A..D, b owns E..H, c owns I..L.
+# docs/internals/design.md §2: shard a owns TEST-ASSET-A..D, b owns E..H, c owns I..L.
 SHARD_SYMBOLS: dict[str, list[str]] = spread_symbols(len(SHARD_IDS))
 
 # -- topics ---------------------------------------------------------------------------------------
@@ -56,7 +56,7 @@ PARTITIONS = 12  # per topic, created by the harness (Tansu and the Redpanda Job
 
 
 def event_partition(shard: str) -> int:
-    """The partition (of each topic) a shard's events go to, keyed by symbol as DESIGN.md §3.4 says.
+    """The partition (of each topic) a shard's events go to, keyed by symbol as docs/internals/design.md §3.4 says.
 
     librdkafka sends one produce request per partition, and the broker's cost is per request: a
     shard whose four symbols hash to four partitions of two topics sends up to eight requests per
@@ -71,7 +71,7 @@ def event_partition(shard: str) -> int:
 
 # -- ports ----------------------------------------------------------------------------------------
 
-# Inside a pod (and a service's default when started by hand): DESIGN.md §2.
+# Inside a pod (and a service's default when started by hand): docs/internals/design.md §3.1 and §3.6.
 APP_HTTP_PORT = 8080
 APP_METRICS_PORT = 9091
 KAFKA_PORT = 9092

@@ -1,4 +1,4 @@
-"""The edge gateway in front of three real shard processes (DESIGN.md §3.6)."""
+"""The edge gateway in front of three real shard processes (docs/internals/design.md §3.6)."""
 
 from __future__ import annotations
 

@@ -55,7 +55,8 @@ def require_helm(name: str) -> str:
 
 @pytest.fixture(autouse=True)
 def chart_archives() -> None:
-    """The pinned chart archives beside the repository (../shared/charts), or a one-line failure naming the file."""
+    """The pinned chart archives (from MATCHLAB_CHARTS_DIR, or fetched from the charts' repositories), or a
+    one-line failure naming the archive and the setting."""
     for release in render.RELEASES:
         try:
             render.chart_archive(release)

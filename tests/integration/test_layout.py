@@ -38,7 +38,7 @@ def test_four_shards_each_own_their_re_spread_symbols(tmp_path: Path):
         for shard, symbols in layout.items():
             owned = httpx.get(f"{ep.shards[shard]}/book/{symbols[-1]}").json()
             assert owned["bids"] == [[14_000, [[f"l-{symbols[-1]}", 5]]]]
-        # DESIGN.md's map no longer holds: TEST-ASSET-D moved from shard a to shard b
+        # The standard map no longer holds: TEST-ASSET-D moved from shard a to shard b
         assert httpx.get(f"{ep.shards['a']}/book/TEST-ASSET-D").status_code == 404
     finally:
         backend.stop()
@@ -64,6 +64,6 @@ def test_max_shards_gives_the_scaling_stack_its_re_spread_layout(tmp_path: Path)
         stack = pool.get(Topology.SCALING)
         assert stack.topology is Topology.SCALING and sorted(stack.endpoints.shards) == list("abcde")
         assert stack.endpoints.shard_symbols == spread_symbols(5)
-        assert pool.get(Topology.MULTI).endpoints.shard_symbols == SHARD_SYMBOLS  # MULTI keeps DESIGN.md's map
+        assert pool.get(Topology.MULTI).endpoints.shard_symbols == SHARD_SYMBOLS  # MULTI keeps the standard map
     finally:
         pool.close()

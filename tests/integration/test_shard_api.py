@@ -1,4 +1,4 @@
-"""The shard's HTTP contract against a real shard process (DESIGN.md §3.1)."""
+"""The shard's HTTP contract against a real shard process (docs/internals/design.md §3.1)."""
 
 from __future__ import annotations
 

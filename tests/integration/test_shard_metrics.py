@@ -1,4 +1,4 @@
-"""The /metrics page carries every name, label and bucket bound of DESIGN.md §3.5."""
+"""The /metrics page carries every name, label and bucket bound of docs/internals/design.md §3.5."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Matching semantics of one book (DESIGN.md §3.2), with depth checked after each step."""
+"""Matching semantics of one book (docs/internals/design.md §3.2), with depth checked after each step."""
 
 from __future__ import annotations
 

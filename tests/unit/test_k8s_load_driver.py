@@ -273,7 +273,7 @@ def test_timed_events_count_from_the_schedule_start_not_from_the_request(monkeyp
 
 
 def test_a_re_spread_layout_draws_its_flow_here_without_a_flow_description():
-    """--max-shards 4: shard d exists only in the stack's layout; FlowSpecs rebuild DESIGN.md's map elsewhere."""
+    """--max-shards 4: shard d exists only in the stack's layout; FlowSpecs rebuild the standard map elsewhere."""
     from matchlab.loadgen.driver import DescribedSource
     from matchlab.topology import spread_symbols
 
@@ -287,4 +287,4 @@ def test_a_re_spread_layout_draws_its_flow_here_without_a_flow_description():
         source = r.source(Route(tuple(shards), via_gateway=True), "S1")
         assert not isinstance(source, DescribedSource)
         assert {source().target for _ in range(400)} == set(shards)  # every shard of the route, and only those
-    assert isinstance(experiment_runner(None).source(GATEWAY_ABC, "B2"), DescribedSource)  # DESIGN.md's map: described
+    assert isinstance(experiment_runner(None).source(GATEWAY_ABC, "B2"), DescribedSource)  # the standard map: described

@@ -21,7 +21,7 @@ def test_out_of_range_is_a_usage_error(k: int) -> None:
 
 
 def test_more_than_three_shards_need_the_local_backend() -> None:
-    check_max_shards(3, "k3d")  # DESIGN.md's three: every backend
+    check_max_shards(3, "k3d")  # the standard three: every backend
     with pytest.raises(pytest.UsageError, match="needs the local backend.*k3d"):
         check_max_shards(4, "k3d")
 

@@ -189,7 +189,7 @@ def test_per_shard_budgets_shrink_with_k_so_n_equals_k_fits_the_machine(cores, k
 
 
 def test_budget_arithmetic_on_two_cores():
-    assert scaling.Budgets.for_machine(3, 2) == scaling.Budgets(0.2, 0.5, 3, 2)  # DESIGN.md's three: unchanged
+    assert scaling.Budgets.for_machine(3, 2) == scaling.Budgets(0.2, 0.5, 3, 2)  # the standard three: unchanged
     six = scaling.Budgets.for_machine(6, 2)
     assert (six.shard_cpu, six.gateway_cpu) == (0.1, 0.5) and six.total(6) == pytest.approx(1.1)
     assert "0.1 CPU per shard" in six.describe() and "N = 1..6" in six.describe() and "1.1 of 2 cores" in six.describe()

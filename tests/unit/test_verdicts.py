@@ -1,4 +1,4 @@
-"""Verdict rules on recorded series: pass, fail, no data, inconclusive, ASR statuses (DESIGN.md §6)."""
+"""Verdict rules on recorded series: pass, fail, no data, inconclusive, ASR statuses (docs/internals/design.md §6)."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def test_asr1_rules():
     rule = RULES[ASR1]
     assert asr_status(rule, verdicts_for(ASR1, A2__p99=Status.FAIL), ex).status is Status.FAIL
     assert asr_status(rule, verdicts_for(ASR1, A2__error_rate=Status.FAIL), ex).status is Status.FAIL
-    # DESIGN.md §6: PASS needs decoupling; its failure is a FAIL, not a conditional pass.
+    # docs/internals/design.md §6: PASS needs decoupling; its failure is a FAIL, not a conditional pass.
     assert asr_status(rule, verdicts_for(ASR1, A4__decoupling=Status.FAIL), ex).status is Status.FAIL
     assert asr_status(rule, verdicts_for(ASR1, A4__outage_orders=Status.FAIL), ex).status is Status.FAIL
     out = asr_status(rule, verdicts_for(ASR1, A2__p99_secondary=Status.FAIL), ex)

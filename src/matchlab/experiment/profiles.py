@@ -1,6 +1,6 @@
-"""Experiment durations and verdict windows per profile (DESIGN.md §5-§6).
+"""Experiment durations and verdict windows per profile (docs/internals/design.md §5-§6).
 
-``full`` is DESIGN.md's table. ``quick`` shortens every run so both ASR
+``full`` is the table of docs/internals/design.md §5. ``quick`` shortens every run so both ASR
 suites finish in about ten minutes here, while each window a verdict reads
 still holds at least 30 s of data at the ASR rates; the verdict windows
 (sustain, gap, warm-up exclusion, rate window) shrink with it, and
@@ -57,7 +57,7 @@ class ProfileSettings:
     @property
     def scaling_note(self) -> str:
         if self.name == "full":
-            return "full profile: DESIGN.md durations and windows"
+            return "full profile: the experiments' full durations and verdict windows"
         return (
             f"{self.name} profile: runs shortened (A2 {self.a2_s:g} s instead of 300 s, B2 {self.b2_s:g} s open loop instead "
             f"of 300 s); "

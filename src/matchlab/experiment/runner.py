@@ -127,7 +127,7 @@ class ExperimentRunner:
         # Each flow its own ids: shards de-duplicate by orderId, and tags (e.g. "cal") recur within a run.
         prefix = f"{self.run_id}-{tag}-{self._flows}-"
         source = flow_source(OrderFlow(symbols, mix, seed=self._flows, id_prefix=prefix), targets)
-        # A FlowSpec is rebuilt elsewhere from DESIGN.md's map: a flow over other symbols, or over a layout
+        # A FlowSpec is rebuilt elsewhere from the standard symbol map: a flow over other symbols, or over a layout
         # with the symbols re-spread (--max-shards K), is not the generator's own choice, and only this
         # process can draw it.
         if not (any(ep.shard_symbols[shard] != SHARD_SYMBOLS.get(shard) for shard in route.shards) or

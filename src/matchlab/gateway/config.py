@@ -1,4 +1,4 @@
-"""Gateway configuration: ``ME_SHARD_MAP`` and ``SHARD_SYMBOLS_MAP`` (DESIGN.md §3.6), edge limits
+"""Gateway configuration: ``ME_SHARD_MAP`` and ``SHARD_SYMBOLS_MAP`` (docs/internals/design.md §3.6), edge limits
 (matchlab.edge.limits), ``MAX_INFLIGHT_PER_SHARD``, ``SHED_QUEUE_WAIT_MS`` and ``GATEWAY_WORKERS``.
 
 Both maps are parsed strictly; any inconsistency (a symbol on two shards, a
@@ -30,7 +30,7 @@ def format_symbols_map(shard_symbols: Mapping[str, Iterable[str]]) -> str:
     return ",".join(f"{shard}={':'.join(symbols)}" for shard, symbols in shard_symbols.items())
 
 
-# When unset: DESIGN.md's shards on their host ports (8081..), and its symbol map.
+# When unset: the three shards on their host ports (8081..), and the symbol map of docs/internals/design.md §2.
 DEFAULT_SHARD_MAP = format_shard_map(
     {s: f"http://127.0.0.1:{topology.shard_host_port(s)}" for s in topology.SHARD_IDS}
 )

@@ -1,4 +1,4 @@
-"""The gateway's metrics (DESIGN.md §3.5): requests, duration per shard, routing errors.
+"""The gateway's metrics (docs/internals/design.md §3.5): requests, duration per shard, routing errors.
 
 All written on the event loop only, so lock-free (``loopmetrics``).
 """

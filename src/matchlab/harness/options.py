@@ -47,7 +47,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--backend", choices=BACKENDS, default="local",
                     help="where the stack runs: local processes (default), a k3d cluster, an existing cluster (k8s)")
     group.addoption("--profile", choices=[p.value for p in Profile], default=Profile.FULL.value,
-                    help="full: DESIGN.md durations (default); quick: shortened, both ASR suites within ~10 min")
+                    help="full: the experiments' full durations (default); quick: shortened, both ASR suites within ~10 min")
     group.addoption("--keep-stack", action="store_true", help="leave the stack running after the session")
     group.addoption("--reuse-stack", action="store_true",
                     help="run against the stack `matchlab up` left in --reports-dir when its topology and backend "
@@ -125,7 +125,7 @@ def load_options_problem(backend: str, load_from: str, load_workers: int | None,
                     f"the load runs in pytest's own process), got {load_workers}")
         if max_shards > len(SHARD_IDS):
             return (f"--load-workers with --max-shards above {len(SHARD_IDS)}: the load generator's command line "
-                    f"knows DESIGN.md's symbol map only, not a re-spread one; drop one of the two")
+                    f"knows the three-shard symbol map only, not a re-spread one; drop one of the two")
         return None
     if load_from != "cluster" or load_workers < 1:
         return "--load-workers N (N >= 1) on a Kubernetes backend goes with --load-from cluster"
@@ -204,13 +204,13 @@ def gateway_workers_problem(workers: int, backend: str) -> str | None:
 
 
 def check_max_shards(max_shards: int, backend: str) -> None:
-    """The verdict needs capacity(3); more than DESIGN.md's three shards need a layout only the local backend runs."""
+    """The verdict needs capacity(3); more than the standard three shards need a layout only the local backend runs."""
     if not len(SHARD_IDS) <= max_shards <= MAX_SHARDS:
         raise pytest.UsageError(f"--max-shards K takes {len(SHARD_IDS)} to {MAX_SHARDS} (the scaling verdict needs "
                                 f"N = 1..3; 12 symbols go at least two to a shard), got {max_shards}")
     if max_shards > len(SHARD_IDS) and backend != "local":
         raise pytest.UsageError(f"--max-shards above {len(SHARD_IDS)} needs the local backend (the manifests deploy "
-                                f"DESIGN.md's {len(SHARD_IDS)} shards), got --backend {backend}")
+                                f"the standard {len(SHARD_IDS)} shards), got --backend {backend}")
 
 
 OPTIONS_KEY = pytest.StashKey[HarnessOptions]()

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 def scaling_layout(max_shards: int) -> dict[str, list[str]] | None:
-    """The scaling stack's layout: None (DESIGN.md's map: the MULTI stack serves) for three shards, else all
+    """The scaling stack's layout: None (the standard map: the MULTI stack serves) for three shards, else all
     symbols re-spread over ``max_shards``."""
     return None if max_shards == len(SHARD_IDS) else spread_symbols(max_shards)
 

@@ -6,7 +6,7 @@ apart. ``python -m matchlab.k8s.manifests`` writes them under ``k8s/``
 (``--check`` verifies the committed files are current); the Helm values live
 in ``helm_values``.
 
-Names, labels, annotations, resources and probes follow DESIGN.md §2. Only
+Names, labels, annotations, resources and probes follow docs/internals/design.md §2. Only
 pods carry the ``prometheus.io/*`` annotations: the Prometheus chart's
 default ``kubernetes-pods`` job honours them, so no extra scrape job (and no
 duplicate targets). Services are NodePorts on fixed ports, which the k3d
@@ -49,8 +49,8 @@ ADMIN_SECRET = "me-admin-token"  # generated per cluster by the backend; never a
 ADMIN_SECRET_KEY = "token"
 RUN_LABEL = "matchlab.run"  # namespaces this harness creates carry it; only those are ever deleted
 
-# NodePorts, mapped by the k3d load balancer to host ports (DESIGN.md §2: 8080, 3000). Prometheus
-# (9090 in DESIGN.md) has none: its remote-write receiver must not be reachable from outside the cluster.
+# NodePorts, mapped by the k3d load balancer to host ports (gateway 8080, Grafana 3000). Prometheus
+# has none: its remote-write receiver must not be reachable from outside the cluster.
 # The application's host ports follow matchlab.topology (gateway 8080, shard i 8081 + i, its metrics
 # 9191 + i); their NodePorts follow the same pattern from 30080, 30081 and 30191.
 HOST_PORTS = {

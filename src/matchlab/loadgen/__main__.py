@@ -14,7 +14,7 @@ Examples::
     python -m matchlab.loadgen --shard a=http://127.0.0.1:8080 --start-rate 10 --stages 60:50,60:50
 
     # worker 1 of 3 of the same schedule (as an Indexed Job's pod runs it), its result as log lines
-    python -m matchlab.loadgen --gateway http://edge-gateway:8080 --rate 90 --duration 60 \
+    python -m matchlab.loadgen --gateway http://edge-gateway:8080 --rate 90 --duration 60 \\
         --workers 3 --worker-index 1 --start-at 1767225600 --result-lines --quiet
 """
 

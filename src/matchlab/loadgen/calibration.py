@@ -1,4 +1,4 @@
-"""From a match rate to an order rate, measured, never assumed (DESIGN.md §5).
+"""From a match rate to an order rate, measured, never assumed (docs/internals/design.md §5).
 
 The ASRs speak in matches per minute; a realistic flow does not produce one
 fill per order. Calibration drives the flow against the real target for a

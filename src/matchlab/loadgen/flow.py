@@ -1,4 +1,4 @@
-"""Order flows and seed books (DESIGN.md §5).
+"""Order flows and seed books (docs/internals/design.md §5).
 
 The stationary two-sided flow: 60 % aggressive orders (MARKET: they cross
 the spread and match at once, and never rest) and 40 % passive ones (LIMITs
@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-REFERENCE_PRICE = 15_000  # cents (DESIGN.md §5)
+REFERENCE_PRICE = 15_000  # cents (docs/internals/design.md §5)
 MIN_QTY, MAX_QTY = 10, 200
 
 

@@ -1,6 +1,6 @@
 """Pushing the generator's own metrics to Prometheus' remote-write receiver.
 
-Dashboards then show the client's view beside the server's (DESIGN.md §4):
+Dashboards then show the client's view beside the server's (docs/internals/design.md §4):
 ``loadgen_requests_total{target,status}`` (status "dropped" for requests the
 in-flight cap kept from being sent) and the histogram
 ``loadgen_request_duration_seconds{target}``, cumulative since the run began,

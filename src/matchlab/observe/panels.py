@@ -1,4 +1,4 @@
-"""The dashboard's six panels, defined once (DESIGN.md §4).
+"""The dashboard's six panels, defined once (docs/internals/design.md §4).
 
 The Grafana dashboard JSON is generated from these definitions
 (``python -m matchlab.observe.dashboard``), and the HTML report renders the

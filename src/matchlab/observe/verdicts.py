@@ -1,4 +1,4 @@
-"""Requirements as data, verdicts as data, ASR statuses from DESIGN.md §6.
+"""Requirements as data, verdicts as data, ASR statuses from docs/internals/design.md §6.
 
 A ``Criterion`` says what is measured, how it is compared and what it is for
 (its role in the ASR rule). Evaluating it yields a ``Verdict`` that keeps the
@@ -75,7 +75,7 @@ class Criterion:
     comparison: str
     threshold: float
     unit: str = ""
-    measures: str = ""  # one line: what is measured, for the report and the README's table
+    measures: str = ""  # one line: what is measured, for the report and the docs' criteria page
 
     def describe(self) -> str:
         return f"{self.experiment} {self.name}: {self.comparison} {render(self.threshold, self.unit)}"
@@ -226,7 +226,7 @@ def monotonic_growth(values: Sequence[float], alpha: float = 0.05, min_growth: f
 
 @dataclass(frozen=True)
 class AsrRule:
-    """DESIGN.md §6 for one ASR: which roles a PASS needs, and which only make it conditional.
+    """docs/internals/design.md §6 for one ASR: which roles a PASS needs, and which only make it conditional.
 
     Preconditions (stationary book, empty matcher queue, the outage's
     orders) decide whether the experiment measured what it meant to: when one

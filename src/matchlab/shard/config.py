@@ -1,4 +1,4 @@
-"""Shard configuration from the environment (DESIGN.md §3.1)."""
+"""Shard configuration from the environment (docs/internals/design.md §3.1)."""
 
 from __future__ import annotations
 
@@ -21,13 +21,13 @@ DEFAULT_ORDER_ID_WINDOW_S = 600
 DEFAULT_ORDER_ID_WINDOW_IDS = 1_000_000
 # How long events wait in the producer to share a produce request (librdkafka linger.ms). The broker's
 # cost is per request (one per partition): at 1,500 orders/s through the gateway it spent 189 µs per order
-# at 10 ms, 121 at 25, 89 at 50, 55 at 100 (README, performance). Events are off the matching path.
+# at 10 ms, 121 at 25, 89 at 50, 55 at 100 (docs/internals/performance.md). Events are off the matching path.
 DEFAULT_EVENT_LINGER_MS = 50
 # A fixed delay between an order being durable and being matched, on the measured match latency
 # (me_match_duration_seconds): only for showing that a comparison of runs detects a regression.
 DEFAULT_INJECT_MATCH_DELAY_MS = 0
 
-# SHARD_SYMBOLS when unset: the shard's own symbols in DESIGN.md's map.
+# SHARD_SYMBOLS when unset: the shard's own symbols in the map of docs/internals/design.md §2.
 DEFAULT_SYMBOLS = {shard: ",".join(symbols) for shard, symbols in topology.SHARD_SYMBOLS.items()}
 
 

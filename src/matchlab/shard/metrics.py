@@ -1,4 +1,4 @@
-"""The shard's Prometheus metrics, exact names and buckets of DESIGN.md §3.5.
+"""The shard's Prometheus metrics, exact names and buckets of docs/internals/design.md §3.5.
 
 Each histogram carries every bound the design lists plus finer
 sub-millisecond bounds, so fast percentiles stay resolvable. Children are
@@ -17,7 +17,7 @@ from matchlab.buckets import MATCH_BUCKETS, SYNC_BUCKETS
 from matchlab.httpjson import new_registry
 from matchlab.loopmetrics import LoopCounter, LoopHistogram
 
-# Required bounds (DESIGN.md §3.5) merged with finer ones.
+# Required bounds (docs/internals/design.md §3.5) merged with finer ones.
 FAST_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.01)
 ALGO_BUCKETS = FAST_BUCKETS + (0.05,)
 WAL_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)

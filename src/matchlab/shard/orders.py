@@ -1,4 +1,4 @@
-"""Order wire format (DESIGN.md §3.1) and its strict validation.
+"""Order wire format (docs/internals/design.md §3.1) and its strict validation.
 
 msgspec decodes and type-checks in one C pass (~0.6 µs an order); the few
 rules a schema cannot say (price only on LIMIT, symbol ownership) follow in

@@ -7,7 +7,7 @@ drains the ring into the engine. So the matching order *is* the journal
 order, which is what lets replay rebuild the books exactly.
 
 Match records are journaled after matching; their events are published only
-once those records are durable (DESIGN.md §3.3). The journal is also the
+once those records are durable (docs/internals/design.md §3.3). The journal is also the
 events' outbox (``outbox.py``): what was not confirmed delivered before a
 crash is published again on restart.
 

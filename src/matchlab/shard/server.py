@@ -1,4 +1,4 @@
-"""The shard's HTTP API (DESIGN.md §3.1) and its metrics endpoint.
+"""The shard's HTTP API (docs/internals/design.md §3.1) and its metrics endpoint.
 
 Routes:
     POST /orders          one order; 200 once durable and queued (again, marked "duplicate", for a

@@ -41,7 +41,7 @@ class LocalBackend:
     def __init__(self, reports_dir: Path, pid_file: str = PID_FILE,
                  shard_symbols: dict[str, list[str]] | None = None, load_workers: int | None = None,
                  shard_env: dict[str, str] | None = None, gateway_workers: int = 1) -> None:
-        # None: the topology's shards with DESIGN.md's symbols; else this layout (spec.layout).
+        # None: the topology's shards with their standard symbols; else this layout (spec.layout).
         self.shard_symbols = shard_symbols
         self.load_workers = load_workers  # None: load from pytest's process; N: N load-generator processes
         self.shard_env = dict(shard_env or {})  # settings laid over every shard's (e.g. INJECT_MATCH_DELAY_MS)

@@ -30,7 +30,7 @@ class Topology(enum.Enum):
 
     @property
     def shards(self) -> tuple[str, ...]:
-        """DESIGN.md's shards; a stack given a layout has its shards in ``Endpoints.shard_symbols``."""
+        """The standard three shards; a stack given a layout has its shards in ``Endpoints.shard_symbols``."""
         return SHARD_IDS[:1] if self is Topology.SINGLE else SHARD_IDS
 
     @property
@@ -135,7 +135,7 @@ def gateway_spec(shard_symbols: dict[str, list[str]]) -> ServiceSpec:
 
 
 def layout(topology: Topology, shard_symbols: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
-    """Shard id -> symbols: the topology's shards with DESIGN.md's symbols, or ``shard_symbols`` (a re-spread
+    """Shard id -> symbols: the topology's shards with their standard symbols, or ``shard_symbols`` (a re-spread
     layout from ``matchlab.topology.spread_symbols``) when given."""
     return {s: list(v) for s, v in shard_symbols.items()} if shard_symbols else \
         {s: list(SHARD_SYMBOLS[s]) for s in topology.shards}
@@ -165,7 +165,7 @@ class Endpoints:
     # The stack's admin token (matchlab.admin_auth): the harness' own control calls send it.
     # Kept out of repr, which --keep-stack logs.
     admin_token: str = field(default="", repr=False)
-    # Which symbols each shard owns: DESIGN.md's map unless the stack runs a re-spread layout.
+    # Which symbols each shard owns: the standard map unless the stack runs a re-spread layout.
     shard_symbols: dict[str, list[str]] = field(default_factory=lambda: layout(Topology.MULTI))
 
     @property
