@@ -354,6 +354,9 @@ def test_b5_when_b_load_never_rose_the_precondition_fails(prom):
 
 def test_latency_verdicts_keep_the_bucket_vectors_they_judged(prom):
     """The evidence a later comparison reads reproduces each verdict's own figure."""
+    rise = a4(prom, "coupled")["A4.decoupling"]
+    base, other = (Buckets.from_dict(rise.evidence[k]) for k in ("base", "other"))
+    assert other.quantile(0.99) / base.quantile(0.99) - 1 == pytest.approx(rise.observed, rel=1e-6)
     healthy = b2(prom, "healthy")
     for shard in "abc":
         v = healthy[f"B2.p99.{shard}"]

@@ -195,7 +195,7 @@ def criterion_row(a: dict, b: dict) -> Row:
         change = quantile_change([bucket_histogram(e["buckets"]) for e in ea],
                                  [bucket_histogram(e["buckets"]) for e in eb], eb[0]["q"])
         why = "server buckets, " + (change.test if change else "empty window")
-    elif kinds == {"quantile_rise"}:
+    elif kinds <= {"quantile_rise", "block_rise"} and kinds:  # a rise between two windows, or between arms
         change = rise_change([(bucket_histogram(e["base"]), bucket_histogram(e["other"])) for e in ea],
                              [(bucket_histogram(e["base"]), bucket_histogram(e["other"])) for e in eb], eb[0]["q"])
         why = "server buckets, " + (change.test if change else "empty window")

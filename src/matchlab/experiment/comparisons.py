@@ -24,7 +24,7 @@ from matchlab.experiment.cycles import CycleLog, NoTreatment, Treatment, run_cyc
 from matchlab.experiment.measures import Measurement, interval_side
 from matchlab.experiment.record import ExperimentRecord
 from matchlab.experiment.runner import Route
-from matchlab.experiment.scrape_blocks import read_blocks, scrape_grid
+from matchlab.experiment.scrape_blocks import as_buckets, read_blocks, scrape_grid
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.targets import interleave
 from matchlab.observe.promql import PromClient
@@ -148,8 +148,14 @@ def rise_measurement(prom: PromClient, exp: ExperimentRecord, log: CycleLog, sha
         detail += (f"; rank check: signed-rank p={rank.p_value:.2g}, Hodges-Lehmann {rank.estimate:+.1%} "
                    f"[{rank.low:+.1%}, {rank.high:+.1%}]")
     undecidable = _cross_check(comparison, bar, rise, rank)
-    evidence = {"kind": "block_rise", "low": rise.low, "high": rise.high, "level": rise.level, "units": rise.units,
-                "cycles": rise.cycles, "rank": None if rank is None else rank.__dict__}
+    pooled_base = sum((u.before + u.after) / 2 for u in units)
+    pooled_treated = sum(u.treated for u in units)
+    # "base"/"other": the pooled buckets either side, which a comparison of two runs reads (matchlab.compare).
+    evidence = {"kind": "block_rise", "q": 0.99, "shard": shard, "low": rise.low, "high": rise.high,
+                "level": rise.level, "units": rise.units, "cycles": rise.cycles,
+                "rank": None if rank is None else rank.__dict__,
+                "base": as_buckets(series.cells, pooled_base).to_dict(),
+                "other": as_buckets(series.cells, pooled_treated).to_dict()}
     return Measurement(rise.estimate, query, detail, interval=(rise.low, rise.high), level=rise.level,
                        n=rise.orders_treated, blocks=rise.units, cycles=rise.cycles,
                        window=(baselines[0].start, baselines[-1].end), evidence=evidence, undecidable=undecidable,

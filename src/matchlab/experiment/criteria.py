@@ -29,9 +29,8 @@ from matchlab.experiment.evidence import (
 from matchlab.experiment.measures import Measurement
 from matchlab.experiment.profiles import ProfileSettings
 from matchlab.experiment.record import ExperimentRecord, PhaseRecord
-from matchlab.experiment.scrape_blocks import read_blocks
+from matchlab.experiment.scrape_blocks import as_buckets, read_blocks
 from matchlab.loadgen.run_label import run_matcher
-from matchlab.observe.histograms import Buckets
 from matchlab.observe.promql import PromClient
 from matchlab.observe.verdicts import LATENCY, RATIO, Criterion, mann_kendall, render, sustained
 
@@ -107,7 +106,7 @@ def p99(ctx: Context, shard: str, start: float, end: float, note: str = "") -> M
     estimate, low, high = found
     pooled = sum(b.counts for b in blocks)
     n = int(pooled.sum())
-    buckets = _buckets(series.cells.upper, pooled)
+    buckets = as_buckets(series.cells, pooled)
     if len(blocks) < MIN_BLOCKS_FOR_INTERVAL:
         low, high = buckets.interval(0.99)  # too few blocks to resample: the rank band of its orders
     detail = f"shard {shard}: p99 {render(estimate, LATENCY)}" + (f"; {note}" if note else "")
@@ -115,12 +114,6 @@ def p99(ctx: Context, shard: str, start: float, end: float, note: str = "") -> M
     return Measurement(estimate, query, detail, interval=(low, high), level=0.95, n=n, blocks=len(blocks),
                        window=(start, end),
                        evidence=evidence)
-
-
-def _buckets(uppers, counts) -> Buckets:
-    """The pooled blocks as a cumulative bucket vector (what a comparison of runs reads back)."""
-    bounds = [*(float(u) for u in uppers[:-1]), math.inf]  # the last cell is the +Inf bucket
-    return Buckets.from_pairs(list(zip(bounds, counts.cumsum().tolist())))
 
 
 def error_rate(ctx: Context, exp: ExperimentRecord, shards: tuple[str, ...], via_gateway: bool) -> Measurement:

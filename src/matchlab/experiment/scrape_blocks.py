@@ -18,6 +18,7 @@ import numpy as np
 
 from matchlab.compare.blocks import Cells
 from matchlab.compare.stats import Histogram
+from matchlab.observe.histograms import Buckets
 from matchlab.observe.promql import PromClient
 
 MATCH_HISTOGRAM = "me_match_duration_seconds"
@@ -77,6 +78,13 @@ def read_blocks(prom: PromClient, selector: str, start: float, end: float,
             continue
         blocks.append(Block(times[i - 1], times[i], delta))
     return BlockSeries(cells, blocks, text)
+
+
+def as_buckets(cells: Cells, counts: np.ndarray) -> Buckets:
+    """Per-cell counts (pooled blocks) as a cumulative bucket vector: what a verdict keeps as evidence and a
+    comparison of runs reads back."""
+    bounds = [*(float(u) for u in cells.upper[:-1]), math.inf]  # the last cell is the +Inf bucket
+    return Buckets.from_pairs(list(zip(bounds, np.cumsum(counts).tolist())))
 
 
 @dataclass(frozen=True)
