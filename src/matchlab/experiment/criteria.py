@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 
 from matchlab.compare.blocks import pooled_quantile
 from matchlab.experiment import registry as reg
@@ -312,30 +313,40 @@ def fell_behind(ctx: Context, phase: PhaseRecord, start: float) -> str:
 def replica_agreement(ctx: Context, exp: ExperimentRecord,
                       replica: Callable[[dict[str, tuple[float, float]]], dict[str, int] | None]) -> Measurement:
     """|the shards' matches - the replica's matches for the orders sent| / the replica's, per shard's own scrapes:
-    a margin above the bar cannot hide a matcher that makes fewer fills than it should."""
+    a margin above the bar cannot hide a matcher that makes fewer fills than it should. The detail names the
+    scrape intervals where the two parted most."""
     phase = exp.phases[0]
     start = phase.marks.get("measured", phase.start)
-    _, spans, query = match_rate_windows(ctx, start, phase.end + SCRAPE_S)
-    if not spans:
-        return Measurement(None, query, "no shard has two raw samples in the window")
-    measured = 0.0
-    for s in ctx.prom.query_matrix(query.split(" @ ")[0], at=phase.end + SCRAPE_S):
-        t0, t1 = spans.get(s.labels.get("shard", "?"), (None, None))
-        vals = {t: v for t, v in s.points}
-        if t0 in vals and t1 in vals:
-            measured += vals[t1] - vals[t0]
+    end = phase.end + SCRAPE_S
+    query = f"me_matches_total[{max(5, math.ceil(end - start))}s]"
+    series = {s.labels.get("shard", "?"): [(t, v) for t, v in s.points if start <= t <= end]
+              for s in ctx.prom.query_matrix(query, at=end)}
+    series = {shard: pts for shard, pts in series.items() if len(pts) >= 2}
+    text = f"{query} @ {end:.0f} (raw samples per shard)"
+    if not series:
+        return Measurement(None, text, "no shard has two raw samples in the window")
+    spans = {shard: (pts[0][0], pts[-1][0]) for shard, pts in series.items()}
     expected = replica(spans)
     if expected is None:
-        return Measurement(None, query, "no replica of this flow (a flow the harness did not seed, or load from "
-                                        "elsewhere)")
+        return Measurement(None, text, "no replica of this flow (a flow the harness did not seed, or load from "
+                                       "elsewhere)")
+    measured = sum(pts[-1][1] - pts[0][1] for pts in series.values())
     want = sum(expected.values())
     if want <= 0:
-        return Measurement(None, query, "the replica forecast no fills for the orders sent")
+        return Measurement(None, text, "the replica forecast no fills for the orders sent")
+    parted = []
+    for shard, pts in series.items():
+        for (t0, v0), (t1, v1) in pairwise(pts):
+            made = (replica({shard: (t0, t1)}) or {}).get(shard, 0)
+            parted.append((abs(v1 - v0 - made), shard, t0 - phase.start, v1 - v0, made))
+    worst = sorted(parted, reverse=True)[:3]
     detail = (f"the shards made {measured:,.0f} matches between each one's first and last scrape of the window; a "
-              f"replica of the seeded books, fed the orders the schedule sent in those intervals, made {want:,}")
+              f"replica of the seeded books, fed the orders the schedule sent in those intervals, made {want:,}; "
+              "most apart: " + ", ".join(f"shard {sh} at +{t:.0f} s {got:,.0f} vs {made:,}"
+                                          for _, sh, t, got, made in worst))
     if phase.load.dropped or sum(phase.load.errors.values()):
         detail += " (the load dropped or lost requests: their orders are counted as sent, so the replica runs ahead)"
-    return Measurement(abs(measured - want) / want, query, detail, n=want)
+    return Measurement(abs(measured - want) / want, text, detail, n=want)
 
 
 def events_agree(ctx: Context, exp: ExperimentRecord, count_events) -> Measurement:
