@@ -307,18 +307,19 @@ def test_a_slow_disk_moves_commits_to_the_thread_and_back_keeping_append_order(t
 
 
 def test_each_durable_batch_reports_its_write_and_fsync_time_on_the_loop(tmp_path: Path):
-    """``on_synced`` times the syscalls alone (a slow fsync shows in full), once per batch, on the loop thread."""
+    """``on_synced`` times the syscalls alone (a slow fsync shows in full, as the fsync), once per batch, on the
+    loop thread, with the batch's hand-back wait."""
 
     def slow_fsync(fd: int) -> None:
         time.sleep(0.03)
 
     async def main() -> tuple[list, set, int]:
         loop = asyncio.get_running_loop()
-        synced: list[float] = []
+        synced: list[tuple[float, float, float, float]] = []
         threads: set[int] = set()
 
-        def on_synced(seconds: float) -> None:
-            synced.append(seconds)
+        def on_synced(batch, handback_s: float) -> None:
+            synced.append((batch.sync_s, batch.write_s, batch.fsync_s, handback_s))
             threads.add(threading.get_ident())
 
         with mock.patch("matchlab.shard.wal.os.fsync", slow_fsync):
@@ -331,17 +332,17 @@ def test_each_durable_batch_reports_its_write_and_fsync_time_on_the_loop(tmp_pat
 
     synced, threads, batches = asyncio.run(main())
     assert len(synced) == batches == 3
-    assert all(0.03 <= s < 1.0 for s in synced), synced
+    assert all(0.03 <= s < 1.0 and 0.03 <= f <= s and 0 <= w < 0.03 and 0 <= h < 1.0 for s, w, f, h in synced), synced
     assert threads == {threading.get_ident()}  # the loop's thread: the metric it feeds is written there only
 
 
 def test_a_failed_batch_reports_no_sync_time(tmp_path: Path):
     async def main() -> list[float]:
         loop = asyncio.get_running_loop()
-        synced: list[float] = []
+        synced: list = []
         with mock.patch("matchlab.shard.wal.os.fsync", side_effect=OSError(5, "I/O error")):
             wal = GroupCommitLog(JournalLayout(tmp_path, "wal.log"), 0, 0, loop, lambda *_: None,
-                                 on_synced=synced.append)
+                                 on_synced=lambda batch, _: synced.append(batch))
             with pytest.raises(WalError):
                 await wal.append(1, b"lost")
             await wal.close()

@@ -162,8 +162,10 @@ class OrderPipeline:
         loop = asyncio.get_running_loop()
         self.wal = GroupCommitLog(
             layout, segment_first, next_index, loop, self._on_durable, self._on_failed,
-            fsync=fsync, segment_bytes=self.segment_bytes, on_synced=self.metrics.wal_sync.observe,
+            fsync=fsync, segment_bytes=self.segment_bytes, on_synced=self.metrics.observe_commit,
         )
+        wal = self.wal
+        self.metrics.bind_commits(lambda: {"inline": wal.inline_commits, "thread": wal.thread_commits})
         self._task = loop.create_task(self._match_forever(), name="matcher")
         self._marker = loop.create_task(self._mark_forever(), name="delivery-mark")
         # Events not confirmed delivered before the last stop go out again.
