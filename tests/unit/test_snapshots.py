@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from matchlab.shard.engine import MatchingEngine
+from matchlab.shard.event_modes import InProcessEvents
 from matchlab.shard.journal import JournalLayout
 from matchlab.shard.metrics import ShardMetrics
 from matchlab.shard.orders import Order
@@ -34,7 +35,7 @@ def to_orders(raw: list[tuple]) -> list[Order]:
 
 def new_pipeline(publisher=None, snapshot_every: int = 10**9, segment_bytes: int = 64 << 20) -> OrderPipeline:
     return OrderPipeline(
-        MatchingEngine("a", frozenset([SYM])), ShardMetrics("a"), publisher or RecordingPublisher(), 1024,
+        MatchingEngine("a", frozenset([SYM])), ShardMetrics("a"), InProcessEvents(publisher or RecordingPublisher()), 1024,
         snapshot_every=snapshot_every, segment_bytes=segment_bytes,
     )
 
@@ -45,12 +46,9 @@ async def run(directory: Path, orders: list[Order], crash: bool, **kwargs) -> Or
     for order in orders:
         await pipeline.submit_order(order, 0.0)
     await pipeline.drain()
-    if pipeline._snapshot_task is not None:
-        await pipeline._snapshot_task
+    await pipeline.snapshots.wait()
     if crash:  # kill -9 once everything was durable: no final mark, no stop snapshot
-        for task in (pipeline._task, pipeline._marker):
-            task.cancel()
-        await pipeline.wal.close()
+        await pipeline.abandon()
     else:
         await pipeline.close()
     return pipeline
@@ -78,7 +76,7 @@ def test_snapshot_plus_segments_equals_full_replay(raw, every, segment_bytes, cr
         elif damage == "mid-snapshot":  # killed while writing a snapshot: only its temp file exists
             (journal / "wal.log.snap.000000999999.tmp").write_bytes(b"MLSNAP1\npartial")
         elif damage == "mid-rotation":  # killed right after creating the next segment
-            layout.segment_path(live.outbox.next_index).touch()
+            layout.segment_path(live.next_index).touch()
         restarted = asyncio.run(run(journal, [], crash=True, snapshot_every=every, segment_bytes=segment_bytes))
         reference = MatchingEngine("a", frozenset([SYM]))
         for order in orders:

@@ -15,10 +15,12 @@ import orjson
 import pytest
 
 from matchlab.shard.engine import MatchingEngine
+from matchlab.shard.event_modes import InProcessEvents
 from matchlab.shard.journal import JournalLayout
 from matchlab.shard.metrics import ShardMetrics
 from matchlab.shard.orders import Order
-from matchlab.shard.pipeline import REC_DELIVERED, REC_MATCH, REC_ORDER, OrderPipeline
+from matchlab.shard.pipeline import OrderPipeline
+from matchlab.shard.records import REC_DELIVERED, REC_MATCH, REC_ORDER
 from matchlab.shard.wal import GroupCommitLog, WalError, encode_record, recover, scan
 
 SYM = "TEST-ASSET-A"
@@ -134,10 +136,17 @@ class RecordingPublisher:
         self.sent: list[tuple[str, bytes, bytes]] = []
         self.confirm = confirm
 
-    def publish(self, topic: str, key: bytes, value: bytes, on_delivered=None) -> None:
+    def start(self) -> None:
+        pass
+
+    def publish(self, topic: str, key: bytes, value: bytes, on_delivered=None, on_failed=None) -> bool:
         self.sent.append((topic, key, value))
         if self.confirm and on_delivered is not None:
             on_delivered()
+        return True
+
+    async def close(self, timeout_s: float) -> int:
+        return 0
 
 
 def order(oid: str, side: str, qty: int, price: int) -> Order:
@@ -146,15 +155,12 @@ def order(oid: str, side: str, qty: int, price: int) -> Order:
 
 async def run_pipeline(wal: Path, orders: list[Order], publisher: RecordingPublisher, crash: bool = False) -> OrderPipeline:
     engine = MatchingEngine("a", frozenset([SYM]))
-    pipeline = OrderPipeline(engine, ShardMetrics("a"), publisher, capacity=1024)
+    pipeline = OrderPipeline(engine, ShardMetrics("a"), InProcessEvents(publisher), capacity=1024)
     await pipeline.start(wal, fsync=True)
     for o in orders:
         await pipeline.submit_order(o, 0.0)
     if crash:  # like kill -9 once everything was durable: no final delivery mark
-        await pipeline.drain()
-        pipeline._task.cancel()
-        pipeline._marker.cancel()
-        await pipeline.wal.close()
+        await pipeline.abandon()
     else:
         await pipeline.close()
     return pipeline
@@ -218,8 +224,9 @@ def test_only_events_after_the_last_delivery_mark_are_published_again(tmp_path: 
 
 def test_an_idle_shard_journals_no_delivery_marks(tmp_path: Path):
     async def main() -> int:
-        pipeline = OrderPipeline(MatchingEngine("a", frozenset([SYM])), ShardMetrics("a"), RecordingPublisher(), 1024)
-        with mock.patch("matchlab.shard.pipeline.MARK_INTERVAL_S", 0.01):
+        pipeline = OrderPipeline(MatchingEngine("a", frozenset([SYM])), ShardMetrics("a"),
+                                 InProcessEvents(RecordingPublisher()), 1024)
+        with mock.patch("matchlab.shard.event_modes.MARK_INTERVAL_S", 0.01):
             await pipeline.start(tmp_path / "wal.log", fsync=False)
             await pipeline.submit_order(order("s1", "SELL", 5, 100), 0.0)
             await asyncio.sleep(0.3)  # ~30 mark intervals

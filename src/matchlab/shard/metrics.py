@@ -64,12 +64,23 @@ class ShardMetrics:
             "commits the loop ran itself count as 0", SYNC_BUCKETS,
         )
         self.publish = hist(
-            "me_event_publish_duration_seconds", "Handing one event to the Kafka producer", FAST_BUCKETS
+            "me_event_publish_duration_seconds",
+            "Handing one event on: to the journal for the relay (EVENTS_MODE=relay), or to the in-process Kafka "
+            "producer (EVENTS_MODE=inprocess)", FAST_BUCKETS,
+        )
+        self.snapshot_capture = hist(
+            "me_snapshot_capture_duration_seconds",
+            "Event-loop time a snapshot took (the books and the id window's newest ids; the rest runs in a thread)",
+            SYNC_BUCKETS,
         )
         self.matches = counter("me_matches_total", "Fills executed")
         received = LoopCounter("me_orders_received_total", "Orders accepted", ["shard", "side"], r)
         self.received = {side: received.labels(shard=shard_id, side=side) for side in ("BUY", "SELL")}
-        self.publish_errors = counter("me_event_publish_errors_total", "Events the producer failed to deliver")
+        self.publish_errors = counter(
+            "me_event_publish_errors_total",
+            "Events the in-process producer failed to deliver (EVENTS_MODE=relay: the relay counts its own, "
+            "relay_publish_errors_total)",
+        )
         self.duplicates = counter(
             "me_orders_duplicate_total", "Repeated orderIds answered with the original acknowledgement"
         )

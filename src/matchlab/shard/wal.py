@@ -158,6 +158,7 @@ class GroupCommitLog:
         lazy_delay_s: float = LAZY_DELAY_S,
         inline_max_s: float = INLINE_MAX_S,
         on_synced: Callable[[_Batch, float], None] | None = None,
+        on_durable_index: Callable[[int], None] | None = None,
     ) -> None:
         self.layout = layout
         self._lazy_delay_s = lazy_delay_s
@@ -178,6 +179,13 @@ class GroupCommitLog:
         self.next_index = next_index
         self._fd = self._open_segment(segment_first)
         self._size = os.fstat(self._fd).st_size  # last durable byte of the active segment
+        if self._size and fsync:  # what a crash left in the page cache: durable from here on, as replay assumed
+            os.fsync(self._fd)
+        # Told ``next_index`` after every durable batch, from the thread that committed it (the relay's
+        # durable index, ``handoff``): at once here, for what replay found.
+        self._on_durable_index = on_durable_index
+        if on_durable_index is not None:
+            on_durable_index(next_index)
         self._cut_back = False  # the segment may hold bytes past _size: cut before writing
         self._rotate_requested = False
         self._cond = threading.Condition(threading.Lock())  # not re-entered: a plain lock is cheaper
@@ -337,6 +345,8 @@ class GroupCommitLog:
             return WalError(exc.errno, f"journal write failed: {exc.strerror or exc}")
         self._size += len(batch.buf)
         self.next_index += batch.count
+        if self._on_durable_index is not None:
+            self._on_durable_index(self.next_index)
         return None
 
     def _rotate(self) -> None:
