@@ -35,7 +35,7 @@ from matchlab.httpjson import json_response, start_metrics_site
 from matchlab.relay.config import RelayConfig
 from matchlab.relay.delivery import Deliveries
 from matchlab.relay.metrics import RelayMetrics
-from matchlab.relay.tail import JournalTail
+from matchlab.relay.tail import JournalGapError, JournalTail
 from matchlab.service import serve_until_signalled
 from matchlab.shard.events import EventPublisher
 from matchlab.shard.handoff import DurableIndexReader, read_relay_mark, write_relay_mark
@@ -56,6 +56,7 @@ MARK_INTERVAL_S = 1.0
 # Records read per look at most: the loop serves delivery reports and scrapes in between.
 READ_RECORDS = 4096
 SHUTDOWN_GRACE_S = 10.0
+RETRY_S = 1.0
 PRODUCER_FLUSH_S = 10.0
 
 
@@ -124,9 +125,30 @@ class Relay:
 
     async def _pump_forever(self) -> None:
         poll_s = self.config.poll_ms / 1000
+        failing = ""
         while True:
-            read = self.pump()
+            try:
+                read = self.pump()
+                failing = ""
+            except JournalGapError as exc:  # records it owes are gone: say so, and go on with what is there
+                log.error("%s; publishing from the oldest segment on", exc)
+                self._reopen()
+                read = 0
+            except OSError as exc:  # the journal's folder unreadable for now: retried, said once
+                if str(exc) != failing:
+                    failing = str(exc)
+                    log.error("cannot read the journal: %s; retrying", exc)
+                read = 0
+                await asyncio.sleep(RETRY_S)
             await asyncio.sleep(0 if read >= READ_RECORDS else poll_s)
+
+    def _reopen(self) -> None:
+        """Start over from the mark on disk (or the oldest record): a new journal, or a gap in this one."""
+        self.tail.close()
+        start = self._start_index()
+        self.tail = JournalTail(self.layout, start)
+        self.deliveries = Deliveries(start)
+        self.written_mark = start
 
     def pump(self) -> int:
         """One look: send what waits, then read and send the new durable records; return records read."""
@@ -171,8 +193,9 @@ class Relay:
     async def _mark_forever(self) -> None:
         while True:
             await asyncio.sleep(MARK_INTERVAL_S)
-            if self.durable.replaced():
-                log.warning("%s was replaced: reading the durable index again", self.durable.path)
+            if self.durable.replaced():  # a new journal in the folder (the shard never replaces the file)
+                log.warning("%s was replaced: a new journal, read from its start", self.durable.path)
+                self._reopen()
             await self._write_mark()
 
     async def _write_mark(self) -> None:
@@ -201,7 +224,7 @@ class Relay:
 
     async def get_ready(self, _request: web.Request) -> web.Response:
         """Ready once the shard's journal is there to tail (whatever the broker does)."""
-        if self.durable.read() is None:
+        if not self.durable.available():
             return json_response(503, {"status": "NOT_READY", "shardId": self.config.shard_id,
                                        "reason": f"no durable index in {self.layout.directory} yet (shard not started)"})
         return json_response(200, {"status": "READY", "shardId": self.config.shard_id})

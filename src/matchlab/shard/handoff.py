@@ -75,6 +75,10 @@ class DurableIndexReader:
         self._map: mmap.mmap | None = None
         self._inode = 0
 
+    def available(self) -> bool:
+        """The shard has created the file (whatever a read at this instant would say)."""
+        return self._map is not None or self._open()
+
     def read(self) -> int | None:
         if self._map is None and not self._open():
             return None
