@@ -149,7 +149,7 @@ def test_up_in_the_foreground_tears_down_on_ctrl_c(reports: Path):
         if up.poll() is None:
             up.kill()
     assert up.returncode == 0, out
-    assert out.count("stopped ") == len(pids) == 3, out
+    assert out.count("stopped ") == len(pids) == 4, out  # broker, shard a, its relay, prometheus
     assert gone(pids) and read_state(reports) is None and registry(reports) == {}
 
 
