@@ -1,9 +1,17 @@
-"""Restart time vs orders journaled, with and without snapshots, and the disk the journal uses.
+"""Restart time vs orders journaled, with and without snapshots, the disk the journal uses, and what
+snapshots cost the event loop.
 
 Builds a journal of N orders in-process (the real pipeline, fsync off to
 build it quickly), then starts a real shard process on it and times spawn ->
 ``/ready`` answering 200, and checks books, match counter and id window equal
 the state before the restart.
+
+While it builds, a watcher task sleeps 1 ms at a time and records how late
+each wake-up is (the loop's lag: how long something held the loop), and
+each snapshot's own time on the loop (capturing the books and the id
+window's newest ids) is timed. Orders go in batches of 32, so the building
+itself holds the loop about a millisecond at a time and a snapshot's stall
+would stand out.
 
     .venv/bin/python benchmarks/bench_restart.py --orders 250000 1000000 2000000
 """
@@ -17,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from time import perf_counter
 
 import httpx
 import msgspec
@@ -24,7 +33,7 @@ import msgspec
 from matchlab.loadgen.flow import OrderFlow, seed_orders
 from matchlab.shard.config import DEFAULT_SNAPSHOT_EVERY, DEFAULT_SYMBOLS
 from matchlab.shard.engine import MatchingEngine
-from matchlab.shard.events import NullPublisher
+from matchlab.shard.event_modes import RelayedEvents
 from matchlab.shard.journal import JournalLayout
 from matchlab.shard.metrics import ShardMetrics
 from matchlab.shard.orders import Order
@@ -33,38 +42,62 @@ from matchlab.stack.probes import free_port
 from matchlab.stack.process import ManagedProcess
 
 SYMBOLS = DEFAULT_SYMBOLS["a"].split(",")
-CONCURRENT = 512
+BATCH = 32
 NO_SNAPSHOTS = 10**12
+TICK_S = 0.001
+STALL_S = 0.005
+
+
+async def watch_loop(lags: list[float], stop: asyncio.Event) -> None:
+    """How late each 1 ms sleep wakes up: the longest anything held the loop meanwhile."""
+    while not stop.is_set():
+        started = perf_counter()
+        await asyncio.sleep(TICK_S)
+        lags.append(perf_counter() - started - TICK_S)
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "none"
+    values = sorted(values)
+    pick = lambda q: values[min(len(values) - 1, int(q * len(values)))] * 1000
+    return f"p50 {pick(0.5):.2f} p99.9 {pick(0.999):.2f} max {values[-1] * 1000:.2f} ms"
 
 
 async def build(directory: Path, orders: int, snapshot_every: int) -> dict:
+    """The journal (no events: KAFKA_BOOTSTRAP is empty for the restarted shard too) and the state it holds."""
+    metrics = ShardMetrics("a")
     pipeline = OrderPipeline(
-        MatchingEngine("a", frozenset(SYMBOLS)), ShardMetrics("a"), NullPublisher(), 1 << 20,
+        MatchingEngine("a", frozenset(SYMBOLS)), metrics, RelayedEvents(relay=False), 1 << 20,
         snapshot_every=snapshot_every,
     )
     await pipeline.start(directory, fsync=False)
     seed = [o for s in SYMBOLS for o in seed_orders(s, 2000, 40)]
     await pipeline.submit_seed(msgspec.convert(seed, list[Order]))
     flow = OrderFlow(SYMBOLS, seed=5)
+    captures: list[float] = []
+    pipeline.snapshots.observe_capture = captures.append  # each snapshot's time on the loop
+    lags: list[float] = []
+    stop = asyncio.Event()
+    watcher = asyncio.get_running_loop().create_task(watch_loop(lags, stop))
     sent = 0
     while sent < orders:
-        n = min(CONCURRENT, orders - sent)
+        n = min(BATCH, orders - sent)
         batch = [msgspec.convert(flow.next_order(), Order) for _ in range(n)]
         await asyncio.gather(*(pipeline.submit_order(o, 0.0) for o in batch))
         sent += n
-        pipeline._journal_mark()  # what the 1 s marker does at real rates: the mark stays current
+        await asyncio.sleep(0)  # the watcher's turn
     await pipeline.drain()
+    stop.set()
+    await watcher
     state = {
         "books": {s: b.snapshot() for s, b in pipeline.engine.books.items()},
         "matches": pipeline.engine.match_count,
         "ids": len(pipeline.ids),
+        "loop": f"snapshots {len(captures)}, their loop time {spread(captures)}; loop lag {spread(lags)}, "
+                f"{sum(1 for lag in lags if lag > STALL_S)} of {len(lags):,} wake-ups over {STALL_S * 1000:g} ms",
     }
-    # A kill -9 (no stop snapshot): restart must cope with the journal as a crash leaves it.
-    pipeline._task.cancel()
-    pipeline._marker.cancel()
-    if pipeline._snapshot_task is not None:
-        await pipeline._snapshot_task
-    await pipeline.wal.close()
+    await pipeline.abandon()  # a kill -9: restart must cope with the journal as a crash leaves it
     return state
 
 
@@ -119,7 +152,8 @@ def main() -> None:
                 print(
                     f"{orders:>9,} orders, {label:<12}: restart to /ready {elapsed:5.2f} s; "
                     f"journal on disk {disk / 1e6:7.1f} MB; {state['matches']:,} matches, {state['ids']:,} ids "
-                    f"(built in {built:.0f} s) | {replay_line[-1].split(': ', 1)[-1] if replay_line else ''}",
+                    f"(built in {built:.0f} s) | {replay_line[-1].split(': ', 1)[-1] if replay_line else ''}\n"
+                    f"    while building: {state['loop']}",
                     flush=True,
                 )
 

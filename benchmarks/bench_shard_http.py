@@ -1,8 +1,8 @@
-"""One shard over HTTP with every feature on (journal with fsync, events, metrics).
+"""One shard over HTTP with every feature on (journal with fsync, events through its relay, metrics).
 
 Run by hand:  python benchmarks/bench_shard_http.py [--seconds S]
 
-Starts a Tansu broker and a shard on 127.0.0.1, seeds 500 orders/50 levels
+Starts a Tansu broker, a shard and its event relay on 127.0.0.1, seeds 500 orders/50 levels
 per symbol, then prints:
   - saturation orders/s with a closed-loop keep-alive client;
   - at 17, 170 and 1,700 orders/s (open model): server-side p50/p99 of
@@ -28,6 +28,7 @@ from matchlab.loadgen.saturation import saturate
 from matchlab.loadgen.seeding import seed_books
 from matchlab.loadgen.targets import SHARD_SYMBOLS, direct_targets, flow_source
 from matchlab.promtext import bucket_delta, histogram_buckets, histogram_quantile, scrape
+from matchlab.relay.config import RelayConfig
 from matchlab.stack.broker import TansuBroker
 from matchlab.stack.probes import HttpProbe, free_port
 from matchlab.stack.process import ManagedProcess
@@ -37,20 +38,38 @@ RATES = (17, 170, 1700)
 TOKEN = new_token()  # the shard's admin token, for seeding
 
 
-def start_shard(workdir: Path, bootstrap: str, fsync: bool, tag: str) -> tuple[ManagedProcess, str, str]:
+class ShardWithRelay:
+    """A shard and its relay, stopped together."""
+
+    def __init__(self, shard: ManagedProcess, relay: ManagedProcess) -> None:
+        self.shard, self.relay = shard, relay
+
+    def stop(self) -> None:
+        self.shard.stop()
+        self.relay.stop()
+
+
+def start_shard(workdir: Path, bootstrap: str, fsync: bool, tag: str) -> tuple[ShardWithRelay, str, str]:
     http, metrics = free_port(), free_port()
     wiring = Wiring(http, metrics, kafka_bootstrap=bootstrap, wal_path=workdir / f"wal-{tag}.log")
-    env = shard_config("a", wiring, fsync=fsync, admin_token=TOKEN).to_env()
-    proc = ManagedProcess(f"shard-{tag}", [sys.executable, "-m", "matchlab.shard"], workdir / f"shard-{tag}.log", env)
-    proc.start()
+    config = shard_config("a", wiring, fsync=fsync, admin_token=TOKEN)
+    proc = ManagedProcess(f"shard-{tag}", [sys.executable, "-m", "matchlab.shard"], workdir / f"shard-{tag}.log",
+                          config.to_env())
+    relay_port = free_port()
+    relay = ManagedProcess(f"relay-{tag}", [sys.executable, "-m", "matchlab.relay"], workdir / f"relay-{tag}.log",
+                           RelayConfig.for_shard(config, relay_port).to_env())
+    both = ShardWithRelay(proc, relay)
     url = f"http://127.0.0.1:{http}"
     try:
+        proc.start()
+        relay.start()
         proc.wait_ready(HttpProbe(f"{url}/health"), 20)
+        relay.wait_ready(HttpProbe(f"http://127.0.0.1:{relay_port}/ready"), 20)
         seed_books({"a": url}, SHARD_SYMBOLS, 500, 50, token=TOKEN)
     except BaseException:
-        proc.stop()
+        both.stop()
         raise
-    return proc, url, f"http://127.0.0.1:{metrics}/metrics"
+    return both, url, f"http://127.0.0.1:{metrics}/metrics"
 
 
 def fixed_rate(url: str, metrics_url: str, rate: float, seconds: float, seed: int) -> str:

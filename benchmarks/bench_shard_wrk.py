@@ -6,7 +6,7 @@ Brings up the single-shard embedded stack (journal with fsync, events to the
 broker, Prometheus scraping), seeds shard a's books (500/50 per symbol),
 writes a stationary two-sided flow of unique orders to a file that a wrk Lua
 script replays (wrk -t1 -cC), and prints wrk's orders/s, the non-2xx count
-and the shard's and broker's CPU µs per order. Needs ``wrk`` (Debian: apt-get
+and the shard's, its relay's (when it has one) and the broker's CPU µs per order. Needs ``wrk`` (Debian: apt-get
 install wrk). ``--src DIR`` runs the services from another checkout's src.
 """
 
@@ -73,17 +73,19 @@ def main() -> int:
             seed_books(ep.shards, SHARD_SYMBOLS, 500, 50, token=ep.admin_token)
             procs = backend.processes()
             pids = {"shard": procs["me-shard-a"].pid, "broker": procs["broker"].pid}
+            if "me-relay-a" in procs:
+                pids["relay"] = procs["me-relay-a"].pid
             before = cpu_seconds(pids)
             out = subprocess.run([wrk, "-t1", f"-c{args.connections}", f"-d{args.seconds}s", "-s", str(script),
                                   ep.shards["a"]], capture_output=True, text=True, check=True).stdout
             after = cpu_seconds(pids)
-            shard_cpu, broker_cpu = after["shard"] - before["shard"], after["broker"] - before["broker"]
+            used = {name: after[name] - before[name] for name in pids}
     total = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     print(f"wrk -t1 -c{args.connections} {args.seconds}s to shard a (services from {args.src or 'this checkout'}): "
-          f"{rate:,.0f} orders/s, {non2xx} non-2xx of {total:,}; shard CPU {shard_cpu / total * 1e6:.0f} µs/order, "
-          f"broker {broker_cpu / total * 1e6:.0f} µs/order")
+          f"{rate:,.0f} orders/s, {non2xx} non-2xx of {total:,}; CPU µs/order: "
+          + ", ".join(f"{name} {seconds / total * 1e6:.0f}" for name, seconds in used.items()))
     return 0
 
 

@@ -1,9 +1,9 @@
 """Fault injection on the local stack (marker ``faults``): prove nothing acknowledged is lost.
 
 Each test drives real load through the gateway while a fault is injected
-through the backend (SIGKILL a shard, freeze the broker, restart the gateway
-or Prometheus), then checks what the clients were told against what the
-system kept.
+through the backend (SIGKILL a shard, its event relay or both, freeze the
+broker, restart the gateway or Prometheus), then checks what the clients
+were told against what the system kept.
 """
 
 from __future__ import annotations
@@ -213,6 +213,69 @@ def test_broker_frozen_under_load_loses_no_event(multi_stack: Stack):
     # Every match counted by me_matches_total once on `matches`.
     for shard in "ac":
         assert_matches_published(multi_stack, shard)
+
+
+def sequential_client(stack: Stack, symbol: str, prefix: str, acked: list[dict], stop: threading.Event) -> threading.Thread:
+    """One order at a time through the gateway; a refused one (its shard down) is sent again until it is taken."""
+    flow = OrderFlow([symbol], seed=41, id_prefix=prefix)
+
+    def run() -> None:
+        pending = None
+        with httpx.Client(base_url=stack.endpoints.gateway, timeout=10) as client:
+            while not stop.is_set():
+                doc = pending or flow.next_order()
+                if client.post("/orders", json=doc).status_code == 200:
+                    acked.append(doc)
+                    pending = None
+                else:
+                    pending = doc
+                time.sleep(0.01)
+
+    thread = threading.Thread(target=run, name="sequential-client")
+    thread.start()
+    return thread
+
+
+def test_kill_9_relays_under_gateway_load_loses_no_event(multi_stack: Stack):
+    """Shard a's relay dies mid-burst: a keeps its p99 and takes every order. Shard c and its relay die together:
+    c's orders are refused until it is back. Restarted, the relays publish every event (copies only as ids can
+    drop them). After the broker test in this module, which counts copies: these kills leave some."""
+    ep, backend = multi_stack.endpoints, multi_stack.backend
+    assert set(ep.relays) == {"a", "b", "c"}, "the stack runs a relay per shard"
+    for shard in "abc":
+        multi_stack.reset_shard(shard)
+    seed_books({s: ep.shards[s] for s in "ac"}, SHARD_SYMBOLS, 100, 10, token=ep.admin_token)
+    results: dict = {}
+    c_acked: list[dict] = []
+    c_prefix, stop = unique_prefix("both"), threading.Event()
+    t0 = time.time()
+    load = background_load(multi_stack, ["a"], 3 * PHASE_S, results, seed=4)
+    c_client = sequential_client(multi_stack, "TEST-ASSET-K", c_prefix, c_acked, stop)
+    try:
+        time.sleep(PHASE_S)  # fault injection point, mid-burst
+        killed_at = time.time()
+        backend.kill_service("me-relay-a")
+        backend.kill_service("me-shard-c")
+        backend.kill_service("me-relay-c")
+        time.sleep(PHASE_S)
+        restarted_at = time.time()
+        backend.restart_service("me-shard-c")
+        backend.restart_service("me-relay-c")
+        backend.restart_service("me-relay-a")
+        load.join(3 * PHASE_S + 30)
+    finally:
+        stop.set()
+        c_client.join(30)
+    load_result = results["load"]
+    assert load_result.ok == load_result.scheduled, load_result.summary_line()  # the relay's death cost shard a nothing
+    assert_p99_held(multi_stack, "a", (t0 + 5, killed_at), (killed_at, restarted_at), "with its relay killed")
+    for shard in "ac":
+        assert_matches_published(multi_stack, shard, crashed=True)
+    prefix = results["prefix"]
+    acked = {f"{prefix}{n}" for n in range(1, load_result.ok + 1)} | {d["orderId"] for d in c_acked}
+    placed = set(read_ids(ep.broker, "orders", "orderId", prefix, load_result.ok, 90))
+    placed |= set(read_ids(ep.broker, "orders", "orderId", c_prefix, len(c_acked), 90))
+    assert not acked - placed, f"{len(acked - placed)} acknowledged orders have no ORDER_PLACED"
 
 
 def assert_matches_published(stack: Stack, shard: str, crashed: bool = False) -> None:

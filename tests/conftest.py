@@ -11,7 +11,9 @@ import httpx
 import pytest
 
 from matchlab.admin_auth import bearer, new_token
-from matchlab.errors import PrerequisiteError
+from matchlab.errors import ConfigError, PrerequisiteError
+from matchlab.relay.config import RelayConfig
+from matchlab.shard.config import ShardConfig
 from matchlab.stack.broker import TansuBroker
 from matchlab.stack.probes import HttpProbe, free_port
 from matchlab.stack.process import ManagedProcess
@@ -25,7 +27,7 @@ ADMIN_TOKEN = new_token()
 
 @dataclass
 class ShardHandle:
-    """A shard process under test and how to reach it."""
+    """A shard process under test and how to reach it; with a broker (and EVENTS_MODE=relay), its relay too."""
 
     process: ManagedProcess
     shard_id: str
@@ -34,6 +36,8 @@ class ShardHandle:
     wal_path: Path
     env: dict[str, str] = field(default_factory=dict)
     token: str = ADMIN_TOKEN
+    relay: ManagedProcess | None = None
+    relay_port: int = 0
 
     @property
     def url(self) -> str:
@@ -43,10 +47,30 @@ class ShardHandle:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
+    @property
+    def relay_url(self) -> str:
+        return f"http://127.0.0.1:{self.relay_port}"
+
     def start(self) -> ShardHandle:
+        """Start the shard (again), then its relay if it has one that is not running."""
         self.process.start()
         self.process.wait_ready(HttpProbe(f"{self.url}/health"), SHARD_READY_S)
+        if self.relay is not None and not self.relay.running():
+            self.start_relay()
         return self
+
+    def start_relay(self) -> ShardHandle:
+        self.relay.start()
+        self.relay.wait_ready(HttpProbe(f"{self.relay_url}/ready"), SHARD_READY_S)
+        return self
+
+    def relay_stats(self) -> dict:
+        return httpx.get(f"{self.relay_url}/stats", timeout=5.0).json()
+
+    def stop(self) -> None:
+        self.process.stop()
+        if self.relay is not None:
+            self.relay.stop()
 
     def client(self, token: str | None = ADMIN_TOKEN) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10.0, headers=bearer(token))
@@ -69,12 +93,21 @@ def shard_factory(tmp_path: Path) -> Iterator:
             f"shard-{shard_id}", [sys.executable, "-m", "matchlab.shard"], tmp_path / f"shard-{shard_id}-{len(started)}.log", env
         )
         handle = ShardHandle(proc, shard_id, http_port, metrics_port, wal, env)
+        try:
+            config = ShardConfig.from_env(env)
+        except ConfigError:  # a test of bad settings: the shard refuses them, no relay to start
+            config = None
+        if config is not None and config.relayed:  # as the stack runs it: a relay beside the shard, on its journal
+            handle.relay_port = free_port()
+            relay_env = RelayConfig.for_shard(config, handle.relay_port).to_env()
+            handle.relay = ManagedProcess(f"relay-{shard_id}", [sys.executable, "-m", "matchlab.relay"],
+                                          tmp_path / f"relay-{shard_id}-{len(started)}.log", relay_env)
         started.append(handle)
         return handle.start() if start else handle
 
     yield make
     for handle in started:
-        handle.process.stop()
+        handle.stop()
 
 
 @dataclass

@@ -84,11 +84,15 @@ def new_registry() -> CollectorRegistry:
     return registry
 
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
 async def start_metrics_site(
-    registry: CollectorRegistry, host: str, port: int, health: Callable[[web.Request], Awaitable[web.Response]],
-    shutdown_grace_s: float,
+    registry: CollectorRegistry, host: str, port: int, health: Handler, shutdown_grace_s: float,
+    more: dict[str, Handler] | None = None,
 ) -> web.AppRunner:
-    """Serve ``/metrics`` (the registry) and ``/health`` on their own port; return the runner to clean up."""
+    """Serve ``/metrics`` (the registry), ``/health`` and the GET routes in ``more`` on their own port; return
+    the runner to clean up."""
 
     async def metrics(_request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -96,6 +100,8 @@ async def start_metrics_site(
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/health", health)
+    for path, handler in (more or {}).items():
+        app.router.add_get(path, handler)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_grace_s)
     await runner.setup()
     await web.TCPSite(runner, host, port, reuse_address=True).start()

@@ -74,6 +74,7 @@ def event_partition(shard: str) -> int:
 # Inside a pod (and a service's default when started by hand): docs/internals/design.md §3.1 and §3.6.
 APP_HTTP_PORT = 8080
 APP_METRICS_PORT = 9091
+RELAY_METRICS_PORT = 9093  # a shard's relay, beside it in the pod
 KAFKA_PORT = 9092
 DEFAULT_KAFKA_BOOTSTRAP = f"localhost:{KAFKA_PORT}"
 # On the host (k3d port mappings, and the gateway's default shard map for services run by hand):
@@ -111,6 +112,7 @@ class CpuBudget:
 
 CPU_BUDGETS: dict[str, CpuBudget] = {
     "shard": CpuBudget(request=1.0, limit=2.0),
+    "relay": CpuBudget(request=0.25, limit=0.5),  # the shard's event relay, a second container in its pod
     "gateway": CpuBudget(request=0.5, limit=1.0),
 }
 # While capacities are measured on the local backend, for a 2-core machine (scaled with the cores):

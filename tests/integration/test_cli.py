@@ -75,7 +75,7 @@ def test_up_status_order_book_broker_pause_down(reports: Path):
     assert status.returncode == 0, status.stdout
     for svc in record.services:
         assert f"{svc.name}" in status.stdout and "not running" not in status.stdout
-    assert status.stdout.count(" healthy ") == len(record.services) == 3  # broker, shard a, prometheus
+    assert status.stdout.count(" healthy ") == len(record.services) == 4  # broker, shard a, its relay, prometheus
     assert f" healthy     {record.endpoints.shards['a']}\n" in status.stdout  # where a user goes, not a probe path
 
     order = matchlab(reports, "order", "TEST-ASSET-A", "BUY", "LIMIT", "7", "12345")
@@ -93,8 +93,16 @@ def test_up_status_order_book_broker_pause_down(reports: Path):
     assert matchlab(reports, "broker", "resume").returncode == 0
     wait_until(lambda: stats(reports)["eventsPending"] == 0, 30, "the waiting events to be delivered")
 
+    # The relay is a service of the stack like any other: killed, it shows; restarted, it is healthy again.
+    relay = record.service("me-relay-a")
+    assert matchlab(reports, "kill", "me-relay-a").stdout.startswith(f"killed me-relay-a (PID {relay.pid})")
+    assert re.search(r"me-relay-a\s+-\s+not running", matchlab(reports, "status").stdout)
+    assert matchlab(reports, "restart", "me-relay-a").returncode == 0
+    assert matchlab(reports, "status").stdout.count(" healthy ") == 4
+    pids.append(read_state(reports).service("me-relay-a").pid)
+
     down = matchlab(reports, "down")
-    assert down.returncode == 0 and down.stdout.count("stopped ") == 3, down.stdout
+    assert down.returncode == 0 and down.stdout.count("stopped ") == 4, down.stdout
     assert gone(pids) and read_state(reports) is None and registry(reports) == {}
     assert matchlab(reports, "down").stdout.strip() == "nothing to tear down"
 
@@ -141,7 +149,7 @@ def test_up_in_the_foreground_tears_down_on_ctrl_c(reports: Path):
         if up.poll() is None:
             up.kill()
     assert up.returncode == 0, out
-    assert out.count("stopped ") == len(pids) == 3, out
+    assert out.count("stopped ") == len(pids) == 4, out  # broker, shard a, its relay, prometheus
     assert gone(pids) and read_state(reports) is None and registry(reports) == {}
 
 

@@ -1,4 +1,9 @@
-"""Events over the Kafka protocol against a real broker (Tansu), consumed with confluent-kafka."""
+"""Events over the Kafka protocol against a real broker (Tansu), consumed with confluent-kafka.
+
+A shard with a broker runs with its relay (``shard_factory`` starts both), as
+every stack runs it; the relay's own faults are in ``test_relay``. The
+in-process publisher (EVENTS_MODE=inprocess) keeps its tests here too.
+"""
 
 from __future__ import annotations
 
@@ -127,7 +132,9 @@ def test_a_frozen_broker_costs_the_publisher_no_cpu(tmp_path):
     port = free_port()
     delivered: list[bytes] = []
     with TansuBroker(port, tmp_path / "frozen-broker.log") as b:
-        publisher = EventPublisher(b.bootstrap, "frozen-test", ShardMetrics("a"), DEFAULT_EVENT_LINGER_MS, 0)
+        metrics = ShardMetrics("a")
+        publisher = EventPublisher(b.bootstrap, "frozen-test", DEFAULT_EVENT_LINGER_MS, 0,
+                                   errors=metrics.publish_errors, publish_seconds=metrics.publish)
         sent, cpu = 0, []
         t0 = time.monotonic()
         while time.monotonic() - t0 < 6.0:  # 300 events/s, the broker frozen after the first second
@@ -150,15 +157,17 @@ def test_a_frozen_broker_costs_the_publisher_no_cpu(tmp_path):
     assert remaining == 0 and sorted(delivered) == sorted(f"e{n}".encode() for n in range(sent))  # all, once
 
 
-def test_events_queued_at_a_kill_9_are_published_after_the_restart(shard_factory, tmp_path):
-    """The producer's queue dies with the process; the journal (the outbox) brings every event back.
+def test_in_process_events_queued_at_a_kill_9_are_published_after_the_restart(shard_factory, tmp_path):
+    """EVENTS_MODE=inprocess: the producer's queue dies with the process; the journal (the outbox) brings every
+    event back.
 
     Events confirmed and covered by a delivery mark before the kill are not
     sent again; the ones after it may be (at-least-once across a crash).
     """
     port = free_port()
     with TansuBroker(port, tmp_path / "kill-broker.log") as b:
-        shard = shard_factory("a", kafka=b.bootstrap)
+        shard = shard_factory("a", kafka=b.bootstrap, EVENTS_MODE="inprocess")
+        assert shard.relay is None
         with shard.client() as c:
 
             def pair(n: int) -> None:

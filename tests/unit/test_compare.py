@@ -217,6 +217,8 @@ def test_a_criterion_over_repetitions_is_the_worst_and_lists_each():
     (["--repeat", "0"], "--repeat N runs each experiment N >= 1 times, got 0"),
     (["--inject-match-delay-ms", "-2"], "--inject-match-delay-ms takes a delay of 0 ms or more, got -2"),
     (["--inject-match-delay-ms", "2", "--backend", "k3d"], "--inject-match-delay-ms applies to the local backend"),
+    (["--coupled-events", "--backend", "k3d"], "--coupled-events applies to the local backend"),
+    (["--coupled-events", "--reuse-stack"], "--coupled-events needs shards started with it"),
     (["--gateway-workers", "0"], "--gateway-workers N takes 1 to 64 processes, got 0"),
     (["--gateway-workers", "65", "--backend", "k3d"], "--gateway-workers N takes 1 to 64 replicas, got 65"),
     (["--gateway-workers", "2", "--reuse-stack"], "give it to `matchlab up`, not with --reuse-stack"),

@@ -10,8 +10,9 @@ import pytest
 from matchlab.edge.limits import EdgeLimits
 from matchlab.errors import ConfigError
 from matchlab.gateway.config import GatewayConfig
-from matchlab.shard.config import ShardConfig
-from matchlab.stack.spec import Topology, Wiring, app_services, gateway_config, shard_config
+from matchlab.relay.config import RelayConfig
+from matchlab.shard.config import EventsMode, ShardConfig
+from matchlab.stack.spec import Topology, Wiring, app_services, gateway_config, relay_spec, shard_config
 
 TOKEN = "t" * 32
 NON_DEFAULT_EDGE = EdgeLimits(header_timeout_s=1.25, body_timeout_s=0.5, keepalive_timeout_s=7.0, max_connections=77,
@@ -24,7 +25,8 @@ def non_default_shard() -> ShardConfig:
         shard_id="e", symbols=frozenset({"X-1", "X-2", "Y"}), http_port=18080, metrics_port=19091,
         bind_host="0.0.0.0", kafka_bootstrap="broker:19092", wal_path=Path("/tmp/journal-e"), wal_size_mb=3,
         ring_buffer_size=1024, fsync=False, admin_token=TOKEN, snapshot_every_records=7, order_id_window_s=9,
-        order_id_window_ids=11, event_linger_ms=3, inject_match_delay_ms=2, edge=NON_DEFAULT_EDGE,
+        order_id_window_ids=11, event_linger_ms=3, inject_match_delay_ms=2, events_mode=EventsMode.INPROCESS,
+        edge=NON_DEFAULT_EDGE,
     )
 
 
@@ -48,7 +50,7 @@ def test_shard_round_trip_carries_the_token_and_every_tuned_field() -> None:
     assert env["SHARD_SYMBOLS"] == "X-1,X-2,Y"
     # each tuned field changed alone still comes back: none is lost behind another's default
     for field_name, value in (("fsync", False), ("order_id_window_s", 60), ("snapshot_every_records", 5),
-                              ("inject_match_delay_ms", 2)):
+                              ("inject_match_delay_ms", 2), ("events_mode", EventsMode.INPROCESS)):
         config = replace(ShardConfig.from_env({}), **{field_name: value})
         assert ShardConfig.from_env(config.to_env()) == config, field_name
 
@@ -95,7 +97,8 @@ def test_every_spec_environment_reads_back_as_its_config() -> None:
     """What the backends hand a service is what the service reads: the spec's config, exactly."""
     wiring = Wiring(18080, 19091, kafka_bootstrap="127.0.0.1:9", wal_path=Path("/tmp/w"),
                     shard_urls={s: f"http://127.0.0.1:{8081 + i}" for i, s in enumerate("abc")})
-    for spec in app_services(Topology.MULTI):
+    specs = app_services(Topology.MULTI)
+    for spec in specs + [relay_spec(s) for s in specs if s.shard]:
         config = spec.config(wiring)
         assert type(config).from_env(spec.environment(wiring)) == config, spec.name
     shard_env = app_services(Topology.SINGLE)[0].environment(wiring)
@@ -136,3 +139,31 @@ def test_a_shards_events_go_to_its_own_partition_unless_spread_by_key() -> None:
     for value in (None, 7):
         config = replace(ShardConfig.from_env({"SHARD_ID": "c"}), event_partition=value)
         assert ShardConfig.from_env(config.to_env()) == config
+
+
+def test_the_relay_reads_its_shards_environment_and_keeps_no_token() -> None:
+    shard = replace(non_default_shard(), events_mode=EventsMode.RELAY)
+    relay = RelayConfig.for_shard(shard, 19093)
+    env = relay.to_env()
+    assert "ADMIN_TOKEN" not in env and env["RELAY_METRICS_PORT"] == "19093"
+    assert env["WAL_PATH"] == "/tmp/journal-e" and env["KAFKA_BOOTSTRAP"] == "broker:19092"
+    assert RelayConfig.from_env(env) == relay
+    tuned = replace(relay, poll_ms=7, max_pending=9)
+    assert RelayConfig.from_env(tuned.to_env()) == tuned
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"EVENTS_MODE": "kafka"}, "EVENTS_MODE must be 'relay' or 'inprocess', got 'kafka'"),
+    ({"KAFKA_BOOTSTRAP": ""}, "KAFKA_BOOTSTRAP is empty: the relay has no broker"),
+    ({"EVENTS_MODE": "inprocess"}, "a relay would send each twice"),
+    ({"RELAY_POLL_MS": "0"}, "RELAY_POLL_MS must be >= 1"),
+])
+def test_a_relay_that_could_not_work_is_refused_by_name(env: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        RelayConfig.from_env(env)
+
+
+def test_only_a_shard_with_a_broker_and_the_relay_mode_is_relayed() -> None:
+    assert ShardConfig.from_env({"KAFKA_BOOTSTRAP": "b:1"}).relayed
+    assert not ShardConfig.from_env({"KAFKA_BOOTSTRAP": ""}).relayed
+    assert not ShardConfig.from_env({"KAFKA_BOOTSTRAP": "b:1", "EVENTS_MODE": "inprocess"}).relayed

@@ -100,6 +100,42 @@ def test_labels_annotations_resources_probes_as_designed():
     assert rp["resources"]["limits"] == {"cpu": "2", "memory": "2Gi"}
 
 
+def test_each_shard_pod_runs_its_relay_beside_it_on_the_same_journal():
+    """A second container: the shard's image and environment, its own port, probes and resources, no token."""
+    from matchlab.relay.config import RelayConfig
+
+    for shard in "abc":
+        pod = _deployments()[f"me-shard-{shard}"]["spec"]["template"]["spec"]
+        engine, relay = pod["containers"]
+        assert relay["name"] == "event-relay" and relay["image"] == engine["image"]
+        assert relay["command"] == ["python", "-m", "matchlab.relay"]
+        assert relay["volumeMounts"] == engine["volumeMounts"] == [{"name": "wal", "mountPath": "/data"}]
+        assert relay["ports"] == [{"name": m.RELAY_PORT_NAME, "containerPort": 9093}]
+        assert relay["resources"] == {"requests": {"cpu": "250m", "memory": "128Mi"},
+                                      "limits": {"cpu": "500m", "memory": "256Mi"}}
+        assert relay["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 9093}
+        assert relay["livenessProbe"]["httpGet"] == {"path": "/health", "port": 9093}
+        env = {e["name"]: e["value"] for e in relay["env"]}  # every value literal: no secret reference
+        engine_env = {e["name"]: e.get("value") for e in engine["env"] if e["name"] != "ADMIN_TOKEN"}
+        assert {k: v for k, v in env.items() if k != "RELAY_METRICS_PORT"} == engine_env  # one environment
+        config = RelayConfig.from_env(env)
+        assert config.shard_id == shard and config.metrics_port == 9093 and str(config.shard.wal_path) == "/data"
+
+
+def test_prometheus_scrapes_the_relays_as_their_own_job():
+    from matchlab.k8s.helm_values import prometheus_values, relay_scrape_job
+
+    (job,) = yaml.safe_load(prometheus_values()["extraScrapeConfigs"])
+    assert job == relay_scrape_job() and job["job_name"] == "event-relay"
+    keep = job["relabel_configs"][0]
+    assert keep["action"] == "keep" and keep["regex"] == m.RELAY_PORT_NAME
+    shard_policy = next(p for p in m.network_policies() if p["metadata"]["name"] == "me-shards")
+    from_prometheus = next(r for r in shard_policy["spec"]["ingress"]
+                           if r["from"][0].get("namespaceSelector", {}).get("matchLabels", {}).get(
+                               "kubernetes.io/metadata.name") == m.MONITORING_NAMESPACE)
+    assert {p["port"] for p in from_prometheus["ports"]} == {9091, 9093}
+
+
 def test_no_credentials_in_the_repository_k8s_files():
     text = "\n".join(p.read_text() for p in (ROOT / "k8s").rglob("*.yaml"))
     assert "adminPassword" not in text and "admin-password:" not in text
@@ -354,9 +390,13 @@ def test_gateway_replicas_reach_the_cluster_and_a_restart_brings_them_all_back(m
 
 def test_log_tails_cover_every_gateway_replica():
     backend = K3dBackend(runner=RecordingRunner(), plan=True, gateway_replicas=3)
-    assert set(backend.log_tails()) == {s.name for s in app_services(Topology.MULTI)}
+    services = {s.name for s in app_services(Topology.MULTI)}
+    assert set(backend.log_tails()) == services | {f"me-relay-{s}" for s in "abc"}  # each shard's relay container
+    logs = {c[2:5]: c for c in backend.runner.commands() if c[1] == "logs"}
+    assert logs[("deployment/me-shard-a", "-c", "me-shard-a")] == (
+        "kubectl", "logs", "deployment/me-shard-a", "-c", "me-shard-a", "-n", "matching-engine", "--tail=40")
+    assert logs[("deployment/me-shard-a", "-c", "event-relay")][:5] == (
+        "kubectl", "logs", "deployment/me-shard-a", "-c", "event-relay")
     logs = {c[2]: c for c in backend.runner.commands() if c[1] == "logs"}
-    assert logs["deployment/me-shard-a"] == ("kubectl", "logs", "deployment/me-shard-a", "-n", "matching-engine",
-                                             "--tail=40")
     assert logs["-l"] == ("kubectl", "logs", "-l", "app=edge-gateway", "--prefix", "--max-log-requests=3",
                           "-n", "matching-engine", "--tail=40")

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from matchlab.shard.engine import MatchingEngine
 from matchlab.shard.idwindow import IdWindow
 from matchlab.shard.orders import Order
-from matchlab.shard.replay import REC_ORDER, Replayer, order_record
+from matchlab.shard.records import REC_ORDER, order_record
+from matchlab.shard.replay import Replayer
 from matchlab.shard.wal import encode_record, recover
 
 SYM = "TEST-ASSET-A"

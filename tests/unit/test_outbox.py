@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from matchlab.shard.outbox import Outbox, decode_mark, encode_mark
+from matchlab.shard.outbox import Outbox
+from matchlab.shard.records import decode_mark, encode_mark
 
 
 def test_mark_is_the_lowest_pending_record_or_the_next_index():

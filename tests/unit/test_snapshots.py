@@ -6,14 +6,19 @@ import asyncio
 import tempfile
 from pathlib import Path
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from matchlab.shard.engine import MatchingEngine
-from matchlab.shard.journal import JournalLayout
+from matchlab.shard.event_modes import InProcessEvents, RelayedEvents
+from matchlab.shard.handoff import write_relay_mark
+from matchlab.shard.idwindow import CHUNK_IDS, IdWindow, fingerprint_entry
+from matchlab.shard.journal import JournalLayout, SnapshotFile, snapshot_floor
 from matchlab.shard.metrics import ShardMetrics
 from matchlab.shard.orders import Order
 from matchlab.shard.pipeline import OrderConflict, OrderPipeline
+from matchlab.shard.snapshots import SnapshotV1, capture, restore
 from tests.unit.test_wal import RecordingPublisher
 
 SYM = "TEST-ASSET-A"
@@ -34,7 +39,7 @@ def to_orders(raw: list[tuple]) -> list[Order]:
 
 def new_pipeline(publisher=None, snapshot_every: int = 10**9, segment_bytes: int = 64 << 20) -> OrderPipeline:
     return OrderPipeline(
-        MatchingEngine("a", frozenset([SYM])), ShardMetrics("a"), publisher or RecordingPublisher(), 1024,
+        MatchingEngine("a", frozenset([SYM])), ShardMetrics("a"), InProcessEvents(publisher or RecordingPublisher()), 1024,
         snapshot_every=snapshot_every, segment_bytes=segment_bytes,
     )
 
@@ -45,12 +50,9 @@ async def run(directory: Path, orders: list[Order], crash: bool, **kwargs) -> Or
     for order in orders:
         await pipeline.submit_order(order, 0.0)
     await pipeline.drain()
-    if pipeline._snapshot_task is not None:
-        await pipeline._snapshot_task
+    await pipeline.snapshots.wait()
     if crash:  # kill -9 once everything was durable: no final mark, no stop snapshot
-        for task in (pipeline._task, pipeline._marker):
-            task.cancel()
-        await pipeline.wal.close()
+        await pipeline.abandon()
     else:
         await pipeline.close()
     return pipeline
@@ -78,7 +80,7 @@ def test_snapshot_plus_segments_equals_full_replay(raw, every, segment_bytes, cr
         elif damage == "mid-snapshot":  # killed while writing a snapshot: only its temp file exists
             (journal / "wal.log.snap.000000999999.tmp").write_bytes(b"MLSNAP1\npartial")
         elif damage == "mid-rotation":  # killed right after creating the next segment
-            layout.segment_path(live.outbox.next_index).touch()
+            layout.segment_path(live.next_index).touch()
         restarted = asyncio.run(run(journal, [], crash=True, snapshot_every=every, segment_bytes=segment_bytes))
         reference = MatchingEngine("a", frozenset([SYM]))
         for order in orders:
@@ -136,3 +138,104 @@ def test_disk_stays_bounded_over_a_long_run(tmp_path: Path):
     assert len(layout.snapshots()) == 2
     assert sizes[2] < sizes[0] * 1.5, sizes  # compaction keeps up: not three times the first run's journal
     assert layout.segments()[0][0] > 0  # the oldest segments are gone
+
+
+# -- the id window's chunks and what a snapshot costs the loop ---------------------------------------------
+
+window_ops = st.lists(st.one_of(
+    st.tuples(st.just("add"), st.integers(1, 3000), st.integers(0, 400)),  # n ids, ms step
+    st.tuples(st.just("forget"), st.integers(0, 5), st.just(0)),  # one of the newest ids
+), min_size=1, max_size=12)
+
+
+def ordered(window: IdWindow) -> list[tuple[int, list[str]]]:
+    return [(piece.first_ms, list(piece.members)) for piece in window._slices]
+
+
+@settings(max_examples=60, deadline=None)
+@given(window_ops, st.integers(0, 2500))
+def test_a_restored_window_equals_the_encoded_one_and_encodes_alike(ops, exclude):
+    window, n, now = IdWindow(20_000, 5_000), 0, 0
+    for op, count, step in ops:
+        if op == "add":
+            for _ in range(count):
+                n += 1
+                now += step % 3
+                window.add(f"id{n}", fingerprint_entry(str(n).encode(), now), now)
+        elif len(window):
+            window.forget(list(window._ids)[-1 - min(count, len(window) - 1)])
+    encoded = window.encode(exclude_newest=exclude)
+    restored = IdWindow(20_000, 5_000)
+    restored.restore(encoded.head, encoded.chunks)
+    kept = list(window._ids)[: max(0, len(window) - exclude)]
+    assert list(restored._ids) == kept and all(restored.get(i) == window.get(i) for i in kept)
+    assert sum(count for _, count in encoded.head.bounds) == len(kept)
+    again = restored.encode()
+    assert [restored.get(i) for i in kept] == [window.get(i) for i in kept]
+    assert list(IdWindow(20_000, 5_000)._ids) == [] and again.head.bounds == encoded.head.bounds
+    for more in range(3000):  # both grow on alike: the restored one's sealed chunks are as good as the original's
+        for w in (window, restored):
+            w.add(f"more{more}", b"e" * 16, now + 1)
+    if not exclude:
+        assert window.encode().chunks == restored.encode().chunks
+
+
+def test_a_snapshot_encodes_only_the_ids_no_chunk_holds_yet(monkeypatch):
+    """The loop's share of a snapshot does not grow with the window: the sealed chunks are taken as they are."""
+    window = IdWindow(1_000_000, 600_000)
+    for i in range(300_000):
+        window.add(f"order-{i}", b"e" * 16, i // 100)
+    encoded_now: list[int] = []
+    real = IdWindow._encode_ids
+    monkeypatch.setattr(IdWindow, "_encode_ids", lambda self, members: encoded_now.append(len(members)) or real(self, members))
+    engine = MatchingEngine("a", frozenset([SYM]))
+    parts = capture(engine, window, exclude_newest=40)
+    assert sum(encoded_now) < CHUNK_IDS + 40, encoded_now
+    assert len(parts) > 250  # the head and ~300 chunks, written by a thread
+
+
+def test_a_version_1_snapshot_of_an_older_journal_still_restores():
+    window = IdWindow(1000, 60_000)
+    for i in range(30):
+        window.add(f"o{i}", b"e" * 16, i)
+    whole = msgspec.msgpack.encode((1000, 60_000, [(0, 30)], dict(window._ids)))
+    engine = MatchingEngine("a", frozenset([SYM]))
+    engine.seed([Order(orderId="s", symbol=SYM, side="SELL", type="LIMIT", quantity=3, price=101)])
+    payload = msgspec.msgpack.encode(SnapshotV1(1, 40, 7, 35, engine.export_books(), whole))
+    restored_engine, restored = MatchingEngine("a", frozenset([SYM])), IdWindow(1000, 60_000)
+    assert restore(SnapshotFile(1, 40, 35, memoryview(payload)), restored_engine, restored) == 7
+    assert list(restored._ids) == list(window._ids) and restored_engine.books[SYM].snapshot() == engine.books[SYM].snapshot()
+
+
+# -- snapshots and compaction with the relay ---------------------------------------------------------------
+
+
+async def relay_run(directory: Path, orders: list[Order], relay: bool) -> OrderPipeline:
+    pipeline = OrderPipeline(MatchingEngine("a", frozenset([SYM])), ShardMetrics("a"), RelayedEvents(relay=relay), 1024,
+                             snapshot_every=100, segment_bytes=1 << 20)
+    await pipeline.start(directory, fsync=False)
+    for order in orders:
+        await pipeline.submit_order(order, 0.0)
+    await pipeline.drain()
+    await pipeline.close()
+    return pipeline
+
+
+def test_with_a_relay_segments_stay_until_its_mark_passes_them(tmp_path: Path):
+    orders = [Order(orderId=f"o{i}", symbol=SYM, side="BUY" if i % 2 else "SELL", type="LIMIT", quantity=1, price=100)
+              for i in range(3000)]
+    layout = JournalLayout(tmp_path, "wal.log")
+    asyncio.run(relay_run(tmp_path, orders[:1000], relay=True))  # no relay has written a mark: nothing goes
+    assert layout.segments()[0][0] == 0 and len(layout.snapshots()) == 2
+    write_relay_mark(layout, 700)
+    asyncio.run(relay_run(tmp_path, orders[1000:2000], relay=True))
+    assert 0 < layout.segments()[0][0] <= 700  # compacted up to the mark, not past it
+    assert all(snapshot_floor(path) <= 700 for _, path in layout.snapshots())
+    asyncio.run(relay_run(tmp_path, orders[2000:], relay=False))  # no broker, no relay: the cut alone decides
+    assert layout.segments()[0][0] > 700
+    restarted = asyncio.run(relay_run(tmp_path, [], relay=True))  # from the newest snapshot and what follows it
+    reference = MatchingEngine("a", frozenset([SYM]))
+    for order in orders:
+        reference.apply_order(order, [])
+    assert restarted.engine.books[SYM].snapshot() == reference.books[SYM].snapshot()
+    assert restarted.engine.match_count == reference.match_count and len(restarted.ids) == 3000

@@ -15,10 +15,12 @@ import orjson
 import pytest
 
 from matchlab.shard.engine import MatchingEngine
+from matchlab.shard.event_modes import InProcessEvents
 from matchlab.shard.journal import JournalLayout
 from matchlab.shard.metrics import ShardMetrics
 from matchlab.shard.orders import Order
-from matchlab.shard.pipeline import REC_DELIVERED, REC_MATCH, REC_ORDER, OrderPipeline
+from matchlab.shard.pipeline import OrderPipeline
+from matchlab.shard.records import REC_DELIVERED, REC_MATCH, REC_ORDER
 from matchlab.shard.wal import GroupCommitLog, WalError, encode_record, recover, scan
 
 SYM = "TEST-ASSET-A"
@@ -134,10 +136,17 @@ class RecordingPublisher:
         self.sent: list[tuple[str, bytes, bytes]] = []
         self.confirm = confirm
 
-    def publish(self, topic: str, key: bytes, value: bytes, on_delivered=None) -> None:
+    def start(self) -> None:
+        pass
+
+    def publish(self, topic: str, key: bytes, value: bytes, on_delivered=None, on_failed=None) -> bool:
         self.sent.append((topic, key, value))
         if self.confirm and on_delivered is not None:
             on_delivered()
+        return True
+
+    async def close(self, timeout_s: float) -> int:
+        return 0
 
 
 def order(oid: str, side: str, qty: int, price: int) -> Order:
@@ -146,15 +155,12 @@ def order(oid: str, side: str, qty: int, price: int) -> Order:
 
 async def run_pipeline(wal: Path, orders: list[Order], publisher: RecordingPublisher, crash: bool = False) -> OrderPipeline:
     engine = MatchingEngine("a", frozenset([SYM]))
-    pipeline = OrderPipeline(engine, ShardMetrics("a"), publisher, capacity=1024)
+    pipeline = OrderPipeline(engine, ShardMetrics("a"), InProcessEvents(publisher), capacity=1024)
     await pipeline.start(wal, fsync=True)
     for o in orders:
         await pipeline.submit_order(o, 0.0)
     if crash:  # like kill -9 once everything was durable: no final delivery mark
-        await pipeline.drain()
-        pipeline._task.cancel()
-        pipeline._marker.cancel()
-        await pipeline.wal.close()
+        await pipeline.abandon()
     else:
         await pipeline.close()
     return pipeline
@@ -218,8 +224,9 @@ def test_only_events_after_the_last_delivery_mark_are_published_again(tmp_path: 
 
 def test_an_idle_shard_journals_no_delivery_marks(tmp_path: Path):
     async def main() -> int:
-        pipeline = OrderPipeline(MatchingEngine("a", frozenset([SYM])), ShardMetrics("a"), RecordingPublisher(), 1024)
-        with mock.patch("matchlab.shard.pipeline.MARK_INTERVAL_S", 0.01):
+        pipeline = OrderPipeline(MatchingEngine("a", frozenset([SYM])), ShardMetrics("a"),
+                                 InProcessEvents(RecordingPublisher()), 1024)
+        with mock.patch("matchlab.shard.event_modes.MARK_INTERVAL_S", 0.01):
             await pipeline.start(tmp_path / "wal.log", fsync=False)
             await pipeline.submit_order(order("s1", "SELL", 5, 100), 0.0)
             await asyncio.sleep(0.3)  # ~30 mark intervals
@@ -307,18 +314,19 @@ def test_a_slow_disk_moves_commits_to_the_thread_and_back_keeping_append_order(t
 
 
 def test_each_durable_batch_reports_its_write_and_fsync_time_on_the_loop(tmp_path: Path):
-    """``on_synced`` times the syscalls alone (a slow fsync shows in full), once per batch, on the loop thread."""
+    """``on_synced`` times the syscalls alone (a slow fsync shows in full, as the fsync), once per batch, on the
+    loop thread, with the batch's hand-back wait."""
 
     def slow_fsync(fd: int) -> None:
         time.sleep(0.03)
 
     async def main() -> tuple[list, set, int]:
         loop = asyncio.get_running_loop()
-        synced: list[float] = []
+        synced: list[tuple[float, float, float, float]] = []
         threads: set[int] = set()
 
-        def on_synced(seconds: float) -> None:
-            synced.append(seconds)
+        def on_synced(batch, handback_s: float) -> None:
+            synced.append((batch.sync_s, batch.write_s, batch.fsync_s, handback_s))
             threads.add(threading.get_ident())
 
         with mock.patch("matchlab.shard.wal.os.fsync", slow_fsync):
@@ -331,17 +339,17 @@ def test_each_durable_batch_reports_its_write_and_fsync_time_on_the_loop(tmp_pat
 
     synced, threads, batches = asyncio.run(main())
     assert len(synced) == batches == 3
-    assert all(0.03 <= s < 1.0 for s in synced), synced
+    assert all(0.03 <= s < 1.0 and 0.03 <= f <= s and 0 <= w < 0.03 and 0 <= h < 1.0 for s, w, f, h in synced), synced
     assert threads == {threading.get_ident()}  # the loop's thread: the metric it feeds is written there only
 
 
 def test_a_failed_batch_reports_no_sync_time(tmp_path: Path):
     async def main() -> list[float]:
         loop = asyncio.get_running_loop()
-        synced: list[float] = []
+        synced: list = []
         with mock.patch("matchlab.shard.wal.os.fsync", side_effect=OSError(5, "I/O error")):
             wal = GroupCommitLog(JournalLayout(tmp_path, "wal.log"), 0, 0, loop, lambda *_: None,
-                                 on_synced=synced.append)
+                                 on_synced=lambda batch, _: synced.append(batch))
             with pytest.raises(WalError):
                 await wal.append(1, b"lost")
             await wal.close()

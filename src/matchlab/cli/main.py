@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     broker.set_defaults(run=stack_verbs.broker)
     for verb, text in (("kill", "crash a service (SIGKILL)"), ("restart", "start a service again, same ports")):
         sub = verbs.add_parser(verb, help=text)
-        sub.add_argument("service", help="e.g. me-shard-a, edge-gateway, prometheus")
+        sub.add_argument("service", help="e.g. me-shard-a, me-relay-a (local: a shard's event relay), edge-gateway, "
+                                         "prometheus")
         sub.set_defaults(run=getattr(stack_verbs, verb))
 
     order = verbs.add_parser("order", help="send one order (through the gateway when there is one)")

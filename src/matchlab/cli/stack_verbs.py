@@ -67,7 +67,8 @@ def endpoint_lines(endpoints: Endpoints, facts: dict[str, str]) -> list[str]:
         scale = f"  ({facts['gateway']})" if "gateway" in facts else ""  # more than one gateway process or pod
         rows.append(("gateway", f"{endpoints.gateway}{metrics(endpoints.gateway_metrics)}{scale}"))
     for shard, url in endpoints.shards.items():
-        rows.append((f"shard {shard}", f"{url}{metrics(endpoints.shard_metrics.get(shard))}"))
+        relay = f"  (relay {endpoints.relays[shard]}/metrics)" if shard in endpoints.relays else ""
+        rows.append((f"shard {shard}", f"{url}{metrics(endpoints.shard_metrics.get(shard))}{relay}"))
     rows.append(("broker", endpoints.broker))
     rows.append(("prometheus", endpoints.prometheus))
     grafana = endpoints.grafana

@@ -39,6 +39,7 @@ class HarnessOptions:
     max_shards: int = len(SHARD_IDS)  # the scaling search measures N = 1..max_shards shards
     repeat: int = 1  # each experiment runs this many times; one run with that many samples
     inject_match_delay_ms: int = 0  # the local stack's shards wait this long before matching (comparison demo)
+    coupled_events: bool = False  # the local stack's shards publish in-process (EVENTS_MODE=inprocess), no relays
     gateway_workers: int = 1  # the local stack's gateway: this many processes on one port (GATEWAY_WORKERS)
 
 
@@ -85,6 +86,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="local backend: every shard waits MS ms between an order being durable and matching it "
                          "(INJECT_MATCH_DELAY_MS), an injected regression to show what a comparison detects; "
                          "recorded in the run's facts")
+    group.addoption("--coupled-events", action="store_true",
+                    help="local backend: each shard publishes its own events from the matching process "
+                         "(EVENTS_MODE=inprocess) instead of through its relay: the coupled design, to show what "
+                         "a broker outage does to it (A4); recorded in the run's facts")
     group.addoption("--gateway-workers", type=int, default=1, metavar="N",
                     help="the gateway as N processes sharing its port (local: GATEWAY_WORKERS, SO_REUSEPORT, "
                          "metrics merged) or N replicas of its Deployment (k3d, k8s), for machines with cores to "
@@ -151,6 +156,7 @@ def pytest_configure(config: pytest.Config) -> None:
         max_shards=config.getoption("--max-shards"),
         repeat=config.getoption("--repeat"),
         inject_match_delay_ms=config.getoption("--inject-match-delay-ms"),
+        coupled_events=config.getoption("--coupled-events"),
         gateway_workers=config.getoption("--gateway-workers"),
     )
     check_max_shards(opts.max_shards, opts.backend)
@@ -187,6 +193,10 @@ def repeat_and_delay_problem(opts: HarnessOptions) -> str | None:
         return "--inject-match-delay-ms applies to the local backend (its shards are started with the setting)"
     if opts.inject_match_delay_ms and opts.reuse_stack:
         return "--inject-match-delay-ms needs shards started with it: it does not go with --reuse-stack"
+    if opts.coupled_events and opts.backend != "local":
+        return "--coupled-events applies to the local backend (its shards are started with EVENTS_MODE=inprocess)"
+    if opts.coupled_events and opts.reuse_stack:
+        return "--coupled-events needs shards started with it: it does not go with --reuse-stack"
     if opts.gateway_workers > 1 and opts.reuse_stack:
         return ("--gateway-workers is set when the stack starts: give it to `matchlab up`, not with --reuse-stack "
                 "(the reused stack keeps the gateway it was started with)")

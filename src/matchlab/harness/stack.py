@@ -27,6 +27,7 @@ from matchlab.k8s.commands import RecordingRunner
 from matchlab.k8s.ledger import LEDGER_FILE, RecordedCluster, read_ledger
 from matchlab.k8s.load_job import ClusterLoad
 from matchlab.loadgen.profile import LoadProfile
+from matchlab.shard.config import EventsMode
 from matchlab.stack.backend import Backend
 from matchlab.stack.local import LocalBackend
 from matchlab.stack.recorded import RecordedStack
@@ -54,6 +55,8 @@ def make_backend(opts: HarnessOptions, shard_symbols: dict[str, list[str]] | Non
         return ExistingClusterBackend(opts.kube_context, opts.image_registry, plan=opts.plan, keep=opts.keep_stack,
                                       **load)
     shard_env = {"INJECT_MATCH_DELAY_MS": str(opts.inject_match_delay_ms)} if opts.inject_match_delay_ms else {}
+    if opts.coupled_events:
+        shard_env["EVENTS_MODE"] = EventsMode.INPROCESS.value
     return LocalBackend(opts.reports_dir, shard_symbols=shard_symbols, load_workers=opts.load_workers,
                         shard_env=shard_env, gateway_workers=opts.gateway_workers)
 

@@ -54,7 +54,7 @@ from matchlab.loadgen.results import LoadResult
 from matchlab.loadgen.segments import merged_result, read_result_lines
 from matchlab.stack.probes import HttpProbe, free_port
 from matchlab.stack.process import ManagedProcess, stop_after_failure
-from matchlab.stack.spec import Endpoints, ServiceSpec, Topology, app_services
+from matchlab.stack.spec import Endpoints, Role, ServiceSpec, Topology, app_services, relay_spec
 from matchlab.waiting import wait_until
 
 log = logging.getLogger(__name__)
@@ -440,13 +440,19 @@ class KubernetesBackend:
         return m.replicas(spec, self.gateway_replicas) if spec is not None else 1
 
     def log_tails(self) -> dict[str, str]:
-        return {spec.name: self.log_tail(spec) for spec in app_services(Topology.MULTI)}
+        tails = {}
+        for spec in app_services(Topology.MULTI):
+            tails[spec.name] = self.log_tail(spec)
+            if spec.role is Role.SHARD:  # its relay, the pod's second container
+                tails[relay_spec(spec).name] = self.log_tail(spec, "event-relay")
+        return tails
 
-    def log_tail(self, spec: ServiceSpec) -> str:
-        """A Deployment's log tail; of every pod, each line prefixed with its pod, where it runs several."""
+    def log_tail(self, spec: ServiceSpec, container: str | None = None) -> str:
+        """A Deployment's log tail (of ``container``, by default the service's own); of every pod, each line
+        prefixed with its pod, where it runs several."""
         replicas = m.replicas(spec, self.gateway_replicas)
         if replicas == 1:
-            source = [f"deployment/{spec.name}"]
+            source = [f"deployment/{spec.name}", "-c", container or spec.name]
         else:
             selector = ",".join(f"{k}={v}" for k, v in spec.labels.items())
             source = ["-l", selector, "--prefix", f"--max-log-requests={replicas}"]
@@ -488,6 +494,10 @@ def workload_of(name: str) -> Workload:
         ref, labels = CHART_WORKLOADS[name]
         return Workload(m.MONITORING_NAMESPACE, ref, tuple(labels.items()))
     known = [s.name for s in app_services(Topology.MULTI)] + list(CHART_WORKLOADS)
+    relays = {relay_spec(s).name: s.name for s in app_services(Topology.MULTI) if s.role is Role.SHARD}
+    if name in relays:
+        raise ConfigError(f"{name} is a container of {relays[name]}'s pod on Kubernetes, not a workload of its own: "
+                          f"kill or restart {relays[name]} (its pod, both containers)")
     raise ConfigError(f"no service named {name!r}; known: {known}")
 
 

@@ -3,7 +3,8 @@
 Prometheus (prometheus-community/prometheus): 5 s scrape and evaluation, the
 remote-write receiver, the recording rules of ``prometheus/recording-rules.yaml``
 verbatim, subcharts off; the chart's default ``kubernetes-pods`` job scrapes
-the annotated pods. Its Service is ClusterIP: nothing maps it to a host, a
+the annotated pods, and an ``event-relay`` job the shards' relay containers
+(found by their port's name, labelled like the local stack's relays). Its Service is ClusterIP: nothing maps it to a host, a
 NetworkPolicy admits only Grafana, and the harness comes in through an
 authenticated ``kubectl port-forward``. The lifecycle API stays on because
 the chart's config-reloader sidecar POSTs ``/-/reload`` inside the pod. Grafana (grafana-community/grafana): the Prometheus
@@ -18,7 +19,7 @@ import json
 
 import yaml
 
-from matchlab.k8s.manifests import MONITORING_NAMESPACE, NODE_PORTS
+from matchlab.k8s.manifests import APP_NAMESPACE, MONITORING_NAMESPACE, NODE_PORTS, RELAY_PORT_NAME
 from matchlab.observe.dashboard import DASHBOARD_PATH
 from matchlab.stack.grafana import DATASOURCE_UID
 from matchlab.stack.prometheus_config import RULES_FILE
@@ -38,6 +39,22 @@ CHART_WORKLOADS = {
 }
 
 
+def relay_scrape_job() -> dict:
+    """Each shard pod's relay container, by its port's name: job and app ``event-relay``, the pod's shard."""
+    return {
+        "job_name": "event-relay",
+        "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [APP_NAMESPACE]}}],
+        "relabel_configs": [
+            {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "action": "keep",
+             "regex": RELAY_PORT_NAME},
+            {"source_labels": ["__meta_kubernetes_pod_label_shard"], "target_label": "shard"},
+            {"target_label": "app", "replacement": "event-relay"},
+            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+        ],
+    }
+
+
 def prometheus_values() -> dict:
     return {
         "alertmanager": {"enabled": False},
@@ -55,6 +72,8 @@ def prometheus_values() -> dict:
             "service": {"type": "ClusterIP", "servicePort": 80},
         },
         "serverFiles": {"recording_rules.yml": yaml.safe_load(RULES_FILE.read_text())},
+        # The chart takes extra jobs as one YAML string.
+        "extraScrapeConfigs": yaml.safe_dump([relay_scrape_job()], sort_keys=False),
     }
 
 

@@ -6,7 +6,11 @@ apart. ``python -m matchlab.k8s.manifests`` writes them under ``k8s/``
 (``--check`` verifies the committed files are current); the Helm values live
 in ``helm_values``.
 
-Names, labels, annotations, resources and probes follow docs/internals/design.md §2. Only
+Names, labels, annotations, resources and probes follow docs/internals/design.md §2. A
+shard's pod has two containers sharing its journal volume: the shard and its
+event relay (``matchlab.relay``, the same image), each with its own probes and
+resources; the relay's metrics port is scraped by a job of its own
+(``helm_values``), as the pod annotation names the shard's. Only
 pods carry the ``prometheus.io/*`` annotations: the Prometheus chart's
 default ``kubernetes-pods`` job honours them, so no extra scrape job (and no
 duplicate targets). Services are NodePorts on fixed ports, which the k3d
@@ -32,8 +36,8 @@ import yaml
 
 from matchlab import topology
 from matchlab.errors import ConfigError
-from matchlab.stack.spec import Role, ServiceSpec, Topology, Wiring, app_services
-from matchlab.topology import APP_HTTP_PORT, APP_METRICS_PORT, KAFKA_PORT, PARTITIONS, TOPICS
+from matchlab.stack.spec import Role, ServiceSpec, Topology, Wiring, app_services, relay_spec
+from matchlab.topology import APP_HTTP_PORT, APP_METRICS_PORT, KAFKA_PORT, PARTITIONS, RELAY_METRICS_PORT, TOPICS
 
 K8S_DIR = Path(__file__).resolve().parents[3] / "k8s"
 APP_NAMESPACE = "matching-engine"
@@ -83,8 +87,11 @@ def _resources(role: str, memory_request: str, memory_limit: str) -> dict:
 
 RESOURCES = {
     Role.SHARD: _resources("shard", "512Mi", "1Gi"),
+    # RELAY_MAX_PENDING (100,000) events in its producer's queue at most: well under 256Mi.
+    Role.RELAY: _resources("relay", "128Mi", "256Mi"),
     Role.GATEWAY: _resources("gateway", "256Mi", "512Mi"),
 }
+RELAY_PORT_NAME = "relay-metrics"  # the relay's scrape job finds its containers by this port name
 JOURNAL_STORAGE = "1Gi"  # WAL_SIZE_MB is 64
 REDPANDA_RESOURCES = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
 
@@ -100,36 +107,74 @@ def _probe(path: str, port: int, period: int = 5) -> dict:
     return {"httpGet": {"path": path, "port": port}, "periodSeconds": period, "timeoutSeconds": 2, "failureThreshold": 3}
 
 
-def app_deployment(spec: ServiceSpec, registry: str = "", replicas: int = 1) -> dict:
-    """``replicas``: the gateway may run several (Prometheus scrapes each pod, every query sums them); a shard
-    never does: one matcher per book."""
-    if replicas != 1 and spec.role is not Role.GATEWAY:
-        raise ConfigError(f"{spec.name} runs as exactly one replica (one matcher per shard), not {replicas}")
-    image = SHARD_IMAGE if spec.role is Role.SHARD else GATEWAY_IMAGE
-    env = spec.environment(Wiring(
+def _pod_wiring(spec: ServiceSpec) -> Wiring:
+    return Wiring(
         APP_HTTP_PORT, APP_METRICS_PORT,
         bind_host="0.0.0.0",  # inside the pod network; Services expose it
         kafka_bootstrap=REDPANDA_ADVERTISED, wal_path=Path("/data"),
         shard_urls={s: f"http://me-shard-{s}.{APP_NAMESPACE}.svc.cluster.local:{APP_HTTP_PORT}"
                     for s in spec.shard_symbols} if spec.role is Role.GATEWAY else {},
-    ))
+        relay_metrics_port=RELAY_METRICS_PORT,
+    )
+
+
+def _image(spec: ServiceSpec, registry: str) -> dict:
+    image = GATEWAY_IMAGE if spec.role is Role.GATEWAY else SHARD_IMAGE  # the relay runs from the shard's image
+    return {"image": f"{registry.rstrip('/')}/{image}" if registry else image,
+            "imagePullPolicy": "IfNotPresent" if registry else "Never"}  # locally built images: Never
+
+
+def _env(env: dict[str, str]) -> list[dict]:
+    return [{"name": k, "value": v} for k, v in sorted(env.items())]
+
+
+SECURITY = {"runAsNonRoot": True, "allowPrivilegeEscalation": False}
+JOURNAL_MOUNT = {"name": "wal", "mountPath": "/data"}
+
+
+def relay_container(shard: ServiceSpec, registry: str = "") -> dict:
+    """The shard's event relay: the shard's environment (and journal volume), its own port, probes, resources.
+
+    No admin token: the relay serves no admin route. Readiness is the journal's, never the broker's: a pod is
+    Ready only when every container is, and a broker outage must not take the shard out of its Service.
+    """
+    spec = relay_spec(shard)
+    return {
+        "name": "event-relay",
+        **_image(spec, registry),
+        "command": ["python", "-m", spec.module],
+        "env": _env(spec.environment(_pod_wiring(shard))),
+        "ports": [{"name": RELAY_PORT_NAME, "containerPort": RELAY_METRICS_PORT}],
+        "resources": RESOURCES[Role.RELAY],
+        "readinessProbe": _probe(spec.ready_path, RELAY_METRICS_PORT),
+        "livenessProbe": {**_probe("/health", RELAY_METRICS_PORT, 10), "initialDelaySeconds": 10},
+        "volumeMounts": [dict(JOURNAL_MOUNT)],
+        "securityContext": dict(SECURITY),
+    }
+
+
+def app_deployment(spec: ServiceSpec, registry: str = "", replicas: int = 1) -> dict:
+    """``replicas``: the gateway may run several (Prometheus scrapes each pod, every query sums them); a shard
+    never does: one matcher per book."""
+    if replicas != 1 and spec.role is not Role.GATEWAY:
+        raise ConfigError(f"{spec.name} runs as exactly one replica (one matcher per shard), not {replicas}")
     token = {"name": "ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": ADMIN_SECRET, "key": ADMIN_SECRET_KEY}}}
     container = {
         "name": spec.name,
-        "image": f"{registry.rstrip('/')}/{image}" if registry else image,
-        "imagePullPolicy": "IfNotPresent" if registry else "Never",  # locally built images: Never
-        "env": [{"name": k, "value": v} for k, v in sorted(env.items())] + [token],
+        **_image(spec, registry),
+        "env": _env(spec.environment(_pod_wiring(spec))) + [token],
         "ports": [{"name": "http", "containerPort": APP_HTTP_PORT}, {"name": "metrics", "containerPort": APP_METRICS_PORT}],
         "resources": RESOURCES[spec.role],
         "readinessProbe": _probe(spec.ready_path, APP_HTTP_PORT),
-        "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False},
+        "securityContext": dict(SECURITY),
     }
-    volumes = []
+    containers, volumes = [container], []
     if spec.role is Role.SHARD:
         container["livenessProbe"] = {**_probe("/health", APP_HTTP_PORT, 10), "initialDelaySeconds": 10}
-        container["volumeMounts"] = [{"name": "wal", "mountPath": "/data"}]
+        container["volumeMounts"] = [dict(JOURNAL_MOUNT)]
         volumes = [{"name": "wal", "persistentVolumeClaim": {"claimName": journal_claim_name(spec)}}]
-    pod_spec = {"containers": [container], "terminationGracePeriodSeconds": 30}
+        containers.append(relay_container(spec, registry))
+    pod_spec = {"containers": containers, "terminationGracePeriodSeconds": 30}
     if volumes:
         pod_spec["volumes"] = volumes
     return {
@@ -327,7 +372,7 @@ def network_policies(sources: Sequence[str] = K3D_NODE_SOURCES) -> list[dict]:
         _policy("me-shards", app, SHARD_LABELS, [
             ([_peer_pods(GATEWAY_LABELS)], [APP_HTTP_PORT]),  # orders and seeds routed by the gateway
             (load_pods, [APP_HTTP_PORT]),  # phases that send straight to a shard (ASR 1)
-            (prometheus, [APP_METRICS_PORT]),
+            (prometheus, [APP_METRICS_PORT, RELAY_METRICS_PORT]),  # the shard's metrics and its relay's
             (harness, [APP_HTTP_PORT, APP_METRICS_PORT]),  # load, resets, seeds, metrics through the mappings
         ]),
         _policy("edge-gateway", app, GATEWAY_LABELS, [
@@ -336,6 +381,7 @@ def network_policies(sources: Sequence[str] = K3D_NODE_SOURCES) -> list[dict]:
             (harness, [APP_HTTP_PORT]),
         ]),
         _policy("redpanda", app, REDPANDA_LABELS, [
+            # The shards' pods: their relays publish (and a shard itself with EVENTS_MODE=inprocess).
             ([_peer_pods(SHARD_LABELS), _peer_pods(TOPICS_JOB_LABELS)], [KAFKA_PORT]),
             (harness, [KAFKA_EXTERNAL_PORT]),  # the harness reads the topics back (A4, faults)
         ]),

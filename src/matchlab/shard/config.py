@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,22 @@ DEFAULT_SYMBOLS = {shard: ",".join(symbols) for shard, symbols in topology.SHARD
 
 
 EVENT_PARTITION_BY_KEY = "key"
+
+
+class EventsMode(enum.Enum):
+    """Who publishes the shard's events (``event_modes``)."""
+
+    RELAY = "relay"  # a relay process tails the journal: the matching process holds no Kafka client
+    INPROCESS = "inprocess"  # the shard's own producer: the coupled design, kept for comparisons
+
+
+def _events_mode(env: Mapping[str, str]) -> EventsMode:
+    raw = env.get("EVENTS_MODE", "").strip().lower() or EventsMode.RELAY.value
+    try:
+        return EventsMode(raw)
+    except ValueError:
+        choices = " or ".join(repr(m.value) for m in EventsMode)
+        raise ConfigError(f"EVENTS_MODE must be {choices}, got {env['EVENTS_MODE']!r}") from None
 
 
 def _event_partition(env: Mapping[str, str], shard_id: str) -> int | None:
@@ -68,7 +85,13 @@ class ShardConfig:
     # The partition of each topic its events go to; None: librdkafka's partitioner spreads them by key.
     # from_env's default is the topology's (``topology.event_partition``); EVENT_PARTITION=key spreads.
     event_partition: int | None = None
+    events_mode: EventsMode = EventsMode.RELAY
     edge: EdgeLimits = field(default_factory=EdgeLimits)
+
+    @property
+    def relayed(self) -> bool:
+        """Events go out through a relay process (which needs a broker to send them to)."""
+        return self.events_mode is EventsMode.RELAY and bool(self.kafka_bootstrap)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ShardConfig:
@@ -102,6 +125,7 @@ class ShardConfig:
             event_linger_ms=env_int(env, "EVENT_LINGER_MS", DEFAULT_EVENT_LINGER_MS, minimum=0),
             inject_match_delay_ms=env_int(env, "INJECT_MATCH_DELAY_MS", DEFAULT_INJECT_MATCH_DELAY_MS, minimum=0),
             event_partition=_event_partition(env, shard_id),
+            events_mode=_events_mode(env),
             edge=EdgeLimits.from_env(env),
         )
 
@@ -132,6 +156,8 @@ class ShardConfig:
             "INJECT_MATCH_DELAY_MS": (self.inject_match_delay_ms, DEFAULT_INJECT_MATCH_DELAY_MS),
         }
         env.update({name: str(value) for name, (value, default) in tuning.items() if value != default})
+        if self.events_mode is not EventsMode.RELAY:
+            env["EVENTS_MODE"] = self.events_mode.value
         if self.event_partition != topology.event_partition(self.shard_id):
             env["EVENT_PARTITION"] = EVENT_PARTITION_BY_KEY if self.event_partition is None else str(self.event_partition)
         if self.admin_token is not None:

@@ -1,7 +1,9 @@
-"""Publishing MATCH_EXECUTED / ORDER_PLACED events over the Kafka protocol.
+"""Publishing MATCH_EXECUTED / ORDER_PLACED events over the Kafka protocol: the relay's producer, and
+the shard's own with EVENTS_MODE=inprocess (the only module of the shard that loads the Kafka client,
+and only then).
 
 ``produce()`` only enqueues into librdkafka's local queue, so publishing never
-blocks the matching path, and a broker outage only lengthens that queue. The
+blocks the caller's loop, and a broker outage only lengthens that queue. The
 producer sends with acks=all, one request in flight at a time (so retries
 keep the order), and waits for a request's answer longer than any planned
 outage, so events wait and arrive once the broker is back, with no loss and
@@ -26,8 +28,6 @@ from functools import partial
 from time import perf_counter
 
 from confluent_kafka import KafkaError, Producer
-
-from matchlab.shard.metrics import ShardMetrics
 
 log = logging.getLogger(__name__)
 LOG_REPEAT_S = 30.0
@@ -67,11 +67,16 @@ def _librdkafka_logger(client_id: str) -> logging.Logger:
 
 
 class EventPublisher:
-    """Fire-and-forget publishing with delivery failures counted, not raised."""
+    """Fire-and-forget publishing with delivery failures counted, not raised.
 
-    def __init__(self, bootstrap: str, client_id: str, metrics: ShardMetrics, linger_ms: int,
-                 partition: int | None = None) -> None:
-        self._metrics = metrics
+    ``errors`` (``inc()``) counts failed deliveries; ``publish_seconds`` (``observe()``) times each
+    ``produce()`` call.
+    """
+
+    def __init__(self, bootstrap: str, client_id: str, linger_ms: int, partition: int | None = None, *,
+                 errors=None, publish_seconds=None) -> None:
+        self._errors = errors
+        self._publish_seconds = publish_seconds
         self.delivered = 0
         self._producer = Producer(
             {
@@ -112,25 +117,39 @@ class EventPublisher:
             self._last_error = text
             log.warning("kafka: %s", text)
 
-    def _on_delivery(self, on_delivered: Callable[[], None] | None, err: KafkaError | None, _msg) -> None:
+    def _on_delivery(self, on_delivered: Callable[[], None] | None, on_failed: Callable[[str], None] | None,
+                     err: KafkaError | None, _msg) -> None:
         if err is None:
             self.delivered += 1
             if on_delivered is not None:
                 on_delivered()
-        else:
-            self._metrics.publish_errors.inc()
-            log.error("event delivery failed: %s", err.str())
+            return
+        if self._errors is not None:
+            self._errors.inc()
+        log.error("event delivery failed: %s", err.str())
+        if on_failed is not None:
+            on_failed(err.str())
 
-    def publish(self, topic: str, key: bytes, value: bytes, on_delivered: Callable[[], None] | None = None) -> None:
-        """Enqueue one event; ``on_delivered`` runs once the broker has confirmed it."""
+    def publish(self, topic: str, key: bytes, value: bytes, on_delivered: Callable[[], None] | None = None,
+                on_failed: Callable[[str], None] | None = None) -> bool:
+        """Enqueue one event; ``on_delivered`` runs once the broker has confirmed it, ``on_failed`` if it never
+        will. False (nothing enqueued, counted as an error) when the local queue is full."""
         t0 = perf_counter()
         try:
             self._producer.produce(topic, value, key, partition=self._partition,
-                                   on_delivery=partial(self._on_delivery, on_delivered))
+                                   on_delivery=partial(self._on_delivery, on_delivered, on_failed))
         except BufferError:
-            self._metrics.publish_errors.inc()
-            log.error("event dropped: producer queue full (%d messages)", LOCAL_QUEUE_MESSAGES)
-        self._metrics.publish.observe(perf_counter() - t0)
+            if self._errors is not None:
+                self._errors.inc()
+            log.error("event not enqueued: producer queue full (%d messages)", LOCAL_QUEUE_MESSAGES)
+            return False
+        if self._publish_seconds is not None:
+            self._publish_seconds.observe(perf_counter() - t0)
+        return True
+
+    def poll(self) -> None:
+        """Serve delivery reports now (``start()`` also does every POLL_INTERVAL_S)."""
+        self._producer.poll(0)
 
     def queued(self) -> int:
         return len(self._producer)
@@ -154,10 +173,15 @@ class NullPublisher:
     def start(self) -> None:
         pass
 
-    def publish(self, topic: str, key: bytes, value: bytes, on_delivered: Callable[[], None] | None = None) -> None:
+    def publish(self, topic: str, key: bytes, value: bytes, on_delivered: Callable[[], None] | None = None,
+                on_failed: Callable[[str], None] | None = None) -> bool:
         self.delivered += 1
         if on_delivered is not None:
             on_delivered()
+        return True
+
+    def poll(self) -> None:
+        pass
 
     def queued(self) -> int:
         return 0

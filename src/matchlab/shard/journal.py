@@ -11,7 +11,10 @@ with that name:
 Records are numbered from the journal's beginning, across segments, so a
 segment's name says where it starts and a snapshot's where replay resumes.
 A snapshot is written to ``<name>.tmp``, fsynced, then renamed, so a crash
-mid-snapshot leaves at most a temp file, removed at the next start.
+mid-snapshot leaves at most a temp file, removed at the next start. Its
+header holds a checksum of the payload, the payload's length, the cut and the
+delivery mark (the lowest record whose event may not have been delivered);
+what the payload holds is ``snapshots``' business.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import os
 import struct
 import tempfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from matchlab.errors import ConfigError
 
@@ -33,7 +38,9 @@ DIRECTORY_JOURNAL_NAME = "wal.log"
 INDEX_DIGITS = 12
 SNAPSHOT_INFIX = ".snap."
 TEMP_SUFFIX = ".tmp"
-SNAPSHOT_MAGIC = b"MLSNAP1\n"
+# The magic says the payload's version: 1 (one msgpack value) is only read, from older journals.
+SNAPSHOT_MAGICS = {b"MLSNAP1\n": 1, b"MLSNAP2\n": 2}
+SNAPSHOT_MAGIC = b"MLSNAP2\n"
 SNAPSHOT_HEADER = struct.Struct("<IQQQ")  # crc32 of the payload, payload length, cut, delivery mark
 
 
@@ -113,14 +120,22 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def write_snapshot(layout: JournalLayout, cut: int, mark: int, payload: bytes) -> Path:
-    """Checksummed, written to a temp file, fsynced, renamed into place."""
+def write_snapshot(layout: JournalLayout, cut: int, mark: int, parts: Sequence[bytes | memoryview]) -> Path:
+    """Checksummed, written to a temp file, fsynced, renamed into place; the payload is ``parts`` end to end.
+
+    Runs off the event loop: the checksum and the writes of large parts release the GIL.
+    """
+    crc, length = 0, 0
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+        length += len(part)
     final = layout.snapshot_path(cut)
     temp = final.with_name(final.name + TEMP_SUFFIX)
     try:
         with open(temp, "wb") as f:
-            f.write(SNAPSHOT_MAGIC + SNAPSHOT_HEADER.pack(zlib.crc32(payload), len(payload), cut, mark))
-            f.write(payload)
+            f.write(SNAPSHOT_MAGIC + SNAPSHOT_HEADER.pack(crc, length, cut, mark))
+            for part in parts:
+                f.write(part)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, final)
@@ -134,33 +149,46 @@ def write_snapshot(layout: JournalLayout, cut: int, mark: int, payload: bytes) -
 _HEAD = len(SNAPSHOT_MAGIC) + SNAPSHOT_HEADER.size
 
 
+class SnapshotFile(NamedTuple):
+    version: int
+    cut: int
+    mark: int
+    payload: memoryview
+
+
+def _header(head: bytes) -> tuple[int, int, int, int, int] | None:
+    """(version, crc, length, cut, mark) of a snapshot's first bytes, or None if they are not a header."""
+    version = SNAPSHOT_MAGICS.get(head[:len(SNAPSHOT_MAGIC)])
+    if len(head) < _HEAD or version is None:
+        return None
+    return version, *SNAPSHOT_HEADER.unpack_from(head, len(SNAPSHOT_MAGIC))
+
+
 def snapshot_floor(path: Path) -> int | None:
     """The lowest record a restart from this snapshot reads: min(cut, delivery mark); None if unreadable."""
     try:
         with open(path, "rb") as f:
-            head = f.read(_HEAD)
+            head = _header(f.read(_HEAD))
     except OSError:
         return None
-    if len(head) < _HEAD or not head.startswith(SNAPSHOT_MAGIC):
-        return None
-    _crc, _length, cut, mark = SNAPSHOT_HEADER.unpack_from(head, len(SNAPSHOT_MAGIC))
-    return min(cut, mark)
+    return None if head is None else min(head[3], head[4])
 
 
-def read_snapshot(path: Path) -> bytes | None:
-    """The snapshot's payload, or None if it is torn or corrupt."""
+def read_snapshot(path: Path) -> SnapshotFile | None:
+    """The snapshot's header fields and payload, or None if it is torn or corrupt."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         log.error("snapshot %s unreadable: %s", path, exc)
         return None
-    if len(data) < _HEAD or not data.startswith(SNAPSHOT_MAGIC):
+    head = _header(data)
+    if head is None:
         return None
-    crc, length, _cut, _mark = SNAPSHOT_HEADER.unpack_from(data, len(SNAPSHOT_MAGIC))
-    payload = data[_HEAD:]
+    version, crc, length, cut, mark = head
+    payload = memoryview(data)[_HEAD:]
     if len(payload) != length or zlib.crc32(payload) != crc:
         return None
-    return payload
+    return SnapshotFile(version, cut, mark, payload)
 
 
 def compact(layout: JournalLayout, keep_snapshots: int) -> int:

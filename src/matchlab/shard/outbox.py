@@ -1,7 +1,8 @@
-"""Which journal records still have an event on its way to the broker.
+"""Which journal records still have an event on its way to the broker (the in-process publisher).
 
-Events leave the process through librdkafka's in-memory queue, and a kill -9
-loses whatever that queue held. So the journal doubles as an outbox: every
+With EVENTS_MODE=inprocess, events leave the shard through librdkafka's
+in-memory queue, and a kill -9 loses whatever that queue held. So the
+journal doubles as an outbox: every
 record that yields an event (an order, a match) is *pending* from its append
 until the broker confirms the event, and the pipeline now and then journals
 a delivery mark — the index of the lowest record still pending. On restart,
@@ -17,17 +18,6 @@ retry it (``events``).
 from __future__ import annotations
 
 import heapq
-import struct
-
-_MARK = struct.Struct(">Q")
-
-
-def encode_mark(index: int) -> bytes:
-    return _MARK.pack(index)
-
-
-def decode_mark(payload: bytes) -> int:
-    return _MARK.unpack(payload)[0]
 
 
 class Outbox:

@@ -1,90 +1,37 @@
-"""Journal records and their replay: rebuilding books, id window and pending events.
+"""Replaying journal records: rebuilding books, id window and the events still owed.
 
 Start-up restores the latest valid snapshot (books, id window, match counter
 and delivery mark as of record ``cut``) and feeds every later record through
-the same engine in journal order. Records below ``cut`` but at or after the
-delivery mark are read for their events only: those events were not
-confirmed delivered before the stop and are published again.
+the same engine in journal order. With the in-process publisher, records
+below ``cut`` but at or after the delivery mark are read for their events
+only: those events were not confirmed delivered before the stop and are
+published again. (With the relay the shard owes no event: the relay reads
+the journal from its own mark.)
 """
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 
-import msgspec
 import orjson
 
 from matchlab.shard.engine import MatchingEngine
 from matchlab.shard.idwindow import IdWindow, fingerprint_entry
 from matchlab.shard.orders import Order
-from matchlab.shard.outbox import decode_mark
+from matchlab.shard.records import (
+    ORDER_KINDS,
+    REC_DELIVERED,
+    REC_MATCH,
+    REC_RESET,
+    REC_SEED,
+    decode_mark,
+    decode_order_record,
+    decode_seed,
+    match_event,
+    match_number,
+    order_placed,
+)
 from matchlab.topology import TOPIC_MATCHES, TOPIC_ORDERS
-
-# Journal record kinds. REC_ORDER_V1 (an order without its ack time) is only read, from older journals.
-REC_ORDER_V1, REC_SEED, REC_MATCH, REC_RESET, REC_DELIVERED, REC_ORDER = 1, 2, 3, 4, 5, 6
-ORDER_KINDS = (REC_ORDER, REC_ORDER_V1)
-
-_ACK_MS = struct.Struct("<q")
-_encode = msgspec.msgpack.Encoder().encode
-_decode_order = msgspec.msgpack.Decoder(Order).decode
-decode_seed = msgspec.msgpack.Decoder(list[Order]).decode
-_MATCH_ID = b'"matchId":"'
-
-
-def encode_order(order: Order) -> bytes:
-    return _encode(order)
-
-
-def order_record(encoded_order: bytes, ack_ms: int) -> bytes:
-    """An order record's payload: the acknowledgement's time, then the order."""
-    return _ACK_MS.pack(ack_ms) + encoded_order
-
-
-def decode_order_record(kind: int, payload: bytes) -> tuple[int, memoryview | bytes, Order]:
-    """(ack ms, the order's encoding, the order); older records carry no ack time (0)."""
-    if kind == REC_ORDER_V1:
-        return 0, payload, _decode_order(payload)
-    encoded = memoryview(payload)[_ACK_MS.size:]
-    return _ACK_MS.unpack_from(payload)[0], encoded, _decode_order(encoded)
-
-
-def match_number(payload: bytes) -> int:
-    """n of the ``"<shard>-<n>"`` matchId in a match record, without parsing the whole event."""
-    start = payload.index(_MATCH_ID) + len(_MATCH_ID)
-    end = payload.index(b'"', start)
-    return int(payload[payload.rindex(b"-", start, end) + 1:end])
-
-
-def order_placed(order: Order, now_ms: int) -> bytes:
-    return orjson.dumps(
-        {
-            "type": "ORDER_PLACED",
-            "orderId": order.orderId,
-            "symbol": order.symbol,
-            "side": order.side,
-            "price": order.price,
-            "quantity": order.quantity,
-            "timestamp": now_ms,
-        }
-    )
-
-
-def match_event(engine: MatchingEngine, order: Order, fill: tuple, n: int, now_ms: int) -> bytes:
-    maker_id, price, qty = fill
-    return orjson.dumps(
-        {
-            "type": "MATCH_EXECUTED",
-            "matchId": engine.match_id(n),
-            "takerOrderId": order.orderId,
-            "makerOrderId": maker_id,
-            "symbol": order.symbol,
-            "executionPrice": price,
-            "executionQuantity": qty,
-            "takerSide": order.side,
-            "timestamp": now_ms,
-        }
-    )
 
 
 class Replayer:
@@ -92,14 +39,18 @@ class Replayer:
 
     ``cut`` and ``mark`` come from the snapshot (0 without one); so does
     ``last_match``, the highest match number whose record is known durable.
+    ``owes_events``: whether events at or after the mark are collected to be
+    published again (the in-process publisher; the relay owes its own).
     """
 
-    def __init__(self, engine: MatchingEngine, ids: IdWindow, cut: int = 0, mark: int = 0, last_match: int = 0) -> None:
+    def __init__(self, engine: MatchingEngine, ids: IdWindow, cut: int = 0, mark: int = 0, last_match: int = 0,
+                 owes_events: bool = True) -> None:
         self.engine = engine
         self.ids = ids
         self.cut = cut
         self.mark = mark
         self.last_match = last_match
+        self.owes_events = owes_events
         self.fed = 0
         self._undelivered: deque[tuple[int, int, bytes]] = deque()  # (index, kind, payload) at/after the mark
         self._unconfirmed: deque[tuple[Order, list, int]] = deque()  # (order, fills, first match number)
@@ -114,7 +65,7 @@ class Replayer:
                 while pending and pending[0][0] < mark:
                     pending.popleft()
             return
-        if index >= self.mark and (kind == REC_MATCH or kind in ORDER_KINDS):
+        if index >= self.mark and self.owes_events and (kind == REC_MATCH or kind in ORDER_KINDS):
             self._undelivered.append((index, kind, payload))
         if index < self.cut:
             return  # already in the snapshot's state
@@ -157,5 +108,5 @@ class Replayer:
             for i, fill in enumerate(fills):
                 n = first + i
                 if n > self.last_match:
-                    unjournaled.append((n, order.symbol.encode(), match_event(self.engine, order, fill, n, now_ms)))
+                    unjournaled.append((n, order.symbol.encode(), match_event(self.engine.match_id(n), order, fill, now_ms)))
         return undelivered, unjournaled

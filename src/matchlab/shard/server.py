@@ -39,9 +39,9 @@ from matchlab.httpjson import (
     to_response,
 )
 from matchlab.service import serve_until_signalled
-from matchlab.shard.config import ShardConfig
+from matchlab.shard.config import EventsMode, ShardConfig
 from matchlab.shard.engine import MatchingEngine
-from matchlab.shard.events import EventPublisher, NullPublisher
+from matchlab.shard.event_modes import InProcessEvents, RelayedEvents
 from matchlab.shard.idwindow import IdWindow
 from matchlab.shard.metrics import ShardMetrics
 from matchlab.shard.orders import OrderRejected, parse_order, parse_seed
@@ -57,19 +57,15 @@ PRODUCER_FLUSH_S = 10.0
 
 
 class ShardServer:
-    """Wires config, engine, pipeline, publisher and metrics into a service."""
+    """Wires config, engine, pipeline, events mode and metrics into a service."""
 
     def __init__(self, config: ShardConfig) -> None:
         self.config = config
         self.metrics = ShardMetrics(config.shard_id)
         self.engine = MatchingEngine(config.shard_id, config.symbols)
-        if config.kafka_bootstrap:
-            self.publisher = EventPublisher(config.kafka_bootstrap, f"me-shard-{config.shard_id}", self.metrics,
-                                            config.event_linger_ms, config.event_partition)
-        else:
-            self.publisher = NullPublisher()
+        self.events = events_mode(config, self.metrics)
         self.pipeline = OrderPipeline(
-            self.engine, self.metrics, self.publisher, config.ring_buffer_size,
+            self.engine, self.metrics, self.events, config.ring_buffer_size,
             ids=IdWindow(config.order_id_window_ids, config.order_id_window_s * 1000),
             snapshot_every=config.snapshot_every_records,
             segment_bytes=config.wal_size_mb * 1024 * 1024,
@@ -159,13 +155,11 @@ class ShardServer:
 
     async def get_stats(self, _request: web.Request) -> web.Response:
         """Totals that survive restarts (they are replayed), for reconciling the event topics."""
-        outbox = self.pipeline.outbox
         return json_response(200, {
             "shardId": self.config.shard_id,
             "matches": self.engine.match_count,
-            "eventsPending": outbox.pending,
-            "journalRecords": outbox.next_index,
-            "deliveryMark": outbox.last_mark,
+            **self.events.stats(),
+            "journalRecords": self.pipeline.next_index,
             "lastSnapshot": self.pipeline.last_snapshot_cut,
             "orderIdWindow": len(self.pipeline.ids),
         })
@@ -201,7 +195,6 @@ class ShardServer:
     async def start(self) -> None:
         started = perf_counter()
         replayed = await self.pipeline.start(self.config.wal_path, self.config.fsync)
-        self.publisher.start()
         raise_descriptor_limit(log, self.config.edge.max_connections)
         self._runners.append(await start_metrics_site(self.metrics.registry, self.config.bind_host,
                                                       self.config.metrics_port, self.get_health, SHUTDOWN_GRACE_S))
@@ -218,6 +211,11 @@ class ShardServer:
             log.warning("INJECT_MATCH_DELAY_MS=%d: every order waits %d ms before matching (an injected regression, "
                         "for comparing runs; never in a real deployment)", self.config.inject_match_delay_ms,
                         self.config.inject_match_delay_ms)
+        if self.config.events_mode is EventsMode.INPROCESS:
+            log.warning("EVENTS_MODE=inprocess: the Kafka producer runs in the matching process (the coupled "
+                        "design, for comparisons; the relay is the default)")
+        elif self.config.kafka_bootstrap:
+            log.info("events leave through the relay (matchlab.relay) tailing %s", self.pipeline.layout.directory)
         if self.config.admin_token is None:
             log.warning("ADMIN_TOKEN is not set: /admin/* and /seed refuse every request (401)")
 
@@ -231,14 +229,28 @@ class ShardServer:
             await asyncio.wait_for(self.pipeline.drain(), SHUTDOWN_GRACE_S)
         except (TimeoutError, WalError) as exc:  # a journal that cannot write must not hold the stop up
             log.warning("stopping without a full drain: %s", journal_reason(exc) if isinstance(exc, WalError) else "timed out")
-        undelivered = await self.publisher.close(PRODUCER_FLUSH_S)
-        try:  # journals the delivery mark the flush reached, and a snapshot
+        undelivered = await self.events.flush(PRODUCER_FLUSH_S)
+        try:  # journals a snapshot (and with the in-process publisher the delivery mark its flush reached)
             await asyncio.wait_for(self.pipeline.close(), SHUTDOWN_GRACE_S)
         except TimeoutError:
             log.warning("journal not closed within %.0fs", SHUTDOWN_GRACE_S)
         for runner in self._runners[:-1]:
             await runner.cleanup()
         log.info("shard %s stopped (%d events undelivered)", self.config.shard_id, undelivered)
+
+
+def events_mode(config: ShardConfig, metrics: ShardMetrics) -> RelayedEvents | InProcessEvents:
+    """The configured events mode; only the in-process one loads the Kafka client into this process."""
+    if config.events_mode is EventsMode.RELAY:
+        return RelayedEvents(relay=bool(config.kafka_bootstrap))
+    from matchlab.shard import events  # confluent-kafka: never imported with the relay
+
+    if not config.kafka_bootstrap:
+        return InProcessEvents(events.NullPublisher())
+    return InProcessEvents(events.EventPublisher(
+        config.kafka_bootstrap, f"me-shard-{config.shard_id}", config.event_linger_ms, config.event_partition,
+        errors=metrics.publish_errors, publish_seconds=metrics.publish,
+    ))
 
 
 def _as_is(reply: Reply, _received_at: float) -> Reply:

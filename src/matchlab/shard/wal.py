@@ -121,7 +121,8 @@ COMMIT_TIME_WEIGHT = 0.3
 
 
 class _Batch:
-    __slots__ = ("attachments", "buf", "count", "future", "inline", "lazy_timer", "sync_s", "urgent")
+    __slots__ = ("attachments", "buf", "count", "fsync_s", "future", "inline", "lazy_timer", "sync_s", "urgent",
+                 "write_s")
 
     def __init__(self) -> None:
         self.buf = bytearray()
@@ -132,6 +133,8 @@ class _Batch:
         self.inline = False  # urgent, and the loop commits it itself: the thread leaves it alone
         self.lazy_timer: asyncio.TimerHandle | None = None  # loop side only
         self.sync_s = 0.0  # its write + fsync, set by whoever committed it
+        self.write_s = 0.0  # of which the write
+        self.fsync_s = 0.0  # and the fsync
 
 
 class GroupCommitLog:
@@ -154,7 +157,8 @@ class GroupCommitLog:
         segment_bytes: int = 64 * 1024 * 1024,
         lazy_delay_s: float = LAZY_DELAY_S,
         inline_max_s: float = INLINE_MAX_S,
-        on_synced: Callable[[float], None] | None = None,
+        on_synced: Callable[[_Batch, float], None] | None = None,
+        on_durable_index: Callable[[int], None] | None = None,
     ) -> None:
         self.layout = layout
         self._lazy_delay_s = lazy_delay_s
@@ -166,13 +170,22 @@ class GroupCommitLog:
         self._loop = loop
         self._on_durable = on_durable
         self._on_failed = on_failed
-        self._on_synced = on_synced  # each durable batch's write + fsync seconds, on the loop
+        # Each durable batch (its write_s, fsync_s, sync_s) and its hand-back wait (committer thread done ->
+        # the loop took the batch; 0 for inline commits), on the loop.
+        self._on_synced = on_synced
         self._fsync = fsync
         self._segment_bytes = segment_bytes
         self.segment_first = segment_first
         self.next_index = next_index
         self._fd = self._open_segment(segment_first)
         self._size = os.fstat(self._fd).st_size  # last durable byte of the active segment
+        if self._size and fsync:  # what a crash left in the page cache: durable from here on, as replay assumed
+            os.fsync(self._fd)
+        # Told ``next_index`` after every durable batch, from the thread that committed it (the relay's
+        # durable index, ``handoff``): at once here, for what replay found.
+        self._on_durable_index = on_durable_index
+        if on_durable_index is not None:
+            on_durable_index(next_index)
         self._cut_back = False  # the segment may hold bytes past _size: cut before writing
         self._rotate_requested = False
         self._cond = threading.Condition(threading.Lock())  # not re-entered: a plain lock is cheaper
@@ -248,7 +261,9 @@ class GroupCommitLog:
                 return
             self._open = _Batch()
         self.inline_commits += 1
-        self._complete(batch, self._commit(batch), time.perf_counter())
+        error = self._commit(batch)
+        now = time.perf_counter()
+        self._complete(batch, error, now, now)
 
     def request_rotation(self) -> None:
         """Start a new segment before the next batch (a snapshot is about to cover this one)."""
@@ -299,7 +314,7 @@ class GroupCommitLog:
         if not batch.inline:  # an inline batch the thread took while closing was never counted
             self._with_thread -= 1
         self.thread_commits += 1
-        self._complete(batch, error, durable_at)
+        self._complete(batch, error, durable_at, time.perf_counter())
 
     def _write(self, batch: _Batch) -> WalError | None:
         """Write and fsync one batch; on any failure cut the segment back so no partial record remains."""
@@ -310,13 +325,16 @@ class GroupCommitLog:
             if self._size and (self._rotate_requested or self._size >= self._segment_bytes):
                 self._rotate()
             view, done = memoryview(batch.buf), 0
+            started = time.perf_counter()
             while done < len(view):  # a full disk may take part of a write without raising
                 written = os.write(self._fd, view[done:])
                 if written <= 0:
                     raise OSError(28, "short write")
                 done += written
+            written_at = time.perf_counter()
             if self._fsync:
                 os.fsync(self._fd)
+            batch.write_s, batch.fsync_s = written_at - started, time.perf_counter() - written_at
         except OSError as exc:
             self._cut_back = True
             try:
@@ -327,6 +345,8 @@ class GroupCommitLog:
             return WalError(exc.errno, f"journal write failed: {exc.strerror or exc}")
         self._size += len(batch.buf)
         self.next_index += batch.count
+        if self._on_durable_index is not None:
+            self._on_durable_index(self.next_index)
         return None
 
     def _rotate(self) -> None:
@@ -340,7 +360,7 @@ class GroupCommitLog:
         self._fd, self._size, self.segment_first = fd, 0, self.next_index
         self._rotate_requested = False
 
-    def _complete(self, batch: _Batch, error: WalError | None, durable_at: float) -> None:
+    def _complete(self, batch: _Batch, error: WalError | None, durable_at: float, taken_at: float) -> None:
         self.pending_records -= batch.count
         if batch.lazy_timer is not None:
             batch.lazy_timer.cancel()
@@ -357,7 +377,7 @@ class GroupCommitLog:
             return
         self.bytes_written += len(batch.buf)
         if self._on_synced is not None:
-            self._on_synced(batch.sync_s)
+            self._on_synced(batch, taken_at - durable_at)
         self._on_durable(batch.attachments, durable_at)
         if fut is not None and not fut.done():
             fut.set_result(None)

@@ -1,7 +1,11 @@
 """The embedded local backend: every service a process on 127.0.0.1.
 
-Start order: broker (topics created) -> shards (in parallel) -> gateway ->
-Prometheus (targets known by then) -> Grafana when installed. Each stop is
+Start order: broker (topics created) -> shards, each with its event relay
+(in parallel) -> gateway -> Prometheus (targets known by then) -> Grafana
+when installed. A relay is a process of its own (its own process group, in
+the same PID registry), started when its shard's settings say the relay
+publishes (``ShardConfig.relayed``), stopped with the stack, and known to
+``status``, ``kill`` and ``restart`` by its name (``me-relay-<shard>``). Each stop is
 registered the moment its service has started, so a failure half-way, an
 exception or Ctrl-C tears down exactly what had started, in reverse order.
 Logs go to ``<run_dir>/logs/<service>.log``; journals to ``<run_dir>/data``.
@@ -19,6 +23,8 @@ from urllib.parse import urlsplit
 
 from matchlab.admin_auth import ADMIN_TOKEN_ENV, new_token
 from matchlab.errors import ProcessError
+from matchlab.relay.config import RelayConfig
+from matchlab.shard.config import EventsMode, ShardConfig
 from matchlab.stack.broker import TansuBroker
 from matchlab.stack.grafana import GrafanaServer, find_grafana
 from matchlab.stack.pidfile import PidRegistry
@@ -26,7 +32,7 @@ from matchlab.stack.probes import HttpProbe, free_port
 from matchlab.stack.process import ManagedProcess, stop_after_failure
 from matchlab.stack.prometheus import PrometheusServer, find_binary
 from matchlab.stack.prometheus_config import render_config
-from matchlab.stack.spec import Endpoints, Role, ServiceSpec, Topology, Wiring, app_services, layout
+from matchlab.stack.spec import Endpoints, Role, ServiceSpec, Topology, Wiring, app_services, layout, relay_spec
 from matchlab.stack.state import ServiceRecord, probe_to_dict
 
 log = logging.getLogger(__name__)
@@ -70,7 +76,7 @@ class LocalBackend:
             self.broker.process.registry = self.registry
             self._stack.callback(self.broker.stop)
             self.broker.start()
-            shards, shard_metrics, targets = self._start_apps(topology, logs, data)
+            shards, shard_metrics, relays, targets = self._start_apps(topology, logs, data)
             gateway = gateway_metrics = None
             if topology.has_gateway:
                 gateway, gateway_metrics, target = self._start_gateway(topology, shards, logs)
@@ -95,10 +101,12 @@ class LocalBackend:
             grafana_auth=("admin", self.grafana.admin_password) if self.grafana is not None else None,
             admin_token=self.admin_token,
             shard_symbols=layout(topology, self.shard_symbols),
+            relays=relays,
         )
 
     def _process(self, spec: ServiceSpec, env: dict[str, str], logs: Path) -> ManagedProcess:
-        env = {**env, ADMIN_TOKEN_ENV: self.admin_token}  # the environment, never argv: argv is recorded
+        if spec.role is not Role.RELAY:  # the relay serves no admin route: it does not get the token
+            env = {**env, ADMIN_TOKEN_ENV: self.admin_token}  # the environment, never argv: argv is recorded
         proc = ManagedProcess(
             spec.name, [sys.executable, "-m", spec.module], logs / f"{spec.name}.log", env, registry=self.registry
         )
@@ -106,32 +114,40 @@ class LocalBackend:
         return proc.start()
 
     def _start_apps(self, topology: Topology, logs: Path, data: Path):
-        shards, shard_metrics, targets, waiting = {}, {}, [], []
+        shards, shard_metrics, relays, targets, waiting = {}, {}, {}, [], []
         for spec in app_services(topology, self.shard_symbols):
             if spec.role is not Role.SHARD:
                 continue
-            http, metrics = free_port(), free_port()
-            env = spec.environment(Wiring(http, metrics, kafka_bootstrap=self.broker.bootstrap,
-                                          wal_path=data / f"wal-{spec.shard}.log")) | self.shard_env
-            proc = self._process(spec, env, logs)  # all shards start at once...
-            url = f"http://127.0.0.1:{http}"
-            self._apps[spec.name] = (proc, f"{url}{spec.ready_path}")
-            waiting.append(proc)
-            shards[spec.shard] = url
-            shard_metrics[spec.shard] = f"http://127.0.0.1:{metrics}/metrics"
-            targets.append(("matching-engine", f"127.0.0.1:{metrics}", spec.labels))
-        for proc in waiting:  # ...then each is awaited
+            wiring = Wiring(free_port(), free_port(), kafka_bootstrap=self.broker.bootstrap,
+                            wal_path=data / f"wal-{spec.shard}.log", relay_metrics_port=free_port())
+            env = spec.environment(wiring) | self.shard_env
+            waiting.append(self._start_app(spec, env, logs, wiring.http_port))  # all shards start at once...
+            shards[spec.shard] = f"http://127.0.0.1:{wiring.http_port}"
+            shard_metrics[spec.shard] = f"http://127.0.0.1:{wiring.metrics_port}/metrics"
+            targets.append(("matching-engine", f"127.0.0.1:{wiring.metrics_port}", spec.labels))
+            config = ShardConfig.from_env(env)  # with the overlay: EVENTS_MODE=inprocess starts no relay
+            if config.relayed:
+                relay = relay_spec(spec)
+                port = wiring.relay_metrics_port
+                waiting.append(self._start_app(relay, RelayConfig.for_shard(config, port).to_env(), logs, port))
+                relays[spec.shard] = f"http://127.0.0.1:{port}"
+                targets.append(("event-relay", f"127.0.0.1:{port}", relay.labels))
+        for proc in waiting:  # ...then each is awaited (a relay is ready once its shard has opened the journal)
             proc.wait_ready(HttpProbe(self._apps[proc.name][1]), APP_READY_TIMEOUT_S)
-        return shards, shard_metrics, targets
+        return shards, shard_metrics, relays, targets
+
+    def _start_app(self, spec: ServiceSpec, env: dict[str, str], logs: Path, ready_port: int) -> ManagedProcess:
+        proc = self._process(spec, env, logs)
+        self._apps[spec.name] = (proc, f"http://127.0.0.1:{ready_port}{spec.ready_path}")
+        return proc
 
     def _start_gateway(self, topology: Topology, shards: dict[str, str], logs: Path):
         spec = next(s for s in app_services(topology, self.shard_symbols) if s.role is Role.GATEWAY)
         http, metrics = free_port(), free_port()
         env = replace(spec.config(Wiring(http, metrics, shard_urls=shards)), workers=self.gateway_workers).to_env()
-        proc = self._process(spec, env, logs)
+        proc = self._start_app(spec, env, logs, http)
+        proc.wait_ready(HttpProbe(self._apps[spec.name][1]), APP_READY_TIMEOUT_S)
         url = f"http://127.0.0.1:{http}"
-        self._apps[spec.name] = (proc, f"{url}{spec.ready_path}")
-        proc.wait_ready(HttpProbe(f"{url}{spec.ready_path}"), APP_READY_TIMEOUT_S)
         return url, f"http://127.0.0.1:{metrics}/metrics", ("edge-gateway", f"127.0.0.1:{metrics}", spec.labels)
 
     def _start_grafana(self, run_dir: Path) -> str | None:
@@ -216,6 +232,8 @@ class LocalBackend:
         facts = {"backend": "local (processes on 127.0.0.1)", "cold start": f"{self.cold_start_s:.1f} s"}
         if self.grafana is None:
             facts["grafana"] = f"absent ({self.grafana_absent_reason})"
+        if self.shard_env.get("EVENTS_MODE") == EventsMode.INPROCESS.value:
+            facts["events"] = "published by each shard's own producer, in the matching process (EVENTS_MODE=inprocess)"
         if self.gateway_workers > 1:
             facts["gateway"] = f"{self.gateway_workers} worker processes on one port (GATEWAY_WORKERS)"
         from matchlab.loadgen.process_driver import load_facts

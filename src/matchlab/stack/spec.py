@@ -17,8 +17,9 @@ from pathlib import Path
 from matchlab.admin_auth import bearer
 from matchlab.edge.limits import EdgeLimits
 from matchlab.gateway.config import GatewayConfig
+from matchlab.relay.config import RelayConfig
 from matchlab.shard.config import DEFAULT_RING_BUFFER_SIZE, DEFAULT_WAL_SIZE_MB, ShardConfig
-from matchlab.topology import SHARD_IDS, SHARD_SYMBOLS, event_partition
+from matchlab.topology import RELAY_METRICS_PORT, SHARD_IDS, SHARD_SYMBOLS, event_partition
 
 
 class Topology(enum.Enum):
@@ -40,6 +41,7 @@ class Topology(enum.Enum):
 
 class Role(enum.Enum):
     SHARD = "shard"
+    RELAY = "relay"  # a shard's event relay: beside its shard, on its journal
     GATEWAY = "gateway"
 
 
@@ -59,6 +61,7 @@ class Wiring:
     kafka_bootstrap: str = ""  # shards
     wal_path: Path = Path(".")  # shards
     shard_urls: dict[str, str] = field(default_factory=dict)  # the gateway: shard id -> base URL
+    relay_metrics_port: int = RELAY_METRICS_PORT  # a shard's relay (the rest of its wiring is its shard's)
 
 
 def shard_config(shard: str, wiring: Wiring, symbols: list[str] | None = None, **tuning) -> ShardConfig:
@@ -101,11 +104,11 @@ class ServiceSpec:
     # a shard whose journal cannot write is alive but not ready.
     ready_path: str = "/health"
 
-    def config(self, wiring: Wiring) -> ShardConfig | GatewayConfig:
-        if self.role is Role.SHARD:
-            return shard_config(self.shard, wiring, self.shard_symbols[self.shard],
-                                order_id_window_s=EXPERIMENT_ID_WINDOW_S)
-        return gateway_config(wiring, self.shard_symbols)
+    def config(self, wiring: Wiring) -> ShardConfig | RelayConfig | GatewayConfig:
+        if self.role is Role.GATEWAY:
+            return gateway_config(wiring, self.shard_symbols)
+        shard = shard_config(self.shard, wiring, self.shard_symbols[self.shard], order_id_window_s=EXPERIMENT_ID_WINDOW_S)
+        return shard if self.role is Role.SHARD else RelayConfig.for_shard(shard, wiring.relay_metrics_port)
 
     def environment(self, wiring: Wiring) -> dict[str, str]:
         """The service's environment where ``wiring`` puts it (no admin token: backends add it their way)."""
@@ -120,6 +123,22 @@ def shard_spec(shard: str, symbols: list[str] | None = None) -> ServiceSpec:
         shard_symbols={shard: list(SHARD_SYMBOLS[shard] if symbols is None else symbols)},
         labels={"app": "matching-engine", "shard": shard},
         shard=shard,
+        ready_path="/ready",
+    )
+
+
+def relay_spec(shard: ServiceSpec) -> ServiceSpec:
+    """The event relay that runs beside ``shard`` (with ``EVENTS_MODE=relay`` and a broker: ``ShardConfig.relayed``).
+
+    Its labels keep it apart from the matching engine's in every query (``app``), and tie it to its shard.
+    """
+    return ServiceSpec(
+        name=f"me-relay-{shard.shard}",
+        role=Role.RELAY,
+        module="matchlab.relay",
+        shard_symbols=dict(shard.shard_symbols),
+        labels={"app": "event-relay", "shard": shard.shard},
+        shard=shard.shard,
         ready_path="/ready",
     )
 
@@ -167,6 +186,9 @@ class Endpoints:
     admin_token: str = field(default="", repr=False)
     # Which symbols each shard owns: the standard map unless the stack runs a re-spread layout.
     shard_symbols: dict[str, list[str]] = field(default_factory=lambda: layout(Topology.MULTI))
+    # shard id -> its event relay's base URL (/metrics, /stats), where the backend exposes one; empty when the
+    # shards publish their own events (EVENTS_MODE=inprocess) or the relays are not reachable from here.
+    relays: dict[str, str] = field(default_factory=dict)
 
     @property
     def remote_write(self) -> str:
