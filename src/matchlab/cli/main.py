@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from matchlab.cli import report, stack_verbs, trading
+from matchlab.cli import images, report, stack_verbs, trading
 from matchlab.errors import MatchlabError, PrerequisiteError, UsageError
 from matchlab.experiment.profiles import PROFILES
 from matchlab.stack.spec import Topology
@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("symbol")
     book.add_argument("--levels", type=int, default=10, help="levels per side (default: 10)")
     book.set_defaults(run=trading.book)
+
+    images.add_parser(verbs)
 
     rep = verbs.add_parser("report", help="re-render an earlier run's verdicts from its results.json")
     rep.add_argument("run_dir", type=Path, metavar="RUN_DIR")
