@@ -242,7 +242,8 @@ def test_a_reused_k3d_cluster_is_left_as_it_was(cluster, tmp_path, capsys):
 @pytest.mark.parametrize("missing", ["docker engine", "k3d", "kubectl", "helm"])
 def test_a_missing_prerequisite_is_one_line_saying_how_to_install_it(monkeypatch, tmp_path, capsys, missing):
     monkeypatch.setattr(prereq, "docker_engine_reachable",
-                        lambda: "no Docker engine answers" if missing == "docker engine" else None)
+                        lambda: f"no Docker engine answers; {prereq.INSTALL[missing]}" if missing == "docker engine"
+                        else None)
     monkeypatch.setattr(prereq, "find_tool", lambda tool: None if tool == missing else f"/usr/bin/{tool}")
     reports = tmp_path / "reports"
     code, out, err = run(capsys, "up", "--backend", "k3d", reports=reports)

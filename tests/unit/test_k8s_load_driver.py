@@ -33,6 +33,7 @@ from matchlab.loadgen.segments import recorder_to_dict, result_lines
 from matchlab.loadgen.targets import interleave
 from matchlab.stack.local import LocalBackend
 from matchlab.stack.spec import Endpoints
+from tests.unit.fake_backend import FakeBackend
 
 K8S_VERSIONS = ("1.28.0", "1.33.0")
 WORKERS = 2
@@ -282,9 +283,9 @@ def test_a_re_spread_layout_draws_its_flow_here_without_a_flow_description():
                    shard_metrics={s: f"http://127.0.0.1:919{i}/metrics" for i, s in enumerate("abcd", 1)},
                    gateway="http://127.0.0.1:8080", gateway_metrics=None, prometheus="http://127.0.0.1:9",
                    broker="127.0.0.1:19092", shard_symbols=four)
-    r = ExperimentRunner(FakeStack(None, ep), PROFILES["quick"], "run-20261127-160000", progress=lambda line: None)
+    r = ExperimentRunner(FakeStack(FakeBackend(), ep), PROFILES["quick"], "run-20261127-160000", progress=lambda line: None)
     for shards in ("a", "abcd"):
         source = r.source(Route(tuple(shards), via_gateway=True), "S1")
         assert not isinstance(source, DescribedSource)
         assert {source().target for _ in range(400)} == set(shards)  # every shard of the route, and only those
-    assert isinstance(experiment_runner(None).source(GATEWAY_ABC, "B2"), DescribedSource)  # DESIGN.md's map: described
+    assert isinstance(experiment_runner(FakeBackend()).source(GATEWAY_ABC, "B2"), DescribedSource)  # DESIGN.md's map: described

@@ -20,15 +20,15 @@ from pathlib import Path
 
 import pytest
 
+from matchlab.backends import build_backend
 from matchlab.errors import MatchlabError, PrerequisiteError
 from matchlab.harness.options import HarnessOptions, harness_options
-from matchlab.k8s.backend import LOOPBACK, ExistingClusterBackend, K3dBackend, exposure_warning
+from matchlab.k8s.backend import exposure_warning
 from matchlab.k8s.commands import RecordingRunner
 from matchlab.k8s.ledger import LEDGER_FILE, RecordedCluster, read_ledger
 from matchlab.k8s.load_job import ClusterLoad
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.stack.backend import Backend
-from matchlab.stack.local import LocalBackend
 from matchlab.stack.recorded import RecordedStack
 from matchlab.stack.spec import Topology
 from matchlab.stack.stack import Stack
@@ -45,17 +45,8 @@ def scaling_layout(max_shards: int) -> dict[str, list[str]] | None:
 
 
 def make_backend(opts: HarnessOptions, shard_symbols: dict[str, list[str]] | None = None) -> Backend:
-    """The backend the options ask for; the experiments never know which. ``shard_symbols``: a re-spread layout
-    (the local backend only: ``--max-shards`` refuses the others)."""
-    load = {"load_from": opts.load_from, "load_workers": opts.load_workers, "gateway_replicas": opts.gateway_workers}
-    if opts.backend == "k3d":
-        return K3dBackend(plan=opts.plan, keep=opts.keep_stack, expose_on=opts.expose_on or LOOPBACK, **load)
-    if opts.backend == "k8s":
-        return ExistingClusterBackend(opts.kube_context, opts.image_registry, plan=opts.plan, keep=opts.keep_stack,
-                                      **load)
-    shard_env = {"INJECT_MATCH_DELAY_MS": str(opts.inject_match_delay_ms)} if opts.inject_match_delay_ms else {}
-    return LocalBackend(opts.reports_dir, shard_symbols=shard_symbols, load_workers=opts.load_workers,
-                        shard_env=shard_env, gateway_workers=opts.gateway_workers)
+    """The backend the options ask for (``matchlab.backends.build_backend``, as the CLI builds it)."""
+    return build_backend(opts, shard_symbols)
 
 
 class StackPool:

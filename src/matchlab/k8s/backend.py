@@ -386,6 +386,9 @@ class KubernetesBackend:
 
         return ClusterLoadDriver(self)
 
+    def processes(self) -> dict:
+        return {}  # the services run in pods, not as this machine's processes
+
     # Faults mean what they mean on the local backend: a killed service stays down until restarted (its
     # Deployment must not replace it), a restarted shard replays its journal (a volume claim), and the
     # broker's outage keeps its data (its StatefulSet's volume claim).

@@ -104,6 +104,12 @@ class RecordedCluster(Reattached):
         self.name = record.backend
         self.backend = reattach(ledger, runner or SubprocessRunner())
 
+    def load_driver(self) -> None:
+        return None  # a reused cluster's load runs on this machine
+
+    def processes(self) -> dict:
+        return {}
+
     def pause_broker(self) -> None:
         self.backend.pause_broker()
 

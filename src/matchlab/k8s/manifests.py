@@ -74,19 +74,16 @@ def cpu_quantity(cpus: float) -> str:
     return str(int(cpus)) if float(cpus).is_integer() else f"{round(cpus * 1000)}m"
 
 
-def _resources(role: str, memory_request: str, memory_limit: str) -> dict:
-    """Requests and limits, the CPU from matchlab.topology.CPU_BUDGETS (the unscaled numbers)."""
-    cpu = topology.CPU_BUDGETS[role]
-    return {"requests": {"cpu": cpu_quantity(cpu.request), "memory": memory_request},
-            "limits": {"cpu": cpu_quantity(cpu.limit), "memory": memory_limit}}
+def resources(role: str) -> dict:
+    """Requests and limits from matchlab.topology's CPU and memory budgets (the unscaled numbers)."""
+    cpu, memory = topology.CPU_BUDGETS[role], topology.MEMORY_BUDGETS[role]
+    return {"requests": {"cpu": cpu_quantity(cpu.request), "memory": memory.request},
+            "limits": {"cpu": cpu_quantity(cpu.limit), "memory": memory.limit}}
 
 
-RESOURCES = {
-    Role.SHARD: _resources("shard", "512Mi", "1Gi"),
-    Role.GATEWAY: _resources("gateway", "256Mi", "512Mi"),
-}
+RESOURCES = {Role.SHARD: resources("shard"), Role.GATEWAY: resources("gateway")}
 JOURNAL_STORAGE = "1Gi"  # WAL_SIZE_MB is 64
-REDPANDA_RESOURCES = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
+REDPANDA_RESOURCES = resources("broker")
 
 
 def namespace(name: str, run_id: str | None = None) -> dict:

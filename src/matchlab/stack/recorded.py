@@ -80,6 +80,10 @@ class RecordedStack(Reattached):
 
         return process_driver(self.load_workers, self.registry)
 
+    def processes(self) -> dict[str, psutil.Process]:
+        """Every recorded service that still runs, as the process it is."""
+        return {svc.name: proc for svc in self.record.services if (proc := svc.process()) is not None}
+
     # -- the Backend protocol ------------------------------------------------
 
     def pause_broker(self) -> None:
