@@ -40,7 +40,8 @@ from matchlab.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
-LEDGER_FILE = "docker-resources.json"  # test runs; `matchlab up` keeps up-docker.json
+LEDGER_FILE = "docker-resources.json"  # test runs
+UP_LEDGER_FILE = "up-docker.json"  # `matchlab up`: a test run never removes what it lists
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10  # SIGTERM, then SIGKILL: as the local backend stops a process
 POLL_S = 0.2
@@ -73,6 +74,37 @@ class DockerBackend:
         self._client = None
         self._containers: dict[str, object] = {}  # service name -> docker Container
         self._ncpu = 0
+
+    @classmethod
+    def attach(cls, reports_dir: Path, ledger_file: str, run_dir: Path | None = None) -> DockerBackend:
+        """The backend of a stack another process started (``matchlab up``), found by its ledger and labels."""
+        backend = cls(reports_dir, ledger_file)
+        client = backend._client = engine_client()
+        backend._ncpu = int(client.info().get("NCPU") or 1)
+        backend.run_dir = run_dir
+        for run in backend.ledger.runs():
+            backend.run = run
+            found = {c.name: c for c in client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run}"})}
+            for entry in backend.ledger.entries():  # in start order
+                if entry.kind == "container" and entry.name in found:
+                    backend._containers[found[entry.name].labels[LABEL_SERVICE]] = found[entry.name]
+        return backend
+
+    def states(self) -> dict[str, str]:
+        """Service name -> healthy, paused, exited (code N) or unhealthy, in start order."""
+        states = {}
+        for name, container in self._containers.items():
+            container.reload()
+            if container.status != "running":
+                code = container.attrs["State"].get("ExitCode")
+                states[name] = container.status if container.status != "exited" else f"exited (code {code})"
+                continue
+            try:
+                self._probe(name).check()
+                states[name] = "healthy"
+            except OSError as exc:
+                states[name] = f"unhealthy ({type(exc).__name__})"
+        return states
 
     # -- bring up ------------------------------------------------------------
 
@@ -144,12 +176,16 @@ class DockerBackend:
     def _address(self, name: str, port: int) -> str:
         return f"{LOOPBACK}:{host_port(self._container(name), port)}"
 
-    def _wait_ready(self, name: str) -> None:
-        """Until the service's check passes; at once with its log when its container exits instead."""
+    def _probe(self, name: str) -> HttpProbe | PortProbe:
+        """The service's readiness check, through its published port (the container's labels say which)."""
         container = self._container(name)
         port, path = int(container.labels[LABEL_READY_PORT]), container.labels[LABEL_READY]
         host, number = self._address(name, port).rsplit(":", 1)
-        probe = HttpProbe(f"http://{host}:{number}{path}") if path else PortProbe(host, int(number))
+        return HttpProbe(f"http://{host}:{number}{path}") if path else PortProbe(host, int(number))
+
+    def _wait_ready(self, name: str) -> None:
+        """Until the service's check passes; at once with its log when its container exits instead."""
+        container, probe = self._container(name), self._probe(name)
 
         def ready() -> bool | str:
             container.reload()
@@ -182,16 +218,26 @@ class DockerBackend:
         """Collect every container's log into the run folder, then remove what this run created."""
         if self._client is None:
             return
-        if self.run_dir is not None:
-            logs = self.run_dir / "logs"
-            logs.mkdir(parents=True, exist_ok=True)
-            for name, container in self._containers.items():
-                try:
-                    (logs / f"{name}.log").write_text(log_text(container))
-                except Exception as exc:  # noqa: BLE001 - a log lost must not keep the rest running
-                    log.warning("log of %s not collected: %s", name, exc)
+        self.collect_logs()
         self.ledger.delete(self._client, self.run)
         self._containers.clear()
+
+    def collect_logs(self) -> None:
+        if self.run_dir is None:
+            return
+        logs = self.run_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for name, container in self._containers.items():
+            try:
+                (logs / f"{name}.log").write_text(log_text(container))
+            except Exception as exc:  # noqa: BLE001 - a log lost must not keep the rest running
+                log.warning("log of %s not collected: %s", name, exc)
+
+    def remove_recorded(self) -> list[str]:
+        """Remove everything the ledger lists, of every run in it (`matchlab down`); what was removed."""
+        removed = self.ledger.delete(self._client)
+        self._containers.clear()
+        return removed
 
     def pause_broker(self) -> None:
         self._container(BROKER).pause()

@@ -20,16 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from matchlab.backends import build_backend
+from matchlab.backends import build_backend, recorded_backend
 from matchlab.errors import MatchlabError, PrerequisiteError
 from matchlab.harness.options import HarnessOptions, harness_options
 from matchlab.k8s.backend import exposure_warning
 from matchlab.k8s.commands import RecordingRunner
-from matchlab.k8s.ledger import LEDGER_FILE, RecordedCluster, read_ledger
 from matchlab.k8s.load_job import ClusterLoad
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.stack.backend import Backend
-from matchlab.stack.recorded import RecordedStack
 from matchlab.stack.spec import Topology
 from matchlab.stack.stack import Stack
 from matchlab.stack.state import read_state
@@ -99,15 +97,14 @@ class StackPool:
             why = f"the recorded stack is {record.topology.value} on {record.backend}, not {topology.value} on {self.opts.backend}"
         elif len(record.alive()) != len(record.services):
             why = "the recorded stack is partly down (see `matchlab status`)"
+        if why is None:
+            try:
+                backend = recorded_backend(record, self.reports_dir, self.opts.load_workers)
+            except MatchlabError as exc:
+                why = str(exc).splitlines()[0]
         if why is not None:
             self.reused[topology.value] = f"not reused: {why}; started one"
             return None
-        ledger = read_ledger(self.reports_dir)
-        if record.backend != "local" and ledger is None:
-            self.reused[topology.value] = f"not reused: no {LEDGER_FILE} says how to reach the cluster; started one"
-            return None
-        backend = (RecordedStack(record, self.reports_dir, self.opts.load_workers) if record.backend == "local"
-                   else RecordedCluster(record, ledger))
         self.reused[topology.value] = f"reused the stack `matchlab up` left running ({record.run_dir})"
         return Stack(backend, topology, self.run_dir / topology.value, keep=True).start()
 
