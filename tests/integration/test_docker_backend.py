@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from matchlab.containers.backend import DockerBackend
-from matchlab.containers.ledger import RUN_LABEL, ResourceLedger
+from matchlab.containers.ledger import ResourceLedger
+from matchlab.containers.leftovers import leftovers as all_leftovers
 from matchlab.images.engine import engine_client, engine_problem
 from matchlab.loadgen.flow import OrderFlow, seed_orders
 from matchlab.stack.spec import Topology
@@ -30,10 +31,7 @@ STACK_UP_TIMEOUT_S = 300  # a first run builds the images
 
 def leftovers(client, run: str) -> list[str]:
     """Everything on the engine that bears the run's label."""
-    flt = {"label": f"{RUN_LABEL}={run}"}
-    return ([f"container {c.name}" for c in client.containers.list(all=True, filters=flt)]
-            + [f"network {n.name}" for n in client.networks.list(filters=flt)]
-            + [f"volume {v.name}" for v in client.volumes.list(filters=flt)])
+    return [line for line in all_leftovers(client) if run in line]
 
 
 @pytest.fixture(scope="module")
