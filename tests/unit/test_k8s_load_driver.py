@@ -17,7 +17,7 @@ import yaml
 from matchlab.experiment.profiles import PROFILES
 from matchlab.experiment.record import ExperimentRecord
 from matchlab.experiment.runner import ExperimentRunner, Route
-from matchlab.k8s import backend as backend_module
+from matchlab.k8s import kube as kube_module
 from matchlab.k8s.backend import K3dBackend
 from matchlab.k8s.commands import RecordingRunner
 from matchlab.k8s.load_driver import ClusterLoadDriver, job_name
@@ -81,7 +81,7 @@ def cluster(logs: dict[str, list[dict]]) -> tuple[K3dBackend, RecordingRunner]:
 
 @pytest.fixture(autouse=True)
 def no_poll_wait(monkeypatch):
-    monkeypatch.setattr(backend_module, "POLL_S", 0.0)
+    monkeypatch.setattr(kube_module, "POLL_S", 0.0)
 
 
 def experiment_runner(backend) -> ExperimentRunner:
@@ -261,7 +261,7 @@ def test_timed_events_count_from_the_schedule_start_not_from_the_request(monkeyp
     """A4's broker outage at t=x must hit the pods' schedule at x, though the Job starts after a lead."""
     lead = 0.4
     monkeypatch.setattr(ClusterLoadDriver, "schedule_start", lambda self: time.time() + lead)
-    monkeypatch.setattr(backend_module, "POLL_S", 0.05)
+    monkeypatch.setattr(kube_module, "POLL_S", 0.05)
     backend, runner = cluster({"load-a4-a4-1": [worker_part([1000]), worker_part([1000])]})
     running, done = "{}", '{"status": {"conditions": [{"type": "Complete", "status": "True"}]}}'
     runner.answers[("kubectl", "get", "job")] = [running] * 20 + [done]  # about a second of polling

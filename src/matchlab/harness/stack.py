@@ -23,7 +23,7 @@ import pytest
 from matchlab.backends import build_backend, recorded_backend
 from matchlab.errors import MatchlabError, PrerequisiteError
 from matchlab.harness.options import HarnessOptions, harness_options
-from matchlab.k8s.backend import exposure_warning
+from matchlab.k8s.cluster import exposure_warning
 from matchlab.k8s.commands import RecordingRunner
 from matchlab.k8s.load_job import ClusterLoad
 from matchlab.loadgen.profile import LoadProfile

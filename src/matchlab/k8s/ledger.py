@@ -36,10 +36,8 @@ class ClusterLedger:
     @classmethod
     def of(cls, backend: KubernetesBackend) -> ClusterLedger:
         return cls(backend=backend.name, kube_args=list(backend.kube_args),
-                   created_cluster=getattr(backend, "created_cluster", False),
-                   created_namespaces=list(backend.created_namespaces),
-                   context=getattr(backend, "context", None), image_registry=getattr(backend, "image_registry", None),
-                   expose_on=getattr(backend, "expose_on", LOOPBACK), gateway_replicas=backend.gateway_replicas)
+                   created_namespaces=list(backend.created_namespaces), gateway_replicas=backend.gateway_replicas,
+                   **backend.cluster.ledger_fields())
 
     def merged(self, earlier: ClusterLedger | None) -> ClusterLedger:
         """What an earlier `up` of the same backend created stays created: a repeated `up` finds it existing."""

@@ -25,22 +25,20 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
 
 from matchlab import topology
 from matchlab.errors import ConfigError
+from matchlab.images.targets import GATEWAY_IMAGE, SHARD_IMAGE
 from matchlab.stack.spec import Role, ServiceSpec, Topology, Wiring, app_services
 from matchlab.topology import APP_HTTP_PORT, APP_METRICS_PORT, KAFKA_PORT, PARTITIONS, TOPICS
 
 K8S_DIR = Path(__file__).resolve().parents[3] / "k8s"
 APP_NAMESPACE = "matching-engine"
 MONITORING_NAMESPACE = "monitoring"
-IMAGE_TAG = "0.1.0"  # fixed tags, never :latest
-SHARD_IMAGE = f"matchlab/me-shard:{IMAGE_TAG}"
-GATEWAY_IMAGE = f"matchlab/edge-gateway:{IMAGE_TAG}"
 REDPANDA_IMAGE = "docker.redpanda.com/redpandadata/redpanda:v24.2.7"
 KAFKA_EXTERNAL_PORT = 19092
 REDPANDA_ADMIN_PORT = 9644
@@ -97,12 +95,12 @@ def _probe(path: str, port: int, period: int = 5) -> dict:
     return {"httpGet": {"path": path, "port": port}, "periodSeconds": period, "timeoutSeconds": 2, "failureThreshold": 3}
 
 
-def app_deployment(spec: ServiceSpec, registry: str = "", replicas: int = 1) -> dict:
+def app_deployment(spec: ServiceSpec, registry: str = "", replicas: int = 1, image: str | None = None) -> dict:
     """``replicas``: the gateway may run several (Prometheus scrapes each pod, every query sums them); a shard
-    never does: one matcher per book."""
+    never does: one matcher per book. ``image``: a built tag (default: the version tag)."""
     if replicas != 1 and spec.role is not Role.GATEWAY:
         raise ConfigError(f"{spec.name} runs as exactly one replica (one matcher per shard), not {replicas}")
-    image = SHARD_IMAGE if spec.role is Role.SHARD else GATEWAY_IMAGE
+    image = image or (SHARD_IMAGE if spec.role is Role.SHARD else GATEWAY_IMAGE)
     env = spec.environment(Wiring(
         APP_HTTP_PORT, APP_METRICS_PORT,
         bind_host="0.0.0.0",  # inside the pod network; Services expose it
@@ -351,18 +349,20 @@ def replicas(spec: ServiceSpec, gateway_replicas: int) -> int:
     return gateway_replicas if spec.role is Role.GATEWAY else 1
 
 
-def app_objects(registry: str = "", gateway_replicas: int = 1) -> list[dict]:
+def app_objects(registry: str = "", gateway_replicas: int = 1, images: Mapping[str, str] | None = None) -> list[dict]:
+    """``images``: Dockerfile target -> the tag to run (the run's content tags); the version tags by default."""
     out = []
     for spec in app_services(Topology.MULTI):
         if spec.role is Role.SHARD:
             out.append(journal_claim(spec))
-        out += [app_deployment(spec, registry, replicas(spec, gateway_replicas)), app_service(spec)]
+        image = (images or {}).get(spec.role.value)
+        out += [app_deployment(spec, registry, replicas(spec, gateway_replicas), image), app_service(spec)]
     return out
 
 
 def all_documents(
     registry: str = "", run_id: str | None = None, sources: Sequence[str] = K3D_NODE_SOURCES,
-    external_host: str = "127.0.0.1", gateway_replicas: int = 1,
+    external_host: str = "127.0.0.1", gateway_replicas: int = 1, images: Mapping[str, str] | None = None,
 ) -> dict[str, list[dict]]:
     """File name -> documents, in the order they are applied (policies first: nothing runs unguarded)."""
     return {
@@ -370,7 +370,7 @@ def all_documents(
         "05-network-policies.yaml": network_policies(sources),
         "10-redpanda.yaml": redpanda(external_host),
         "20-topics.yaml": [topics_job()],
-        "30-apps.yaml": app_objects(registry, gateway_replicas),
+        "30-apps.yaml": app_objects(registry, gateway_replicas, images),
     }
 
 
