@@ -18,7 +18,7 @@ import json
 
 import yaml
 
-from matchlab.k8s.manifests import MONITORING_NAMESPACE, NODE_PORTS, resources
+from matchlab.k8s.layout import MONITORING_NAMESPACE, NODE_PORTS, resources
 from matchlab.observe.dashboard import DASHBOARD_PATH
 from matchlab.stack.grafana import DATASOURCE_UID
 from matchlab.stack.prometheus_config import RULES_FILE

@@ -30,54 +30,27 @@ from pathlib import Path
 
 import yaml
 
-from matchlab import topology
 from matchlab.errors import ConfigError
 from matchlab.images.targets import GATEWAY_IMAGE, SHARD_IMAGE
+from matchlab.k8s.layout import (  # noqa: F401 - the manifests' names for the cluster's fixed facts
+    APP_NAMESPACE,
+    HOST_PORTS,
+    KAFKA_EXTERNAL_PORT,
+    MONITORING_NAMESPACE,
+    NODE_PORTS,
+    cpu_quantity,
+    resources,
+)
 from matchlab.stack.spec import Role, ServiceSpec, Topology, Wiring, app_services
 from matchlab.topology import APP_HTTP_PORT, APP_METRICS_PORT, KAFKA_PORT, PARTITIONS, TOPICS
 
 K8S_DIR = Path(__file__).resolve().parents[3] / "k8s"
-APP_NAMESPACE = "matching-engine"
-MONITORING_NAMESPACE = "monitoring"
 REDPANDA_IMAGE = "docker.redpanda.com/redpandadata/redpanda:v24.2.7"
-KAFKA_EXTERNAL_PORT = 19092
 REDPANDA_ADMIN_PORT = 9644
 REDPANDA_ADVERTISED = f"redpanda-0.redpanda.{APP_NAMESPACE}.svc.cluster.local:{KAFKA_PORT}"
 ADMIN_SECRET = "me-admin-token"  # generated per cluster by the backend; never a literal here
 ADMIN_SECRET_KEY = "token"
 RUN_LABEL = "matchlab.run"  # namespaces this harness creates carry it; only those are ever deleted
-
-# NodePorts, mapped by the k3d load balancer to host ports (DESIGN.md §2: 8080, 3000). Prometheus
-# (9090 in DESIGN.md) has none: its remote-write receiver must not be reachable from outside the cluster.
-# The application's host ports follow matchlab.topology (gateway 8080, shard i 8081 + i, its metrics
-# 9191 + i); their NodePorts follow the same pattern from 30080, 30081 and 30191.
-HOST_PORTS = {
-    "edge-gateway": topology.GATEWAY_HOST_PORT,
-    **{f"me-shard-{s}": topology.shard_host_port(s) for s in topology.SHARD_IDS},
-    **{f"me-shard-{s}-metrics": topology.shard_metrics_host_port(s) for s in topology.SHARD_IDS},
-    "redpanda-external": KAFKA_EXTERNAL_PORT,
-    "grafana": 3000,
-}
-NODE_PORTS = {
-    "edge-gateway": 30080,
-    **{f"me-shard-{s}": 30081 + topology.shard_index(s) for s in topology.SHARD_IDS},
-    **{f"me-shard-{s}-metrics": 30191 + topology.shard_index(s) for s in topology.SHARD_IDS},
-    "redpanda-external": 30092,
-    "grafana": 30300,
-}
-
-
-def cpu_quantity(cpus: float) -> str:
-    """A Kubernetes CPU quantity: whole cores as "2", fractions in millicores ("500m")."""
-    return str(int(cpus)) if float(cpus).is_integer() else f"{round(cpus * 1000)}m"
-
-
-def resources(role: str) -> dict:
-    """Requests and limits from matchlab.topology's CPU and memory budgets (the unscaled numbers)."""
-    cpu, memory = topology.CPU_BUDGETS[role], topology.MEMORY_BUDGETS[role]
-    return {"requests": {"cpu": cpu_quantity(cpu.request), "memory": memory.request},
-            "limits": {"cpu": cpu_quantity(cpu.limit), "memory": memory.limit}}
-
 
 RESOURCES = {Role.SHARD: resources("shard"), Role.GATEWAY: resources("gateway")}
 JOURNAL_STORAGE = "1Gi"  # WAL_SIZE_MB is 64
