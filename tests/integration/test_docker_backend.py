@@ -21,7 +21,7 @@ from matchlab.images.engine import engine_client, engine_problem
 from matchlab.loadgen.flow import OrderFlow, seed_orders
 from matchlab.stack.spec import Topology
 from matchlab.waiting import wait_until
-from tests.integration.test_shard_recovery import SYM, expected_book
+from tests.integration.test_shard_recovery import SYM, assert_acknowledged_book, send_until_refused
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,33 +78,14 @@ def test_kill_9_and_restart_lose_no_acknowledged_order(single):
     assert httpx.post(f"{url}/seed", json={"orders": seed}, headers=ep.admin_headers).status_code == 200
     acked: list[dict] = []
     in_flight: list[dict] = []
-    flow = OrderFlow([SYM], seed=17)
-
-    def load() -> None:
-        with httpx.Client(base_url=url, timeout=5.0) as client:
-            while True:
-                doc = flow.next_order()
-                in_flight[:] = [doc]
-                try:
-                    r = client.post("/orders", json=doc)
-                except httpx.TransportError:
-                    return
-                assert r.status_code == 200, r.text
-                acked.append(doc)
-                in_flight.clear()
-
-    worker = threading.Thread(target=load)
+    worker = threading.Thread(target=send_until_refused, args=(url, OrderFlow([SYM], seed=17), acked, in_flight))
     worker.start()
     time.sleep(LOAD_BEFORE_KILL_S)  # fault injection point, not a wait for state
     backend.kill_service("me-shard-a")
     worker.join(10)
     assert len(acked) > 50, "the load did not get going before the kill"
     backend.restart_service("me-shard-a")  # the same container, its journal on the named volume
-    recovered = httpx.get(f"{url}/book/{SYM}").json()
-    candidates = [expected_book(seed, acked)]
-    if in_flight:
-        candidates.append(expected_book(seed, acked + in_flight))
-    assert recovered in candidates, f"{len(acked)} acknowledged orders; the recovered book differs"
+    assert_acknowledged_book(httpx.get(f"{url}/book/{SYM}").json(), seed, acked, in_flight)
 
 
 def test_a_paused_broker_does_not_stop_the_shard_taking_orders(single):
