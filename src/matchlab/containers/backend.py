@@ -240,10 +240,18 @@ class DockerBackend:
         return removed
 
     def pause_broker(self) -> None:
-        self._container(BROKER).pause()
+        """``docker pause`` (the cgroup freezer, as SIGSTOP locally); pausing a paused broker is no error."""
+        broker = self._container(BROKER)
+        broker.reload()
+        if broker.status != "paused":
+            broker.pause()
 
     def resume_broker(self) -> None:
-        self._container(BROKER).unpause()
+        """``docker unpause``; resuming a running broker is no error (callers resume in ``finally`` too)."""
+        broker = self._container(BROKER)
+        broker.reload()
+        if broker.status == "paused":
+            broker.unpause()
 
     def kill_service(self, name: str) -> None:
         """SIGKILL the container; it stays down until ``restart_service``."""
