@@ -97,3 +97,15 @@ def test_the_docker_stack_is_one_container_spec_per_service():
 def test_names_and_memory_budgets_as_the_engine_takes_them(tmp_path):
     assert run_name(tmp_path / "run-20261207-120000" / "multi", Topology.MULTI) == "matchlab-run-20261207-120000-multi"
     assert quantity_bytes("1Gi") == 1 << 30 and quantity_bytes("512Mi") == 512 << 20 and quantity_bytes("7") == 7
+
+
+def test_a_missing_or_stopped_engine_is_one_line_and_exit_3(monkeypatch, tmp_path, capsys):
+    from matchlab.cli.main import EXIT_PREREQUISITE, main
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")  # nothing answers there
+    reports = tmp_path / "reports"
+    assert main(["up", "--backend", "docker", "--reports-dir", str(reports)]) == EXIT_PREREQUISITE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("matchlab up: ") and "docker engine" in err.lower()
+    assert "install" in err or "start it" in err  # what to do: install it, or start the one installed
+    assert not reports.exists() or not any(reports.iterdir())  # nothing created, nothing recorded
