@@ -83,6 +83,7 @@ def test_the_docker_stack_is_one_container_spec_per_service():
     assert [s.name for s in specs] == [BROKER, "me-shard-a", "me-shard-b", "me-shard-c", "edge-gateway", PROMETHEUS]
     for spec in specs:
         assert spec.budget in CPU_BUDGETS and spec.budget in MEMORY_BUDGETS and spec.ports
+    assert [s.wave for s in specs] == [0, 1, 1, 1, 2, 3]  # broker, then the shards at once, gateway, Prometheus
     shard = specs[1]
     assert shard.volumes == {journal_volume("a"): "/data"} and shard.ready.path == "/ready"
     assert shard.environment["KAFKA_BOOTSTRAP"] == "broker:9092" and shard.environment["BIND_HOST"] == "0.0.0.0"

@@ -47,7 +47,6 @@ STOP_GRACE_S = 10  # SIGTERM, then SIGKILL: as the local backend stops a process
 POLL_S = 0.2
 LOG_TAIL_LINES = 40
 LOOPBACK = "127.0.0.1"
-IMAGE_TARGETS = ("broker", "prometheus", "shard", "gateway")
 EXITED = "exited"
 
 
@@ -116,18 +115,16 @@ class DockerBackend:
         self.run, self.run_dir = run_name(run_dir, topology), run_dir
         self._ncpu = int(client.info().get("NCPU") or 1)
         try:
-            self.images = build_images(IMAGE_TARGETS, client)
             specs = container_specs(topology, self.admin_token, self.shard_symbols, self.gateway_workers)
+            self.images = build_images(dict.fromkeys(spec.image for spec in specs), client)
             self._create_network()
-            by_role: dict[str, list[ContainerSpec]] = {}
-            for spec in specs:
-                by_role.setdefault(spec.image, []).append(spec)
-            for group in ("broker", "shard", "gateway", "prometheus"):  # each group at once, then awaited
-                for spec in by_role.get(group, []):
+            for wave in sorted({spec.wave for spec in specs}):  # a wave starts at once, then is awaited
+                in_wave = [spec for spec in specs if spec.wave == wave]
+                for spec in in_wave:
                     self._start(spec)
-                for spec in by_role.get(group, []):
+                for spec in in_wave:
                     self._wait_ready(spec.name)
-                if group == "broker":
+                if any(spec.name == BROKER for spec in in_wave):
                     create_topics(self._address(BROKER, KAFKA_PORT))
         except BaseException:
             stop_after_failure(self.stop, "the docker stack")

@@ -33,11 +33,16 @@ class Readiness:
     path: str | None = None
 
 
+# Start waves: every container of a wave starts at once, then all are awaited, before the next wave.
+BROKER_WAVE, SHARD_WAVE, GATEWAY_WAVE, PROMETHEUS_WAVE = range(4)
+
+
 @dataclass(frozen=True)
 class ContainerSpec:
     name: str  # the service's name, as experiments and faults use it; also its name on the network
     image: str  # a Dockerfile target (matchlab.images.targets.TARGETS)
     budget: str  # the key of its CPU and memory budgets in matchlab.topology
+    wave: int  # when it starts (see the waves above): what it needs has started before
     ready: Readiness
     environment: dict[str, str] = field(default_factory=dict)
     ports: tuple[int, ...] = ()  # container ports published on 127.0.0.1
@@ -62,7 +67,7 @@ def app_container(spec: ServiceSpec, admin_token: str, gateway_workers: int = 1)
         config = replace(config, workers=gateway_workers)
     return ContainerSpec(
         name=spec.name, image=spec.role.value, budget=spec.role.value,
-        ready=Readiness(APP_HTTP_PORT, spec.ready_path),
+        wave=SHARD_WAVE if spec.role is Role.SHARD else GATEWAY_WAVE, ready=Readiness(APP_HTTP_PORT, spec.ready_path),
         environment={**config.to_env(), ADMIN_TOKEN_ENV: admin_token},
         ports=(APP_HTTP_PORT, APP_METRICS_PORT),
         volumes={journal_volume(spec.shard): JOURNAL_MOUNT} if spec.role is Role.SHARD else {},
@@ -77,12 +82,14 @@ def scrape_targets(apps: list[ContainerSpec]) -> list[tuple[str, str, dict[str, 
 
 def container_specs(topology: Topology, admin_token: str, shard_symbols: dict[str, list[str]] | None = None,
                     gateway_workers: int = 1) -> list[ContainerSpec]:
-    """Every container of the stack in start order: broker, shards, gateway, Prometheus."""
+    """Every container of the stack in start order: broker, shards, gateway, Prometheus. A container beside each
+    shard (a journal relay) is one more entry here, in the shards' wave, mounting ``journal_volume(shard)``."""
     apps = [app_container(spec, admin_token, gateway_workers) for spec in app_services(topology, shard_symbols)]
-    broker = ContainerSpec(name=BROKER, image="broker", budget="broker", ready=Readiness(KAFKA_PORT),
-                           ports=(KAFKA_PORT,))
+    broker = ContainerSpec(name=BROKER, image="broker", budget="broker", wave=BROKER_WAVE,
+                           ready=Readiness(KAFKA_PORT), ports=(KAFKA_PORT,))
     prometheus = ContainerSpec(
-        name=PROMETHEUS, image="prometheus", budget="prometheus", ready=Readiness(PROMETHEUS_PORT, "/-/ready"),
+        name=PROMETHEUS, image="prometheus", budget="prometheus", wave=PROMETHEUS_WAVE,
+        ready=Readiness(PROMETHEUS_PORT, "/-/ready"),
         ports=(PROMETHEUS_PORT,), volumes={"prometheus": "/prometheus"},
         files={PROMETHEUS_CONFIG: render_config(scrape_targets(apps), PROMETHEUS_RULES)},
     )
