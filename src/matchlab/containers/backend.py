@@ -55,6 +55,12 @@ def run_name(run_dir: Path, topology: Topology) -> str:
     return "matchlab-" + re.sub(r"[^a-zA-Z0-9_.-]+", "-", f"{run_dir.parent.name}-{topology.value}").strip("-").lower()
 
 
+def _refused(exc: BaseException) -> bool:
+    import docker.errors
+
+    return isinstance(exc, docker.errors.APIError)
+
+
 class DockerBackend:
     name = "docker"
 
@@ -126,8 +132,10 @@ class DockerBackend:
                     self._wait_ready(spec.name)
                 if any(spec.name == BROKER for spec in in_wave):
                     create_topics(self._address(BROKER, KAFKA_PORT))
-        except BaseException:
+        except BaseException as exc:
             stop_after_failure(self.stop, "the docker stack")
+            if _refused(exc):  # one line saying what the engine refused, not its client's traceback
+                raise ProcessError(f"the Docker engine refused to start the stack: {exc.explanation or exc}") from None
             raise
         self.cold_start_s = time.perf_counter() - started
         return self.endpoints(topology)
