@@ -27,6 +27,13 @@ if need_apt prometheus || need_apt promtool; then
   fi
 fi
 
+# Opt-in (CI sets it): a Docker engine for `--backend docker` and `matchlab images`. Only where it is
+# missing, and only as root on Debian/Ubuntu; without systemd dockerd is started in the background.
+# The harness itself never starts a system daemon.
+if [ "${WITH_DOCKER:-0}" = 1 ]; then
+  bash scripts/docker-engine.sh
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
   if ! "$PYTHON" -m venv "$VENV"; then

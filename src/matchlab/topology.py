@@ -114,7 +114,38 @@ CPU_BUDGETS: dict[str, CpuBudget] = {
     "shard": CpuBudget(request=1.0, limit=2.0),
     "relay": CpuBudget(request=0.25, limit=0.5),  # the shard's event relay, a second container in its pod
     "gateway": CpuBudget(request=0.5, limit=1.0),
+    "broker": CpuBudget(request=1.0, limit=2.0),
+    "prometheus": CpuBudget(request=0.25, limit=0.5),
 }
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    """Memory a service may use, as Kubernetes quantities (the Docker engine gets the limit as bytes)."""
+
+    request: str
+    limit: str
+
+
+MEMORY_BUDGETS: dict[str, MemoryBudget] = {
+    "shard": MemoryBudget(request="512Mi", limit="1Gi"),
+    # RELAY_MAX_PENDING (100,000) events in its producer's queue at most: well under 256Mi.
+    "relay": MemoryBudget(request="128Mi", limit="256Mi"),
+    "gateway": MemoryBudget(request="256Mi", limit="512Mi"),
+    "broker": MemoryBudget(request="1Gi", limit="2Gi"),
+    "prometheus": MemoryBudget(request="256Mi", limit="512Mi"),
+}
+_BINARY_UNITS = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
+
+
+def quantity_bytes(quantity: str) -> int:
+    """A Kubernetes memory quantity with a binary suffix ("512Mi", "1Gi") as bytes."""
+    for suffix, factor in _BINARY_UNITS.items():
+        if quantity.endswith(suffix):
+            return int(quantity[: -len(suffix)]) * factor
+    return int(quantity)
+
+
 # While capacities are measured on the local backend, for a 2-core machine (scaled with the cores):
 # "shards" is what all the shards of the largest configuration share (0.2 CPU each for three), the
 # gateway has its own. Split equally over K shards, every N = 1..K runs each shard at the same budget

@@ -40,6 +40,7 @@ from matchlab.stack.spec import Endpoints, Topology
 from matchlab.stack.stack import Stack
 from matchlab.waiting import wait_until
 from tests.integration.recording_target import content, recording_target_fixture  # noqa: F401 - the fixture
+from tests.unit.fake_backend import FakeBackend
 
 pytestmark = pytest.mark.integration
 
@@ -158,7 +159,7 @@ def test_a_match_rate_phase_runs_unsteered_at_the_calibrated_rate_and_says_so(re
 
 def test_a_failing_worker_is_named_and_nothing_is_left_behind(recording_target, tmp_path):
     driver = LocalBackend(tmp_path, load_workers=WORKERS).load_driver()
-    runner = ExperimentRunner(FakeStack(None, endpoints(recording_target.url)), PROFILES["quick"], "r")
+    runner = ExperimentRunner(FakeStack(FakeBackend(), endpoints(recording_target.url)), PROFILES["quick"], "r")
     late = PhaseLoad("X", "late", LoadProfile.constant(10.0, 1.0), runner.source(GATEWAY_ABC, "X"),
                      start_at=time.time() - 30, endpoints=endpoints(recording_target.url))  # workers refuse to run late
     with pytest.raises(ProcessError) as err:
@@ -175,7 +176,7 @@ def test_workers_past_their_time_are_stopped_with_a_clear_error(tmp_path, monkey
     with socket.create_server(("127.0.0.1", 0)) as silent:  # connections queue, nothing ever answers
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         driver = LocalBackend(tmp_path, load_workers=WORKERS).load_driver()
-        runner = ExperimentRunner(FakeStack(None, endpoints(url)), PROFILES["quick"], "r")
+        runner = ExperimentRunner(FakeStack(FakeBackend(), endpoints(url)), PROFILES["quick"], "r")
         hung = PhaseLoad("X", "hung", LoadProfile.constant(10.0, 1.0), runner.source(GATEWAY_ABC, "X"),
                          start_at=time.time() + 3, endpoints=endpoints(url))
         with pytest.raises(ProcessError, match=r"X/hung: the load workers were still running \d+ s after the phase "

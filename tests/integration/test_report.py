@@ -25,10 +25,10 @@ from matchlab.experiment.runner import ExperimentRunner, Route
 from matchlab.history.index import read_index
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.run_label import run_matcher
-from matchlab.observe.annotations import post_annotations
-from matchlab.observe.charts import experiment_charts
 from matchlab.observe.panels import PANELS
-from matchlab.observe.report import render_report
+from matchlab.reporting.annotations import post_annotations
+from matchlab.reporting.charts import experiment_charts
+from matchlab.reporting.report import render_report
 from matchlab.stack.spec import Topology
 from matchlab.stack.stack import Stack
 from tests.integration.test_harness import run_pytest

@@ -22,7 +22,7 @@ from matchlab.experiment.record import ExperimentRecord, RunRecord
 from matchlab.experiment.registry import build
 from matchlab.experiment.runner import ExperimentRunner, Route
 from matchlab.loadgen.profile import LoadProfile
-from matchlab.observe.summary import summary_html
+from matchlab.reporting.summary import summary_html
 from matchlab.stack.local import LocalBackend
 from matchlab.stack.prometheus import find_binary
 from matchlab.stack.spec import Topology

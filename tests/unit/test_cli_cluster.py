@@ -18,17 +18,21 @@ import pytest
 
 from matchlab.cli import cluster_verbs
 from matchlab.cli.main import main
+from matchlab.errors import CommandError
+from matchlab.images.build import planned_tags
 from matchlab.k8s import backend as backend_module
-from matchlab.k8s import manifests as m
+from matchlab.k8s import kube as kube_module
 from matchlab.k8s import prereq, tools
-from matchlab.k8s.backend import CLUSTER, ExistingClusterBackend, K3dBackend, KubernetesBackend
+from matchlab.k8s.backend import APP_IMAGES, CLUSTER, K3dBackend, KubernetesBackend
+from matchlab.k8s.cluster import ExistingCluster
 from matchlab.k8s.commands import RecordingRunner, Step
 from matchlab.k8s.ledger import ClusterLedger, read_ledger, write_ledger
-from matchlab.stack.probes import HttpProbe, free_port
-from matchlab.stack.process import ManagedProcess
+from matchlab.k8s.port_forward import PortForward
+from matchlab.stack.probes import HttpProbe
 from matchlab.stack.state import read_state
 
-IMAGES_ON_NODE = json.dumps({"images": [{"repoTags": [f"docker.io/{m.SHARD_IMAGE}", f"docker.io/{m.GATEWAY_IMAGE}"]}]})
+# What a build of this tree tags the images the cluster runs (content tags), as the nodes list them after the import.
+IMAGES_ON_NODE = json.dumps({"images": [{"repoTags": [f"docker.io/{tag}" for tag in planned_tags(APP_IMAGES).values()]}]})
 WORKLOADS = [("matching-engine", "StatefulSet", "redpanda"), *(("matching-engine", "Deployment", f"me-shard-{s}")
              for s in "abc"), ("matching-engine", "Deployment", "edge-gateway"),
              ("monitoring", "Deployment", "prometheus-server"), ("monitoring", "Deployment", "grafana")]
@@ -89,14 +93,11 @@ def cluster(monkeypatch, tmp_path: Path) -> ClusterRunner:
 
     def port_forward(self, run_dir: Path) -> None:
         """Stands in for `kubectl port-forward`: a real process, serving /-/ready on a loopback port."""
-        port = free_port()
-        self.prometheus_url = f"http://127.0.0.1:{port}"
-        self._port_forward = ManagedProcess(
-            "prometheus-port-forward",
-            [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(web)],
-            run_dir / "logs" / "port-forward.log")
-        self._port_forward.start()
-        self._port_forward.wait_ready(HttpProbe(f"{self.prometheus_url}/-/ready"), 20)
+        forward = PortForward(self.kube, "monitoring", "svc/prometheus-server", 80, run_dir / "logs" / "pf.log")
+        forward.argv = [sys.executable, "-m", "http.server", str(forward.port), "--bind", "127.0.0.1",
+                        "--directory", str(web)]
+        self._port_forward = forward
+        self.prometheus_url = forward.open()
 
     monkeypatch.setattr(KubernetesBackend, "open_prometheus", port_forward)
     yield runner
@@ -174,7 +175,7 @@ def test_status_names_a_workload_that_is_not_ready_and_a_paused_broker(cluster, 
 
 
 def test_fault_verbs_scale_the_clusters_workloads(cluster, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(backend_module, "POLL_S", 0.0)
+    monkeypatch.setattr(kube_module, "POLL_S", 0.0)
     reports = tmp_path / "reports"
     assert run(capsys, "up", "--backend", "k3d", reports=reports)[0] == 0
     before = len(cluster.steps)
@@ -192,7 +193,7 @@ def test_a_failed_up_deletes_what_it_created_and_forgets_it(cluster, tmp_path, c
 
     def helm_fails() -> str:
         seen["ledger"] = read_ledger(reports)  # what a `down` after a kill at this moment would find
-        raise backend_module.CommandError("`helm upgrade` exited with 1:\nError: timed out waiting for the condition")
+        raise CommandError("`helm upgrade` exited with 1:\nError: timed out waiting for the condition")
 
     cluster.answers = {("helm", "upgrade"): helm_fails, **cluster.answers}
     code, _, err = run(capsys, "up", "--backend", "k3d", reports=reports)
@@ -211,7 +212,7 @@ def test_down_after_a_killed_up_deletes_what_its_ledger_lists(cluster, tmp_path,
 
 
 def test_existing_cluster_up_then_down_deletes_only_the_namespace_it_created(cluster, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(ExistingClusterBackend, "deliver_images", lambda self: self.runner.note("push images"))
+    monkeypatch.setattr(ExistingCluster, "deliver_images", lambda self, kube, tags, plan: kube.runner.note("push images"))
     reports = tmp_path / "reports"
     cluster.answers[("kubectl", "get", "namespaces")] = '{"items": [{"metadata": {"name": "monitoring"}}]}'
     code, out, err = run(capsys, "up", "--backend", "k8s", "--kube-context", "lab", "--image-registry",
@@ -242,7 +243,8 @@ def test_a_reused_k3d_cluster_is_left_as_it_was(cluster, tmp_path, capsys):
 @pytest.mark.parametrize("missing", ["docker engine", "k3d", "kubectl", "helm"])
 def test_a_missing_prerequisite_is_one_line_saying_how_to_install_it(monkeypatch, tmp_path, capsys, missing):
     monkeypatch.setattr(prereq, "docker_engine_reachable",
-                        lambda: "no Docker engine answers" if missing == "docker engine" else None)
+                        lambda: f"no Docker engine answers; {prereq.INSTALL[missing]}" if missing == "docker engine"
+                        else None)
     monkeypatch.setattr(prereq, "find_tool", lambda tool: None if tool == missing else f"/usr/bin/{tool}")
     reports = tmp_path / "reports"
     code, out, err = run(capsys, "up", "--backend", "k3d", reports=reports)
@@ -308,7 +310,7 @@ def test_pytest_reuse_stack_takes_a_recorded_cluster_stack_and_faults_go_to_the_
 
 
 def test_gateway_workers_become_replicas_that_a_later_restart_keeps(cluster, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(backend_module, "POLL_S", 0.0)
+    monkeypatch.setattr(kube_module, "POLL_S", 0.0)
     reports = tmp_path / "reports"
     code, out, _ = run(capsys, "up", "--backend", "k3d", "--gateway-workers", "2", reports=reports)
     assert code == 0, out

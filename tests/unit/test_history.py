@@ -84,7 +84,7 @@ def test_keep_runs_deletes_the_oldest_run_folders_only(tmp_path):
 
 def test_the_report_carries_the_history_plot_when_asked(tmp_path):
     from matchlab.history.__main__ import history_svg
-    from matchlab.observe.report import render_report
+    from matchlab.reporting.report import render_report
 
     write_history(tmp_path, [0.010] * 4 + [0.0101, 0.0099, 0.0100, 0.0102] + [0.014, 0.0141, 0.0139, 0.0140, 0.0142])
     account, svg = history_svg(tmp_path, "A2.p99")

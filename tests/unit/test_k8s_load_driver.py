@@ -17,7 +17,7 @@ import yaml
 from matchlab.experiment.profiles import PROFILES
 from matchlab.experiment.record import ExperimentRecord
 from matchlab.experiment.runner import ExperimentRunner, Route
-from matchlab.k8s import backend as backend_module
+from matchlab.k8s import kube as kube_module
 from matchlab.k8s.backend import K3dBackend
 from matchlab.k8s.commands import RecordingRunner
 from matchlab.k8s.load_driver import ClusterLoadDriver, job_name
@@ -33,6 +33,7 @@ from matchlab.loadgen.segments import recorder_to_dict, result_lines
 from matchlab.loadgen.targets import interleave
 from matchlab.stack.local import LocalBackend
 from matchlab.stack.spec import Endpoints
+from tests.unit.fake_backend import FakeBackend
 
 K8S_VERSIONS = ("1.28.0", "1.33.0")
 WORKERS = 2
@@ -80,7 +81,7 @@ def cluster(logs: dict[str, list[dict]]) -> tuple[K3dBackend, RecordingRunner]:
 
 @pytest.fixture(autouse=True)
 def no_poll_wait(monkeypatch):
-    monkeypatch.setattr(backend_module, "POLL_S", 0.0)
+    monkeypatch.setattr(kube_module, "POLL_S", 0.0)
 
 
 def experiment_runner(backend) -> ExperimentRunner:
@@ -260,7 +261,7 @@ def test_timed_events_count_from_the_schedule_start_not_from_the_request(monkeyp
     """A4's broker outage at t=x must hit the pods' schedule at x, though the Job starts after a lead."""
     lead = 0.4
     monkeypatch.setattr(ClusterLoadDriver, "schedule_start", lambda self: time.time() + lead)
-    monkeypatch.setattr(backend_module, "POLL_S", 0.05)
+    monkeypatch.setattr(kube_module, "POLL_S", 0.05)
     backend, runner = cluster({"load-a4-a4-1": [worker_part([1000]), worker_part([1000])]})
     running, done = "{}", '{"status": {"conditions": [{"type": "Complete", "status": "True"}]}}'
     runner.answers[("kubectl", "get", "job")] = [running] * 20 + [done]  # about a second of polling
@@ -282,9 +283,9 @@ def test_a_re_spread_layout_draws_its_flow_here_without_a_flow_description():
                    shard_metrics={s: f"http://127.0.0.1:919{i}/metrics" for i, s in enumerate("abcd", 1)},
                    gateway="http://127.0.0.1:8080", gateway_metrics=None, prometheus="http://127.0.0.1:9",
                    broker="127.0.0.1:19092", shard_symbols=four)
-    r = ExperimentRunner(FakeStack(None, ep), PROFILES["quick"], "run-20261127-160000", progress=lambda line: None)
+    r = ExperimentRunner(FakeStack(FakeBackend(), ep), PROFILES["quick"], "run-20261127-160000", progress=lambda line: None)
     for shards in ("a", "abcd"):
         source = r.source(Route(tuple(shards), via_gateway=True), "S1")
         assert not isinstance(source, DescribedSource)
         assert {source().target for _ in range(400)} == set(shards)  # every shard of the route, and only those
-    assert isinstance(experiment_runner(None).source(GATEWAY_ABC, "B2"), DescribedSource)  # the standard map: described
+    assert isinstance(experiment_runner(FakeBackend()).source(GATEWAY_ABC, "B2"), DescribedSource)  # the standard map: described

@@ -13,7 +13,7 @@ import pytest
 
 from matchlab.errors import CommandError
 from matchlab.harness import options as options_module
-from matchlab.k8s import backend as backend_module
+from matchlab.k8s import kube as kube_module
 from matchlab.k8s import manifests as m
 from matchlab.k8s.backend import K3dBackend
 from matchlab.k8s.commands import RecordingRunner
@@ -109,7 +109,7 @@ def job_answer(condition: str) -> str:
 
 @pytest.fixture(autouse=True)
 def no_poll_wait(monkeypatch):
-    monkeypatch.setattr(backend_module, "POLL_S", 0.0)
+    monkeypatch.setattr(kube_module, "POLL_S", 0.0)
 
 
 def test_a_finished_job_is_read_back_from_every_pods_log_and_merged():
@@ -140,7 +140,7 @@ def test_host_load_builds_no_load_image_and_cluster_load_does(tmp_path):
     cluster = K3dBackend(plan=True, load_from="cluster")
     cluster.start(Topology.MULTI, tmp_path / "c" / "multi")
     steps = [str(s) for s in cluster.runner.steps]
-    assert any("--target loadgen -t matchlab/loadgen:0.1.0" in s for s in steps)
+    assert any("build images" in s and "matchlab/loadgen:0.1.0-" in s for s in steps)
     assert any(s.startswith("k3d image import") and "matchlab/loadgen:0.1.0" in s for s in steps)
     assert cluster.default_load_workers() == 3  # one per agent node
 

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from matchlab.errors import UsageError
+from matchlab.k8s import deploy
 from matchlab.k8s import manifests as m
 from matchlab.k8s.backend import CLUSTER, ExistingClusterBackend, K3dBackend
 from matchlab.k8s.commands import RecordingRunner
@@ -149,14 +150,14 @@ def test_policies_are_applied_before_the_workloads_with_the_cluster_s_node_addre
              '"status": {"addresses": [{"type": "InternalIP", "address": "172.20.0.4"}]}}]}')
     runner = RecordingRunner()
     backend = K3dBackend(runner=runner, plan=True)
-    backend.kubectl = _answering(backend.kubectl, {("get", "nodes"): nodes})
+    backend.kube.kubectl = _answering(backend.kube.kubectl, {("get", "nodes"): nodes})
     backend.start(Topology.MULTI, tmp_path / "run" / "multi")
     steps = [str(s) for s in runner.steps]
     first_policy = next(i for i, s in enumerate(steps) if "NetworkPolicy/default-deny-ingress" in s)
     first_workload = next(i for i, s in enumerate(steps) if "StatefulSet/redpanda" in s)
     assert first_policy < first_workload
     assert any("apply in monitoring: NetworkPolicy/default-deny-ingress" in s for s in steps)
-    assert m.node_sources(["10.42.7.0/24"], ["172.20.0.4"]) == backend.node_sources()
+    assert m.node_sources(["10.42.7.0/24"], ["172.20.0.4"]) == deploy.node_sources(backend.kube)
 
 
 def _answering(kubectl, answers: dict[tuple[str, ...], str]):

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 
 from matchlab.experiment.record import ExperimentRecord, PhaseRecord
 from matchlab.loadgen.results import LoadResult, SecondStats
-from matchlab.observe.charts import shade_phases
+from matchlab.reporting.charts import shade_phases
 
 
 def record(durations: list[float]) -> ExperimentRecord:
@@ -40,7 +40,7 @@ def test_long_phases_are_named_and_a_search_of_short_steps_is_not():
 
 
 def legend_of_load_chart(exp: ExperimentRecord) -> list[str]:
-    from matchlab.observe.charts import load_chart
+    from matchlab.reporting.charts import load_chart
 
     svg, drawn = load_chart(exp)
     assert drawn == len(exp.phases)  # every phase's series is still drawn
@@ -60,7 +60,7 @@ def record_with_timeline(durations: list[float]) -> ExperimentRecord:
 
 
 def test_the_percentile_chart_of_many_steps_has_one_legend_entry():
-    from matchlab.observe.charts import percentile_chart
+    from matchlab.reporting.charts import percentile_chart
 
     def with_latencies(exp: ExperimentRecord) -> ExperimentRecord:
         for phase in exp.phases:

@@ -26,7 +26,7 @@ from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.results import Recorder
 from matchlab.loadgen.runner import DEFAULT_MAX_IN_FLIGHT
 from matchlab.loadgen.targets import interleave
-from matchlab.observe.report import render_report
+from matchlab.reporting.report import render_report
 from matchlab.stack.local import LocalBackend
 from matchlab.stack.recorded import RecordedStack
 from matchlab.stack.spec import Endpoints, Topology

@@ -169,7 +169,7 @@ def test_without_enforced_budgets_scaling_is_inconclusive():
 
 
 def test_the_scaling_chart_draws_the_capacities_against_the_bars():
-    from matchlab.observe.charts import scaling_chart
+    from matchlab.reporting.charts import scaling_chart
 
     svg, drawn = scaling_chart(capacities({1: [400, 380], 2: 700, 3: 900}, dict.fromkeys((1, 2, 3), "me-shard-a")))
     assert drawn == 1 and 'id="series-1"' in svg and "0.9 x linear" in svg and "USL (sigma" in svg
@@ -207,7 +207,7 @@ def test_a_small_budget_lengthens_the_period_instead_of_rounding_up(cpus, period
 
 def test_the_report_states_the_budgets_s1_used():
     from matchlab.experiment.record import RunRecord
-    from matchlab.observe.report import render_report
+    from matchlab.reporting.report import render_report
 
     stated = "S1: " + scaling.Budgets.for_machine(4, 2).describe() + ", cgroup v1"
     html = render_report(RunRecord("local", "quick", "", facts={"CPU budgets": stated}), {}, complete=True, grafana=None)

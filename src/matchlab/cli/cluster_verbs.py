@@ -10,12 +10,12 @@ stops that port-forward and deletes only what ``up`` created.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
+from matchlab.backends import build_backend
 from matchlab.errors import ProcessError
-from matchlab.k8s.backend import LOOPBACK, ExistingClusterBackend, K3dBackend, KubernetesBackend
+from matchlab.k8s.backend import KubernetesBackend
 from matchlab.k8s.commands import CommandRunner, SubprocessRunner
 from matchlab.k8s.ledger import (
     LEDGER_FILE,
@@ -28,6 +28,7 @@ from matchlab.k8s.ledger import (
 )
 from matchlab.k8s.prereq import check_prerequisites
 from matchlab.k8s.status import workload_states
+from matchlab.settings import HarnessOptions
 from matchlab.stack.pidfile import PidRegistry
 from matchlab.stack.probes import HttpProbe
 from matchlab.stack.spec import Endpoints, Topology
@@ -42,40 +43,34 @@ def command_runner() -> CommandRunner:
     return SubprocessRunner()
 
 
-def new_backend(args: argparse.Namespace, runner: CommandRunner) -> KubernetesBackend:
-    if args.backend == "k3d":
-        return K3dBackend(runner=runner, expose_on=args.expose_on or LOOPBACK, gateway_replicas=args.gateway_workers)
-    return ExistingClusterBackend(args.kube_context, args.image_registry, runner=runner,
-                                  gateway_replicas=args.gateway_workers)
-
-
-def up(args: argparse.Namespace, topology: Topology) -> tuple[Stack, StackRecord]:
+def up(opts: HarnessOptions, topology: Topology) -> tuple[Stack, StackRecord]:
     """Create (or reuse) the cluster and deploy; on failure, delete what this `up` created and forget it."""
-    backend = new_backend(args, command_runner())
-    earlier = read_ledger(args.reports_dir)
-    backend.on_create = lambda: write_ledger(args.reports_dir, ClusterLedger.of(backend).merged(earlier))
-    run_dir = args.reports_dir / time.strftime("up-%Y%m%d-%H%M%S") / topology.value
+    backend: KubernetesBackend = build_backend(opts, up=True, runner=command_runner())
+    reports_dir = opts.reports_dir
+    earlier = read_ledger(reports_dir)
+    backend.on_create = lambda: write_ledger(reports_dir, ClusterLedger.of(backend).merged(earlier))
+    run_dir = reports_dir / time.strftime("up-%Y%m%d-%H%M%S") / topology.value
     try:
         stack = Stack(backend, topology, run_dir).start()  # the backend deletes what it created if this fails
     except BaseException:
         if earlier is None:
-            remove_ledger(args.reports_dir)
+            remove_ledger(reports_dir)
         else:
-            write_ledger(args.reports_dir, earlier)
+            write_ledger(reports_dir, earlier)
         raise
     ledger = ClusterLedger.of(backend).merged(earlier)
-    write_ledger(args.reports_dir, ledger)
+    write_ledger(reports_dir, ledger)
     services = []
     forward = backend.detach_prometheus()
     if forward is not None:  # it outlives `up`: recorded like the local stack's processes, stopped by `down`
-        PidRegistry(args.reports_dir / UP_PID_FILE).add(forward.pid, forward.argv)
+        PidRegistry(reports_dir / UP_PID_FILE).add(forward.pid, forward.argv)
         probe = HttpProbe(f"{stack.endpoints.prometheus}/-/ready")
         services.append(ServiceRecord(PORT_FORWARD, forward.pid, forward.argv, str(forward.log_path),
                                       probe_to_dict(probe), stack.endpoints.prometheus, forward.env))
-    facts = {**backend.facts(), "profile": args.profile,
+    facts = {**backend.facts(), "profile": opts.profile.value,
              "created by matchlab up": ", ".join(ledger.created()) or "nothing (all of it existed before)"}
     record = StackRecord(backend.name, topology, str(run_dir), stack.endpoints, services, facts)
-    write_state(args.reports_dir, record)
+    write_state(reports_dir, record)
     return stack, record
 
 

@@ -12,9 +12,9 @@ import signal
 import sys
 from pathlib import Path
 
-from matchlab.cli import report, stack_verbs, trading
+from matchlab.cli import images, report, stack_verbs, trading
 from matchlab.errors import MatchlabError, PrerequisiteError, UsageError
-from matchlab.experiment.profiles import PROFILES
+from matchlab.settings import UP, add_options
 from matchlab.stack.spec import Topology
 
 EXIT_ERROR = 1
@@ -41,18 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = Verbs()
 
     up = verbs.add_parser("up", help="bring the stack up, print its endpoints, write stack.json")
-    up.add_argument("--backend", choices=("local", "k3d", "k8s"), default="local", help="default: local")
+    add_options(up.add_argument, UP)  # the rows of the option table pytest reads too
     up.add_argument("--topology", choices=[Topology.SINGLE.value, Topology.MULTI.value], default=Topology.MULTI.value,
                     help="single: shard a; multi: shards a, b, c behind the gateway (default)")
-    up.add_argument("--profile", choices=sorted(PROFILES), default="full",
-                    help="recorded for experiments run against it (default: full)")
     up.add_argument("--foreground", action="store_true", help="stay until Ctrl-C, then tear down")
-    up.add_argument("--gateway-workers", type=int, default=1, metavar="N",
-                    help="the gateway as N processes sharing its port (local) or N Deployment replicas (k3d, k8s; "
-                         "default 1)")
-    up.add_argument("--expose-on", metavar="ADDRESS", help="k3d: bind the port mappings on ADDRESS (default: 127.0.0.1)")
-    up.add_argument("--kube-context", metavar="NAME", help="k8s: the existing cluster's kubeconfig context")
-    up.add_argument("--image-registry", metavar="HOST/PATH", help="k8s: where the cluster's nodes pull the images from")
     up.set_defaults(run=stack_verbs.up)
 
     verbs.add_parser("status", help="each service: PID, state, health, endpoint").set_defaults(run=stack_verbs.status)
@@ -79,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("symbol")
     book.add_argument("--levels", type=int, default=10, help="levels per side (default: 10)")
     book.set_defaults(run=trading.book)
+
+    images.add_parser(verbs)
 
     rep = verbs.add_parser("report", help="re-render an earlier run's verdicts from its results.json")
     rep.add_argument("run_dir", type=Path, metavar="RUN_DIR")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from matchlab.errors import ConfigError
 from matchlab.experiment.record import RunRecord
-from matchlab.observe.summary import summary_html, summary_lines
 from matchlab.observe.verdicts import verdict_from_dict
+from matchlab.reporting.summary import summary_html, summary_lines
 
 RESULTS_FILE = "results.json"
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import psutil
 
-from matchlab.cli import cluster_verbs
+from matchlab.backends import build_backend, recorded_backend
+from matchlab.cli import cluster_verbs, container_verbs
 from matchlab.errors import ProcessError, UsageError
-from matchlab.harness.options import backend_options_problem, gateway_workers_problem
-from matchlab.k8s.ledger import RecordedCluster
-from matchlab.stack.local import LocalBackend
+from matchlab.settings import KUBERNETES, UP, HarnessOptions, settings_from, settings_problem
+from matchlab.stack.backend import Backend
 from matchlab.stack.pidfile import PidRegistry
 from matchlab.stack.probes import PROBE_TIMEOUT_S
 from matchlab.stack.recorded import RecordedStack
@@ -81,23 +81,25 @@ def endpoint_lines(endpoints: Endpoints, facts: dict[str, str]) -> list[str]:
 
 
 def up(args: argparse.Namespace) -> int:
-    problem = (backend_options_problem(args.backend, args.kube_context, args.image_registry, args.expose_on)
-               or gateway_workers_problem(args.gateway_workers, args.backend))
+    opts = settings_from(lambda option: getattr(args, option.dest), UP, reports_dir=args.reports_dir)
+    problem = settings_problem(opts)
     if problem:
         raise UsageError(problem)
     topology = Topology(args.topology)
     existing = read_state(args.reports_dir)
     if existing is not None:
-        if _already_up(existing, args.backend, topology, args.reports_dir):
+        if _already_up(existing, opts.backend, topology, args.reports_dir):
             return 0
         remove_state(args.reports_dir)  # nothing of it runs any more: a stale record
         print(f"forgot a stale record: no process of the {existing.topology.value} stack in it still runs")
-    if args.backend == "local":
-        stack, record = _up_local(args, topology)
+    if opts.backend == "local":
+        stack, record = _up_local(opts, topology)
+    elif opts.backend == "docker":
+        stack, record = container_verbs.up(opts, topology)
     else:
-        stack, record = cluster_verbs.up(args, topology)
+        stack, record = cluster_verbs.up(opts, topology)
     run_dir = Path(record.run_dir)
-    where = "" if args.backend == "local" else f" on {args.backend}"
+    where = "" if opts.backend == "local" else f" on {opts.backend}"
     print(f"{topology.value} stack up{where} in {stack.cold_start_s:.1f} s (logs: {shown(run_dir / 'logs')})")
     print("\n".join(endpoint_lines(stack.endpoints, record.facts)))
     print(f"endpoints written to {shown(state_path(args.reports_dir))}")
@@ -108,23 +110,31 @@ def up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _up_local(args: argparse.Namespace, topology: Topology) -> tuple[Stack, StackRecord]:
-    backend = LocalBackend(args.reports_dir, UP_PID_FILE, gateway_workers=args.gateway_workers)
-    run_dir = args.reports_dir / time.strftime("up-%Y%m%d-%H%M%S") / topology.value
+def _up_local(opts: HarnessOptions, topology: Topology) -> tuple[Stack, StackRecord]:
+    backend = build_backend(opts, up=True)
+    run_dir = opts.reports_dir / time.strftime("up-%Y%m%d-%H%M%S") / topology.value
     stack = Stack(backend, topology, run_dir).start()
-    facts = {**backend.facts(), "profile": args.profile}
+    facts = {**backend.facts(), "profile": opts.profile.value}
     record = StackRecord("local", topology, str(run_dir), stack.endpoints, backend.service_records(), facts)
-    write_state(args.reports_dir, record)
+    write_state(opts.reports_dir, record)
     return stack, record
+
+
+def _running(record: StackRecord, reports_dir: Path) -> tuple[list[str], list[str]]:
+    """(services running, services recorded): containers on docker, recorded processes elsewhere."""
+    if record.backend == "docker":
+        found = container_verbs.states(record, reports_dir)
+        return [n for n, state in found.items() if not state.startswith(("exited", "dead", "created"))], list(found)
+    return [s.name for s in record.alive()], [s.name for s in record.services]
 
 
 def _already_up(record: StackRecord, backend: str, topology: Topology, reports_dir: Path) -> bool:
     """True when the recorded stack runs whole; raises when part of it runs; False when none does."""
-    alive = record.alive()
+    alive, recorded_names = _running(record, reports_dir)
     if not alive:
         return False
-    if len(alive) < len(record.services):
-        down = [s.name for s in record.services if s not in alive]
+    if len(alive) < len(recorded_names):
+        down = [name for name in recorded_names if name not in alive]
         raise ProcessError(
             f"the stack in {state_path(reports_dir)} is partly down ({', '.join(down)} not running): "
             f"`matchlab restart {down[0]}`, or `matchlab down` then `matchlab up`"
@@ -168,8 +178,8 @@ def service_state(proc: psutil.Process | None, probe) -> str:
 def status(args: argparse.Namespace) -> int:
     stack = recorded(args.reports_dir)
     record = stack.record
-    on_cluster = record.backend != "local"
-    if not on_cluster and not record.alive():
+    on_cluster = record.backend in KUBERNETES
+    if record.backend == "local" and not record.alive():
         raise ProcessError(
             f"the stack recorded in {shown(state_path(args.reports_dir))} no longer runs (a stale record): "
             "`matchlab down` clears it, `matchlab up` starts a new one"
@@ -182,8 +192,9 @@ def status(args: argparse.Namespace) -> int:
         healthy &= state == "healthy"
         pid = str(proc.pid) if proc else "-"
         print(f"  {svc.name:<13} {pid:>7}  {state:<11} {svc.endpoint}")
-    if on_cluster:  # the workloads, as the cluster itself reports them
-        lines, all_healthy = cluster_verbs.status_lines(record, args.reports_dir)
+    if on_cluster or record.backend == "docker":  # the workloads or containers, as the engine reports them
+        verbs = cluster_verbs if on_cluster else container_verbs
+        lines, all_healthy = verbs.status_lines(record, args.reports_dir)
         print("\n".join(lines))
         healthy &= all_healthy
     grafana = record.facts.get("grafana")
@@ -204,8 +215,8 @@ def down(args: argparse.Namespace) -> int:
         print(f"stopped {line}")
     for pid in reaped:
         print(f"reaped leftover PID {pid}")
-    # What `up` created on Kubernetes (also half-way through a killed `up`), and only that.
-    deleted = cluster_verbs.tear_down(args.reports_dir)
+    # What `up` created on Kubernetes or the Docker engine (also half-way through a killed `up`), and only that.
+    deleted = cluster_verbs.tear_down(args.reports_dir) + container_verbs.tear_down(args.reports_dir)
     for line in deleted:
         print(line)
     if not stopped and not reaped and not deleted:
@@ -216,22 +227,43 @@ def down(args: argparse.Namespace) -> int:
 # -- fault actions -------------------------------------------------------------
 
 
-def _on_cluster(args: argparse.Namespace) -> RecordedCluster | None:
-    """The recorded stack when it runs on Kubernetes (its faults go through the cluster), else None."""
+def _elsewhere(args: argparse.Namespace) -> tuple[Backend, str] | None:
+    """The recorded stack and its backend's name when it runs on Kubernetes or the Docker engine (its faults go
+    through that backend), else None: local processes are signalled by recorded PID."""
     record = recorded(args.reports_dir).record
-    return cluster_verbs.recorded_cluster(record, args.reports_dir) if record.backend != "local" else None
+    if record.backend == "local":
+        return None
+    if record.backend in KUBERNETES:
+        return cluster_verbs.recorded_cluster(record, args.reports_dir), record.backend
+    return recorded_backend(record, args.reports_dir), record.backend
+
+
+# What each fault does where the stack runs elsewhere than in local processes.
+DONE_ELSEWHERE = {
+    ("pause", "docker"): "broker paused (docker pause: its topics stay in memory): shards keep accepting orders; "
+                         "their events wait",
+    ("pause", "k8s"): "broker paused (redpanda scaled to 0, its volume keeps the data): shards keep accepting "
+                      "orders; their events wait",
+    ("resume", "docker"): "broker resumed (docker unpause)",
+    ("resume", "k8s"): "broker resumed (redpanda Ready)",
+    ("kill", "docker"): "killed {service} (docker kill: SIGKILL; it stays down until `matchlab restart {service}`)",
+    ("kill", "k8s"): "killed {service} (scaled to 0, its pods deleted at once)",
+    ("restart", "docker"): "restarted {service} (the same container started again), ready",
+    ("restart", "k8s"): "restarted {service}, ready",
+}
+
+
+def _say_done(action: str, backend: str, service: str = "") -> None:
+    kind = "docker" if backend == "docker" else "k8s"
+    print(DONE_ELSEWHERE[(action, kind)].format(service=service))
 
 
 def broker(args: argparse.Namespace) -> int:
-    cluster = _on_cluster(args)
-    if cluster is not None:  # scaling is idempotent: pausing twice is harmless
-        if args.action == "pause":
-            cluster.pause_broker()
-            print("broker paused (redpanda scaled to 0, its volume keeps the data): shards keep accepting orders; "
-                  "their events wait")
-        else:
-            cluster.resume_broker()
-            print("broker resumed (redpanda Ready)")
+    elsewhere = _elsewhere(args)
+    if elsewhere is not None:  # pausing twice is harmless on both
+        backend, name = elsewhere
+        (backend.pause_broker if args.action == "pause" else backend.resume_broker)()
+        _say_done(args.action, name)
         return 0
     stack = recorded(args.reports_dir)
     proc = stack.running("broker")
@@ -251,10 +283,11 @@ def broker(args: argparse.Namespace) -> int:
 
 
 def kill(args: argparse.Namespace) -> int:
-    cluster = _on_cluster(args)
-    if cluster is not None:
-        cluster.kill_service(args.service)
-        print(f"killed {args.service} (scaled to 0, its pods deleted at once)")
+    elsewhere = _elsewhere(args)
+    if elsewhere is not None:
+        backend, name = elsewhere
+        backend.kill_service(args.service)
+        _say_done("kill", name, args.service)
         return 0
     stack = recorded(args.reports_dir)
     proc = stack.service(args.service).process()
@@ -267,10 +300,11 @@ def kill(args: argparse.Namespace) -> int:
 
 
 def restart(args: argparse.Namespace) -> int:
-    cluster = _on_cluster(args)
-    if cluster is not None:
-        cluster.restart_service(args.service)
-        print(f"restarted {args.service}, ready")
+    elsewhere = _elsewhere(args)
+    if elsewhere is not None:
+        backend, name = elsewhere
+        backend.restart_service(args.service)
+        _say_done("restart", name, args.service)
         return 0
     stack = recorded(args.reports_dir)
     pid = stack.restart_service(args.service)

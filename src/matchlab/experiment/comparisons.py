@@ -246,8 +246,7 @@ def run_comparison(s, exp: ExperimentRecord, spec: Comparison, topology, judge, 
     treatment = treatment_for(spec, stack, delay_ms)
     log = CycleLog(treatment.name + (f" of {delay_ms:g} ms" if delay_ms else ""), design.describe(grid().interval_s),
                    grid().interval_s, spec.shard)
-    processes = getattr(stack.backend, "processes", None)
-    running = {n: proc.pid for n, proc in (processes() if callable(processes) else {}).items() if proc.pid}
+    running = {n: proc.pid for n, proc in stack.backend.processes().items() if proc.pid}
     sut = {n: pid for n, pid in running.items() if n == f"me-shard-{spec.shard}"}
     cpusets = CpuSets(s.run_id)
     if sut:

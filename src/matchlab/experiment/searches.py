@@ -127,7 +127,7 @@ def measure_capacities(s, r: ExperimentRunner, exp: ExperimentRecord, budgets: s
     """
     exp.extra["budgets"] = budgets.describe()
     exp.extra["knee_precision"] = precision
-    running = {name: p.pid for name, p in getattr(r.stack.backend, "processes", dict)().items() if p.pid}
+    running = {name: p.pid for name, p in r.stack.backend.processes().items() if p.pid}
     pids = {name: pid for name, pid in running.items() if budgets.for_service(name) is not None}
     others = {name: pid for name, pid in running.items() if name not in pids}  # broker, Prometheus: reported
     cgroups = CpuBudgets(s.run_id)

@@ -34,7 +34,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from matchlab.gateway.config import GatewayConfig
-from matchlab.stack.probes import free_port
+from matchlab.ports import free_port
 
 log = logging.getLogger(__name__)
 

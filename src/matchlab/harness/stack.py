@@ -20,17 +20,15 @@ from pathlib import Path
 
 import pytest
 
+from matchlab.backends import build_backend, recorded_backend
 from matchlab.errors import MatchlabError, PrerequisiteError
 from matchlab.harness.options import HarnessOptions, harness_options
-from matchlab.k8s.backend import LOOPBACK, ExistingClusterBackend, K3dBackend, exposure_warning
+from matchlab.k8s.cluster import exposure_warning
 from matchlab.k8s.commands import RecordingRunner
-from matchlab.k8s.ledger import LEDGER_FILE, RecordedCluster, read_ledger
 from matchlab.k8s.load_job import ClusterLoad
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.shard.config import EventsMode
 from matchlab.stack.backend import Backend
-from matchlab.stack.local import LocalBackend
-from matchlab.stack.recorded import RecordedStack
 from matchlab.stack.spec import Topology
 from matchlab.stack.stack import Stack
 from matchlab.stack.state import read_state
@@ -46,19 +44,8 @@ def scaling_layout(max_shards: int) -> dict[str, list[str]] | None:
 
 
 def make_backend(opts: HarnessOptions, shard_symbols: dict[str, list[str]] | None = None) -> Backend:
-    """The backend the options ask for; the experiments never know which. ``shard_symbols``: a re-spread layout
-    (the local backend only: ``--max-shards`` refuses the others)."""
-    load = {"load_from": opts.load_from, "load_workers": opts.load_workers, "gateway_replicas": opts.gateway_workers}
-    if opts.backend == "k3d":
-        return K3dBackend(plan=opts.plan, keep=opts.keep_stack, expose_on=opts.expose_on or LOOPBACK, **load)
-    if opts.backend == "k8s":
-        return ExistingClusterBackend(opts.kube_context, opts.image_registry, plan=opts.plan, keep=opts.keep_stack,
-                                      **load)
-    shard_env = {"INJECT_MATCH_DELAY_MS": str(opts.inject_match_delay_ms)} if opts.inject_match_delay_ms else {}
-    if opts.coupled_events:
-        shard_env["EVENTS_MODE"] = EventsMode.INPROCESS.value
-    return LocalBackend(opts.reports_dir, shard_symbols=shard_symbols, load_workers=opts.load_workers,
-                        shard_env=shard_env, gateway_workers=opts.gateway_workers)
+    """The backend the options ask for (``matchlab.backends.build_backend``, as the CLI builds it)."""
+    return build_backend(opts, shard_symbols)
 
 
 class StackPool:
@@ -111,15 +98,14 @@ class StackPool:
             why = f"the recorded stack is {record.topology.value} on {record.backend}, not {topology.value} on {self.opts.backend}"
         elif len(record.alive()) != len(record.services):
             why = "the recorded stack is partly down (see `matchlab status`)"
+        if why is None:
+            try:
+                backend = recorded_backend(record, self.reports_dir, self.opts.load_workers)
+            except MatchlabError as exc:
+                why = str(exc).splitlines()[0]
         if why is not None:
             self.reused[topology.value] = f"not reused: {why}; started one"
             return None
-        ledger = read_ledger(self.reports_dir)
-        if record.backend != "local" and ledger is None:
-            self.reused[topology.value] = f"not reused: no {LEDGER_FILE} says how to reach the cluster; started one"
-            return None
-        backend = (RecordedStack(record, self.reports_dir, self.opts.load_workers) if record.backend == "local"
-                   else RecordedCluster(record, ledger))
         self.reused[topology.value] = f"reused the stack `matchlab up` left running ({record.run_dir})"
         return Stack(backend, topology, self.run_dir / topology.value, keep=True).start()
 

@@ -19,7 +19,7 @@ import json
 
 import yaml
 
-from matchlab.k8s.manifests import APP_NAMESPACE, MONITORING_NAMESPACE, NODE_PORTS, RELAY_PORT_NAME
+from matchlab.k8s.layout import APP_NAMESPACE, MONITORING_NAMESPACE, NODE_PORTS, RELAY_PORT_NAME, resources
 from matchlab.observe.dashboard import DASHBOARD_PATH
 from matchlab.stack.grafana import DATASOURCE_UID
 from matchlab.stack.prometheus_config import RULES_FILE
@@ -68,7 +68,7 @@ def prometheus_values() -> dict:
             # The TSDB outlives the pod: a restarted Prometheus still answers queries over the time before
             # (as on the local backend); the cluster's default storage class.
             "persistentVolume": {"enabled": True, "size": "2Gi"},
-            "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
+            "resources": resources("prometheus"),
             "service": {"type": "ClusterIP", "servicePort": 80},
         },
         "serverFiles": {"recording_rules.yml": yaml.safe_load(RULES_FILE.read_text())},

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from matchlab.k8s.backend import CLUSTER, LOOPBACK, ExistingClusterBackend, K3dBackend, KubernetesBackend
 from matchlab.k8s.commands import CommandRunner, SubprocessRunner
-from matchlab.stack.recorded import Reattached
+from matchlab.stack.recorded import ReattachedBackend
 from matchlab.stack.state import StackRecord
 
 LEDGER_FILE = "up-cluster.json"
@@ -36,10 +36,8 @@ class ClusterLedger:
     @classmethod
     def of(cls, backend: KubernetesBackend) -> ClusterLedger:
         return cls(backend=backend.name, kube_args=list(backend.kube_args),
-                   created_cluster=getattr(backend, "created_cluster", False),
-                   created_namespaces=list(backend.created_namespaces),
-                   context=getattr(backend, "context", None), image_registry=getattr(backend, "image_registry", None),
-                   expose_on=getattr(backend, "expose_on", LOOPBACK), gateway_replicas=backend.gateway_replicas)
+                   created_namespaces=list(backend.created_namespaces), gateway_replicas=backend.gateway_replicas,
+                   **backend.cluster.ledger_fields())
 
     def merged(self, earlier: ClusterLedger | None) -> ClusterLedger:
         """What an earlier `up` of the same backend created stays created: a repeated `up` finds it existing."""
@@ -92,7 +90,7 @@ def reattach(ledger: ClusterLedger, runner: CommandRunner) -> KubernetesBackend:
     return backend
 
 
-class RecordedCluster(Reattached):
+class RecordedCluster(ReattachedBackend):
     """A Kubernetes stack `matchlab up` left running, as a ``Backend`` (for ``pytest --reuse-stack`` and the verbs).
 
     Faults go through the reattached backend, so they issue the fixtures' own commands; ``stop()`` leaves the
@@ -103,21 +101,6 @@ class RecordedCluster(Reattached):
         self.record = record
         self.name = record.backend
         self.backend = reattach(ledger, runner or SubprocessRunner())
-
-    def pause_broker(self) -> None:
-        self.backend.pause_broker()
-
-    def resume_broker(self) -> None:
-        self.backend.resume_broker()
-
-    def kill_service(self, name: str) -> None:
-        self.backend.kill_service(name)
-
-    def restart_service(self, name: str) -> None:
-        self.backend.restart_service(name)
-
-    def log_tails(self) -> dict[str, str]:
-        return self.backend.log_tails()
 
     def facts(self) -> dict[str, str]:
         return {**self.record.facts, "stack": f"reused ({self.name}, left running by matchlab up)"}

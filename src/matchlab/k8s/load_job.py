@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from matchlab.images.targets import LOADGEN_IMAGE
 from matchlab.k8s.helm_values import PROMETHEUS_URL
-from matchlab.k8s.manifests import APP_NAMESPACE, IMAGE_TAG, LOADGEN_LABELS, RUN_LABEL
+from matchlab.k8s.manifests import APP_NAMESPACE, LOADGEN_LABELS, RUN_LABEL
 from matchlab.loadgen.driver import FlowSpec
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.workers import COMPLETION_GRACE_S, worker_args
 from matchlab.topology import APP_HTTP_PORT, SHARD_IDS
 
-LOADGEN_IMAGE = f"matchlab/loadgen:{IMAGE_TAG}"
 # Per worker: the generator's own measured cost is well under a core at the ASR rates (benchmarks/bench_loadgen.py).
 LOADGEN_RESOURCES = {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # the Indexed Job's per-pod annotation and label
@@ -63,7 +63,10 @@ def loadgen_args(load: ClusterLoad, start_at: float) -> list[str]:
                        extra=["--hot-symbol", load.hot_symbol] if load.hot_symbol else [])
 
 
-def load_job(load: ClusterLoad, start_at: float, registry: str = "", run_id: str | None = None) -> dict:
+def load_job(load: ClusterLoad, start_at: float, registry: str = "", run_id: str | None = None,
+             image: str | None = None) -> dict:
+    """``image``: the run's built load-generator tag (default: the version tag)."""
+    image = image or LOADGEN_IMAGE
     pod_labels = {**LOADGEN_LABELS, "matchlab.load": load.name}  # the NetworkPolicies admit LOADGEN_LABELS
     labels = {**pod_labels, **({RUN_LABEL: run_id} if run_id else {})}
     return {
@@ -87,7 +90,7 @@ def load_job(load: ClusterLoad, start_at: float, registry: str = "", run_id: str
                     }],
                     "containers": [{
                         "name": "loadgen",
-                        "image": f"{registry.rstrip('/')}/{LOADGEN_IMAGE}" if registry else LOADGEN_IMAGE,
+                        "image": f"{registry.rstrip('/')}/{image}" if registry else image,
                         "imagePullPolicy": "IfNotPresent" if registry else "Never",
                         "args": loadgen_args(load, start_at),
                         "env": [{"name": "WORKER_INDEX", "valueFrom": {"fieldRef": {

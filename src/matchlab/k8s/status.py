@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from matchlab.k8s.backend import BROKER, KubernetesBackend, Workload, workload_of
+from matchlab.k8s.backend import KubernetesBackend
+from matchlab.k8s.faults import BROKER, Workload, workload_of
 from matchlab.stack.spec import Topology, app_services
 
 

@@ -146,7 +146,6 @@ class HostLoadDriver:
         return run_load(phase.profile, phase.source, progress=phase.progress, exporter=phase.exporter)
 
 
-def driver_for(backend: object) -> LoadDriver:
-    """The backend's own load driver if it offers one (``load_driver()`` returning a driver or None), else the host's."""
-    offer = getattr(backend, "load_driver", None)
-    return (offer() if callable(offer) else None) or HostLoadDriver()
+def driver_for(backend) -> LoadDriver:
+    """The backend's own load driver where it has one (``Backend.load_driver``), else the host's."""
+    return backend.load_driver() or HostLoadDriver()

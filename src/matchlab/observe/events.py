@@ -13,7 +13,7 @@ from collections.abc import Callable
 import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from matchlab.stack.broker import PARTITIONS
+from matchlab.topology import PARTITIONS
 
 POLL_S = 0.2
 LINGER_S = 1.0  # keep reading briefly after the wanted count, so duplicates would show

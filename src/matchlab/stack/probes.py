@@ -7,6 +7,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Protocol
 
+from matchlab.ports import free_port, port_in_use  # noqa: F401 - where the stack's callers look for them
+
 PROBE_TIMEOUT_S = 1.0
 
 
@@ -44,20 +46,3 @@ class PortProbe:
 
     def describe(self) -> str:
         return f"TCP connect to {self.host}:{self.port}"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS says is free right now on ``host``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
-        return False

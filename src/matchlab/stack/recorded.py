@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 
 from matchlab.errors import ProcessError, WaitTimeoutError
+from matchlab.stack.backend import Backend
 from matchlab.stack.pidfile import PidRegistry
 from matchlab.stack.process import KILL_WAIT_S, STOP_GRACE_S, ManagedProcess
 from matchlab.stack.spec import Endpoints, Topology
@@ -67,6 +68,34 @@ class Reattached:
         """Leave it running: the stack belongs to whoever recorded it (``matchlab down`` stops it)."""
 
 
+class ReattachedBackend(Reattached):
+    """A recorded stack whose faults and logs go through the backend that started it, rebuilt in this process
+    (``self.backend``): the same commands as the fixtures issue. Its load runs on this machine."""
+
+    backend: Backend
+
+    def load_driver(self) -> None:
+        return None
+
+    def processes(self) -> dict:
+        return {}
+
+    def pause_broker(self) -> None:
+        self.backend.pause_broker()
+
+    def resume_broker(self) -> None:
+        self.backend.resume_broker()
+
+    def kill_service(self, name: str) -> None:
+        self.backend.kill_service(name)
+
+    def restart_service(self, name: str) -> None:
+        self.backend.restart_service(name)
+
+    def log_tails(self) -> dict[str, str]:
+        return self.backend.log_tails()
+
+
 class RecordedStack(Reattached):
     def __init__(self, record: StackRecord, reports_dir: Path, load_workers: int | None = None) -> None:
         self.record = record
@@ -79,6 +108,10 @@ class RecordedStack(Reattached):
         from matchlab.loadgen.process_driver import process_driver
 
         return process_driver(self.load_workers, self.registry)
+
+    def processes(self) -> dict[str, psutil.Process]:
+        """Every recorded service that still runs, as the process it is."""
+        return {svc.name: proc for svc in self.record.services if (proc := svc.process()) is not None}
 
     # -- the Backend protocol ------------------------------------------------
 

@@ -16,7 +16,7 @@ from html import escape
 from pathlib import Path
 
 from matchlab.experiment.record import ExperimentRecord, RunRecord
-from matchlab.observe.summary import COLORS, verdict_table_html
+from matchlab.reporting.summary import COLORS, verdict_table_html
 
 REPORT_FILE = "report.html"
 STYLE = """
