@@ -136,3 +136,29 @@ def test_disk_stays_bounded_over_a_long_run(tmp_path: Path):
     assert len(layout.snapshots()) == 2
     assert sizes[2] < sizes[0] * 1.5, sizes  # compaction keeps up: not three times the first run's journal
     assert layout.segments()[0][0] > 0  # the oldest segments are gone
+
+
+def test_a_snapshot_asked_for_between_loads_is_written_at_once_and_restores(tmp_path: Path):
+    orders = to_orders([("SELL", "LIMIT", 100 + i % 3, 2) for i in range(30)] + [("BUY", "MARKET", 0, 5)] * 5)
+
+    async def main() -> tuple:
+        pipeline = new_pipeline(snapshot_every=10**6)  # far off: only the asked-for one is taken
+        await pipeline.start(tmp_path, fsync=False)
+        for order in orders:
+            await pipeline.submit_order(order, 0.0)
+        await pipeline.drain()
+        before = pipeline.records_since_snapshot
+        taken = await pipeline.snapshot_now()
+        after = pipeline.records_since_snapshot
+        written = pipeline.layout.snapshots()
+        expected = state(pipeline)
+        await pipeline.close()
+        again = new_pipeline()
+        await again.start(tmp_path, fsync=False)
+        restored = state(again)
+        await again.close()
+        return before, taken, after, written, expected, restored
+
+    before, taken, after, written, expected, restored = asyncio.run(main())
+    assert taken and before > 10 and after <= 3  # what follows the cut: the delivery marks journaled since
+    assert written and restored == expected
