@@ -20,7 +20,7 @@ from __future__ import annotations
 import pytest
 
 from fixtures.experiments import attach_charts
-from matchlab.experiment.searches import scaling_verdicts
+from matchlab.experiment.scaling_measure import scaling_verdict
 from matchlab.experiment.suite import Suite
 from matchlab.observe.verdicts import Status
 from matchlab.stack.cpu_budget import CpuBudgets
@@ -98,7 +98,7 @@ def test_the_cost_model_predicts_the_knee_at_each_budget(cgroup_budgets, suite: 
 
 def test_a_throttled_gateway_fails_scaling_naming_the_gateway(cgroup_budgets, suite: Suite):
     exp = suite.experiment("C4")
-    (verdict,) = scaling_verdicts(suite.context(Topology.MULTI), exp)
+    verdict = scaling_verdict(suite.context(Topology.MULTI), exp)
     suite.progress(f"[C4] {verdict.message()}")
     assert exp.extra["enforced"], exp.extra["not_enforced"]
     assert verdict.status is Status.FAIL, verdict.message()

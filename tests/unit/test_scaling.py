@@ -15,8 +15,7 @@ from matchlab.experiment.capacity_search import Configuration, Search
 from matchlab.experiment.criteria import Context
 from matchlab.experiment.profiles import FULL, QUICK
 from matchlab.experiment.record import ExperimentRecord
-from matchlab.experiment.scaling_measure import scaling_measurement
-from matchlab.experiment.searches import scaling_verdicts
+from matchlab.experiment.scaling_measure import scaling_measurement, scaling_verdict
 from matchlab.loadgen.results import LoadResult, Recorder
 from matchlab.observe.verdicts import Status
 from matchlab.topology import SCALING_CPU_PER_2_CORES
@@ -66,7 +65,7 @@ def measured(capacities: dict[int, float], saturating: dict[int, str] | None = N
 
 
 def verdict(exp: ExperimentRecord):
-    (v,) = scaling_verdicts(Context(None, "run", QUICK), exp)
+    v = scaling_verdict(Context(None, "run", QUICK), exp)
     return v
 
 

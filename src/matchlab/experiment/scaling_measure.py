@@ -107,7 +107,7 @@ def scaling_measurement(exp: ExperimentRecord, level: float | None = None, n: in
                                                          for k, c in caps.items()},
                 "usl": None if usl.fit is None else {"sigma": usl.fit.sigma, "kappa": usl.fit.kappa,
                                                      "lambda": usl.fit.lam, "implied_ratio": usl.fit.implied_ratio(n)}}
-    return Measurement(estimate, QUERY, detail, interval, level, evidence=evidence, undecidable=undecidable,
+    return Measurement(estimate, QUERY, detail, interval=interval, level=level, evidence=evidence, undecidable=undecidable,
                        what_would_decide=_more_rounds(exp, estimate, interval))
 
 

@@ -21,21 +21,13 @@ from matchlab.experiment.capacity_design import CapacityDesign
 from matchlab.experiment.capacity_fit import estimate_capacities, fills_per_order, usl_from_steps
 from matchlab.experiment.capacity_search import Configuration, Search
 from matchlab.experiment.cost_model import cost_points, fit_cost_model, size_shards
-from matchlab.experiment.criteria import Context
 from matchlab.experiment.measures import interval_side
 from matchlab.experiment.record import ExperimentRecord
 from matchlab.experiment.registry import ASR2_BAR, SCALING_FACTOR
 from matchlab.experiment.runner import ExperimentRunner, Route
-from matchlab.experiment.scaling_measure import (
-    at_the_capacity,
-    bottleneck_text,
-    key,
-    scaling_measurement,
-    scaling_verdict,
-    steps_of,
-)
+from matchlab.experiment.scaling_measure import at_the_capacity, bottleneck_text, key, scaling_measurement, steps_of
 from matchlab.loadgen.profile import LoadProfile
-from matchlab.observe.verdicts import Status, Verdict
+from matchlab.observe.verdicts import Status
 from matchlab.stack.spec import Topology
 
 SEED = (500, 50)  # resting orders / levels per symbol
@@ -320,10 +312,3 @@ def run_c5(s) -> ExperimentRecord:
                      f"{excluded:g} s left out): {'passed' if step.passed else 'FAILED: ' + step.why_not()}; "
                      f"client p99 {step.client_p99_ms:.1f} ms, server p99 {step.server_p99_ms or 0:.1f} ms")
     return exp
-
-
-# -- the scaling verdict ------------------------------------------------------------------------------------
-
-
-def scaling_verdicts(ctx: Context, exp: ExperimentRecord) -> list[Verdict]:
-    return [scaling_verdict(ctx, exp)]
