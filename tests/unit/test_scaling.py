@@ -16,12 +16,13 @@ from matchlab.experiment.criteria import Context
 from matchlab.experiment.profiles import FULL, QUICK
 from matchlab.experiment.record import ExperimentRecord
 from matchlab.experiment.scaling_measure import scaling_measurement, scaling_verdict
+from matchlab.experiment.searches import bracket_scaling
 from matchlab.loadgen.results import LoadResult, Recorder
 from matchlab.observe.verdicts import Status
 from matchlab.topology import SCALING_CPU_PER_2_CORES
 
 BUDGETS = scaling.Budgets(0.2, 0.5)
-DESIGN = CapacityDesign(4, 8, 2, 4, LookSchedule((2, 3)))
+DESIGN = CapacityDesign(4, 6, 1, 4, LookSchedule((2, 3)))
 
 
 def fake_step(capacity: float, n: int = 1, saturating: str = "me-shard-a", width: float = 0.0,
@@ -49,14 +50,12 @@ def measured(capacities: dict[int, float], saturating: dict[int, str] | None = N
     """An S1 record of a bracket and ``rounds`` rounds on simulated configurations."""
     rng = random.Random(seed)
     search = Search(DESIGN, lambda line: None)
-    configs = [Configuration(f"N={n}", 700.0 * n, fake_step(c, n, (saturating or {}).get(n, "me-shard-a"), width,
-                                                            rng, **kw), n in (1, 3))
-               for n, c in sorted(capacities.items())]
-    for c in configs:
-        search.bracket(c)
-    design = CapacityDesign(4, 8, 2, 4, LookSchedule(tuple(range(1, rounds + 1))))
-    search.design = design
-    search.run_rounds(configs, lambda k, alpha: False)
+    configs = {n: Configuration(f"N={n}", 700.0 * n, fake_step(c, n, (saturating or {}).get(n, "me-shard-a"), width,
+                                                               rng, **kw), n in (1, 3))
+               for n, c in sorted(capacities.items())}
+    bracket_scaling(search, configs)
+    search.design = CapacityDesign(4, 6, 1, 4, LookSchedule(tuple(range(1, rounds + 1))))
+    search.run_rounds(list(configs.values()), lambda k, alpha: False)
     exp = ExperimentRecord("S1", "scaling", "ASR 2", "gateway", "")
     exp.extra.update(budgets=BUDGETS.describe(), enforced=enforced, not_enforced="" if enforced else "no cgroups",
                      budget_values={"shard_cpu": 0.2, "gateway_cpu": 0.5}, steps=[s.to_dict() for s in search.steps],
@@ -98,12 +97,13 @@ def test_rounds_spread_fixed_rates_across_the_bracket_and_interleave_a_b_b_a():
     assert [r for k, r in plan if k == "N=1"] == [1, 3, 4, 2]  # each half spans the range
 
 
-def test_every_step_counts_once_and_n2_gets_only_its_bracket_and_overload_steps():
+def test_every_step_counts_once_and_n2_gets_only_overload_steps():
     exp = measured({1: 1000, 2: 1900, 3: 2800}, rounds=3)
     steps = exp.extra["steps"]
     rounds = [s for s in steps if s["stage"].startswith("round")]
     assert {s["config"] for s in rounds} == {"N=1", "N=2", "N=3"}
-    assert sum(s["config"] == "N=2" for s in rounds) == 2  # overloaded, for the USL
+    two = [s for s in steps if s["config"] == "N=2"]
+    assert len(two) == 2 and all(s["overloaded"] for s in two)  # no bracket: only what it tops out at, for the USL
     assert sum(s["config"] == "N=1" for s in rounds) == sum(s["config"] == "N=3" for s in rounds) == 13  # 1 overload
 
 
@@ -234,9 +234,11 @@ def test_the_budgeted_services_get_cpus_of_their_own_where_the_machine_has_them(
 
 def test_designs_are_even_and_leave_evidence():
     with pytest.raises(ValueError, match="even number"):
-        CapacityDesign(4, 8, 2, 3, LookSchedule((2,)))
+        CapacityDesign(4, 6, 1, 3, LookSchedule((2,)))
     with pytest.raises(ValueError, match="shorter than a step"):
-        CapacityDesign(4, 8, 8, 4, LookSchedule((2,)))
+        CapacityDesign(4, 6, 6, 4, LookSchedule((2,)))
+    with pytest.raises(ValueError, match="whole number of 5 s scrape intervals"):
+        CapacityDesign(4, 8, 2, 4, LookSchedule((2,)))
     for p in (QUICK, FULL):
         assert "A-B-B-A" in p.s1.describe() and "rounds" in p.s1.describe() and "cycles" not in p.s1.describe()
 

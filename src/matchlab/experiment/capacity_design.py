@@ -1,7 +1,7 @@
 """How a capacity measurement is laid out in time, per profile: a short bracket, then rounds of fixed rates.
 
-A leaf (it imports only the look schedule), so the profiles can hold a design
-without importing what runs it (``capacity_search``).
+A leaf (it imports only the look schedule and the scrape interval), so the
+profiles can hold a design without importing what runs it (``capacity_search``).
 
 Each configuration's knee is first bracketed with short steps (the rate grows
 until a step fails, then halves the gap to ``BRACKET_PRECISION``). Then come
@@ -12,6 +12,12 @@ each other, and runs the interleaved configurations A-B-B-A (half of A's
 rates, half of B's, B's other half, A's other half) so that a drift in the
 machine's speed weighs on both. The looks after some rounds are a
 group-sequential schedule (``LookSchedule``, counted in rounds).
+
+A round step's evidence (its length less the excluded start) is a whole
+number of Prometheus scrape intervals, so every step's evidence holds the
+same number of scrapes of every service, whatever their phase: a scrape costs
+a shard under a small budget a few milliseconds of its quota, and a step that
+held one more than the next would differ for that alone.
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ import math
 from dataclasses import dataclass
 
 from matchlab.compare.sequential import LookSchedule
+from matchlab.stack.prometheus_config import SCRAPE_INTERVAL
 
 SPREAD = 0.15  # rounds cover the bracket's middle +-15 %
 BRACKET_GROWTH = 1.25  # the bracket's rate grows by a quarter per passing step ...
 BRACKET_PRECISION = 0.10  # ... and is bisected until the failing rate is within 10 % of the passing one
 BRACKET_MAX_STEPS = 10
+SCRAPE_INTERVAL_S = float(SCRAPE_INTERVAL.removesuffix("s"))
 # A first step that fails halves the rate, at most four times (to 1/16 of the start): a machine that needs
 # several times the CPU per order still gets a bracket.
 BRACKET_DOWN = 2.0
@@ -46,6 +54,9 @@ class CapacityDesign:
         if not 0 <= self.excluded_s < self.step_s:
             raise ValueError(f"the excluded start ({self.excluded_s:g} s) must be shorter than a step "
                              f"({self.step_s:g} s)")
+        if (self.step_s - self.excluded_s) % SCRAPE_INTERVAL_S:
+            raise ValueError(f"a step's evidence ({self.step_s:g} s less {self.excluded_s:g} s) must be a whole "
+                             f"number of {SCRAPE_INTERVAL_S:g} s scrape intervals")
 
     @property
     def bracket_excluded_s(self) -> float:

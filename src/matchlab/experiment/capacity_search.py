@@ -9,8 +9,8 @@ of every step so far), A-B-B-A, and after each round the schedule names,
 ``look`` decides whether the evidence suffices.
 Every step is a trial and counts once: nothing is retried, nothing is
 dropped. A configuration that is not interleaved (N = 2 of S1, which only
-feeds the USL fit) gets its bracket and a few steps above it, where it is
-overloaded, in the first round.
+feeds the USL fit) gets no bracket, only a few steps well above where linear
+scaling would put its knee, where it is overloaded, in the first round.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from matchlab.experiment.capacity_design import (
 from matchlab.experiment.scaling import Step
 
 # In the first round every configuration is also driven well above its knee, where it falls behind all along,
-# to measure what it tops out at (the USL's points): one outside the rounds this far above its bracket's failing
-# rate, once each ...
-OVERLOAD_FACTORS = (1.15, 1.3)
+# in short steps, to measure what it tops out at (the USL's points): one outside the rounds this far above where
+# it was expected (linear scaling from the others), once each ...
+OVERLOAD_FACTORS = (1.2, 1.4)
 # ... one in the rounds this far above the middle of its rates (the rounds reach 1 + SPREAD).
 ROUND_OVERLOAD = 1.3
 
@@ -48,7 +48,7 @@ class Configuration:
     key: str  # "N=1", "0.2 CPU"
     start: float  # the bracket's first rate
     run: RunStep
-    interleaved: bool = True  # runs in every round; else its bracket and the overload steps only
+    interleaved: bool = True  # bracketed and run in every round; else its overload steps only
     low: float | None = None  # the bracket: the highest passing rate ...
     high: float | None = None  # ... and the lowest failing one
     centre: float = 0.0  # where the rounds' rates are spread around
@@ -115,10 +115,9 @@ class Search:
                 self._run(by_key[key], rate, stage, d.step_s, d.excluded_s)
             if k == 0:
                 for c in configs:
-                    above = [c.centre * ROUND_OVERLOAD] if c.interleaved else [
-                        (c.high or c.centre) * factor for factor in OVERLOAD_FACTORS]
-                    for rate in above:
-                        self._run(c, rate, stage, d.step_s, d.excluded_s)
+                    factors = (ROUND_OVERLOAD,) if c.interleaved else OVERLOAD_FACTORS
+                    for factor in factors:
+                        self._run(c, c.centre * factor, stage, d.bracket_step_s, d.bracket_excluded_s)
             self.rounds = k + 1
             for c in interleaved:
                 self._recentre(c)

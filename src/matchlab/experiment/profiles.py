@@ -77,8 +77,8 @@ FULL = ProfileSettings(
     a4_cycles=CycleDesign(4, LookSchedule((6, 12, 18))),
     b1_s=180, b2_warmup_s=60, b2_s=300, b3_stages_s=(120, 120, 120, 240), b3_hold_warmup_s=30, b4_s=300,
     b5_cycles=CycleDesign(4, LookSchedule((6, 12, 18))),
-    capacity_step_s=30, s1=CapacityDesign(8, 15, 4, 4, LookSchedule((2, 4, 6))),
-    budget_tests=CapacityDesign(6, 12, 3, 4, LookSchedule((1, 2))), sizing_check_s=120, progress_every_s=10,
+    capacity_step_s=30, s1=CapacityDesign(8, 16, 1, 4, LookSchedule((3, 4, 6))),
+    budget_tests=CapacityDesign(6, 11, 1, 4, LookSchedule((1, 2))), sizing_check_s=120, progress_every_s=10,
 )
 
 QUICK = ProfileSettings(
@@ -88,8 +88,8 @@ QUICK = ProfileSettings(
     a4_cycles=CycleDesign(3, LookSchedule((3, 5))),
     b1_s=35, b2_warmup_s=20, b2_s=100, b3_stages_s=(10, 10, 10, 35), b3_hold_warmup_s=10, b4_s=35,
     b5_cycles=CycleDesign(3, LookSchedule((3, 5))),
-    capacity_step_s=12, s1=CapacityDesign(4, 6, 1.5, 4, LookSchedule((2, 3, 4))),
-    budget_tests=CapacityDesign(3, 6, 1.5, 4, LookSchedule((1, 2))), sizing_check_s=30, progress_every_s=5,
+    capacity_step_s=12, s1=CapacityDesign(4, 6, 1, 4, LookSchedule((3, 4))),
+    budget_tests=CapacityDesign(4, 6, 1, 4, LookSchedule((1, 2))), sizing_check_s=30, progress_every_s=5,
 )
 
 PROFILES = {p.name: p for p in (FULL, QUICK)}

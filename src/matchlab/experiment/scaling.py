@@ -1,9 +1,13 @@
 """What one capacity step measures, and the CPU budgets it runs under.
 
 A configuration (N shards behind the gateway, or one shard at a CPU budget)
-is driven at a fixed rate for one step. The step passes when the load left
-on schedule (>= 95 % of the offered rate answered 200, < 1 % errors) and
-both the client p99 and every shard's server-side p99 stay under the bar.
+is driven at a fixed rate for one step. The step passes when it sustained
+the rate as docs/internals/design.md §6 defines capacity: >= 95 % of the
+offered orders answered 200 (a shed or failed order is not answered), and
+both the client p99 and every shard's server-side p99 under the bar. The
+error ratio is kept as evidence but is not a fourth bar: near a knee the
+gateway sheds in bursts, and a 1 % bar on them turned a step's outcome into a
+coin toss over +-10 % of rate.
 The client-side evidence leaves out the step's first seconds (connections
 and caches warming); the shards' p99s, their CPU and their counters come
 from their own ``/metrics`` pages, ``/proc`` and the cgroups' counters, read
@@ -30,7 +34,6 @@ from matchlab.topology import SCALING_CPU_PER_2_CORES
 
 BAR_S = 0.2
 MIN_ACHIEVED = 0.95
-MAX_ERRORS = 0.01
 # A failing step whose shards took in less than this share of the offered rate fell behind all along: its
 # throughput is what the configuration tops out at (the Universal Scalability Law's X(N)). Just above a knee
 # the gateway sheds in bursts and keeps up in between, so a step there shows less than the top.
@@ -130,9 +133,7 @@ class Step:
     def why_not(self) -> str:
         reasons = []
         if self.achieved < MIN_ACHIEVED:
-            reasons.append(f"{self.achieved:.0%} answered")
-        if self.error_ratio >= MAX_ERRORS:
-            reasons.append(f"{self.error_ratio:.1%} errors")
+            reasons.append(f"{self.achieved:.1%} answered ({self.error_ratio:.1%} errors or shed)")
         if self.client_p99_ms >= BAR_S * 1000:
             reasons.append(f"client p99 {self.client_p99_ms:.0f} ms")
         if self.server_p99_ms is not None and self.server_p99_ms >= BAR_S * 1000:

@@ -88,8 +88,9 @@ SCALING_START_PER_SHARD = 100.0  # orders/s per shard at the first bracket step,
 # through the gateway at 0.2 CPU, depending on the tree and the day), so a bracket takes four to six steps. A
 # machine that needs several times the CPU per order still gets a bracket: it halves the rate down to 1/16.
 START_PER_SHARD_CPU = 3000.0
-# A bracket for N > 1 starts at this share of N x the one-shard bracket's middle: one growth step under linear.
-START_FRACTION_OF_LINEAR = 0.8
+# A bracket for N > 1 starts at this share of N x the one-shard bracket's middle: under linear by a little less
+# than one growth step, so a configuration that scales at 0.8-1.0 of linear is bracketed in two or three steps.
+START_FRACTION_OF_LINEAR = 0.85
 
 
 def scaling_budgets(max_shards: int, cores: int | None = None) -> scaling.Budgets:
@@ -146,16 +147,24 @@ def measure_scaling(s, r: ExperimentRunner, exp: ExperimentRecord, budgets: scal
         configs = {n: Configuration(key(n), start_per_shard(budgets.shard_cpu) * n,
                                     step_runner(r, exp, route, services), n in (1, top))
                    for n, route in sorted(routes.items())}
-        for n, config in configs.items():
-            if n > 1 and configs[1].centre:
-                config.start = max(config.start, START_FRACTION_OF_LINEAR * n * configs[1].centre)
-            search.bracket(config)
-        exp.extra["brackets"] = [c.describe_bracket() for c in configs.values()]
+        bracket_scaling(search, configs)
+        exp.extra["brackets"] = [c.describe_bracket() for c in configs.values() if c.interleaved]
         stopped = search.run_rounds(list(configs.values()), look)
     exp.extra.update(steps=[st.to_dict() for st in search.steps], rounds=search.rounds, looks=looks,
                      stopped=stopped, level=looks[-1]["level"] if looks else None,
                      elapsed_s=time.monotonic() - began)
     _summarise(exp, top)
+
+
+def bracket_scaling(search: Search, configs: dict[int, Configuration]) -> None:
+    """Bracket N = 1, then each larger N in the rounds from a little under linear scaling; the others are only
+    placed where linear scaling would put them (their overload steps go above that)."""
+    for n, config in sorted(configs.items()):
+        if n > 1 and configs[1].centre:
+            config.start = max(config.start, START_FRACTION_OF_LINEAR * n * configs[1].centre)
+            config.centre = n * configs[1].centre
+        if config.interleaved:
+            search.bracket(config)
 
 
 def _state(exp: ExperimentRecord, services: BudgetedServices) -> None:
