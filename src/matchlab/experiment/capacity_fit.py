@@ -8,7 +8,8 @@ come from a bootstrap over steps: each configuration's steps are resampled
 on their own (they were run as separate trials), both curves refitted, the
 ratio recomputed. A resample that drew only passes (or only fails) of a
 configuration puts its capacity beyond the drawn rates, +inf (or 0), so an
-interval the steps do not pin down widens instead of being cut short.
+interval the steps do not pin down widens instead of being cut short; a
+resample's 50 % point outside the rates tried is held to them.
 
 The steps that failed because the configuration fell behind (``Step.overloaded``)
 measured what it tops out at: the Universal Scalability Law is fitted to all
@@ -81,7 +82,10 @@ def estimate_capacity(key: str, steps: Sequence[Step], level: float, resamples: 
         bound = (max(rates) if passes else min(rates)) if rates else None
         return CapacityEstimate(key, len(steps), passes, None, None, level, np.full(resamples, np.nan), bound)
     weights = resample_weights(len(steps), resamples, rng)
-    draws = curve.midpoints(weights)
+    # A resample's 50 % point beyond every rate tried is an extrapolation (a few steps that failed far below the
+    # knee flatten its curve): it is held to the rates tried, which is all the steps can say.
+    rates = np.asarray(curve.rates)
+    draws = np.clip(curve.midpoints(weights), rates.min(), rates.max())
     passed = np.asarray(curve.passed)
     only_passes = weights[:, ~passed].sum(1) == 0
     draws = np.where(only_passes, np.inf, np.where(np.isnan(draws), 0.0, draws))
