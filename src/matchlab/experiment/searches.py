@@ -121,9 +121,10 @@ def _cores() -> int:
 
 def measure_scaling(s, r: ExperimentRunner, exp: ExperimentRecord, budgets: scaling.Budgets,
                     routes: dict[int, Route], design: CapacityDesign) -> None:
-    """Bracket every configuration, then rounds of N = 1 and the largest N, A-B-B-A, until a look decides the
-    scaling ratio against its bar or the cap; the steps and what was decided go into ``exp.extra``."""
-    bar, top = SCALING_FACTOR, max(routes)
+    """Bracket the configurations the ratio reads (N = 1 and 3), then rounds of them, A-B-B-A, until a look
+    decides the ratio against its bar or the cap; any other N gets overload steps for the USL. The steps and
+    what was decided go into ``exp.extra``."""
+    bar, top = SCALING_FACTOR, scaling.RATIO_SHARDS[-1]
     exp.extra.update(bar=bar, cap_rounds=design.looks.cap, design=design.describe(),
                      budget_values={"shard_cpu": budgets.shard_cpu, "gateway_cpu": budgets.gateway_cpu})
     search = Search(design, lambda line: s.progress(f"[{exp.id}] {line}"))
@@ -145,7 +146,7 @@ def measure_scaling(s, r: ExperimentRunner, exp: ExperimentRecord, budgets: scal
     with BudgetedServices(s, r, budgets, _cores()) as services:
         _state(exp, services)
         configs = {n: Configuration(key(n), start_per_shard(budgets.shard_cpu) * n,
-                                    step_runner(r, exp, route, services), n in (1, top))
+                                    step_runner(r, exp, route, services), n in scaling.RATIO_SHARDS)
                    for n, route in sorted(routes.items())}
         bracket_scaling(search, configs)
         exp.extra["brackets"] = [c.describe_bracket() for c in configs.values() if c.interleaved]
@@ -157,7 +158,7 @@ def measure_scaling(s, r: ExperimentRunner, exp: ExperimentRecord, budgets: scal
 
 
 def bracket_scaling(search: Search, configs: dict[int, Configuration]) -> None:
-    """Bracket N = 1, then each larger N in the rounds from a little under linear scaling; the others are only
+    """Bracket N = 1, then each larger N the ratio reads from a little under linear scaling; the others are only
     placed where linear scaling would put them (their overload steps go above that)."""
     for n, config in sorted(configs.items()):
         if n > 1 and configs[1].centre:
