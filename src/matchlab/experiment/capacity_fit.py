@@ -11,7 +11,8 @@ configuration puts its capacity beyond the drawn rates, +inf (or 0), so an
 interval the steps do not pin down widens instead of being cut short; a
 resample's 50 % point outside the rates tried is held to them.
 
-The steps that failed because the configuration fell behind (``Step.overloaded``)
+The steps that failed because the configuration fell behind (``Step.overloaded``;
+not those where the load generator or the machine's cores ran out first)
 measured what it tops out at: the Universal Scalability Law is fitted to all
 of them (``observe.usl``), and the ratio it implies is shown beside the
 measured one. It explains; the capacities decide.
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from matchlab.compare.logistic import RESAMPLES, SEED, Curve, resample_weights
-from matchlab.experiment.scaling import Step
+from matchlab.experiment.scaling import Step, foreign_limit
 from matchlab.observe.usl import UslFit, UslIntervals, bootstrap_usl, fit_usl
 
 
@@ -147,7 +148,7 @@ class UslFromSteps:
 def usl_from_steps(steps: Sequence[Step], n: int, level: float = 0.95) -> UslFromSteps:
     by_n: dict[int, list[float]] = {}
     for s in steps:
-        if s.overloaded and s.shards:
+        if s.overloaded and s.shards and not foreign_limit(s):  # the load generator's or the machine's top is not it
             by_n.setdefault(s.shards, []).append(s.throughput)
     if len(by_n) < 3:
         return UslFromSteps(None, None, by_n, f"overloaded steps at {len(by_n)} shard count(s) "
