@@ -23,7 +23,7 @@ test: setup docs-check
 	$(PY) -m pytest
 	$(PY) -m pytest experiments/test_smoke.py --backend docker --reports-dir reports/docker-smoke
 	$(PY) -m pytest -m faults
-	$(PY) -m pytest -m capacity -k "halved or throttled" --profile quick --reports-dir reports/capacity-checks
+	$(PY) -m pytest -m capacity -k "cost_model or throttled" --profile quick --reports-dir reports/capacity-checks
 	$(PY) -m pytest -m "asr1 or asr2" --profile quick --reports-dir reports/asr-quick --html=reports/asr-quick.html; \
 	  rc=$$?; [ $$rc -le 1 ] || exit $$rc
 	$(PY) -m matchlab.experiment.check reports/asr-quick --asr "ASR 1" --asr "ASR 2"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures.experiments import attach_charts
+from fixtures.experiments import CHARTS_KEY, attach_charts
 from fixtures.experiments import check_criterion as check
 from fixtures.options import harness_options
 from matchlab.experiment.profiles import QUICK
@@ -98,15 +98,23 @@ def test_b5(suite: Suite, criterion: str):
 
 
 @pytest.mark.order(34)
-def test_s1_capacity_search_run(suite: Suite, request):
+def test_s1_capacity_steps_run(suite: Suite, request):
     exp = suite.experiment("S1")
-    caps = {c["shards"]: c for c in exp.extra["capacities"]}
-    assert sorted(caps) == list(range(1, harness_options(request.config).max_shards + 1))  # 1..K (--max-shards K)
-    for n, c in caps.items():
-        assert c["passes"] and all(p["steps"] for p in c["passes"]), f"N={n}: no step ran"
-        for k, p in enumerate(c["passes"], 1):
-            suite.progress(f"[S1] N={n} pass {k}: " + ", ".join(
-                f"{st['rate']:.0f}/s {'ok' if st['passed'] else 'FAIL'}" for st in p["steps"]))
+    steps = exp.extra["steps"]
+    configs = {st["config"] for st in steps}
+    assert configs == {f"N={n}" for n in range(1, harness_options(request.config).max_shards + 1)}  # 1..K
+    rounds = [st for st in steps if st["stage"].startswith("round")]
+    assert rounds and {st["config"] for st in rounds} >= {"N=1", f"N={max(st['shards'] for st in steps)}"}
+    for config in sorted(configs, key=lambda c: int(c.split("=")[1])):
+        suite.progress(f"[S1] {config}: " + ", ".join(f"{st['rate']:.0f}/s {'ok' if st['passed'] else 'FAIL'}"
+                                                      for st in steps if st["config"] == config))
+    for cap in exp.extra["capacities"]:
+        suite.progress(f"[S1] {cap['config']}: capacity {cap['estimate'] and round(cap['estimate'])} orders/s, "
+                       f"interval {cap['interval'] and [f'{v:,.0f}' for v in cap['interval']]}; at it: {cap['bottleneck']}")
+    suite.progress(f"[S1] {len(steps)} steps in {exp.extra['elapsed_s']:.0f} s ({exp.extra['elapsed_s'] / 60:.1f} min); "
+                   f"{exp.extra['stopped']}")
+    chart = next(c for c in request.config.stash.get(CHARTS_KEY, {}).get("S1", []) if c["title"].startswith("Capacity"))
+    assert chart["series"] == len(configs), chart["title"]  # every configuration's steps drawn
 
 
 @pytest.mark.order(35)

@@ -34,10 +34,9 @@ def build_backend(opts: HarnessOptions, shard_symbols: dict[str, list[str]] | No
 
         return DockerBackend(opts.reports_dir, UP_LEDGER_FILE if up else LEDGER_FILE, shard_symbols=shard_symbols,
                              gateway_workers=opts.gateway_workers, cpuset=opts.cpuset_cpus)
+    from matchlab.shard.config import EventsMode
     from matchlab.stack.local import PID_FILE, LocalBackend
     from matchlab.stack.state import UP_PID_FILE
-
-    from matchlab.shard.config import EventsMode
 
     shard_env = {"INJECT_MATCH_DELAY_MS": str(opts.inject_match_delay_ms)} if opts.inject_match_delay_ms else {}
     if opts.coupled_events:

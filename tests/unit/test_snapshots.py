@@ -239,3 +239,29 @@ def test_with_a_relay_segments_stay_until_its_mark_passes_them(tmp_path: Path):
         reference.apply_order(order, [])
     assert restarted.engine.books[SYM].snapshot() == reference.books[SYM].snapshot()
     assert restarted.engine.match_count == reference.match_count and len(restarted.ids) == 3000
+
+
+def test_a_snapshot_asked_for_between_loads_is_written_at_once_and_restores(tmp_path: Path):
+    orders = to_orders([("SELL", "LIMIT", 100 + i % 3, 2) for i in range(30)] + [("BUY", "MARKET", 0, 5)] * 5)
+
+    async def main() -> tuple:
+        pipeline = new_pipeline(snapshot_every=10**6)  # far off: only the asked-for one is taken
+        await pipeline.start(tmp_path, fsync=False)
+        for order in orders:
+            await pipeline.submit_order(order, 0.0)
+        await pipeline.drain()
+        before = pipeline.records_since_snapshot
+        taken = await pipeline.snapshot_now()
+        after = pipeline.records_since_snapshot
+        written = pipeline.layout.snapshots()
+        expected = state(pipeline)
+        await pipeline.close()
+        again = new_pipeline()
+        await again.start(tmp_path, fsync=False)
+        restored = state(again)
+        await again.close()
+        return before, taken, after, written, expected, restored
+
+    before, taken, after, written, expected, restored = asyncio.run(main())
+    assert taken and before > 10 and after <= 3  # what follows the cut: the delivery marks journaled since
+    assert written and restored == expected

@@ -21,6 +21,7 @@ from matchlab.experiment.comparisons import BROKER_OUTAGE, INJECTED_DELAY, LOAD_
 from matchlab.experiment.measures import Measurement
 from matchlab.experiment.record import ExperimentRecord
 from matchlab.experiment.runner import Route
+from matchlab.experiment.scaling_measure import scaling_measurement
 from matchlab.loadgen.flow import STATIONARY, OrderMix, hot_symbol_mix
 from matchlab.observe.verdicts import Verdict
 from matchlab.stack.spec import Topology
@@ -132,9 +133,11 @@ _EXPERIMENTS = (
                Search(searches.run_s1)),
     Experiment("C1", "Capacity search, shard a direct", "headroom", SINGLE, Search(searches.run_c1)),
     Experiment("C2", "Capacity search, gateway", "headroom", MULTI, Search(searches.run_c2)),
-    Experiment("C3", "Capacity of shard a at a CPU budget and at half of it", "headroom", SINGLE,
+    Experiment("C3", "What a shard's CPU buys: shard a at three CPU budgets", "headroom", SINGLE,
                Search(searches.run_c3)),
     Experiment("C4", "Scaling from capacity with a throttled gateway", "headroom", MULTI, Search(searches.run_c4)),
+    Experiment("C5", "Sizing check: ASR 2's rate at the smallest CPU per shard the models give", "headroom",
+               Topology.SCALING, Search(searches.run_c5), needs=("C3", "S1")),
     # Calibration (docs/internals/design.md §6, "Calibrated"): the comparisons where the truth is known.
     Experiment("A4-sham", "A4's cycles with nothing paused", reg.CALIBRATION, SINGLE,
                replace(A4, treatment=SHAM, criterion="A4-sham.decoupling", names=("base", "sham")), Seed(("a",)),
@@ -183,7 +186,7 @@ MEASURES: dict[str, Measure] = {
     "B5.isolation": lambda s, e: criteria.rise(s.ctx(e), "B5.isolation", e, s.profile.b5_cycles),
     "B5.b_load": lambda s, e: criteria.b_load(s.ctx(e), e),
     "B5.b_errors": lambda s, e: criteria.b_errors(s.ctx(e), e),
-    "S1.scaling": lambda s, e: searches.scaling_verdict(s.ctx(e), e),  # a Verdict: decided by the search's rule
+    "S1.scaling": lambda s, e: scaling_measurement(e),
     "A4-sham.decoupling": lambda s, e: criteria.rise(s.ctx(e), "A4-sham.decoupling", e, s.profile.a4_cycles),
     "A4-power.decoupling": lambda s, e: criteria.rise(s.ctx(e), "A4-power.decoupling", e, s.profile.a4_cycles),
     "B5-sham.isolation": lambda s, e: criteria.rise(s.ctx(e), "B5-sham.isolation", e, s.profile.b5_cycles),

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from matchlab.compare.sequential import LookSchedule
+from matchlab.experiment.capacity_design import CapacityDesign
 from matchlab.experiment.cycle_design import CycleDesign
 
 
@@ -37,7 +38,9 @@ class ProfileSettings:
     b4_s: float
     b5_cycles: CycleDesign  # shard b idle | loaded | idle ...
     capacity_step_s: float
-    scaling_step_s: float  # one step of the capacity search per shard count
+    s1: CapacityDesign  # S1's bracket and rounds of fixed-rate steps, looked at on a schedule, capped
+    budget_tests: CapacityDesign  # C3 and C4: the same, shorter
+    sizing_check_s: float  # C5: one step at ASR 2's rate on the budget the sizing answer gives
     progress_every_s: float
 
     @property
@@ -74,7 +77,8 @@ FULL = ProfileSettings(
     a4_cycles=CycleDesign(4, LookSchedule((6, 12, 18))),
     b1_s=180, b2_warmup_s=60, b2_s=300, b3_stages_s=(120, 120, 120, 240), b3_hold_warmup_s=30, b4_s=300,
     b5_cycles=CycleDesign(4, LookSchedule((6, 12, 18))),
-    capacity_step_s=30, scaling_step_s=20, progress_every_s=10,
+    capacity_step_s=30, s1=CapacityDesign(8, 16, 1, 4, LookSchedule((3, 4, 6))),
+    budget_tests=CapacityDesign(6, 11, 1, 4, LookSchedule((1, 2))), sizing_check_s=120, progress_every_s=10,
 )
 
 QUICK = ProfileSettings(
@@ -84,7 +88,8 @@ QUICK = ProfileSettings(
     a4_cycles=CycleDesign(3, LookSchedule((3, 5))),
     b1_s=35, b2_warmup_s=20, b2_s=100, b3_stages_s=(10, 10, 10, 35), b3_hold_warmup_s=10, b4_s=35,
     b5_cycles=CycleDesign(3, LookSchedule((3, 5))),
-    capacity_step_s=12, scaling_step_s=8, progress_every_s=5,
+    capacity_step_s=12, s1=CapacityDesign(4, 6, 1, 4, LookSchedule((3, 4))),
+    budget_tests=CapacityDesign(4, 6, 1, 4, LookSchedule((1, 2))), sizing_check_s=30, progress_every_s=5,
 )
 
 PROFILES = {p.name: p for p in (FULL, QUICK)}

@@ -189,6 +189,7 @@ class ExperimentRunner:
         events: Sequence[tuple[float, Callable[[], None]]] = (),
         marks: dict[str, float] | None = None,
         start_at: float | None = None,
+        quiet: bool = False,
     ) -> PhaseRecord:
         """Run one load phase; ``events`` are (offset_s, action) fired during it (e.g. broker pause).
 
@@ -198,6 +199,9 @@ class ExperimentRunner:
         ``marks`` name offsets into the phase; the record keeps them as absolute
         times. "measured" (where the verdicts' window begins) defaults to the
         profile's warm-up exclusion.
+
+        ``quiet``: no progress lines while it runs (they query Prometheus from this process), so a capacity
+        step holds nothing of the harness's but the load itself.
         """
         self._fresh_seeds.clear()  # from now on the books hold what this phase's orders left
         labels = {"run": run_label(self.run_id), "experiment": experiment.id, "phase": phase}
@@ -226,7 +230,7 @@ class ExperimentRunner:
                     )
 
         reporter = threading.Thread(target=report_progress, name="progress", daemon=True)
-        for t in [*timers, reporter]:
+        for t in [*timers, *([] if quiet else [reporter])]:
             t.start()
         if lead and start_at is None:
             self.progress(f"[{label}] load from {self.load_driver.name}: starts in {lead:.0f} s")
@@ -237,7 +241,8 @@ class ExperimentRunner:
             done.set()
             for t in timers:
                 t.cancel()
-            reporter.join()
+            if not quiet:
+                reporter.join()
         end = time.time()
         record = PhaseRecord(phase, start, end, matches_per_min, load.expected_requests() / load.duration_s,
                              list(route.shards), result, {k: start + v for k, v in offsets.items()})

@@ -1,48 +1,44 @@
-"""Scaling judged from capacity: the highest rate N shards sustain behind the gateway, under equal CPU budgets.
+"""What one capacity step measures, and the CPU budgets it runs under.
 
-For N = 1, 2, 3 the load is spread over the symbols of the first N shards
-(the others idle) through the gateway, with every shard held to the same
-CPU budget (cgroup quotas on the local backend) and the gateway to its own.
-A step passes when the load left on schedule (>= 95 % of the offered rate
-answered 200, < 1 % errors) and both the client p99 and every shard's
-server-side p99 stay under the bar; rates grow by half until a step fails,
-then bisection narrows the knee to within 5 %. A second pass, in reverse
-order of N, searches again near each knee: the two passes and each pass's
-bracket (the knee passed, the next rate failed) give every capacity a
-range, and the scaling ratio an interval that decides PASS or FAIL only
-when it lies wholly on one side of the bar. At each knee the first
-failing step names what saturated: the busiest process as a share of its
-budget (and the kernel's throttling count), the matcher queue, or the load
-generator itself.
+A configuration (N shards behind the gateway, or one shard at a CPU budget)
+is driven at a fixed rate for one step. The step passes when it sustained
+the rate as docs/internals/design.md §6 defines capacity (>= 95 % of the
+offered orders answered 200, the client p99 and every shard's server-side
+p99 under the bar) and within ASR 2's error-rate bar (< 1 % errors, shed
+orders included): a rate at which the gateway sheds more than that is one at
+which ASR 2 would fail, so it is not one a configuration sustains.
+The client-side evidence leaves out the step's first seconds (connections
+and caches warming); the shards' p99s, their CPU and their counters come
+from their own ``/metrics`` pages, ``/proc`` and the cgroups' counters, read
+before and after the step only, so nothing the harness reads lands inside a
+step. A failing step names what saturated: the busiest process as a share
+of its budget (and the kernel's throttling count), the matcher queue, the
+load generator itself, or the machine's cores.
 
-Server-side p99s and CPU come from the services' own ``/metrics`` pages and
-``/proc``, read before and after each step, so a step needs no scrape wait.
+``matchlab.experiment.capacity_search`` runs the steps; ``capacity_fit``
+turns them into capacities.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 
 import psutil
 
+from matchlab.experiment.registry import MAX_ERROR_RATIO, P99_BAR_S
 from matchlab.observe.histograms import Buckets
-from matchlab.promtext import bucket_delta, histogram_buckets, scrape
+from matchlab.promtext import bucket_delta, counter_total, histogram_buckets, scrape
 from matchlab.topology import SCALING_CPU_PER_2_CORES
 
-BAR_S = 0.2
+BAR_S = P99_BAR_S
 MIN_ACHIEVED = 0.95
-MAX_ERRORS = 0.01
-GROWTH = 1.5
-KNEE_PRECISION = 0.05
-MAX_STEPS = 14
-# A first pass for N > 1 starts at this share of N x the one-shard knee (or higher): one growth step below
-# the knee of a configuration that scales at 0.9-1.0 of linear.
-START_FRACTION_OF_LINEAR = 0.65
-# The confirming pass starts below the first pass's knee and climbs in finer steps.
-CONFIRM_START = 0.9
-CONFIRM_GROWTH = 1.1
+MAX_ERRORS = MAX_ERROR_RATIO
+# A failing step whose shards took in less than this share of the offered rate fell behind all along: its
+# throughput is what the configuration tops out at (the Universal Scalability Law's X(N)). Just above a knee
+# the gateway sheds in bursts and keeps up in between, so a step there shows less than the top.
+OVERLOADED = 0.9
 # The capacities the scaling ratio reads: capacity(3) / (3 x capacity(1)); any others only feed the USL fit.
 RATIO_SHARDS = (1, 3)
 SATURATED = 0.9  # a process using 90 % of its budget is saturated
@@ -97,12 +93,12 @@ class Budgets:
 
 @dataclass
 class Step:
-    rate: float
+    rate: float  # orders/s offered
     passed: bool
-    achieved: float  # answered 200 / scheduled
-    error_ratio: float
-    client_p99_ms: float
-    server_p99_ms: float | None
+    achieved: float  # answered 200 / scheduled, in the step's evidence window
+    error_ratio: float  # ... errors and drops / scheduled there
+    client_p99_ms: float  # ... and the client p99 there
+    server_p99_ms: float | None  # the worst shard's p99 over the whole step (its pages, read before and after)
     cpu_share: dict[str, float] = field(default_factory=dict)  # service -> CPU used / budget (or cores)
     throttled: dict[str, float] = field(default_factory=dict)  # service -> share of periods throttled
     queue_fill: float = 0.0
@@ -110,7 +106,26 @@ class Step:
     schedule_lag_p99_ms: float = 0.0
     machine_busy: float = 0.0  # share of all the machine's cores busy (any process), 0 when not measured
     others_cpu: dict[str, float] = field(default_factory=dict)  # unbudgeted services (broker, Prometheus) -> CPUs
-    retried: bool = False  # failed with nothing saturated, so the search ran the rate again (the retry counts)
+    config: str = ""  # which configuration's curve the step belongs to ("N=3", "0.2 CPU")
+    shards: int = 0  # shards the load was spread over
+    shard_cpu: float = 0.0  # each shard's CPU budget during the step
+    stage: str = ""  # "bracket", or "round k" of the fixed-rate rounds
+    seconds: float = 0.0  # from the schedule's start to the last answer (the step's length plus the slowest answer)
+    excluded_s: float = 0.0  # the first seconds, left out of the client-side evidence
+    orders: dict[str, float] = field(default_factory=dict)  # shard -> orders it accepted in the step
+    matches: float = 0.0  # fills the shards made in the step
+    cpu_used: dict[str, float] = field(default_factory=dict)  # budgeted service -> CPUs it used over ``seconds``
+    snapshots: list[str] = field(default_factory=list)  # shards whose snapshot, due within it, was taken before it
+
+    @property
+    def throughput(self) -> float:
+        """Orders/s the shards accepted over the step, its drain included: what an overloaded step could do."""
+        return sum(self.orders.values()) / self.seconds if self.seconds else 0.0
+
+    @property
+    def overloaded(self) -> bool:
+        """It failed because the configuration fell behind the offered rate, not from a stall."""
+        return not self.passed and self.seconds > 0 and self.throughput < OVERLOADED * self.rate
 
     def budgeted_saturated(self) -> bool | None:
         """Whether a budgeted process used >= 90 % of its budget; None where CPU was not measured."""
@@ -119,73 +134,22 @@ class Step:
     def why_not(self) -> str:
         reasons = []
         if self.achieved < MIN_ACHIEVED:
-            reasons.append(f"{self.achieved:.0%} answered")
+            reasons.append(f"{self.achieved:.1%} answered")
         if self.error_ratio >= MAX_ERRORS:
-            reasons.append(f"{self.error_ratio:.1%} errors")
+            reasons.append(f"{self.error_ratio:.1%} errors or shed")
         if self.client_p99_ms >= BAR_S * 1000:
             reasons.append(f"client p99 {self.client_p99_ms:.0f} ms")
         if self.server_p99_ms is not None and self.server_p99_ms >= BAR_S * 1000:
             reasons.append(f"server p99 {self.server_p99_ms:.0f} ms")
         return ", ".join(reasons)
 
-
-@dataclass
-class Pass:
-    """One search for one configuration's knee."""
-
-    knee: float | None  # the highest rate that passed; None: even the first step failed
-    ceiling: float | None  # the lowest failing rate above the knee; None: nothing failed above it
-    steps: list[Step]
-    bottleneck: str  # what saturated in the first failing step above the knee
-    foreign_limit: str = ""  # LIMITED_BY_*: the knee was set outside the system under test ("" if not)
+    def to_dict(self) -> dict:
+        return {**asdict(self), "throughput": self.throughput, "overloaded": self.overloaded}
 
     @classmethod
-    def from_steps(cls, knee: float | None, steps: list[Step], budgets: Budgets | None) -> Pass:
-        above = [st for st in steps if not st.passed and not st.retried and (knee is None or st.rate > knee)]
-        first_bad = min(above, key=lambda st: st.rate) if above else None
-        if first_bad is None:
-            return cls(knee, None, steps, "nothing saturated within the search")
-        return cls(knee, first_bad.rate, steps, bottleneck(first_bad, budgets), foreign_limit(first_bad))
-
-
-@dataclass
-class Capacity:
-    """A configuration's capacity over one or more passes: the mean knee, and the range the passes allow."""
-
-    shards: int
-    passes: list[Pass]
-
-    @property
-    def knees(self) -> list[float | None]:
-        return [p.knee for p in self.passes]
-
-    @property
-    def knee(self) -> float | None:
-        if not self.passes or any(k is None for k in self.knees):
-            return None
-        return sum(self.knees) / len(self.passes)
-
-    @property
-    def exhausted(self) -> bool:
-        """A pass ran out of steps before any step above its knee failed: the capacity has no upper bound."""
-        return any(p.ceiling is None for p in self.passes)
-
-    @property
-    def bounds(self) -> tuple[float, float] | None:
-        """Lowest knee and highest ceiling over the passes (None: a pass has no knee or no ceiling)."""
-        if self.knee is None or self.exhausted:
-            return None
-        return min(self.knees), max(p.ceiling for p in self.passes)
-
-    def to_dict(self) -> dict:
-        return {"shards": self.shards, "knee": self.knee, "bounds": self.bounds, "exhausted": self.exhausted,
-                "bottleneck": self.passes[0].bottleneck if self.passes else "not searched",
-                "passes": [asdict(p) for p in self.passes]}
-
-
-def ratio_interval(one: tuple[float, float], many: tuple[float, float], n: int) -> tuple[float, float]:
-    """Where capacity(n) / (n x capacity(1)) can lie, given each capacity's (low, high) range."""
-    return many[0] / (n * one[1]), many[1] / (n * one[0])
+    def from_dict(cls, doc: dict) -> Step:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in names})
 
 
 def foreign_limit(step: Step) -> str:
@@ -224,47 +188,14 @@ def bottleneck(step: Step, budgets: Budgets | None) -> str:
     return lg
 
 
-def knee_search(run_step: Callable[[float], Step], start_rate: float, growth: float = GROWTH,
-                precision: float = KNEE_PRECISION) -> tuple[float | None, list[Step], bool]:
-    """Grow the rate by ``growth`` until a step fails, then bisect until the knee is known within ``precision``.
-
-    A step that fails while no budgeted process was saturated is run once more before it counts: the
-    budgets set these knees, so such a failure is a stall from outside (another load on the machine) or a
-    shared stage; a real limit fails again. One such stall at N = 3 of S1 lowered that knee by a fifth.
-    """
-    steps: list[Step] = []
-    good, bad = None, None
-    rate = start_rate
-    while len(steps) < MAX_STEPS:
-        step = run_step(rate)
-        if not step.passed and step.budgeted_saturated() is False and len(steps) + 1 < MAX_STEPS:
-            step.retried = True
-            steps.append(step)
-            step = run_step(rate)
-        steps.append(step)
-        if step.passed:
-            good = rate
-            if bad is None:
-                rate *= growth
-        else:
-            bad = rate
-        if bad is not None:
-            low = good if good is not None else 0.0
-            if good is not None and (bad - good) / good <= precision:
-                break
-            if good is None and bad <= start_rate / growth ** 3:
-                break  # it fails even far below where it started
-            rate = (low + bad) / 2 if good is not None else bad / growth
-    exhausted = bad is None
-    return good, steps, exhausted
-
-
 @dataclass(frozen=True)
 class ShardPage:
     """Counters read from one shard's /metrics page."""
 
     buckets: dict[float, float]
     ring: float
+    orders: float = 0.0  # orders accepted since the shard started
+    matches: float = 0.0
 
 
 def read_shard(metrics_url: str) -> ShardPage:
@@ -273,7 +204,8 @@ def read_shard(metrics_url: str) -> ShardPage:
     for line in text.splitlines():
         if line.startswith("me_ringbuffer_utilization_ratio"):
             ring = float(line.rsplit(" ", 1)[1])
-    return ShardPage(histogram_buckets(text, "me_match_duration_seconds"), ring)
+    return ShardPage(histogram_buckets(text, "me_match_duration_seconds"), ring,
+                     counter_total(text, "me_orders_received"), counter_total(text, "me_matches"))
 
 
 def server_p99_ms(before: Sequence[ShardPage], after: Sequence[ShardPage]) -> float | None:

@@ -1,25 +1,33 @@
-"""Capacity searches: where latency breaks (C1, C2), how capacity scales with shards (S1), and the CPU budgets
-those rest on (C3, C4); and the scaling verdict read from them.
+"""Capacity experiments: where latency breaks (C1, C2), how capacity scales with shards (S1), what a shard's CPU
+buys (C3), a throttled gateway (C4), and the smallest budget that carries ASR 2's rate, checked (C5).
 
-A search drives one route at stepped rates under the run's CPU budgets
-(``matchlab.experiment.scaling`` holds the steps, the knee search and the
-budgets); the verdict compares capacity(3) with 3 x capacity(1).
+S1, C3 and C4 run the same measurement (``capacity_search``): each
+configuration's knee bracketed with short steps, then rounds of fixed rates
+across it, every step a trial, on a quiet system under test
+(``budgeted_steps``). Capacities are the 50 % points of pass/fail against
+log rate over every step (``capacity_fit``); the scaling verdict reads them
+(``scaling_measure``); the cost model and the sizing answer come from C3's
+and S1's steps (``cost_model``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection
-from dataclasses import replace
+import time
 
 from matchlab.experiment import scaling
-from matchlab.experiment.criteria import Context
+from matchlab.experiment.budgeted_steps import BudgetedServices, step_runner
+from matchlab.experiment.capacity_design import CapacityDesign
+from matchlab.experiment.capacity_fit import estimate_capacities, fills_per_order, usl_from_steps
+from matchlab.experiment.capacity_search import Configuration, Search
+from matchlab.experiment.cost_model import cost_points, fit_cost_model, size_shards
+from matchlab.experiment.measures import interval_side
 from matchlab.experiment.record import ExperimentRecord
+from matchlab.experiment.registry import ASR2_BAR, SCALING_FACTOR
 from matchlab.experiment.runner import ExperimentRunner, Route
+from matchlab.experiment.scaling_measure import at_the_capacity, bottleneck_text, key, scaling_measurement, steps_of
 from matchlab.loadgen.profile import LoadProfile
-from matchlab.observe.usl import fit_usl
-from matchlab.observe.verdicts import Verdict, inconclusive, judge
-from matchlab.stack.cpu_budget import PERIOD_US, CpuBudgets
+from matchlab.observe.verdicts import Status
 from matchlab.stack.spec import Topology
 
 SEED = (500, 50)  # resting orders / levels per symbol
@@ -75,21 +83,14 @@ def run_c2(s) -> ExperimentRecord:
 
 # -- scaling from capacity (ASR 2) ------------------------------------------------------------
 
-SCALING_START_PER_SHARD = 100.0  # orders/s per shard at the first step, at least
-# ... or this many orders/s per CPU of a shard's budget: about two thirds of the knee here (4,600-5,600
-# orders/s per CPU through the gateway, 5,500-6,200 direct), so a search skips the steps far below it. A
-# machine that needs several times the CPU per order still finds its knee: the search steps down to a third
-# of its start.
-START_PER_SHARD_CPU = 3500.0
-# Two passes (N = 1..K, then K..1): one search alone flipped the verdict between runs (ratio 1.08 in one
-# CI run, 0.88 in the next), so the verdict is decided from the interval both passes allow.
-S1_PASSES = 2
-# The knees' bracket is most of that interval where the passes agree (5 %: 0.891-1.007 around 0.938 in a
-# quiet run here), so S1 bisects further, one or two more steps per search.
-S1_PRECISION = 0.025
-# Only the capacities the ratio reads get the confirming pass and S1_PRECISION; the others feed the USL fit,
-# which explains and decides nothing. N=2's second search cost S1 6-8 of its ~36 steps.
-S1_CONFIRMED = scaling.RATIO_SHARDS
+SCALING_START_PER_SHARD = 100.0  # orders/s per shard at the first bracket step, at least
+# ... or this many orders/s per CPU of a shard's budget: under the knee here (3,900-6,800 orders/s per CPU
+# through the gateway at 0.2 CPU, depending on the tree and the day), so a bracket takes four to six steps. A
+# machine that needs several times the CPU per order still gets a bracket: it halves the rate down to 1/16.
+START_PER_SHARD_CPU = 3000.0
+# A bracket for N > 1 starts at this share of N x the one-shard bracket's middle: under linear by a little less
+# than one growth step, so a configuration that scales at 0.8-1.0 of linear is bracketed in two or three steps.
+START_FRACTION_OF_LINEAR = 0.85
 
 
 def scaling_budgets(max_shards: int, cores: int | None = None) -> scaling.Budgets:
@@ -97,241 +98,227 @@ def scaling_budgets(max_shards: int, cores: int | None = None) -> scaling.Budget
     return scaling.Budgets.for_machine(max_shards, cores or os.cpu_count() or 2)
 
 
+def start_per_shard(shard_cpu: float) -> float:
+    """Where a bracket starts, in orders/s per shard, from a shard's CPU budget."""
+    return max(SCALING_START_PER_SHARD, START_PER_SHARD_CPU * shard_cpu)
+
+
 def run_s1(s) -> ExperimentRecord:
     r = s.runner(Topology.SCALING)
     shards = list(r.stack.endpoints.shard_symbols)  # a, b, c; or a..K, the symbols re-spread (--max-shards K)
     budgets = scaling_budgets(len(shards))
-    exp = ExperimentRecord("S1", f"Scaling from capacity: knees of 1 to {len(shards)} shards behind the gateway",
-                           "ASR 2", GATEWAY_ABC.label, r.reset_and_seed(shards, *SEED))
-    routes = [Route(tuple(shards[:n]), via_gateway=True) for n in range(1, len(shards) + 1)]
-    exp.extra["capacities"] = measure_capacities(s, r, exp, budgets, routes, start_rate=budget_start(budgets),
-                                                 passes=S1_PASSES, precision=S1_PRECISION, confirm=S1_CONFIRMED)
-    s.record.facts["CPU budgets"] = f"S1: {budgets.describe()}" + (
-        f", cgroup {exp.extra['cgroup']}" if exp.extra["enforced"] else f"; NOT enforced: {exp.extra['not_enforced']}")
+    exp = ExperimentRecord("S1", f"Scaling from capacity: 1 to {len(shards)} shards behind the gateway", "ASR 2",
+                           GATEWAY_ABC.label, r.reset_and_seed(shards, *SEED))
+    routes = {n: Route(tuple(shards[:n]), via_gateway=True) for n in range(1, len(shards) + 1)}
+    measure_scaling(s, r, exp, budgets, routes, s.profile.s1)
+    s.record.facts["CPU budgets"] = f"S1: {exp.extra['budgets']}; CPUs: {exp.extra['cpus']}"
     return exp
 
 
-def measure_capacities(s, r: ExperimentRunner, exp: ExperimentRecord, budgets: scaling.Budgets,
-                       routes: list[Route], step_s: float | None = None,
-                       start_rate: Callable[[Route], float] = lambda route: SCALING_START_PER_SHARD * len(route.shards),
-                       passes: int = 1, precision: float = scaling.KNEE_PRECISION,
-                       confirm: Collection[int] | None = None) -> list[dict]:
-    """The knee of each route under ``budgets`` (cgroup quotas while it runs), as ``Capacity`` dicts.
-
-    Each route is searched from ``start_rate(route)`` in steps of ``step_s`` (the profile's by default).
-    With ``passes=2`` a second pass runs the routes in reverse order (so a drift in the machine's
-    load weighs on both ends alike), each searched again from just below its first knee; ``confirm``
-    limits the later passes to routes with those shard counts (default: all), and only those are bisected
-    to ``precision``: the others, which no ratio reads, stop at the usual 5 %.
-    ``exp.extra`` says which budgets were used and whether they were enforced.
-    """
-    exp.extra["budgets"] = budgets.describe()
-    exp.extra["knee_precision"] = precision
-    running = {name: p.pid for name, p in r.stack.backend.processes().items() if p.pid}
-    pids = {name: pid for name, pid in running.items() if budgets.for_service(name) is not None}
-    others = {name: pid for name, pid in running.items() if name not in pids}  # broker, Prometheus: reported
-    cgroups = CpuBudgets(s.run_id)
-    why = cgroups.available() if pids else f"the {r.stack.backend.name} backend does not expose its processes here"
-    found: dict[int, scaling.Capacity] = {len(route.shards): scaling.Capacity(len(route.shards), []) for route in routes}
-    try:
-        if not why:
-            for name, pid in pids.items():
-                cgroups.limit(name, pid, budgets.for_service(name))
-        exp.extra["enforced"] = not why
-        exp.extra["not_enforced"] = why
-        exp.extra["cgroup"] = cgroups.version
-        s.progress(f"[{exp.id}] CPU budgets: {budgets.describe()}" + (f" NOT enforced: {why}" if why else
-                   f" (cgroup {cgroups.version}, {PERIOD_US // 1000} ms periods)"))
-        for k, route in search_order(routes, passes, confirm):
-            cap = found[len(route.shards)]
-            first = cap.passes[0].knee if cap.passes else None
-            if k and not first:
-                continue  # nothing to confirm: the first pass found no knee
-            step = _scaling_step(s, r, exp, route, budgets, pids, others, cgroups if not why else None,
-                                 step_s or s.profile.scaling_step_s)
-            knee, steps, _ = scaling.knee_search(
-                step, first * scaling.CONFIRM_START if k else _first_rate(route, start_rate, found),
-                scaling.CONFIRM_GROWTH if k else scaling.GROWTH, search_precision(route, precision, confirm))
-            cap.passes.append(scaling.Pass.from_steps(knee, steps, budgets))
-            s.progress(f"[{exp.id}] N={cap.shards}" + (f" (pass {k + 1}/{passes})" if passes > 1 else "") +
-                       f": knee {knee if knee is None else round(knee)} orders/s; {cap.passes[-1].bottleneck}")
-    finally:
-        cgroups.close()
-    return [cap.to_dict() for cap in found.values()]
+def _cores() -> int:
+    return os.cpu_count() or 2
 
 
-def _confirmed(route: Route, confirm: Collection[int] | None) -> bool:
-    return confirm is None or len(route.shards) in confirm
+def measure_scaling(s, r: ExperimentRunner, exp: ExperimentRecord, budgets: scaling.Budgets,
+                    routes: dict[int, Route], design: CapacityDesign) -> None:
+    """Bracket the configurations the ratio reads (N = 1 and 3), then rounds of them, A-B-B-A, until a look
+    decides the ratio against its bar or the cap; any other N gets overload steps for the USL. The steps and
+    what was decided go into ``exp.extra``."""
+    bar, top = SCALING_FACTOR, scaling.RATIO_SHARDS[-1]
+    exp.extra.update(bar=bar, cap_rounds=design.looks.cap, design=design.describe(),
+                     budget_values={"shard_cpu": budgets.shard_cpu, "gateway_cpu": budgets.gateway_cpu})
+    search = Search(design, lambda line: s.progress(f"[{exp.id}] {line}"))
+    looks: list[dict] = []
+    began = time.monotonic()
+
+    def look(rounds: int, alpha: float) -> bool:
+        exp.extra.update(steps=[st.to_dict() for st in search.steps], rounds=rounds)
+        m = scaling_measurement(exp, 1 - alpha, top)
+        status = (interval_side(">=", bar, *m.interval) if m.interval and not m.undecidable
+                  else Status.INCONCLUSIVE)
+        looks.append({"rounds": rounds, "level": 1 - alpha, "estimate": m.estimate, "interval": m.interval,
+                      "status": status.value, "steps": len(search.steps)})
+        s.progress(f"[{exp.id}] look after round {rounds}: {status.value}, ratio "
+                   f"{m.estimate if m.estimate is None else round(m.estimate, 3)}, {1 - alpha:.1%} interval "
+                   f"{m.interval and tuple(round(v, 3) for v in m.interval)}")
+        return status is not Status.INCONCLUSIVE
+
+    with BudgetedServices(s, r, budgets, _cores()) as services:
+        _state(exp, services)
+        configs = {n: Configuration(key(n), start_per_shard(budgets.shard_cpu) * n,
+                                    step_runner(r, exp, route, services), n in scaling.RATIO_SHARDS)
+                   for n, route in sorted(routes.items())}
+        bracket_scaling(search, configs)
+        exp.extra["brackets"] = [c.describe_bracket() for c in configs.values() if c.interleaved]
+        stopped = search.run_rounds(list(configs.values()), look)
+    exp.extra.update(steps=[st.to_dict() for st in search.steps], rounds=search.rounds, looks=looks,
+                     stopped=stopped, level=looks[-1]["level"] if looks else None,
+                     elapsed_s=time.monotonic() - began)
+    _summarise(exp, top)
 
 
-def search_order(routes: list[Route], passes: int, confirm: Collection[int] | None = None) -> list[tuple[int, Route]]:
-    """(pass index, route) in the order searched: odd passes reversed, later passes only over ``confirm``."""
-    order = []
-    for k in range(passes):
-        order += [(k, route) for route in (routes if k % 2 == 0 else routes[::-1]) if not k or _confirmed(route, confirm)]
-    return order
+def bracket_scaling(search: Search, configs: dict[int, Configuration]) -> None:
+    """Bracket N = 1, then each larger N the ratio reads from a little under linear scaling; the others are only
+    placed where linear scaling would put them (their overload steps go above that)."""
+    for n, config in sorted(configs.items()):
+        if n > 1 and configs[1].centre:
+            config.start = max(config.start, START_FRACTION_OF_LINEAR * n * configs[1].centre)
+            config.centre = n * configs[1].centre
+        if config.interleaved:
+            search.bracket(config)
 
 
-def search_precision(route: Route, precision: float, confirm: Collection[int] | None = None) -> float:
-    """How finely a route's knee is bisected: ``precision`` where a verdict reads it, else KNEE_PRECISION."""
-    return precision if _confirmed(route, confirm) else max(precision, scaling.KNEE_PRECISION)
+def _state(exp: ExperimentRecord, services: BudgetedServices) -> None:
+    exp.extra.update(budgets=services.budgets.describe(), enforced=services.enforced,
+                     not_enforced=services.why_not, cgroup=services.cgroups.version, cpus=services.cpus)
+    exp.notes.append(f"CPU budgets and placement: {services.describe()}")
 
 
-def start_per_shard(shard_cpu: float) -> float:
-    """Where a search starts, in orders/s per shard, from a shard's CPU budget."""
-    return max(SCALING_START_PER_SHARD, START_PER_SHARD_CPU * shard_cpu)
-
-
-def budget_start(budgets: scaling.Budgets) -> Callable[[Route], float]:
-    """Where a route's search starts: each of its shards' worth."""
-    per_shard = start_per_shard(budgets.shard_cpu)
-    return lambda route: per_shard * len(route.shards)
-
-
-def _first_rate(route: Route, start_rate: Callable[[Route], float], found: dict[int, scaling.Capacity]) -> float:
-    """Where a first pass starts: START_FRACTION_OF_LINEAR of linear scaling from the one-shard knee once known.
-
-    The search still climbs from below and bisects, so this only skips the steps far under the
-    knee (a few per configuration); a configuration that scales worse than that is found by the
-    search stepping down.
-    """
-    n = len(route.shards)
-    one = found.get(1)
-    knee = one.passes[0].knee if one is not None and one.passes and n > 1 else None
-    return max(start_rate(route), scaling.START_FRACTION_OF_LINEAR * n * knee) if knee else start_rate(route)
-
-
-def _scaling_step(s, r: ExperimentRunner, exp: ExperimentRecord, route: Route, budgets: scaling.Budgets,
-                  pids: dict[str, int], others: dict[str, int], cgroups: CpuBudgets | None,
-                  step_s: float) -> Callable[[float], scaling.Step]:
-    ep = r.stack.endpoints
-    metrics = [ep.shard_metrics[sh] for sh in route.shards]
-
-    def run(rate: float) -> scaling.Step:
-        before = [scaling.read_shard(u) for u in metrics]
-        cpu0, other0, machine0 = scaling.cpu_seconds(pids), scaling.cpu_seconds(others), scaling.busy_cpu_seconds()
-        thr0 = {n: cgroups.throttling(n) for n in pids} if cgroups else {}
-        phase = r.drive(exp, f"N{len(route.shards)}@{rate:.0f}", route, LoadProfile.constant(rate, step_s),
-                        r.source(route, f"{exp.id}-{len(route.shards)}-{rate:.0f}"), None, marks={"measured": 0.0})
-        seconds = phase.end - phase.start
-        after = [scaling.read_shard(u) for u in metrics]
-        cpu1, other1, machine1 = scaling.cpu_seconds(pids), scaling.cpu_seconds(others), scaling.busy_cpu_seconds()
-        load = phase.load
-        step = scaling.Step(
-            rate=rate, passed=False, achieved=load.ok / load.scheduled if load.scheduled else 0.0,
-            error_ratio=load.error_ratio, client_p99_ms=load.latency_ms["p99"],
-            server_p99_ms=scaling.server_p99_ms(before, after),
-            cpu_share={n: (cpu1[n] - cpu0[n]) / seconds / budgets.for_service(n) for n in cpu1 if n in cpu0},
-            queue_fill=max(p.ring for p in after), loadgen_cpu=load.cpu_seconds / seconds if seconds else 0.0,
-            schedule_lag_p99_ms=load.schedule_error_ms.get("p99", 0.0),
-            machine_busy=(machine1[0] - machine0[0]) / max(machine1[1] - machine0[1], 1e-9),
-            others_cpu={n: (other1[n] - other0[n]) / seconds for n in other1 if n in other0})
-        for n, t0 in thr0.items():
-            t1 = cgroups.throttling(n)
-            if t0 and t1 and t1.periods > t0.periods:
-                step.throttled[n] = (t1.throttled_periods - t0.throttled_periods) / (t1.periods - t0.periods)
-        step.passed = not step.why_not()
-        r.settle(route.shards, wait_for_scrape=False)
-        return step
-
-    return run
+def _summarise(exp: ExperimentRecord, top: int) -> None:
+    """The capacities at the final level and the USL, as plain data for the chart and the report."""
+    steps = steps_of(exp)
+    level = exp.extra.get("level") or 0.95
+    gateway_cpu = exp.extra["budget_values"]["gateway_cpu"]
+    caps = estimate_capacities(steps, level)
+    exp.extra["capacities"] = [
+        {"config": k, "shards": next((st.shards for st in steps if st.config == k), 0),
+         "shard_cpu": next((st.shard_cpu for st in steps if st.config == k), 0.0),
+         "estimate": c.estimate, "interval": c.interval, "level": level, "steps": c.steps, "passes": c.passes,
+         "bottleneck": bottleneck_text(at_the_capacity(c, [st for st in steps if st.config == k], gateway_cpu),
+                                       gateway_cpu)}
+        for k, c in caps.items()]
+    usl = usl_from_steps(steps, top)
+    exp.extra["usl"] = {"throughputs": {str(n): xs for n, xs in usl.throughputs.items()}, "why_not": usl.why_not,
+                        **({} if usl.fit is None else {"lambda": usl.fit.lam, "sigma": usl.fit.sigma,
+                                                       "kappa": usl.fit.kappa, "implied_ratio": usl.fit.implied_ratio(top),
+                                                       "sigma_interval": usl.intervals.sigma,
+                                                       "kappa_interval": usl.intervals.kappa,
+                                                       "ratio_interval": usl.intervals.ratio})}
+    exp.notes.append(f"{exp.extra['design']}; {exp.extra.get('stopped', '')}")
+    exp.notes.append("brackets: " + "; ".join(exp.extra.get("brackets", [])))
+    exp.notes.append(usl.describe(top))
 
 
 # -- the budget machinery tested on the real stack (marker capacity) ---------------------------
 
-BUDGET_TEST_STEP_S = 6.0  # shorter steps than S1's: each of these searches must stay within about a minute
-# Shard a direct, the only budgeted process: nothing else can be its bottleneck. Budgets this large keep
-# its knee's CPU per order close at both (README "The budgets themselves"), yet leave the load generator room.
-HALVED_SHARD_CPU = (0.4, 0.2)
+# Shard a direct, the only budgeted process: nothing else can be its bottleneck. Three budgets: a cost model
+# fitted to the two ends predicts the middle, and each knee.
+COST_MODEL_SHARD_CPU = (0.1, 0.2, 0.4)
 THROTTLED_GATEWAY = scaling.Budgets(0.2, 0.1)  # a gateway budget under one 0.2-CPU shard's needs
 
 
+def cpu_key(cpu: float) -> str:
+    return f"{cpu:g} CPU"
+
+
 def run_c3(s) -> ExperimentRecord:
-    """Shard a's knee (direct) at a CPU budget and at half of it, two passes each: the capacity should halve."""
+    """Shard a's capacity (direct) at three CPU budgets, interleaved; the cost model from its overloaded steps."""
     r = s.runner(Topology.SINGLE)
-    exp = ExperimentRecord("C3", "Capacity of shard a at a CPU budget and at half of it", "headroom", SHARD_A.label,
+    exp = ExperimentRecord("C3", "What a shard's CPU buys: shard a at three CPU budgets", "headroom", SHARD_A.label,
                            r.reset_and_seed(["a"], *SEED))
-    knees: dict[str, dict] = {}
-    start = start_per_shard(min(HALVED_SHARD_CPU))
-    for cpu in sorted(HALVED_SHARD_CPU):  # the smaller first: its knee tells where the larger one's search starts
-        (cap,) = measure_capacities(s, r, exp, scaling.Budgets(cpu, THROTTLED_GATEWAY.gateway_cpu), [SHARD_A],
-                                    BUDGET_TEST_STEP_S, lambda route, at=start: at, passes=2)
-        knees[f"{cpu:g}"] = cap
-        start = max(start, (cap["knee"] or 0) * 1.5)
-    exp.extra["budgets"] = " vs ".join(f"shard a at {cpu} CPU" for cpu in knees)
-    exp.extra["knees_by_shard_cpu"] = knees
+    design = s.profile.budget_tests
+    low = scaling.Budgets(min(COST_MODEL_SHARD_CPU), THROTTLED_GATEWAY.gateway_cpu)
+    exp.extra.update(design=design.describe(), budget_values={"shard_cpu": low.shard_cpu, "gateway_cpu": 0.0})
+    search = Search(design, lambda line: s.progress(f"[{exp.id}] {line}"))
+    with BudgetedServices(s, r, low, _cores(), widest_shard_cpu=max(COST_MODEL_SHARD_CPU)) as services:
+        _state(exp, services)
+        run = step_runner(r, exp, SHARD_A, services)
+
+        def at(cpu: float):
+            def step(rate: float, stage: str, step_s: float, excluded_s: float) -> scaling.Step:
+                services.set_shard_budget(cpu)
+                return run(rate, stage, step_s, excluded_s)
+            return step
+
+        configs = [Configuration(cpu_key(cpu), start_per_shard(cpu), at(cpu)) for cpu in COST_MODEL_SHARD_CPU]
+        for config in configs:
+            search.bracket(config)
+        exp.extra["brackets"] = [c.describe_bracket() for c in configs]
+        exp.extra["stopped"] = search.run_rounds(configs, lambda rounds, alpha: False)  # estimates, not a decision
+    exp.extra.update(budgets=" vs ".join(f"shard a at {cpu:g} CPU" for cpu in COST_MODEL_SHARD_CPU),
+                     steps=[st.to_dict() for st in search.steps], rounds=search.rounds)
+    _summarise_cost(exp)
     return exp
+
+
+def _summarise_cost(exp: ExperimentRecord) -> None:
+    steps = steps_of(exp)
+    caps = estimate_capacities(steps, 0.95)
+    exp.extra["capacities"] = [{"config": k, "shard_cpu": float(k.split()[0]), "shards": 1, "estimate": c.estimate,
+                                "interval": c.interval, "level": c.level, "steps": c.steps, "passes": c.passes}
+                               for k, c in caps.items()]
+    exp.notes.append(f"{exp.extra['design']}; " + "; ".join(exp.extra.get("brackets", [])))
+    try:
+        model = fit_cost_model(cost_points(steps))
+    except ValueError as exc:
+        exp.extra["cost_model"] = {"why_not": str(exc)}
+        exp.notes.append(f"no cost model: {exc}")
+        return
+    exp.extra["cost_model"] = {
+        "fixed": model.fixed, "per_order": model.per_order, "fixed_interval": model.fixed_interval,
+        "per_order_interval": model.per_order_interval, "points": model.points, "describe": model.describe(),
+        "predicted": {cpu_key(b): [model.capacity(b), *model.capacity_interval(b)] for b in model.budgets}}
+    exp.notes.append(model.describe())
+    exp.notes.append("capacity predicted by it vs measured (50 % points): " + "; ".join(
+        f"{k}: {model.capacity(c['shard_cpu']):,.0f} vs {c['estimate'] or 0:,.0f} orders/s"
+        for k, c in ((c["config"], c) for c in exp.extra["capacities"])))
 
 
 def run_c4(s) -> ExperimentRecord:
-    """S1's search for N = 1 and 3 with the gateway's budget under what one shard needs: scaling must FAIL."""
+    """S1's measurement for N = 1 and 3 with the gateway's budget under what one shard needs: scaling must FAIL."""
     r = s.runner(Topology.MULTI)
     exp = ExperimentRecord("C4", "Scaling from capacity with a throttled gateway", "headroom", GATEWAY_ABC.label,
                            r.reset_and_seed(list(GATEWAY_ABC.shards), *SEED))
-    routes = [Route(("a",), via_gateway=True), GATEWAY_ABC]
-    start = start_per_shard(THROTTLED_GATEWAY.shard_cpu)  # one shard's worth for N = 3 too: its knee is lower
-    exp.extra["capacities"] = measure_capacities(s, r, exp, THROTTLED_GATEWAY, routes, BUDGET_TEST_STEP_S,
-                                                 lambda route: start)
+    routes = {1: Route(("a",), via_gateway=True), 3: GATEWAY_ABC}
+    measure_scaling(s, r, exp, THROTTLED_GATEWAY, routes, s.profile.budget_tests)
     return exp
 
 
+# -- the sizing answer, checked --------------------------------------------------------------------------------
 
 
-# -- the scaling verdict ------------------------------------------------------------------------------------
+def sizing_answer(c3: ExperimentRecord, s1: ExperimentRecord):
+    """The smallest CPU per shard that carries ASR 2's rate, from C3's cost model and S1's capacity and USL."""
+    c3_steps, s1_steps = steps_of(c3), steps_of(s1)
+    model = fit_cost_model(cost_points(c3_steps))
+    fills = fills_per_order(s1_steps)
+    if not fills:
+        raise ValueError("S1's steps counted no orders: no fills per order to turn ASR 2's rate into orders/s")
+    one = estimate_capacities([st for st in s1_steps if st.config == key(1)], 0.95)[key(1)]
+    if one.estimate is None:
+        raise ValueError(f"S1 has no one-shard capacity: {one.describe()}")
+    top = max(st.shards for st in s1_steps)
+    usl = usl_from_steps(s1_steps, top)
+    if usl.fit is None:
+        raise ValueError(f"S1 has no USL fit: {usl.why_not}")
+    rate = ASR2_BAR / 60 / fills
+    shard_cpu = s1.extra["budget_values"]["shard_cpu"]
+    return size_shards(rate, range(1, top + 1), model, one.estimate, one.draws, shard_cpu, usl.fit.sigma,
+                       usl.fit.kappa, usl.intervals.draws), fills
 
 
-def scaling_verdicts(ctx: Context, exp: ExperimentRecord) -> list[Verdict]:
-    return [scaling_verdict(ctx, exp)]
-
-
-def scaling_verdict(ctx: Context, exp: ExperimentRecord) -> Verdict:
-    """capacity(3) / (3 x capacity(1)) against 0.9, decided from the interval the searches allow.
-
-    Each capacity's range runs from its lowest knee to its highest ceiling (the failing rate just
-    above a knee) over the passes, so the interval covers both the search's bracket and how far the
-    passes disagree; the verdict is PASS or FAIL only when the interval lies on one side of the bar.
-    The USL fit explains; the bottleneck is named per N.
-    """
-    crit = ctx.criterion("S1.scaling")
-    caps = {c["shards"]: c for c in exp.extra.get("capacities", [])}
-    query = "capacity search through the gateway (client HdrHistograms, shards' /metrics, /proc CPU)"
-    lines = [f"N={n}: {_knee(c)}; at the knee: {c['bottleneck']}" for n, c in sorted(caps.items())]
-    detail = f"budgets: {exp.extra.get('budgets', 'none')}; " + " | ".join(lines)
-    one, three = caps.get(1, {}).get("knee"), caps.get(3, {}).get("knee")
-    ratio = three / (3 * one) if one and three else None
-    if not exp.extra.get("enforced"):
-        return inconclusive(crit, ratio, query,
-                            f"CPU budgets were not enforced ({exp.extra.get('not_enforced', 'unknown')}): every "
-                            f"configuration had the whole machine, so this measured the machine, not sharding; {detail}")
-    if ratio is None or any(c.get("exhausted") for c in caps.values()):
-        return inconclusive(crit, None, query, f"a capacity is missing or the search ran out of steps: {detail}")
-    low, high = scaling.ratio_interval(caps[1]["bounds"], caps[3]["bounds"], 3)
-    passes = min(len(caps[n].get("passes", [])) for n in scaling.RATIO_SHARDS)  # N=2 may have one
-    detail = (f"ratio {ratio:.3f}, interval [{low:.3f}, {high:.3f}] from {passes} pass{'es' * (passes != 1)} and "
-              f"the search's {exp.extra.get('knee_precision', scaling.KNEE_PRECISION):.1%} bracket; {detail}")
-    try:
-        detail += "; " + fit_usl([(n, c["knee"]) for n, c in caps.items() if c["knee"]]).describe()
-    except ValueError as exc:
-        detail += f"; no USL fit: {exc}"
-    foreign = [(n, k, p) for n in scaling.RATIO_SHARDS for k, p in enumerate(caps[n].get("passes", []), 1) if p.get("foreign_limit")]
-    if foreign:
-        n, k, p = foreign[0]
-        return inconclusive(crit, ratio, query, f"{p['foreign_limit']} ran out before the system under test did at "
-                            f"N={n} (pass {k}: {p['bottleneck']}), so that knee measured {p['foreign_limit']}, not "
-                            f"the shards; {detail}")
-    decided = [judge(crit, bound, query) for bound in (low, high)]
-    if decided[0].status is not decided[1].status:
-        return inconclusive(crit, ratio, query,
-                            f"the interval straddles {crit.threshold:g}: these capacities cannot decide (steadier "
-                            f"capacities would: a quiet machine, --profile full's longer steps); {detail}",
-                            resolving_power=(high - low) / 2)
-    return replace(judge(crit, ratio, query, detail), status=decided[0].status, resolving_power=(high - low) / 2)
-
-
-def _knee(cap: dict) -> str:
-    if cap["knee"] is None:
-        return "no knee (even the first step failed)"
-    knees = [p["knee"] for p in cap.get("passes", [])]
-    if len(knees) < 2:
-        return f"{cap['knee']:,.0f} orders/s"
-    return f"{cap['knee']:,.0f} orders/s (passes: {', '.join(f'{k:,.0f}' for k in knees)})"
+def run_c5(s) -> ExperimentRecord:
+    """ASR 2's rate on N shards at the budget the sizing answer gives (its interval's top): it must pass."""
+    c3, s1 = s.experiment("C3"), s.experiment("S1")
+    r = s.runner(Topology.SCALING)
+    shards = list(r.stack.endpoints.shard_symbols)
+    n = len(shards)
+    exp = ExperimentRecord("C5", "Sizing check: ASR 2's rate at the smallest CPU per shard the models give",
+                           "headroom", GATEWAY_ABC.label, r.reset_and_seed(shards, *SEED))
+    sizing, fills = sizing_answer(c3, s1)
+    budget = sizing.check_budget(n)
+    exp.extra.update(sizing=sizing.describe(n), check_budget=budget, rate=sizing.rate, fills_per_order=fills)
+    exp.notes.append(sizing.describe(n))
+    budgets = scaling.Budgets(budget, s1.extra["budget_values"]["gateway_cpu"])
+    excluded = s.profile.warmup_exclusion_s
+    with BudgetedServices(s, r, budgets, _cores()) as services:
+        _state(exp, services)
+        run = step_runner(r, exp, Route(tuple(shards), via_gateway=True), services)
+        step = run(sizing.rate, "check", s.profile.sizing_check_s, excluded)
+    step.config, step.stage = key(n), "check"
+    exp.extra["check"] = step.to_dict()
+    exp.notes.append(f"check: {sizing.rate:,.1f} orders/s ({ASR2_BAR:,.0f} matches/min at {fills:.3f} fills per "
+                     f"order) on {n} shards at {budget:.3f} CPU each for {s.profile.sizing_check_s:g} s (first "
+                     f"{excluded:g} s left out): {'passed' if step.passed else 'FAILED: ' + step.why_not()}; "
+                     f"client p99 {step.client_p99_ms:.1f} ms, server p99 {step.server_p99_ms or 0:.1f} ms")
+    return exp

@@ -27,7 +27,6 @@ from matchlab.k8s.cluster import exposure_warning
 from matchlab.k8s.commands import RecordingRunner
 from matchlab.k8s.load_job import ClusterLoad
 from matchlab.loadgen.profile import LoadProfile
-from matchlab.shard.config import EventsMode
 from matchlab.stack.backend import Backend
 from matchlab.stack.spec import Topology
 from matchlab.stack.stack import Stack

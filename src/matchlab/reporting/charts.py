@@ -27,12 +27,13 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from matchlab.compare.blocks import quantiles
+from matchlab.compare.logistic import Curve
 from matchlab.experiment.cycle_design import GUARD_S, TAIL_S
 from matchlab.experiment.record import ExperimentRecord
+from matchlab.experiment.registry import SCALING_FACTOR as SCALING_BAR
 from matchlab.experiment.scrape_blocks import read_blocks
 from matchlab.observe.panels import PANELS, Panel
 from matchlab.observe.promql import PromClient
-from matchlab.observe.usl import fit_usl
 
 STEP_S = 5.0
 MARGIN_S = 10.0
@@ -203,47 +204,68 @@ def load_chart(exp: ExperimentRecord) -> tuple[str, int]:
     return _svg(fig), drawn
 
 
-def scaling_chart(exp: ExperimentRecord) -> tuple[str, int]:
-    """Capacity against shard count, with linear scaling, the 0.9 x linear bar and the fitted USL curve.
+CONFIG_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
 
-    Each capacity carries a bar over the range its passes allow (lowest knee to highest failing rate).
-    """
-    found = sorted((c["shards"], c["knee"], c.get("bounds")) for c in exp.extra.get("capacities", []) if c["knee"])
-    caps = [(n, k) for n, k, _ in found]
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+
+def scaling_chart(exp: ExperimentRecord) -> tuple[str, int]:
+    """Left: every step (rate, passed or failed, by configuration) and each configuration's fitted pass/fail curve
+    with its 50 % point (the capacity) and interval. Right, where shard counts differ: every overloaded step's
+    throughput by N, the USL fitted to them, linear scaling and 0.9 x linear from the USL's one-shard throughput."""
+    steps = exp.extra.get("steps", [])
+    caps = exp.extra.get("capacities", [])
+    usl = exp.extra.get("usl") or {}
+    fig, (left, right) = plt.subplots(1, 2, figsize=WIDE_FIGSIZE, gridspec_kw={"width_ratios": (2, 1)})
     drawn = 0
-    if caps:
-        ns = [n for n, _ in caps]
+    for i, cap in enumerate(caps):
+        mine = [st for st in steps if st.get("config") == cap["config"]]
+        if not mine:
+            continue
+        color = CONFIG_COLORS[i % len(CONFIG_COLORS)]
         drawn += 1
-        ax.plot(ns, [k for _, k in caps], "o-", color="#1f77b4", lw=2, label="capacity (mean knee)",
-                gid=f"series-{drawn}")
-        ranged = [(n, k, b) for n, k, b in found if b]
-        if ranged:
-            ax.errorbar([n for n, _, _ in ranged], [k for _, k, _ in ranged],
-                        yerr=[[k - b[0] for _, k, b in ranged], [b[1] - k for _, k, b in ranged]],
-                        fmt="none", ecolor="#1f77b4", capsize=4, lw=1, label="range over passes and bracket",
-                        gid="capacity-ranges")
-        one = dict(caps).get(1)
-        if one:
-            xs = list(range(1, max(ns) + 2))
-            ax.plot(xs, [one * n for n in xs], color="grey", ls="--", lw=1, label="linear: N x capacity(1)")
-            ax.plot(xs, [0.9 * one * n for n in xs], color=THRESHOLD_COLORS["red"], ls="--", lw=1, label="0.9 x linear")
-            try:
-                fit = fit_usl(caps)
-                fine = [1 + i / 10 for i in range(10 * (max(ns)))]
-                ax.plot(fine, [fit.throughput(n) for n in fine], color="#2ca02c", lw=1,
-                        label=f"USL (sigma {fit.sigma:.2f}, kappa {fit.kappa:.3f})")
-            except ValueError:
-                pass
-    # The budgets' description is long: wrapped, or the figure would cut it off.
-    ax.set_title(textwrap.fill(f"Capacity by shard count behind the gateway ({exp.extra.get('budgets', 'no budgets')})",
-                               90), fontsize=8)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # shard counts are whole
-    ax.set_xlabel("shards (N)")
-    ax.set_ylabel("orders/s")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+        jitter = 0.02 * (i - (len(caps) - 1) / 2)  # configurations side by side at 0 and 1
+        rates = [st["rate"] for st in mine]
+        for passed, marker in ((True, "o"), (False, "x")):
+            pts = [st["rate"] for st in mine if st["passed"] is passed]
+            left.plot(pts, [float(passed) + jitter] * len(pts), marker, color=color, ms=4, ls="none",
+                      label=f"{cap['config']} steps ({cap['passes']} of {cap['steps']} passed)" if passed else None,
+                      gid=f"series-{drawn}" if passed else f"series-{drawn}-failed")
+        curve = Curve(tuple(rates), tuple(st["passed"] for st in mine))
+        if cap.get("estimate"):
+            fine = list(np.geomspace(min(rates), max(rates), 120))
+            left.plot(fine, curve.probability(fine), color=color, lw=1, gid=f"curve-{drawn}")
+            low, high = cap.get("interval") or (cap["estimate"], cap["estimate"])
+            left.axvline(cap["estimate"], color=color, ls="--", lw=1)
+            left.axvspan(max(low, min(rates)), min(high, max(rates)), color=color, alpha=0.08,
+                         gid=f"capacity-interval-{drawn}")
+    left.set_xscale("log")
+    left.set_xlabel("orders/s offered (log); dashed: capacity, the 50 % point; shaded: its interval")
+    left.set_ylabel("passed (1) / failed (0)")
+    left.set_title(textwrap.fill(f"Every step and the pass/fail curves ({exp.extra.get('budgets', 'no budgets')})",
+                                 110), fontsize=8)
+    left.grid(alpha=0.3)
+    if drawn:
+        left.legend(fontsize=7, loc="center left")
+    throughputs = {int(n): xs for n, xs in (usl.get("throughputs") or {}).items()}
+    if throughputs:
+        for n, xs in sorted(throughputs.items()):
+            right.plot([n] * len(xs), xs, "o", color="#1f77b4", ms=4, label="overloaded steps" if n == min(
+                throughputs) else None, gid=f"throughput-{n}")
+        if "sigma" in usl:
+            ns = list(range(1, max(throughputs) + 2))
+            fine = [1 + k / 10 for k in range(10 * max(throughputs))]
+            lam, sig, kap = usl["lambda"], usl["sigma"], usl["kappa"]
+            right.plot(fine, [lam * n / (1 + sig * (n - 1) + kap * n * (n - 1)) for n in fine], color="#2ca02c",
+                       lw=1, label=f"USL (sigma {sig:.3f}, kappa {kap:.4f})", gid="usl")
+            right.plot(ns, [lam * n for n in ns], color="grey", ls="--", lw=1, label="linear")
+            right.plot(ns, [SCALING_BAR * lam * n for n in ns], color=THRESHOLD_COLORS["red"], ls="--", lw=1,
+                       label=f"{SCALING_BAR:g} x linear")
+        right.legend(fontsize=7, loc="upper left")
+    right.set_title("Throughput of overloaded steps by shard count", fontsize=8)
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))
+    right.set_xlabel("shards (N)")
+    right.set_ylabel("orders/s")
+    right.set_ylim(bottom=0)
+    right.grid(alpha=0.3)
     return _svg(fig), drawn
 
 
@@ -291,7 +313,7 @@ def experiment_charts(prom: PromClient, exp: ExperimentRecord) -> list[dict]:
     charts = []
     if "capacities" in exp.extra:
         svg, drawn = scaling_chart(exp)
-        charts.append({"title": "Capacity by shard count", "svg": svg, "series": drawn, "kind": "panel"})
+        charts.append({"title": "Capacity from every step", "svg": svg, "series": drawn, "kind": "wide"})
     if exp.cycles is not None:
         svg, drawn = block_chart(prom, exp)
         charts.append({"title": "p99 per block, by arm", "svg": svg, "series": drawn, "kind": "wide"})

@@ -5,6 +5,8 @@ Routes:
                           repeated orderId), 400, 409 (same orderId, other order), 413, 415, 503
     POST /seed            {"orders": [...]}: resting orders inserted without matching   (token)
     POST /admin/reset     empty every book (journaled, so it survives a restart)       (token)
+    POST /admin/snapshot  take the next snapshot now, between loads; 409 if the cut is  (token)
+                          not clean yet
     GET  /book/{symbol}   the book's levels, best first (for checks and reports)
     GET  /admin/stats     matches since the journal began, events awaiting the broker  (token)
     GET  /health          liveness: the process serves HTTP
@@ -147,6 +149,11 @@ class ShardServer:
         self.pipeline.match_delay_s = delay_ms / 1000
         return json_response(200, {"matchDelayMs": delay_ms, "shardId": self.config.shard_id})
 
+    async def post_snapshot(self, _request: web.Request) -> web.Response:
+        if not await self.pipeline.snapshot_now():
+            return rejection(409, "not at a clean cut (a seed, reset or journal write in flight): try again")
+        return json_response(200, {"lastSnapshot": self.pipeline.last_snapshot_cut, "shardId": self.config.shard_id})
+
     async def get_book(self, request: web.Request) -> web.Response:
         book = self.engine.books.get(request.match_info["symbol"])
         if book is None:
@@ -161,6 +168,7 @@ class ShardServer:
             **self.events.stats(),
             "journalRecords": self.pipeline.next_index,
             "lastSnapshot": self.pipeline.last_snapshot_cut,
+            "snapshotEvery": self.pipeline.snapshot_every,
             "orderIdWindow": len(self.pipeline.ids),
         })
 
@@ -186,6 +194,7 @@ class ShardServer:
         app.router.add_post("/seed", self.post_seed)
         app.router.add_post("/admin/reset", self.post_reset)
         app.router.add_post("/admin/inject", self.post_inject)
+        app.router.add_post("/admin/snapshot", self.post_snapshot)
         app.router.add_get("/book/{symbol}", self.get_book)
         app.router.add_get("/admin/stats", self.get_stats)
         app.router.add_get("/health", self.get_health)

@@ -100,6 +100,23 @@ class CpuSets:
         log.info("CPU isolation: %s", placed)
         return Isolation(True, placed, rest, names)
 
+    def pin(self, groups: dict[str, tuple[str, dict[str, int]]], harness: str | None = None) -> str:
+        """Put each group's processes (group -> (CPUs such as "1" or "0-2", name -> PID)) and the processes they
+        started on those CPUs, in the order given, and this process alone (not its children: the stack's
+        services may be among them) in group ``harness``. Empty when done; else why not, with nothing moved."""
+        why = self.available()
+        if why:
+            return why
+        try:
+            for group, (cpus, pids) in groups.items():
+                self._place(group, cpus, [p for pid in pids.values() for p in _pids_of(pid)] +
+                            ([os.getpid()] if group == harness else []))
+        except OSError as exc:
+            self.close()
+            return f"cpusets could not be written: {exc}"
+        log.info("CPU placement: %s", {group: cpus for group, (cpus, _) in groups.items()})
+        return ""
+
     def _parent(self) -> Path:
         assert self.found is not None
         version, base = self.found
