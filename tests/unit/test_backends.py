@@ -80,19 +80,25 @@ def test_settings_that_do_not_fit_are_named_once_for_both_callers(given, message
 
 def test_the_docker_stack_is_one_container_spec_per_service():
     specs = container_specs(Topology.MULTI, "token")
-    assert [s.name for s in specs] == [BROKER, "me-shard-a", "me-shard-b", "me-shard-c", "edge-gateway", PROMETHEUS]
+    assert [s.name for s in specs] == [BROKER, "me-shard-a", "me-relay-a", "me-shard-b", "me-relay-b", "me-shard-c",
+                                       "me-relay-c", "edge-gateway", PROMETHEUS]
     for spec in specs:
         assert spec.budget in CPU_BUDGETS and spec.budget in MEMORY_BUDGETS and spec.ports
-    assert [s.wave for s in specs] == [0, 1, 1, 1, 2, 3]  # broker, then the shards at once, gateway, Prometheus
-    shard = specs[1]
+    assert [s.wave for s in specs] == [0, 1, 1, 1, 1, 1, 1, 2, 3]  # broker, shards and relays at once, gateway, ...
+    shard, relay = specs[1], specs[2]
     assert shard.volumes == {journal_volume("a"): "/data"} and shard.ready.path == "/ready"
     assert shard.environment["KAFKA_BOOTSTRAP"] == "broker:9092" and shard.environment["BIND_HOST"] == "0.0.0.0"
     assert shard.environment["ADMIN_TOKEN"] == "token" and shard.environment["WAL_PATH"] == "/data"
-    gateway = specs[4]
+    # The relay: the shard's image and journal volume, its own command and port, no admin token.
+    assert relay.image == shard.image and relay.volumes == shard.volumes and relay.budget == "relay"
+    assert relay.command == ("python", "-m", "matchlab.relay") and relay.ready.port == relay.metrics_port == 9093
+    assert "ADMIN_TOKEN" not in relay.environment and relay.environment["WAL_PATH"] == "/data"
+    gateway = specs[7]
     assert "a=http://me-shard-a:8080" in gateway.environment["ME_SHARD_MAP"] and gateway.ready.path == "/health"
-    config = specs[5].files[PROMETHEUS_CONFIG]
+    config = specs[8].files[PROMETHEUS_CONFIG]
     assert "me-shard-c:9091" in config and "edge-gateway:9091" in config and "recording-rules.yaml" in config
-    assert [s.name for s in container_specs(Topology.SINGLE, "t")] == [BROKER, "me-shard-a", PROMETHEUS]
+    assert "me-relay-b:9093" in config
+    assert [s.name for s in container_specs(Topology.SINGLE, "t")] == [BROKER, "me-shard-a", "me-relay-a", PROMETHEUS]
 
 
 def test_names_and_memory_budgets_as_the_engine_takes_them(tmp_path):

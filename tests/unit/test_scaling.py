@@ -244,9 +244,8 @@ def test_designs_are_even_and_leave_evidence():
 
 
 def test_the_scaling_chart_draws_every_step_the_curves_and_the_usl():
-    from matchlab.observe.charts import scaling_chart
-
     from matchlab.experiment.searches import _summarise
+    from matchlab.reporting.charts import scaling_chart
 
     exp = measured({1: 1000, 2: 1900, 3: 2800})
     exp.extra.update(design="d", brackets=[])

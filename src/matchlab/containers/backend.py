@@ -35,7 +35,15 @@ from matchlab.stack.broker import create_topics
 from matchlab.stack.probes import HttpProbe, PortProbe, free_port
 from matchlab.stack.process import stop_after_failure
 from matchlab.stack.spec import Endpoints, Topology, layout
-from matchlab.topology import APP_HTTP_PORT, APP_METRICS_PORT, CPU_BUDGETS, KAFKA_PORT, MEMORY_BUDGETS, quantity_bytes
+from matchlab.topology import (
+    APP_HTTP_PORT,
+    APP_METRICS_PORT,
+    CPU_BUDGETS,
+    KAFKA_PORT,
+    MEMORY_BUDGETS,
+    RELAY_METRICS_PORT,
+    quantity_bytes,
+)
 from matchlab.waiting import wait_until
 
 log = logging.getLogger(__name__)
@@ -78,6 +86,7 @@ class DockerBackend:
         self.cold_start_s = 0.0
         self._client = None
         self._containers: dict[str, object] = {}  # service name -> docker Container
+        self._volumes: set[str] = set()  # created by this run
         self._ncpu = 0
 
     @classmethod
@@ -149,6 +158,9 @@ class DockerBackend:
 
     def _volume(self, key: str) -> str:
         name = f"{self.run}-{key}"
+        if name in self._volumes:  # a shard's journal, mounted by its relay too
+            return name
+        self._volumes.add(name)
         self.ledger.add("volume", name, self.run)
         self._client.volumes.create(name, labels=self._labels())
         return name
@@ -162,7 +174,8 @@ class DockerBackend:
         volumes = {self._volume(key): {"bind": path, "mode": "rw"} for key, path in spec.volumes.items()}
         self.ledger.add("container", name, self.run)
         container = self._client.containers.create(
-            self.images[spec.image].tag, name=name, hostname=spec.name, environment=spec.environment,
+            self.images[spec.image].tag, command=list(spec.command) if spec.command else None, name=name,
+            hostname=spec.name, environment=spec.environment,
             labels=labels, network=self.run, ports={f"{p}/tcp": (LOOPBACK, free_port()) for p in spec.ports},
             volumes=volumes, nano_cpus=int(cpus * 1e9), mem_limit=memory, memswap_limit=memory,
             cpuset_cpus=self.cpuset, detach=True,
@@ -215,6 +228,7 @@ class DockerBackend:
             gateway_metrics=url("edge-gateway", APP_METRICS_PORT, "/metrics") if has_gateway else None,
             prometheus=url(PROMETHEUS, PROMETHEUS_PORT), broker=self._address(BROKER, KAFKA_PORT),
             admin_token=self.admin_token, shard_symbols=shards,
+            relays={s: url(f"me-relay-{s}", RELAY_METRICS_PORT) for s in shards if f"me-relay-{s}" in self._containers},
         )
 
     # -- operations ----------------------------------------------------------

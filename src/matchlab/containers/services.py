@@ -3,8 +3,8 @@
 Each container has its image (a Dockerfile target), its environment (the service's own ``to_env``), the
 ports it serves, the named volumes it mounts, its readiness check and its CPU and memory budget (the
 same ``matchlab.topology`` budgets the manifests request). Services find each other by name on the
-run's network (``broker``, ``me-shard-a``, ...), so the list is fixed before anything starts. A second
-container beside a shard (a journal relay) is one more entry mounting the same volume key.
+run's network (``broker``, ``me-shard-a``, ...), so the list is fixed before anything starts. Each shard's
+event relay is a container of its own from the shard's image, mounting the same journal volume.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from matchlab.admin_auth import ADMIN_TOKEN_ENV
+from matchlab.relay.config import RelayConfig
 from matchlab.stack.prometheus_config import render_config
-from matchlab.stack.spec import Role, ServiceSpec, Topology, Wiring, app_services
-from matchlab.topology import APP_HTTP_PORT, APP_METRICS_PORT, KAFKA_PORT
+from matchlab.stack.spec import Role, ServiceSpec, Topology, Wiring, app_services, relay_spec
+from matchlab.topology import APP_HTTP_PORT, APP_METRICS_PORT, KAFKA_PORT, RELAY_METRICS_PORT
 
 BROKER = "broker"
 PROMETHEUS = "prometheus"
@@ -50,19 +51,24 @@ class ContainerSpec:
     files: dict[str, str] = field(default_factory=dict)  # path -> text, put in place before the first start
     labels: dict[str, str] = field(default_factory=dict)  # the service's own (app, shard)
     shard: str | None = None
+    command: tuple[str, ...] | None = None  # instead of the image's own
+    metrics_port: int = APP_METRICS_PORT  # where Prometheus scrapes an application container
 
 
 def journal_volume(shard: str) -> str:
     return f"journal-{shard}"
 
 
+def _wiring(spec: ServiceSpec) -> Wiring:
+    return Wiring(APP_HTTP_PORT, APP_METRICS_PORT, bind_host="0.0.0.0",
+                  kafka_bootstrap=f"{BROKER}:{KAFKA_PORT}", wal_path=Path(JOURNAL_MOUNT),
+                  shard_urls={s: f"http://me-shard-{s}:{APP_HTTP_PORT}" for s in spec.shard_symbols}
+                  if spec.role is Role.GATEWAY else {}, relay_metrics_port=RELAY_METRICS_PORT)
+
+
 def app_container(spec: ServiceSpec, admin_token: str, gateway_workers: int = 1) -> ContainerSpec:
     """A shard or the gateway, wired to its neighbours by their names on the network."""
-    wiring = Wiring(APP_HTTP_PORT, APP_METRICS_PORT, bind_host="0.0.0.0",
-                    kafka_bootstrap=f"{BROKER}:{KAFKA_PORT}", wal_path=Path(JOURNAL_MOUNT),
-                    shard_urls={s: f"http://me-shard-{s}:{APP_HTTP_PORT}" for s in spec.shard_symbols}
-                    if spec.role is Role.GATEWAY else {})
-    config = spec.config(wiring)
+    config = spec.config(_wiring(spec))
     if spec.role is Role.GATEWAY:
         config = replace(config, workers=gateway_workers)
     return ContainerSpec(
@@ -75,16 +81,37 @@ def app_container(spec: ServiceSpec, admin_token: str, gateway_workers: int = 1)
     )
 
 
+def relay_container(shard: ServiceSpec) -> ContainerSpec | None:
+    """The shard's event relay (from the shard's image, on its journal volume); None where the shard publishes
+    its own events or has no broker (``ShardConfig.relayed``)."""
+    config = shard.config(_wiring(shard))
+    if not config.relayed:
+        return None
+    spec = relay_spec(shard)
+    return ContainerSpec(
+        name=spec.name, image=Role.SHARD.value, budget=spec.role.value, wave=SHARD_WAVE,
+        ready=Readiness(RELAY_METRICS_PORT, spec.ready_path),
+        environment=RelayConfig.for_shard(config, RELAY_METRICS_PORT).to_env(), ports=(RELAY_METRICS_PORT,),
+        volumes={journal_volume(shard.shard): JOURNAL_MOUNT}, labels=dict(spec.labels), shard=shard.shard,
+        command=("python", "-m", spec.module), metrics_port=RELAY_METRICS_PORT,
+    )
+
+
 def scrape_targets(apps: list[ContainerSpec]) -> list[tuple[str, str, dict[str, str]]]:
     """Prometheus' targets: every application container's metrics port, by name, with its labels."""
-    return [(spec.labels.get("app", spec.name), f"{spec.name}:{APP_METRICS_PORT}", spec.labels) for spec in apps]
+    return [(spec.labels.get("app", spec.name), f"{spec.name}:{spec.metrics_port}", spec.labels) for spec in apps]
 
 
 def container_specs(topology: Topology, admin_token: str, shard_symbols: dict[str, list[str]] | None = None,
                     gateway_workers: int = 1) -> list[ContainerSpec]:
-    """Every container of the stack in start order: broker, shards, gateway, Prometheus. A container beside each
-    shard (a journal relay) is one more entry here, in the shards' wave, mounting ``journal_volume(shard)``."""
-    apps = [app_container(spec, admin_token, gateway_workers) for spec in app_services(topology, shard_symbols)]
+    """Every container of the stack in start order: broker, shards (each with its relay, in the same wave),
+    gateway, Prometheus."""
+    apps = []
+    for spec in app_services(topology, shard_symbols):
+        apps.append(app_container(spec, admin_token, gateway_workers))
+        relay = relay_container(spec) if spec.role is Role.SHARD else None
+        if relay is not None:
+            apps.append(relay)
     broker = ContainerSpec(name=BROKER, image="broker", budget="broker", wave=BROKER_WAVE,
                            ready=Readiness(KAFKA_PORT), ports=(KAFKA_PORT,))
     prometheus = ContainerSpec(

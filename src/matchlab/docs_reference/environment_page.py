@@ -1,7 +1,7 @@
 """The services' environment variables, read off their config classes' ``from_env``.
 
 Which variables each service reads, and the default each falls back to, come
-from running ``ShardConfig.from_env`` and ``GatewayConfig.from_env`` on an
+from running ``ShardConfig.from_env``, ``RelayConfig.from_env`` and ``GatewayConfig.from_env`` on an
 environment that records what is asked of it. Only the one-line meanings are
 written here; a variable the code reads without a meaning here stops the
 generator, naming it.
@@ -34,6 +34,12 @@ MEANINGS = {
     "SNAPSHOT_EVERY_RECORDS": "journal records between snapshots (bounds the replay at start-up)",
     "ORDER_ID_WINDOW_S": "how long acknowledged orderIds are remembered for idempotent retries",
     "ORDER_ID_WINDOW_IDS": "how many acknowledged orderIds are remembered (whichever bound is reached first)",
+    "EVENTS_MODE": "`relay` (default): the shard journals its events and its relay process publishes them; "
+                   "`inprocess`: the matching process publishes them itself (the coupled design, kept to compare)",
+    "RELAY_METRICS_PORT": "the relay's `/metrics`, `/health` and `/ready` port",
+    "RELAY_POLL_MS": "how often the relay looks for newly durable journal records",
+    "RELAY_MAX_PENDING": "events sent and not yet confirmed beyond which the relay stops reading (the journal, "
+                         "not its memory, holds a backlog)",
     "EVENT_LINGER_MS": "how long events wait in the producer to share a produce request (librdkafka `linger.ms`)",
     "INJECT_MATCH_DELAY_MS": "a delay between an order being durable and being matched: an injected regression "
                              "for demonstrating comparisons, never for experiments",
@@ -141,9 +147,11 @@ def harness_variables() -> list[tuple[str, str]]:
 
 def page() -> str:
     from matchlab.gateway.config import GatewayConfig
+    from matchlab.relay.config import RelayConfig
     from matchlab.shard.config import ShardConfig
 
     shard, gateway = read_by(ShardConfig.from_env), read_by(GatewayConfig.from_env)
+    relay = read_by(RelayConfig.from_env)
     both = [n for n in shard if n in gateway]
     lines = header("Environment variables", """
 The shard and the gateway are configured by their environment only. The harness writes it for
@@ -156,6 +164,9 @@ naming the variable.
     lines += ["## Both services", ""] + table(["variable", "default", "meaning"], _rows(same, shard))
     lines += ["## Shard", ""] + table(["variable", "default", "meaning"],
                                       _rows([n for n in shard if n not in same], shard))
+    lines += ["## Relay", "", "A shard's event relay (`python -m matchlab.relay`) reads its shard's environment (the "
+              "journal, the broker, the partition) and these of its own:", ""]
+    lines += table(["variable", "default", "meaning"], _rows([n for n in relay if n not in shard], relay))
     lines += ["## Gateway", ""] + table(["variable", "default", "meaning"],
                                         _rows([n for n in gateway if n not in same], gateway))
     lines += ["## Harness and tools", ""] + table(["variable", "meaning"],
