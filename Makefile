@@ -17,7 +17,8 @@ smoke: setup
 # the scaling verdict by name, then both ASR suites in the quick profile. A FAIL verdict is a measured result
 # and does not fail this target; a verdict that could not be computed (no data, a broken experiment) does,
 # as does any failure in the first steps or a container, network or volume a run left on the engine.
-# CI sets WITH_DOCKER=1: setup installs and starts a Docker engine where there is none (Debian, root).
+# Its setup installs and starts a Docker engine where there is none (WITH_DOCKER=1: Debian, root or sudo).
+test: export WITH_DOCKER := 1
 test: setup docs-check
 	$(VENV)/bin/matchlab images
 	$(PY) -m pytest

@@ -1,4 +1,4 @@
-"""What the journal's records hold, and the events made from them (DESIGN.md §3.3-§3.4).
+"""What the journal's records hold, and the events made from them (docs/internals/design.md §3.3-§3.4).
 
 The journal is the single source of events: an order record yields its
 ORDER_PLACED, a match record *is* its MATCH_EXECUTED (the event's bytes,
