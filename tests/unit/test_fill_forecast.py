@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from matchlab.loadgen.fill_forecast import FillForecast, seeds_for
+from matchlab.loadgen.fill_forecast import FillForecast, orders_due, seeds_for
 from matchlab.loadgen.flow import STATIONARY, OrderFlow, OrderMix
 from matchlab.loadgen.match_rate import AdaptiveRateProfile, MatchRateController
 from matchlab.topology import SHARD_SYMBOLS
@@ -122,3 +122,10 @@ def test_the_window_forecast_is_used_only_once_the_warm_up_agrees():
     disagreeing = WindowForecast(f, 5040, 100.0)
     assert disagreeing.window_rate(1600, made * 0.9) is None
     assert disagreeing.info["used"] is False and disagreeing.info["agreed"] is False
+
+
+def test_orders_due_by_a_scrape_stop_where_the_schedule_stopped():
+    # 100 orders/s from t=1000 for 50 s: 5,000 sent. A scrape 3 s after the end saw no more of them.
+    assert orders_due(999.0, 1000.0, 100.0, 5000) == 0
+    assert orders_due(1010.005, 1000.0, 100.0, 5000) == 1001
+    assert orders_due(1053.0, 1000.0, 100.0, 5000) == 5000

@@ -122,11 +122,18 @@ def test_the_durable_index_crosses_processes_through_one_mapped_file(tmp_path: P
     reader.close()
 
 
-def test_the_relays_mark_round_trips_and_is_never_half_written(tmp_path: Path):
+def test_the_relays_mark_round_trips_and_a_torn_one_reads_as_none(tmp_path: Path):
     layout = layout_in(tmp_path)
     assert read_relay_mark(layout) is None
     write_relay_mark(layout, 123_456)
     assert read_relay_mark(layout) == 123_456
-    (tmp_path / "wal.log.relay-mark").write_bytes(b"MLRMARK1\x01")  # torn: refused, not misread
+    write_relay_mark(layout, 7)  # overwritten in place: same file, same size
+    assert read_relay_mark(layout) == 7 and len(list(tmp_path.iterdir())) == 1
+    path = tmp_path / "wal.log.relay-mark"
+    good = path.read_bytes()
+    path.write_bytes(good[:10] + b"\xff" + good[11:])  # a byte of the mark changed: the checksum refuses it
     assert read_relay_mark(layout) is None
-    assert not list(tmp_path.glob("*.new"))
+    path.write_bytes(b"MLRMARK1\x01")  # short: refused, not misread
+    assert read_relay_mark(layout) is None
+    path.write_bytes(b"MLRMARK1" + (99).to_bytes(8, "little"))  # an earlier relay's mark still reads
+    assert read_relay_mark(layout) == 99

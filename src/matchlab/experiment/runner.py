@@ -112,7 +112,7 @@ class ExperimentRunner:
         self._twins: weakref.WeakKeyDictionary[RequestSource, Callable[[], OrderFlow]] = weakref.WeakKeyDictionary()
         self.load_driver = driver_for(stack.backend)  # where each phase's requests are sent from
         # Per experiment: the replica of the seeded books its open-loop rate came from, the phase's start, the rate.
-        self.replicas: dict[str, tuple[FillForecast, float, float]] = {}
+        self.replicas: dict[str, tuple[FillForecast, float, float, int]] = {}  # forecast, start, rate, orders sent
 
     # -- building blocks ---------------------------------------------------
 
@@ -329,7 +329,7 @@ class ExperimentRunner:
         record.extra["fixed_order_rate"] = rate
         record.extra["offered"] = offered
         if forecast is not None:
-            self.replicas[experiment.id] = (forecast, record.start, rate)
+            self.replicas[experiment.id] = (forecast, record.start, rate, record.load.scheduled)
         return record
 
     def _window_forecast(self, source: RequestSource, matches_per_min: float, duration_s: float,

@@ -12,7 +12,6 @@ are thin wrappers over ``experiment()`` and ``verdict()``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 from matchlab.experiment import criteria
@@ -24,6 +23,7 @@ from matchlab.experiment.measures import decide
 from matchlab.experiment.profiles import ProfileSettings
 from matchlab.experiment.record import ExperimentRecord, RunRecord
 from matchlab.experiment.runner import ExperimentRunner
+from matchlab.loadgen.fill_forecast import orders_due
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.observe.events import count_events_between, read_ids
 from matchlab.observe.verdicts import Verdict, worst_of_repetitions
@@ -162,12 +162,12 @@ class Suite:
         def fills(spans: dict[str, tuple[float, float]]) -> dict[str, int] | None:
             if found is None:
                 return None
-            forecast, start, rate = found
+            forecast, start, rate, sent = found
             symbols = runner.stack.endpoints.shard_symbols
             out = {}
             for shard, (t0, t1) in spans.items():
-                first, last = math.ceil((t0 - start) * rate), math.ceil((t1 - start) * rate)
-                made = forecast.fills_by_symbol(max(first, 0), max(last, 0))
+                first, last = (orders_due(t, start, rate, sent) for t in (t0, t1))
+                made = forecast.fills_by_symbol(first, last)
                 out[shard] = sum(made.get(sym, 0) for sym in symbols.get(shard, ()))
             return out
 

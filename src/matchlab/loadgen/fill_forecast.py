@@ -152,6 +152,12 @@ class FillForecast:
         return (self.fills_of_first(after + count) - self.cumulative[after]) / count if count > 0 else 0.0
 
 
+def orders_due(t: float, start: float, rate: float, sent: int) -> int:
+    """How many of a fixed-rate schedule's orders were due by time ``t`` (order i is due at start + i / rate), never
+    more than the ``sent`` it had when it ended: a scrape after the load stopped saw no later orders."""
+    return min(max(math.ceil((t - start) * rate), 0), sent)
+
+
 def seeds_for(symbols: Sequence[str], shard_symbols: Mapping[str, Sequence[str]],
               seeded: Mapping[str, tuple[int, int]]) -> dict[str, tuple[int, int]] | None:
     """(orders, levels) per symbol from what each shard was seeded with; None where a shard's seed is unknown."""
