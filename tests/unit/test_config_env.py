@@ -148,7 +148,7 @@ def test_the_relay_reads_its_shards_environment_and_keeps_no_token() -> None:
     assert "ADMIN_TOKEN" not in env and env["RELAY_METRICS_PORT"] == "19093"
     assert env["WAL_PATH"] == "/tmp/journal-e" and env["KAFKA_BOOTSTRAP"] == "broker:19092"
     assert RelayConfig.from_env(env) == relay
-    tuned = replace(relay, poll_ms=7, max_pending=9)
+    tuned = replace(relay, poll_ms=7, linger_ms=0, max_pending=9)
     assert RelayConfig.from_env(tuned.to_env()) == tuned
 
 

@@ -38,6 +38,8 @@ MEANINGS = {
                    "`inprocess`: the matching process publishes them itself (the coupled design, kept to compare)",
     "RELAY_METRICS_PORT": "the relay's `/metrics`, `/health` and `/ready` port",
     "RELAY_POLL_MS": "how often the relay looks for newly durable journal records",
+    "RELAY_LINGER_MS": "how long the relay's producer gathers one look's events into a request (its looks do the "
+                       "waiting; `EVENT_LINGER_MS` is the in-process publisher's)",
     "RELAY_MAX_PENDING": "events sent and not yet confirmed beyond which the relay stops reading (the journal, "
                          "not its memory, holds a backlog)",
     "EVENT_LINGER_MS": "how long events wait in the producer to share a produce request (librdkafka `linger.ms`)",

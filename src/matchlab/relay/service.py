@@ -66,7 +66,7 @@ class Relay:
         shard = config.shard
         self.metrics = RelayMetrics(shard.shard_id)
         self.layout = resolve_journal(shard.wal_path)
-        self.publisher = EventPublisher(shard.kafka_bootstrap, f"me-relay-{shard.shard_id}", shard.event_linger_ms,
+        self.publisher = EventPublisher(shard.kafka_bootstrap, f"me-relay-{shard.shard_id}", config.linger_ms,
                                         shard.event_partition, errors=self.metrics.errors)
         self.durable = DurableIndexReader(self.layout)
         start = self._start_index()
