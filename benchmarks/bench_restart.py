@@ -30,6 +30,7 @@ from time import perf_counter
 import httpx
 import msgspec
 
+from matchlab.admin_auth import new_token
 from matchlab.loadgen.flow import OrderFlow, seed_orders
 from matchlab.shard.config import DEFAULT_SNAPSHOT_EVERY, DEFAULT_SYMBOLS
 from matchlab.shard.engine import MatchingEngine
@@ -103,8 +104,9 @@ async def build(directory: Path, orders: int, snapshot_every: int) -> dict:
 
 def restart(directory: Path, state: dict, log: Path) -> float:
     http, metrics = free_port(), free_port()
+    token = new_token()
     env = {"SHARD_ID": "a", "HTTP_PORT": str(http), "METRICS_PORT": str(metrics), "WAL_PATH": str(directory),
-           "KAFKA_BOOTSTRAP": ""}
+           "KAFKA_BOOTSTRAP": "", "ADMIN_TOKEN": token}
     proc = ManagedProcess("shard-a", [sys.executable, "-m", "matchlab.shard"], log, env)
     started = time.perf_counter()
     proc.start()
@@ -120,7 +122,7 @@ def restart(directory: Path, state: dict, log: Path) -> float:
                 raise SystemExit(f"shard exited: {proc.log_tail(20)}")
             time.sleep(0.01)
         elapsed = time.perf_counter() - started
-        stats = httpx.get(f"{url}/admin/stats").json()
+        stats = httpx.get(f"{url}/admin/stats", headers={"Authorization": f"Bearer {token}"}).json()
         books = {s: httpx.get(f"{url}/book/{s}").json() for s in SYMBOLS}
         assert books == state["books"], "books differ after the restart"
         assert stats["matches"] == state["matches"], (stats, state["matches"])
