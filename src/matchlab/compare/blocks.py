@@ -167,6 +167,14 @@ def unit_log_ratios(cells: Cells, units: Sequence[Unit], q: float) -> list[float
         return list(np.log(t) - (np.log(b) + np.log(a)) / 2)
 
 
+def bootstrap_weights(n: int, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, n): how many times each of n items is drawn in each resample (with replacement, fixed seed)."""
+    draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    weights = np.zeros((resamples, n))
+    np.add.at(weights, (np.repeat(np.arange(resamples), n), draws.ravel()), 1.0)
+    return weights
+
+
 def block_rise(cells: Cells, units: Sequence[Unit], q: float = 0.99, alpha: float = 0.05,
                resamples: int = RESAMPLES, seed: int = SEED) -> BlockRise | None:
     """The rise of the pooled q-quantile from the baselines to the treated arms, with a (1 - alpha) bootstrap
@@ -178,11 +186,7 @@ def block_rise(cells: Cells, units: Sequence[Unit], q: float = 0.99, alpha: floa
     estimate = float(_rises(cells, one, before, treated, after, q)[0])
     if not math.isfinite(estimate):
         return None
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(units), size=(resamples, len(units)))
-    weights = np.zeros((resamples, len(units)))
-    np.add.at(weights, (np.repeat(np.arange(resamples), len(units)), draws.ravel()), 1.0)
-    rises = _rises(cells, weights, before, treated, after, q)
+    rises = _rises(cells, bootstrap_weights(len(units), resamples, seed), before, treated, after, q)
     low, high = np.nanpercentile(rises, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     base_counts = (before.sum(axis=0) + after.sum(axis=0)) / 2
     return BlockRise(
@@ -218,9 +222,6 @@ def pooled_quantile(cells: Cells, blocks: Sequence[np.ndarray], q: float = 0.99,
     estimate = float(quantiles(cells, counts.sum(axis=0), q)[0])
     if not math.isfinite(estimate):
         return None
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(blocks), size=(resamples, len(blocks)))
-    weights = np.zeros((resamples, len(blocks)))
-    np.add.at(weights, (np.repeat(np.arange(resamples), len(blocks)), draws.ravel()), 1.0)
+    weights = bootstrap_weights(len(blocks), resamples, seed)
     low, high = np.nanpercentile(quantiles(cells, weights @ counts, q), [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return estimate, float(low), float(high)
