@@ -13,8 +13,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from matchlab.errors import ProcessError
@@ -62,10 +64,11 @@ def run_worker_processes(args_of: Sequence[list[str]], timeout_s: float, names: 
     with tempfile.TemporaryDirectory(prefix="matchlab-load-") as tmp:
         procs: list[subprocess.Popen] = []
         try:
-            for i, args in enumerate(args_of):
-                with open(Path(tmp) / f"{i}.out", "w") as out, open(Path(tmp) / f"{i}.err", "w") as err:
-                    procs.append(subprocess.Popen([sys.executable, "-m", "matchlab.loadgen", *args], stdout=out,
-                                                  stderr=err, text=True, start_new_session=True))
+            with interrupt_after():
+                for i, args in enumerate(args_of):
+                    with open(Path(tmp) / f"{i}.out", "w") as out, open(Path(tmp) / f"{i}.err", "w") as err:
+                        procs.append(subprocess.Popen([sys.executable, "-m", "matchlab.loadgen", *args],
+                                                      stdout=out, stderr=err, text=True, start_new_session=True))
             if on_start:
                 on_start(procs)
             failed = _wait_all(procs, timeout_s)
@@ -80,6 +83,24 @@ def run_worker_processes(args_of: Sequence[list[str]], timeout_s: float, names: 
             raise ProcessError(f"load {names[failed]} (pid {proc.pid}) exited {proc.returncode}; the other workers "
                                f"were stopped. Its stderr:\n{tail}")
         return [read_result_lines((Path(tmp) / f"{i}.out").read_text(), names[i]) for i in range(len(procs))]
+
+
+@contextmanager
+def interrupt_after() -> Iterator[None]:
+    """A Ctrl-C while the body runs is raised when it ends. Popen interrupted after its fork would return no
+    handle to the child it started, and that worker would be left running; so the workers are all started and
+    recorded first. (Signal handlers belong to the main thread: elsewhere the body runs as it is.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _wait_all(procs: Sequence[subprocess.Popen], timeout_s: float) -> int | None:
