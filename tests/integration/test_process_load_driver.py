@@ -202,7 +202,10 @@ def test_the_first_failure_stops_the_other_workers_at_once(trivial_server):
 def test_ctrl_c_stops_the_workers_it_started(trivial_server):
     waits = ["--gateway", trivial_server(), "--rate", "1", "--duration", "1", "--workers", "2", "--worker-index", "0",
              "--start-at", str(time.time() + 120), "--quiet"]
-    script = ("import sys; from matchlab.loadgen.workers import run_worker_processes; "
+    # Python's own Ctrl-C handling, whatever this session inherited: a job started in the background by a
+    # non-interactive shell (a CI runner) ignores SIGINT, and so would its children.
+    script = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              "from matchlab.loadgen.workers import run_worker_processes; "
               f"run_worker_processes([{waits!r}, {waits!r}], 100)")
     parent = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
 
