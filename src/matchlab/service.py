@@ -16,6 +16,9 @@ from matchlab.gcpolicy import keep_full_collections_short
 # to report a finished fsync while the loop is busy; 5 ms (the default) would
 # show up directly in the p99 of every acknowledgement.
 GIL_SWITCH_INTERVAL_S = 0.0005
+# How long a stopping service may take to finish its requests, and its producer to deliver what it holds.
+SHUTDOWN_GRACE_S = 10.0
+PRODUCER_FLUSH_S = 10.0
 
 
 async def serve_until_signalled(server: Any, log: logging.Logger) -> None:

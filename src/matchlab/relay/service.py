@@ -36,7 +36,7 @@ from matchlab.relay.config import RelayConfig
 from matchlab.relay.delivery import Deliveries
 from matchlab.relay.metrics import RelayMetrics
 from matchlab.relay.tail import JournalGapError, JournalTail
-from matchlab.service import serve_until_signalled
+from matchlab.service import PRODUCER_FLUSH_S, SHUTDOWN_GRACE_S, serve_until_signalled
 from matchlab.shard.events import EventPublisher
 from matchlab.shard.handoff import DurableIndexReader, read_relay_mark, write_relay_mark
 from matchlab.shard.journal import resolve_journal
@@ -55,9 +55,7 @@ log = logging.getLogger(__name__)
 MARK_INTERVAL_S = 1.0
 # Records read per look at most: the loop serves delivery reports and scrapes in between.
 READ_RECORDS = 4096
-SHUTDOWN_GRACE_S = 10.0
 RETRY_S = 1.0
-PRODUCER_FLUSH_S = 10.0
 
 
 class Relay:

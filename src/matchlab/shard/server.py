@@ -40,7 +40,7 @@ from matchlab.httpjson import (
     start_metrics_site,
     to_response,
 )
-from matchlab.service import serve_until_signalled
+from matchlab.service import PRODUCER_FLUSH_S, SHUTDOWN_GRACE_S, serve_until_signalled
 from matchlab.shard.config import EventsMode, ShardConfig
 from matchlab.shard.engine import MatchingEngine
 from matchlab.shard.event_modes import InProcessEvents, RelayedEvents
@@ -54,8 +54,6 @@ log = logging.getLogger(__name__)
 # An injected delay beyond this is no calibration of a 200 ms bar, just a stalled shard.
 MAX_INJECTED_DELAY_MS = 1000.0
 
-SHUTDOWN_GRACE_S = 10.0
-PRODUCER_FLUSH_S = 10.0
 
 
 class ShardServer:
