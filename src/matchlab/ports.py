@@ -7,13 +7,24 @@ importing each other.
 from __future__ import annotations
 
 import socket
+from collections.abc import Collection
+
+# A port handed out is not bound until the service it was meant for starts, and until then the OS
+# offers it again: two services of one stack given one port answer each other's requests.
+_handed_out: set[int] = set()
+ATTEMPTS = 256
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS says is free right now on ``host``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def free_port(host: str = "127.0.0.1", avoid: Collection[int] = ()) -> int:
+    """A port the OS says is free right now on ``host``, never one this process handed out before or in ``avoid``."""
+    for _ in range(ATTEMPTS):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out and port not in avoid:
+            _handed_out.add(port)
+            return port
+    raise OSError(f"no free TCP port on {host} after {ATTEMPTS} tries that was not already handed out")
 
 
 def port_in_use(host: str, port: int) -> bool:

@@ -91,7 +91,10 @@ def die_with_supervisor() -> None:
 class Supervisor:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.worker_configs = [replace(config, workers=1, worker_index=i, metrics_port=free_port(config.bind_host))
+        # HTTP_PORT and METRICS_PORT are not bound yet: the OS could offer either as a worker's metrics port
+        taken = (config.http_port, config.metrics_port)
+        self.worker_configs = [replace(config, workers=1, worker_index=i,
+                                       metrics_port=free_port(config.bind_host, avoid=taken))
                                for i in range(config.workers)]
         self.workers: list[subprocess.Popen] = []
         self._session: aiohttp.ClientSession | None = None
