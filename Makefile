@@ -16,7 +16,8 @@ smoke: setup
 # the fault suite, the capacity test that shows a throttled gateway fails the scaling verdict by name (C3's
 # cost-model check takes 5 minutes more: `pytest -m capacity -k cost_model`), then both ASR suites in the
 # quick profile. A FAIL verdict is a measured result and does not fail this target; a verdict that could not
-# be computed (no data, a broken experiment) does, as does any failure in the first steps or a container, network or volume a run left on the engine.
+# be computed (no data, a broken experiment) does, as does any failure in the first steps or a container,
+# network or volume a run left on the engine.
 # Its setup installs and starts a Docker engine where there is none (WITH_DOCKER=1: Debian, root or sudo).
 test: export WITH_DOCKER := 1
 test: setup docs-check
