@@ -1,6 +1,6 @@
 """CPU per order of every process on an order's path, at fixed offered rates.
 
-Run by hand:  python benchmarks/bench_cpu.py [--rates 200,800,1500,3000] [--seconds S] [--direct]
+Run by hand:  python benchmarks/bench_cpu.py [--rates 200,800,1500,3000] [--seconds S] [--direct] [--coupled-events]
 
 Brings up the embedded stack (broker, shards a/b/c, gateway, Prometheus
 scraping every 5 s, exactly as the experiments run it), then for each rate:
@@ -14,7 +14,9 @@ and the client's p50/p99.
 
 ``--src DIR`` runs the services from another checkout's ``src`` (e.g. a
 ``git worktree`` of the commit before a change), so before and after come
-from the same sitting: run the script twice, once with ``--src``.
+from the same sitting: run the script twice, once with ``--src``. ``--coupled-events`` starts the shards
+with their own producer (EVENTS_MODE=inprocess) instead of a relay each: run it twice, once with it, for
+what the relay costs.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from matchlab.loadgen.runner import run_load
 from matchlab.loadgen.seeding import seed_books
 from matchlab.loadgen.targets import SHARD_SYMBOLS, direct_targets, flow_source, gateway_targets
 from matchlab.promtext import counter_total, scrape
+from matchlab.shard.config import EventsMode
 from matchlab.stack.local import LocalBackend
 from matchlab.stack.spec import Topology
 from matchlab.stack.stack import Stack
@@ -93,17 +96,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds per rate")
     parser.add_argument("--direct", action="store_true", help="straight to shard a instead of through the gateway")
     parser.add_argument("--src", type=Path, help="run the services from this checkout's src directory")
+    parser.add_argument("--coupled-events", action="store_true",
+                        help="shards publish their own events (EVENTS_MODE=inprocess), no relays")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     if args.src is not None:
         os.environ["PYTHONPATH"] = str(args.src.resolve())  # the services inherit the environment
     topology = Topology.SINGLE if args.direct else Topology.MULTI
     with tempfile.TemporaryDirectory() as tmp:
-        backend = LocalBackend(Path(tmp))
+        shard_env = {"EVENTS_MODE": EventsMode.INPROCESS.value} if args.coupled_events else {}
+        backend = LocalBackend(Path(tmp), shard_env=shard_env)
         with Stack(backend, topology, Path(tmp) / "run") as stack:
             pids = {name: p.pid for name, p in backend.processes().items()}
             where = "direct to shard a" if args.direct else "through the gateway to shards a, b, c"
-            print(f"CPU µs per order, {where}; {os.cpu_count()} cores; services from "
+            events = "each shard's own producer" if args.coupled_events else "a relay per shard"
+            print(f"CPU µs per order, {where}, events through {events}; {os.cpu_count()} cores; services from "
                   f"{args.src or 'this checkout'}; {args.seconds:g} s per rate", flush=True)
             columns = ["loadgen", *sorted(pids)]
             print(header(columns), flush=True)
