@@ -13,12 +13,12 @@ smoke: setup
 
 # Everything CI runs: the docs site (docs-check), the images (built only where their content changed), unit
 # and integration tests and the smoke checks, the smoke checks again on the Docker engine (--backend docker),
-# the fault suite, the capacity test that shows a throttled gateway fails the scaling verdict by name (C3's
-# cost-model check takes 5 minutes more: `pytest -m capacity -k cost_model`), the calibration's power check
-# (a match delay injected in A4's outage arms must read FAIL; the shams take 9 minutes more: `pytest -m
-# calibration`), then both ASR suites in the quick profile. A FAIL verdict is a measured result and does
-# not fail this target; a verdict that could not be computed (no data, a broken experiment) does, as does
-# any failure in the first steps or a container, network or volume a run left on the engine.
+# the fault suite, then both ASR suites in the quick profile (about 44 minutes in all on two cores; what did
+# not fit the 45 CI has: C4's throttled gateway, 3.5 min, `pytest -m capacity -k throttled`; C3's cost
+# model, 5 min, `-k cost_model`; the calibration's power check, 3.2 min, `pytest -m calibration -k
+# delay_injected`; its shams, 9 min). A FAIL verdict is a measured result and does not fail this target;
+# a verdict that could not be computed (no data, a broken experiment) does, as does any failure in the
+# first steps or a container, network or volume a run left on the engine.
 # Its setup installs and starts a Docker engine where there is none (WITH_DOCKER=1: Debian, root or sudo).
 test: export WITH_DOCKER := 1
 test: setup docs-check
@@ -26,8 +26,6 @@ test: setup docs-check
 	$(PY) -m pytest --durations=15
 	$(PY) -m pytest experiments/test_smoke.py --backend docker --reports-dir reports/docker-smoke
 	$(PY) -m pytest -m faults --durations=8
-	$(PY) -m pytest -m capacity -k throttled --profile quick --reports-dir reports/capacity-checks
-	$(PY) -m pytest -m calibration -k delay_injected --profile quick --reports-dir reports/calibration
 	$(PY) -m pytest -m "asr1 or asr2" --profile quick --reports-dir reports/asr-quick --html=reports/asr-quick.html; \
 	  rc=$$?; [ $$rc -le 1 ] || exit $$rc
 	$(PY) -m matchlab.experiment.check reports/asr-quick --asr "ASR 1" --asr "ASR 2"
