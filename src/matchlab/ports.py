@@ -15,12 +15,17 @@ _handed_out: set[int] = set()
 ATTEMPTS = 256
 
 
+def offered_port(host: str) -> int:
+    """The port the OS offers for a bind to port 0 on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def free_port(host: str = "127.0.0.1", avoid: Collection[int] = ()) -> int:
     """A port the OS says is free right now on ``host``, never one this process handed out before or in ``avoid``."""
     for _ in range(ATTEMPTS):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
+        port = offered_port(host)
         if port not in _handed_out and port not in avoid:
             _handed_out.add(port)
             return port

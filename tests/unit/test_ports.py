@@ -9,29 +9,10 @@ import pytest
 from matchlab import ports
 
 
-class OfferedPorts:
-    """A socket stand-in whose bind(0) gets the ports the OS would offer, in order."""
-
-    def __init__(self, offers: list[int]) -> None:
-        self.offers = iter(offers)
-
-    def __call__(self, *_args):
-        offers = self.offers
-
-        class Socket:
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *_exc):
-                return False
-
-            def bind(self, _address):
-                self.port = next(offers)
-
-            def getsockname(self):
-                return ("127.0.0.1", self.port)
-
-        return Socket()
+def offering(monkeypatch, offers: list[int]) -> None:
+    """The OS offers ``offers`` in order."""
+    it = iter(offers)
+    monkeypatch.setattr(ports, "offered_port", lambda _host: next(it))
 
 
 @pytest.fixture()
@@ -40,17 +21,17 @@ def fresh_ledger(monkeypatch):
 
 
 def test_a_port_offered_again_before_it_is_bound_is_refused(monkeypatch, fresh_ledger):
-    monkeypatch.setattr(ports.socket, "socket", OfferedPorts([41000, 41000, 41000, 41001]))
+    offering(monkeypatch, [41000, 41000, 41000, 41001])
     assert [ports.free_port(), ports.free_port()] == [41000, 41001]
 
 
 def test_ports_to_avoid_are_never_handed_out(monkeypatch, fresh_ledger):
-    monkeypatch.setattr(ports.socket, "socket", OfferedPorts([42000, 42001]))
+    offering(monkeypatch, [42000, 42001])
     assert ports.free_port(avoid=(42000,)) == 42001
 
 
 def test_running_out_of_new_ports_is_a_clear_error(monkeypatch, fresh_ledger):
-    monkeypatch.setattr(ports.socket, "socket", OfferedPorts([43000] * (ports.ATTEMPTS + 1)))
+    offering(monkeypatch, [43000] * (ports.ATTEMPTS + 1))
     ports.free_port()
     with pytest.raises(OSError, match="already handed out"):
         ports.free_port()
