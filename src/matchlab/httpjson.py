@@ -16,11 +16,11 @@ from prometheus_client import (
     PLATFORM_COLLECTOR,
     PROCESS_COLLECTOR,
     CollectorRegistry,
-    generate_latest,
 )
 
 from matchlab.edge.guard import body_deadline, close_after_reply
 from matchlab.edge.replies import Reply, body_refusal, body_timeout_refusal, json_reply, rejected
+from matchlab.exposition import ScrapeRegistry, exposition
 
 # docs/internals/design.md §3.1: one order is small; a seed carries whole books.
 MAX_ORDER_BYTES = 4 * 1024
@@ -76,9 +76,9 @@ async def _read_within(request: web.Request, limit: int) -> bytes | Reply:
     return bytes(body)
 
 
-def new_registry() -> CollectorRegistry:
-    """A private registry with the Python runtime's own collectors (process, GC)."""
-    registry = CollectorRegistry(auto_describe=True)
+def new_registry() -> ScrapeRegistry:
+    """A private registry with the Python runtime's own collectors (process, GC), cheap to scrape."""
+    registry = ScrapeRegistry()
     for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
         registry.register(collector)
     return registry
@@ -95,7 +95,7 @@ async def start_metrics_site(
     the runner to clean up."""
 
     async def metrics(_request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=exposition(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)

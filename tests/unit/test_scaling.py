@@ -268,10 +268,10 @@ def test_per_shard_budgets_shrink_with_k_so_n_equals_k_fits_the_machine(cores, k
 
 
 def test_budget_arithmetic_on_two_cores():
-    assert scaling.Budgets.for_machine(3, 2) == scaling.Budgets(0.2, 0.5, 3, 2)  # the standard three: unchanged
+    assert scaling.Budgets.for_machine(3, 2) == scaling.Budgets(0.1, 0.5, 3, 2)  # the standard three
     six = scaling.Budgets.for_machine(6, 2)
-    assert (six.shard_cpu, six.gateway_cpu) == (0.1, 0.5) and six.total(6) == pytest.approx(1.1)
-    assert "0.1 CPU per shard" in six.describe() and "N = 1..6" in six.describe() and "1.1 of 2 cores" in six.describe()
+    assert (six.shard_cpu, six.gateway_cpu) == (0.05, 0.5) and six.total(6) == pytest.approx(0.8)
+    assert "0.05 CPU per shard" in six.describe() and "N = 1..6" in six.describe() and "0.8 of 2 cores" in six.describe()
     with pytest.raises(ValueError, match="at least one shard"):
         scaling.Budgets.for_machine(0, 2)
 
@@ -290,7 +290,7 @@ def test_the_report_states_the_budgets_s1_used():
 
     stated = "S1: " + scaling.Budgets.for_machine(4, 2).describe() + ", cgroup v1"
     html = render_report(RunRecord("local", "quick", "", facts={"CPU budgets": stated}), {}, complete=True, grafana=None)
-    assert f"<b>CPU budgets</b>: {stated}" in html and "0.15 CPU per shard" in stated
+    assert f"<b>CPU budgets</b>: {stated}" in html and "0.075 CPU per shard" in stated
     assert "none enforced" in render_report(RunRecord("local", "quick", ""), {}, complete=True, grafana=None)
 
 

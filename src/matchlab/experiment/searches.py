@@ -85,7 +85,7 @@ def run_c2(s) -> ExperimentRecord:
 
 SCALING_START_PER_SHARD = 100.0  # orders/s per shard at the first bracket step, at least
 # ... or this many orders/s per CPU of a shard's budget: under the knee here (3,900-6,800 orders/s per CPU
-# through the gateway at 0.2 CPU, depending on the tree and the day), so a bracket takes four to six steps. A
+# through the gateway at 0.1-0.2 CPU, depending on the tree and the day), so a bracket takes four to six steps. A
 # machine that needs several times the CPU per order still gets a bracket: it halves the rate down to 1/16.
 START_PER_SHARD_CPU = 3000.0
 # A bracket for N > 1 starts at this share of N x the one-shard bracket's middle: under linear by a little less
