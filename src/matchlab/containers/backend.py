@@ -27,6 +27,7 @@ from matchlab.containers.engine_objects import (
     log_text,
 )
 from matchlab.containers.ledger import RUN_LABEL, ResourceLedger
+from matchlab.interrupts import interrupt_after
 from matchlab.containers.services import BROKER, PROMETHEUS, PROMETHEUS_PORT, ContainerSpec, container_specs
 from matchlab.errors import ProcessError
 from matchlab.images.build import BuiltImage, build_images
@@ -154,7 +155,8 @@ class DockerBackend:
 
     def _create_network(self) -> None:
         self.ledger.add("network", self.run, self.run)
-        self._client.networks.create(self.run, driver="bridge", labels=self._labels())
+        with interrupt_after():  # the engine finishes a create its client stopped waiting for: let it return
+            self._client.networks.create(self.run, driver="bridge", labels=self._labels())
 
     def _volume(self, key: str) -> str:
         name = f"{self.run}-{key}"
@@ -162,7 +164,8 @@ class DockerBackend:
             return name
         self._volumes.add(name)
         self.ledger.add("volume", name, self.run)
-        self._client.volumes.create(name, labels=self._labels())
+        with interrupt_after():
+            self._client.volumes.create(name, labels=self._labels())
         return name
 
     def _start(self, spec: ContainerSpec) -> None:
@@ -173,14 +176,17 @@ class DockerBackend:
                                  LABEL_READY: spec.ready.path or ""}, **spec.labels)
         volumes = {self._volume(key): {"bind": path, "mode": "rw"} for key, path in spec.volumes.items()}
         self.ledger.add("container", name, self.run)
-        container = self._client.containers.create(
-            self.images[spec.image].tag, command=list(spec.command) if spec.command else None, name=name,
-            hostname=spec.name, environment=spec.environment,
-            labels=labels, network=self.run, ports={f"{p}/tcp": (LOOPBACK, free_port()) for p in spec.ports},
-            volumes=volumes, nano_cpus=int(cpus * 1e9), mem_limit=memory, memswap_limit=memory,
-            cpuset_cpus=self.cpuset, detach=True,
-            # Reachable by its service name on the network (the gateway's shard map, Prometheus' targets).
-            networking_config={self.run: self._client.api.create_endpoint_config(aliases=[spec.name])})
+        # A Ctrl-C during the create request would leave the engine creating a container after teardown had
+        # looked for it and found nothing (a CI run left one that way): the interrupt waits for the reply.
+        with interrupt_after():
+            container = self._client.containers.create(
+                self.images[spec.image].tag, command=list(spec.command) if spec.command else None, name=name,
+                hostname=spec.name, environment=spec.environment,
+                labels=labels, network=self.run, ports={f"{p}/tcp": (LOOPBACK, free_port()) for p in spec.ports},
+                volumes=volumes, nano_cpus=int(cpus * 1e9), mem_limit=memory, memswap_limit=memory,
+                cpuset_cpus=self.cpuset, detach=True,
+                # Reachable by its service name on the network (the gateway's shard map, Prometheus' targets).
+                networking_config={self.run: self._client.api.create_endpoint_config(aliases=[spec.name])})
         for path, text in spec.files.items():
             container.put_archive(str(Path(path).parent), container_tar(Path(path).name, text))
         container.start()

@@ -13,13 +13,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from matchlab.errors import ProcessError
+from matchlab.interrupts import interrupt_after
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.loadgen.segments import read_result_lines
 
@@ -83,24 +82,6 @@ def run_worker_processes(args_of: Sequence[list[str]], timeout_s: float, names: 
             raise ProcessError(f"load {names[failed]} (pid {proc.pid}) exited {proc.returncode}; the other workers "
                                f"were stopped. Its stderr:\n{tail}")
         return [read_result_lines((Path(tmp) / f"{i}.out").read_text(), names[i]) for i in range(len(procs))]
-
-
-@contextmanager
-def interrupt_after() -> Iterator[None]:
-    """A Ctrl-C while the body runs is raised when it ends. Popen interrupted after its fork would return no
-    handle to the child it started, and that worker would be left running; so the workers are all started and
-    recorded first. (Signal handlers belong to the main thread: elsewhere the body runs as it is.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
 
 
 def _wait_all(procs: Sequence[subprocess.Popen], timeout_s: float) -> int | None:
