@@ -13,10 +13,9 @@ from matchlab.interrupts import interrupt_after
 
 def test_a_ctrl_c_in_the_body_is_raised_when_the_body_has_finished():
     done = []
-    with pytest.raises(KeyboardInterrupt):
-        with interrupt_after():
-            os.kill(os.getpid(), signal.SIGINT)
-            done.append("the rest of the body ran")
+    with pytest.raises(KeyboardInterrupt), interrupt_after():
+        os.kill(os.getpid(), signal.SIGINT)
+        done.append("the rest of the body ran")
     assert done == ["the rest of the body ran"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
 

@@ -27,11 +27,11 @@ from matchlab.containers.engine_objects import (
     log_text,
 )
 from matchlab.containers.ledger import RUN_LABEL, ResourceLedger
-from matchlab.interrupts import interrupt_after
 from matchlab.containers.services import BROKER, PROMETHEUS, PROMETHEUS_PORT, ContainerSpec, container_specs
 from matchlab.errors import ProcessError
 from matchlab.images.build import BuiltImage, build_images
 from matchlab.images.engine import engine_client
+from matchlab.interrupts import interrupt_after
 from matchlab.stack.broker import create_topics
 from matchlab.stack.probes import HttpProbe, PortProbe, free_port
 from matchlab.stack.process import stop_after_failure
