@@ -98,7 +98,7 @@ class LoopCounter(_Family):
         return _CounterChild()
 
     def _exposed_name(self) -> str:
-        return self._family().name + "_total"  # prometheus_client's: ``_total`` dropped, then written back
+        return self.name.removesuffix("_total") + "_total"  # as prometheus_client writes a counter's samples
 
     def _prefix(self, labels: dict[str, str]) -> str:
         return _sample_prefix(self._exposed_name(), labels)
