@@ -93,7 +93,7 @@ class Relay:
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
-        self.publisher.start()
+        # No publisher.start(): each look serves the delivery reports itself (one wake-up, not two timers).
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._pump_forever(), name="relay-pump"),
                        loop.create_task(self._mark_forever(), name="relay-mark")]
@@ -149,7 +149,9 @@ class Relay:
         self.written_mark = start
 
     def pump(self) -> int:
-        """One look: send what waits, then read and send the new durable records; return records read."""
+        """One look: serve delivery reports, send what waits, then read and send the new durable records; return
+        records read."""
+        self.publisher.poll()
         if self._unsent:
             waiting, self._unsent = self._unsent, []
             for item in waiting:
