@@ -166,11 +166,21 @@ def rise_measurement(prom: PromClient, exp: ExperimentRecord, log: CycleLog, sha
                            undecidable=f"{pooled.units} units: the paired test needs at least 5")
     evidence.update(low=rank.low, high=rank.high, level=1 - alpha, p_value=rank.p_value)
     detail = (f"paired blocks: the treated block's p99 over its baselines' {rank.estimate:+.1%} (Hodges-Lehmann, "
-              f"signed-rank p={rank.p_value:.2g}); " + detail)
+              f"signed-rank p={rank.p_value:.2g}); " + detail + _fell_beyond(comparison, bar, rank.high, log))
     return Measurement(rank.estimate, query, detail, interval=(rank.low, rank.high), level=1 - alpha, **common,
                        undecidable=_cross_check(comparison, bar, rank, pooled),
                        what_would_decide=_more_cycles(rank.estimate, (rank.high - rank.low) / 2, rank.units, bar,
                                                       design))
+
+
+def _fell_beyond(comparison: str, bar: float, high: float, log: CycleLog) -> str:
+    """A one-sided bar passes a p99 that falls; one that fell by more than the bar, beyond doubt, is said: the
+    shard's work depends on what the treatment stopped (a shard that publishes its own events runs faster with
+    the broker out), a cost in every baseline arm that a bar on rises does not judge."""
+    if comparison not in ("<=", "<") or high >= -bar:
+        return ""
+    return (f"; the p99 fell by more than {bar:.0%} {_treated_words(log)} (interval's top {high:+.1%}): the shard's "
+            "work depends on what the treatment stops, a cost its baseline pays and this bar on rises does not judge")
 
 
 def _treated_words(log: CycleLog) -> str:
