@@ -95,3 +95,20 @@ def test_a_clean_up_that_works_is_just_run():
     ran = []
     stop_after_failure(lambda: ran.append(1), "x")
     assert ran == [1]
+
+
+def test_a_process_started_but_never_recorded_is_reaped_by_its_marker(tmp_path):
+    """A harness killed -9 between Popen and recording the PID (a CI run left a relay so) leaves an unrecorded
+    process; the reap finds it by the record's marker in its environment, and leaves others' processes alone."""
+    registry = PidRegistry(tmp_path / "pids.json")
+    other = PidRegistry(tmp_path / "other" / "pids.json")
+    orphan, neighbour = started(tmp_path, registry), started(tmp_path / "other", other)
+    registry.remove(orphan.pid)  # what the kill between start and record leaves
+    assert registry._load() == {}
+    try:
+        assert registry.reap() == [orphan.pid]
+        assert orphan._proc.wait(10) == -9
+        assert neighbour.running(), "a process started under another record is not this reap's"
+    finally:
+        neighbour.stop(grace=0.3)
+        orphan.stop(grace=0.3)

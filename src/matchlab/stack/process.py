@@ -58,7 +58,7 @@ class ManagedProcess:
             try:
                 self._proc = subprocess.Popen(
                     self.argv,
-                    env={**os.environ, **self.env},
+                    env={**os.environ, **self.env, **(self.registry.marker if self.registry else {})},
                     cwd=self.cwd,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
