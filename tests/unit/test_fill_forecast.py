@@ -129,3 +129,27 @@ def test_orders_due_by_a_scrape_stop_where_the_schedule_stopped():
     assert orders_due(999.0, 1000.0, 100.0, 5000) == 0
     assert orders_due(1010.005, 1000.0, 100.0, 5000) == 1001
     assert orders_due(1053.0, 1000.0, 100.0, 5000) == 5000
+
+
+@pytest.mark.parametrize("seed", [1, 3, 5, 11])
+def test_every_window_makes_the_bar_plus_three_sd_of_the_spread_over_the_longer_stretch(seed):
+    """B2's rate: the lowest of the phase's windows makes the bar plus three sd, the sd read over 300 s of the
+    flow, and the rate is the smallest that does (a little less and some window falls short)."""
+    f = forecast(seed)
+    rate, mean, sd, lowest = f.margin_rate_for(4750, 20, 120, 30, 5, 3.0, 80.0, spread_over_s=300)
+    phase = f.window_rates(rate, 20, 120, 30, 5)
+    spread = f.window_rates(rate, 20, 320, 30, 5)
+    centre = sum(spread) / len(spread)
+    assert sd == pytest.approx((sum((x - centre) ** 2 for x in spread) / (len(spread) - 1)) ** 0.5)
+    assert mean == pytest.approx(sum(phase) / len(phase)) and lowest == min(phase)
+    assert lowest >= 4750 + 3 * sd
+    slower = rate * 0.99
+    assert min(f.window_rates(slower, 20, 120, 30, 5)) < 4750 + 3 * sd
+    own = f.margin_rate_for(4750, 20, 120, 30, 5, 3.0, 80.0)  # the phase's own dozen windows
+    print(f"seed {seed}: {rate:.1f} orders/s, mean {mean:,.0f}/min, lowest {lowest:,.0f}; sd over 300 s "
+          f"{sd:.0f}/min, over the phase's 100 s {own[2]:.0f}/min")
+
+
+def test_the_margin_needs_a_window_and_a_flow_that_fills():
+    with pytest.raises(ValueError, match="span of at least one window"):
+        forecast().margin_rate_for(4750, 20, 40, 30, 5, 3.0, 80.0)

@@ -277,9 +277,11 @@ def sustained_rate(ctx: Context, exp: ExperimentRecord) -> Measurement:
     ok = s.longest_above_s >= p.sustain_s and s.longest_below_s <= p.max_gap_s
     offered = phase.extra.get("offered", {})
     detail = (f"open loop at {phase.order_rate:,.1f} orders/s from the start, the first {start - phase.start:.0f} s "
-              f"excluded" + (f"; the replica of the seeded books forecast {offered['mean']:,.0f} matches/min per "
-                             f"window on average (sd {offered['sd']:,.0f}, lowest {offered['minimum']:,.0f}): the bar "
-                             f"plus {offered['sigmas']:g} sd" if offered else "")
+              f"excluded" + (f"; the replica of the seeded books forecast every window at {offered['minimum']:,.0f}"
+                             f" matches/min or more ({offered['mean']:,.0f} on average): the bar plus "
+                             f"{offered['sigmas']:g} sd of the windows over "
+                             f"{offered.get('spread_over_s', phase.end - start):.0f} s of the flow (sd "
+                             f"{offered['sd']:,.0f})" if offered else "")
               + f"; longest stretch >= {reg.ASR2_BAR:,.0f}/min: {s.longest_above_s:.0f} s (need {p.sustain_s:g} s); "
               f"longest below: {s.longest_below_s:.0f} s (allowed {p.max_gap_s:g} s); minimum {s.minimum:,.0f}/min, "
               f"mean {s.mean:,.0f}/min over {len(points)} windows")

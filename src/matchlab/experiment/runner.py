@@ -37,6 +37,9 @@ from matchlab.topology import SHARD_SYMBOLS
 CALIBRATION_ORDER_RATE = 40.0
 SCRAPE_STEP_S = 5.0  # windows slide by one scrape
 FALLBACK_MARGIN = 0.12
+# The windows' spread behind the margin is read over this much of the flow (the full profile's judged window):
+# a quick phase's few overlapping windows see too little of how fills per order wander.
+MARGIN_SPREAD_S = 300.0
 # The final scrape after a run must land before verdicts read it: a scrape of every service that began
 # after the matcher drained (about half a 5 s interval on average), or this long at most.
 SCRAPE_WAIT_S = 12.0
@@ -300,9 +303,10 @@ class ExperimentRunner:
 
     def drive_at_margin(self, experiment: ExperimentRecord, phase: str, route: Route, bar_per_min: float,
                         duration_s: float, warmup_s: float, source: RequestSource, sigmas: float) -> PhaseRecord:
-        """Open loop at one rate from the start, chosen before the phase: the rate at which the trailing
-        ``rate_window_s`` windows of the orders the schedule sends after ``warmup_s`` make ``bar_per_min`` plus
-        ``sigmas`` standard deviations of their own spread, as a replica of the freshly seeded books forecasts.
+        """Open loop at one rate from the start, chosen before the phase: the lowest rate at which every trailing
+        ``rate_window_s`` window of the orders the schedule sends after ``warmup_s`` makes ``bar_per_min`` plus
+        ``sigmas`` standard deviations of the windows' spread over ``MARGIN_SPREAD_S`` of the flow, as a replica of
+        the freshly seeded books forecasts.
         Without a replica (a flow the harness cannot rebuild) the calibrated rate is raised by the same margin
         as the replica would (12 %, about three standard deviations of a 30 s window here), and said so.
         The replica is kept (``replicas``) so the verdicts can count the fills the orders sent should make."""
@@ -314,10 +318,15 @@ class ExperimentRunner:
         forecast = None
         if twin is not None and seeds is not None:
             forecast = FillForecast(twin(), seeds)
-            rate, mean, sd, lowest = forecast.margin_rate_for(bar_per_min, warmup_s, duration_s, window, SCRAPE_STEP_S,
-                                                              sigmas, guess)
-            offered.update(mean=mean, sd=sd, minimum=lowest, forecast=True)
-        else:
+            try:
+                rate, mean, sd, lowest = forecast.margin_rate_for(bar_per_min, warmup_s, duration_s, window,
+                                                                  SCRAPE_STEP_S, sigmas, guess, MARGIN_SPREAD_S)
+                offered.update(mean=mean, sd=sd, minimum=lowest, forecast=True,
+                               spread_over_s=max(MARGIN_SPREAD_S, duration_s - warmup_s))
+            except ValueError as exc:  # a flow that hardly fills: said, and the calibrated rate's margin used
+                self.progress(f"[{experiment.id}/{phase}] {exc}")
+                forecast = None
+        if forecast is None:
             rate = guess * (1 + FALLBACK_MARGIN)
             offered.update(mean=bar_per_min * (1 + FALLBACK_MARGIN), sd=0.0, minimum=0.0, forecast=False)
         self.progress(f"[{experiment.id}/{phase}] open loop at {rate:,.1f} orders/s: "

@@ -22,7 +22,7 @@ from matchlab.experiment.criteria import Context
 from matchlab.experiment.measures import decide
 from matchlab.experiment.profiles import ProfileSettings
 from matchlab.experiment.record import ExperimentRecord, RunRecord
-from matchlab.experiment.runner import ExperimentRunner
+from matchlab.experiment.runner import MARGIN_SPREAD_S, ExperimentRunner
 from matchlab.loadgen.fill_forecast import orders_due
 from matchlab.loadgen.profile import LoadProfile
 from matchlab.observe.events import count_events_between, read_ids
@@ -239,7 +239,8 @@ class Suite:
                               source, phase.margin_sigmas)
             exp.notes.append(f"open loop at one rate from the start, chosen so that the {p.rate_window_s} s windows "
                              f"of the orders sent make the bar plus {phase.margin_sigmas:g} standard deviations of "
-                             f"their spread (a replica of the seeded books forecasts each window); the first "
+                             f"the windows' spread over {MARGIN_SPREAD_S:g} s of the flow (a replica of the seeded "
+                             f"books forecasts each window); the first "
                              f"{warmup:g} s excluded")
             return
         steer = getattr(p, phase.steer_for) if phase.steer_for else None

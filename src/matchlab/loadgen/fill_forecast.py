@@ -82,29 +82,44 @@ class FillForecast:
         return out
 
     def margin_rate_for(self, bar_per_min: float, start_s: float, end_s: float, window_s: float, step_s: float,
-                        sigmas: float, guess: float) -> tuple[float, float, float, float]:
+                        sigmas: float, guess: float, spread_over_s: float = 0.0) -> tuple[float, float, float, float]:
         """(order rate, mean, standard deviation, minimum of the window rates) for a phase sent at one rate whose
-        windows between ``start_s`` and ``end_s`` make ``bar_per_min`` plus ``sigmas`` standard deviations of
-        their own spread, on average."""
+        every window between ``start_s`` and ``end_s`` makes ``bar_per_min`` plus ``sigmas`` standard deviations
+        of the windows' spread.
+
+        The schedule is fixed, so each window's fills are known; the spread stands for what moves a measured
+        window off its forecast (scrapes land a few seconds apart on each shard, so the summed windows cover
+        other orders than the forecast's). It is read over ``spread_over_s`` of the flow from ``start_s`` when
+        that is longer than the phase: a short phase's dozen overlapping windows see little of how fills per
+        order wander (seeds 1-12 of this flow: sd 28-139/min over 100 s, 69-136/min over 300 s)."""
         if bar_per_min <= 0 or guess <= 0 or end_s - start_s < window_s:
             raise ValueError(f"need a positive bar and guess and a span of at least one window, got {bar_per_min}, "
                              f"{guess}, {start_s}..{end_s}")
-        rate = guess
-        for _ in range(12):
-            rates = self.window_rates(rate, start_s, end_s, window_s, step_s)
-            mean = sum(rates) / len(rates)
-            sd = (sum((x - mean) ** 2 for x in rates) / max(len(rates) - 1, 1)) ** 0.5
-            want = bar_per_min + sigmas * sd
-            if mean <= 0:
-                break
-            new = rate * want / mean
-            if abs(new - rate) <= 0.001 * rate:
-                break
-            rate = new
-        rates = self.window_rates(rate, start_s, end_s, window_s, step_s)
-        mean = sum(rates) / len(rates)
-        sd = (sum((x - mean) ** 2 for x in rates) / max(len(rates) - 1, 1)) ** 0.5
-        return rate, mean, sd, min(rates)
+        spread_end = max(end_s, start_s + spread_over_s)
+
+        def read(rate: float) -> tuple[float, float, float]:
+            phase = self.window_rates(rate, start_s, end_s, window_s, step_s)
+            spread = self.window_rates(rate, start_s, spread_end, window_s, step_s)
+            centre = sum(spread) / len(spread)
+            sd = (sum((x - centre) ** 2 for x in spread) / max(len(spread) - 1, 1)) ** 0.5
+            return sum(phase) / len(phase), sd, min(phase)
+
+        def clears(rate: float) -> bool:
+            _, sd, lowest = read(rate)
+            return lowest >= bar_per_min + sigmas * sd
+
+        # Bisect on the rate: windows' fills move by whole orders, so a fixed-point step overshoots or stalls.
+        low, high = guess / 4, guess
+        while not clears(high):
+            low, high = high, high * 2
+            if high > MAX_ORDERS_PER_MATCH * guess:
+                raise ValueError(f"no order rate up to {high:,.0f}/s makes every window {bar_per_min:,.0f} matches/min "
+                                 f"plus {sigmas:g} sd: the flow hardly fills")
+        while high - low > 0.0005 * high:
+            mid = (low + high) / 2
+            low, high = (low, mid) if clears(mid) else (mid, high)
+        mean, sd, lowest = read(high)
+        return high, mean, sd, lowest
 
     def agrees(self, orders: int, matches: float) -> bool:
         """Whether ``matches`` measured over the flow's first ``orders`` orders are the replica's count."""
