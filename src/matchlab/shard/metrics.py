@@ -73,6 +73,11 @@ class ShardMetrics:
             "Event-loop time a snapshot took (the books and the id window's newest ids; the rest runs in a thread)",
             SYNC_BUCKETS,
         )
+        self.loop_lag = hist(
+            "me_loop_lag_seconds",
+            "How much later than asked the event loop ran a 100 ms timer (stalls: long callbacks, collections)",
+            SYNC_BUCKETS,
+        )
         self.matches = counter("me_matches_total", "Fills executed")
         received = LoopCounter("me_orders_received_total", "Orders accepted", ["shard", "side"], r)
         self.received = {side: received.labels(shard=shard_id, side=side) for side in ("BUY", "SELL")}

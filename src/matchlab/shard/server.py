@@ -45,6 +45,7 @@ from matchlab.shard.config import EventsMode, ShardConfig
 from matchlab.shard.engine import MatchingEngine
 from matchlab.shard.event_modes import InProcessEvents, RelayedEvents
 from matchlab.shard.idwindow import IdWindow
+from matchlab.shard.looplag import LoopLagMonitor
 from matchlab.shard.metrics import ShardMetrics
 from matchlab.shard.orders import OrderRejected, parse_order, parse_seed
 from matchlab.shard.pipeline import OrderConflict, OrderPipeline
@@ -75,6 +76,7 @@ class ShardServer:
         self._symbols = config.symbols
         self._runners: list[web.AppRunner] = []
         self._serving = False
+        self.loop_lag = LoopLagMonitor(self.metrics.loop_lag)
         edge_metrics = EdgeMetrics("me", self.metrics.registry, {"shard": config.shard_id})
         # POST /orders in the edge's fast lane (HTTP_FAST_LANE), deciding through the same place_order.
         fast = FastRoute(self.place_order, _as_is, MAX_ORDER_BYTES) if config.edge.fast_lane else None
@@ -202,6 +204,7 @@ class ShardServer:
     async def start(self) -> None:
         started = perf_counter()
         replayed = await self.pipeline.start(self.config.wal_path, self.config.fsync)
+        self.loop_lag.start()
         raise_descriptor_limit(log, self.config.edge.max_connections)
         self._runners.append(await start_metrics_site(self.metrics.registry, self.config.bind_host,
                                                       self.config.metrics_port, self.get_health, SHUTDOWN_GRACE_S))
@@ -243,6 +246,7 @@ class ShardServer:
             log.warning("journal not closed within %.0fs", SHUTDOWN_GRACE_S)
         for runner in self._runners[:-1]:
             await runner.cleanup()
+        await self.loop_lag.stop()
         log.info("shard %s stopped (%d events undelivered)", self.config.shard_id, undelivered)
 
 
