@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 
 import msgspec
@@ -96,12 +97,12 @@ class FillForecast:
             raise ValueError(f"need a positive bar and guess and a span of at least one window, got {bar_per_min}, "
                              f"{guess}, {start_s}..{end_s}")
         spread_end = max(end_s, start_s + spread_over_s)
+        in_phase = len(self.window_rates(guess, start_s, end_s, window_s, step_s))  # they lead the spread's; how many is rate-free
 
         def read(rate: float) -> tuple[float, float, float]:
-            phase = self.window_rates(rate, start_s, end_s, window_s, step_s)
             spread = self.window_rates(rate, start_s, spread_end, window_s, step_s)
-            centre = sum(spread) / len(spread)
-            sd = (sum((x - centre) ** 2 for x in spread) / max(len(spread) - 1, 1)) ** 0.5
+            phase = spread[:in_phase]
+            sd = statistics.stdev(spread) if len(spread) > 1 else 0.0
             return sum(phase) / len(phase), sd, min(phase)
 
         def clears(rate: float) -> bool:
