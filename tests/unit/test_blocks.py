@@ -11,6 +11,7 @@ from matchlab.buckets import MATCH_BUCKETS
 from matchlab.compare.blocks import Cells, block_rise, quantiles, signed_rank, units_from_arms
 from matchlab.compare.sequential import LookSchedule, obrien_fleming_spent
 from matchlab.compare.stats import Histogram, point_quantile
+from matchlab.experiment.scrape_blocks import Block, BlockSeries
 
 BOUNDS = [*MATCH_BUCKETS, math.inf]
 CELLS = Cells.of(Histogram.from_cumulative(BOUNDS, range(len(BOUNDS))))
@@ -105,3 +106,16 @@ def test_looks_spend_little_early_and_at_most_the_error_rate_in_all():
     for bad in ((), (3, 2), (0, 2), (2, 2)):
         with pytest.raises(ValueError):
             LookSchedule(bad)
+
+
+def test_what_an_arm_completes_after_its_load_stops_counts_in_its_last_block():
+    """Orders a shard held back (waiting for its broker) complete between the arms: they are the arm's."""
+    def block(start: float, slow: int) -> Block:  # 100 fast orders, ``slow`` slow ones
+        return Block(start, start + 5, np.array([100.0, float(slow)]))
+
+    # Arm 0 runs 0.5-14.6 s (guard block 0-5), arm 1 20.5-34.6 s (guard 20-25); 15-20 is between them.
+    series = BlockSeries(None, [block(t, slow) for t, slow in ((0, 0), (5, 0), (10, 1), (15, 40), (20, 7), (25, 0),
+                                                               (30, 0), (35, 9))], "test")
+    arm0, arm1 = series.arms([(0.5, 14.6), (20.5, 34.6)], guard_s=2.0, tail_s=1.0)
+    assert [c.tolist() for c in arm0] == [[100.0, 0.0], [200.0, 41.0]]  # the held-back 40 join its last block
+    assert [c.tolist() for c in arm1] == [[100.0, 0.0], [100.0, 0.0]]  # not its guard's 7, nothing after the last

@@ -26,6 +26,7 @@ def non_default_shard() -> ShardConfig:
         bind_host="0.0.0.0", kafka_bootstrap="broker:19092", wal_path=Path("/tmp/journal-e"), wal_size_mb=3,
         ring_buffer_size=1024, fsync=False, admin_token=TOKEN, snapshot_every_records=7, order_id_window_s=9,
         order_id_window_ids=11, event_linger_ms=3, inject_match_delay_ms=2, events_mode=EventsMode.INPROCESS,
+        events_outbox_bound=5,
         edge=NON_DEFAULT_EDGE,
     )
 

@@ -36,6 +36,8 @@ MEANINGS = {
     "ORDER_ID_WINDOW_IDS": "how many acknowledged orderIds are remembered (whichever bound is reached first)",
     "EVENTS_MODE": "`relay` (default): the shard journals its events and its relay process publishes them; "
                    "`inprocess`: the matching process publishes them itself (the coupled design, kept to compare)",
+    "EVENTS_OUTBOX_BOUND": "`inprocess` only: events awaiting the broker beyond which a new order waits for room "
+                           "(the coupled design's bounded outbox; `0`: unbounded)",
     "RELAY_METRICS_PORT": "the relay's `/metrics`, `/health` and `/ready` port",
     "RELAY_POLL_MS": "how often the relay looks for newly durable journal records",
     "RELAY_LINGER_MS": "how long the relay's producer gathers one look's events into a request (its looks do the "

@@ -141,7 +141,9 @@ def rise_measurement(prom: PromClient, exp: ExperimentRecord, log: CycleLog, sha
     if not treated or len(baselines) < treated_n + 1:
         return Measurement(None, "no complete cycle", "the run ended before a treated arm and the baseline after it")
     series = read_blocks(prom, f'shard="{shard}"', baselines[0].start - 10, baselines[-1].end + 10)
-    arms = [[b.counts for b in series.within(p.start + GUARD_S, p.end + TAIL_S)] for p in (*baselines, *treated)]
+    in_order = [exp.phase(a.phase) for a in log.arms]
+    counts = dict(zip((p.name for p in in_order), series.arms([(p.start, p.load_end) for p in in_order], GUARD_S, TAIL_S)))
+    arms = [counts[p.name] for p in (*baselines, *treated)]
     units = units_from_arms(arms[: treated_n + 1], arms[treated_n + 1:]) if series.cells is not None else []
     pooled = block_rise(series.cells, units, 0.99, alpha) if units else None
     query = f"quantile 0.99 of each block of {series.query}, paired by cycle"

@@ -210,7 +210,7 @@ def outage_orders(ctx: Context, exp: ExperimentRecord) -> Measurement:
     series = read_blocks(ctx.prom, f'shard="{log.shard}"', arms[0].start - 10, arms[-1].end + 10)
     matched, sent = 0.0, 0
     for phase in arms:
-        for b in series.within(phase.start + GUARD_S, phase.end + TAIL_S):
+        for b in series.within(phase.start + GUARD_S, phase.load_end + TAIL_S):
             matched += b.n
             sent += scheduled_between(phase, b.start, b.end)
     if series.cells is None or not sent:

@@ -36,6 +36,11 @@ class PhaseRecord:
     marks: dict[str, float] = field(default_factory=dict)  # named instants (unix s), e.g. where "measured" begins
     extra: dict = field(default_factory=dict)
 
+    @property
+    def load_end(self) -> float:
+        """When the schedule stopped sending (``end`` is when the driver finished: the last answers came back)."""
+        return self.start + self.load.duration_s
+
     def to_dict(self) -> dict:
         doc = asdict(self)
         doc["load"] = self.load.to_dict()

@@ -49,6 +49,25 @@ class BlockSeries:
         """The blocks wholly inside [start, end]."""
         return [b for b in self.blocks if b.start >= start - EDGE_TOLERANCE_S and b.end <= end + EDGE_TOLERANCE_S]
 
+    def arms(self, spans: list[tuple[float, float]], guard_s: float, tail_s: float) -> list[list[np.ndarray]]:
+        """Each arm's block counts, for arms run one after another (``spans``: when each started and when its load
+        stopped, in order).
+
+        An arm's blocks begin ``guard_s`` after it starts and end by ``tail_s`` after its load stops. What its
+        process completes after that and before the next arm starts belongs to it too: an order held back (a
+        shard that waits for its broker) is observed only when it finally completes, and counted nowhere (or in
+        a block no other arm has) would hide the wait. Those blocks join the arm's last block; between arms that
+        held nothing back they are empty.
+        """
+        out = []
+        for i, (start, end) in enumerate(spans):
+            own = self.within(start + guard_s, end + tail_s)
+            if own and i + 1 < len(spans):
+                late = self.within(own[-1].end, spans[i + 1][0])
+                own[-1] = Block(own[-1].start, own[-1].end, own[-1].counts + sum(b.counts for b in late))
+            out.append([b.counts for b in own])
+        return out
+
 
 def read_blocks(prom: PromClient, selector: str, start: float, end: float,
                 metric: str = MATCH_HISTOGRAM) -> BlockSeries:

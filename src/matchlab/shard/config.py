@@ -27,6 +27,12 @@ DEFAULT_EVENT_LINGER_MS = 50
 # A fixed delay between an order being durable and being matched, on the measured match latency
 # (me_match_duration_seconds): only for showing that a comparison of runs detects a regression.
 DEFAULT_INJECT_MATCH_DELAY_MS = 0
+# EVENTS_MODE=inprocess: events awaiting the broker beyond which a new order waits for room. A matching process
+# that owns its producer must bound what it holds for an absent broker: dropping events would break
+# at-least-once, so its orders wait, and a broker outage reaches matching (the coupling A4 is there to catch).
+# 2,000 is about four seconds of events at A4's rate (~540 a second), so an outage arm of 20-25 s stalls for
+# most of its length; the broker up, a few hundred wait at most. 0: unbounded.
+DEFAULT_EVENTS_OUTBOX_BOUND = 2_000
 
 # SHARD_SYMBOLS when unset: the shard's own symbols in the map of docs/internals/design.md §2.
 DEFAULT_SYMBOLS = {shard: ",".join(symbols) for shard, symbols in topology.SHARD_SYMBOLS.items()}
@@ -86,6 +92,7 @@ class ShardConfig:
     # from_env's default is the topology's (``topology.event_partition``); EVENT_PARTITION=key spreads.
     event_partition: int | None = None
     events_mode: EventsMode = EventsMode.RELAY
+    events_outbox_bound: int = DEFAULT_EVENTS_OUTBOX_BOUND  # EVENTS_MODE=inprocess only
     edge: EdgeLimits = field(default_factory=EdgeLimits)
 
     @property
@@ -126,6 +133,7 @@ class ShardConfig:
             inject_match_delay_ms=env_int(env, "INJECT_MATCH_DELAY_MS", DEFAULT_INJECT_MATCH_DELAY_MS, minimum=0),
             event_partition=_event_partition(env, shard_id),
             events_mode=_events_mode(env),
+            events_outbox_bound=env_int(env, "EVENTS_OUTBOX_BOUND", DEFAULT_EVENTS_OUTBOX_BOUND, minimum=0),
             edge=EdgeLimits.from_env(env),
         )
 
@@ -154,6 +162,7 @@ class ShardConfig:
             "ORDER_ID_WINDOW_IDS": (self.order_id_window_ids, DEFAULT_ORDER_ID_WINDOW_IDS),
             "EVENT_LINGER_MS": (self.event_linger_ms, DEFAULT_EVENT_LINGER_MS),
             "INJECT_MATCH_DELAY_MS": (self.inject_match_delay_ms, DEFAULT_INJECT_MATCH_DELAY_MS),
+            "EVENTS_OUTBOX_BOUND": (self.events_outbox_bound, DEFAULT_EVENTS_OUTBOX_BOUND),
         }
         env.update({name: str(value) for name, (value, default) in tuning.items() if value != default})
         if self.events_mode is not EventsMode.RELAY:

@@ -13,7 +13,10 @@ delivery mark when it snapshots, so that compaction stays behind it.
 what the relay changes. The shard owns the producer: ORDER_PLACED is sent
 when the order is matched, MATCH_EXECUTED once its record is durable, the
 journal doubles as the outbox (``outbox``) and a delivery mark is journaled
-every second, from which a restart publishes again.
+every second, from which a restart publishes again. Its outbox is bounded
+(``EVENTS_OUTBOX_BOUND``): past the bound a new order waits until the broker
+has taken enough events (``room``), so a long enough broker outage stalls
+matching, the coupling the relay removes.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class RelayedEvents:
 
     in_process = False
     owes_events = False  # replay need not collect events: the relay reads the journal from its own mark
+    full = False  # the journal holds the backlog: an order never waits for the broker
 
     def __init__(self, relay: bool = True) -> None:
         self.relay = relay
@@ -52,6 +56,9 @@ class RelayedEvents:
 
     def start(self, pipeline: OrderPipeline, recovered: Recovered) -> None:
         self._pipeline = pipeline
+
+    async def room(self) -> None:
+        pass
 
     def held(self, index: int) -> None:
         pass
@@ -101,9 +108,12 @@ class InProcessEvents:
     in_process = True
     owes_events = True
 
-    def __init__(self, publisher) -> None:
+    def __init__(self, publisher, bound: int = 0) -> None:
         self.publisher = publisher
+        self.bound = bound  # events awaiting the broker past which orders wait (0: unbounded)
         self.outbox = Outbox(0)
+        self._room = asyncio.Event()  # set by a delivery that brings the outbox below its bound
+        self._waiting = 0  # orders waiting for room
         self._pipeline: OrderPipeline | None = None
         self._marker: asyncio.Task | None = None
 
@@ -120,7 +130,27 @@ class InProcessEvents:
             log.info("re-publishing %d events not confirmed delivered before the restart", len(recovered.undelivered))
 
     def _publish(self, index: int, topic: str, key: bytes, event: bytes) -> None:
-        self.publisher.publish(topic, key, event, partial(self.outbox.delivered, index))
+        self.publisher.publish(topic, key, event, partial(self._delivered, index))
+
+    def _delivered(self, index: int) -> None:
+        self.outbox.delivered(index)
+        if self._waiting and not self.full:
+            self._room.set()
+
+    @property
+    def full(self) -> bool:
+        return bool(self.bound) and self.outbox.pending >= self.bound
+
+    async def room(self) -> None:
+        """Wait until the outbox is below its bound: the broker has confirmed enough events (its delivery
+        reports, served by the publisher's poll timer, wake the waiters; none of them polls)."""
+        self._waiting += 1
+        try:
+            while self.full:
+                self._room.clear()
+                await self._room.wait()
+        finally:
+            self._waiting -= 1
 
     def held(self, index: int) -> None:
         self.outbox.hold(index)
@@ -132,7 +162,7 @@ class InProcessEvents:
         self._publish(entry.index, TOPIC_MATCHES, entry.key, entry.event)
 
     def dropped(self, index: int) -> None:
-        self.outbox.delivered(index)  # no longer pending: the record does not exist
+        self._delivered(index)  # no longer pending: the record does not exist
 
     def journal_reset(self, next_index: int) -> None:
         self.outbox.last_mark = min(self.outbox.last_mark, next_index)

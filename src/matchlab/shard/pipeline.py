@@ -207,6 +207,8 @@ class OrderPipeline:
         acknowledged orderId returns the original ack time and is not
         journaled again; a different body under that id raises OrderConflict.
         """
+        if self.events.full:  # the in-process publisher's bounded outbox: wait for the broker (event_modes)
+            await self.events.room()
         encoded = encode_order(order)
         known = self.ids.get(order.orderId)
         if known is not None:

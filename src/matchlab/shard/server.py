@@ -261,7 +261,7 @@ def events_mode(config: ShardConfig, metrics: ShardMetrics) -> RelayedEvents | I
     return InProcessEvents(events.EventPublisher(
         config.kafka_bootstrap, f"me-shard-{config.shard_id}", config.event_linger_ms, config.event_partition,
         errors=metrics.publish_errors, publish_seconds=metrics.publish,
-    ))
+    ), config.events_outbox_bound)
 
 
 def _as_is(reply: Reply, _received_at: float) -> Reply:
