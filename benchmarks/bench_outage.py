@@ -1,6 +1,6 @@
 """What a broker outage changes in a shard: CPU per thread, syscalls, the journal's timings.
 
-Run by hand:  python benchmarks/bench_outage.py [--rate R] [--seconds S] [--coupled] [--src DIR]
+Run by hand:  python benchmarks/bench_outage.py [--rate R] [--seconds S] [--coupled [--outbox-bound N]] [--src DIR]
 
 Brings up the single-shard embedded stack (journal with fsync, events to the Tansu broker), seeds
 shard a's books, drives an open-model flow of R orders/s straight to shard a, and compares two
@@ -41,6 +41,7 @@ from matchlab.loadgen.runner import run_load
 from matchlab.loadgen.seeding import seed_books
 from matchlab.loadgen.targets import SHARD_SYMBOLS, direct_targets, flow_source
 from matchlab.promtext import bucket_delta, counter_total, histogram_buckets, histogram_quantile, scrape
+from matchlab.shard.config import DEFAULT_EVENTS_OUTBOX_BOUND
 from matchlab.stack.local import LocalBackend
 from matchlab.stack.spec import Topology
 from matchlab.stack.stack import Stack
@@ -140,6 +141,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=300.0, help="orders/s to shard a")
     parser.add_argument("--seconds", type=float, default=20.0, help="per window")
     parser.add_argument("--coupled", action="store_true", help="the Kafka producer inside the shard (EVENTS_MODE=inprocess)")
+    parser.add_argument("--outbox-bound", type=int, default=DEFAULT_EVENTS_OUTBOX_BOUND, metavar="N",
+                        help="with --coupled: events awaiting the broker past which orders wait (EVENTS_OUTBOX_BOUND; "
+                             "0: unbounded, the design measured before the bound)")
     parser.add_argument("--src", type=Path, help="run the services from this checkout's src directory")
     args = parser.parse_args()
     if shutil.which("perf") is None:
@@ -147,7 +151,7 @@ def main() -> int:
         return 2
     if args.src is not None:
         os.environ["PYTHONPATH"] = str(args.src.resolve())
-    shard_env = {"EVENTS_MODE": "inprocess"} if args.coupled else {}
+    shard_env = {"EVENTS_MODE": "inprocess", "EVENTS_OUTBOX_BOUND": str(args.outbox_bound)} if args.coupled else {}
     with tempfile.TemporaryDirectory() as tmp:
         backend = LocalBackend(Path(tmp), shard_env=shard_env)
         with Stack(backend, Topology.SINGLE, Path(tmp) / "run") as stack:

@@ -129,9 +129,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--coupled-events", {"action": "store_true",
                                 "help": "local backend: each shard publishes its own events from the matching "
                                         "process (EVENTS_MODE=inprocess) instead of through its relay: the coupled "
-                                        f"design, its orders waiting once {DEFAULT_EVENTS_OUTBOX_BOUND:,} events await the broker "
-                                        "(EVENTS_OUTBOX_BOUND), to show what a broker outage does to it (A4); "
-                                        "recorded in the run's facts"}, (PYTEST,)),
+                                        f"design, its orders waiting once {DEFAULT_EVENTS_OUTBOX_BOUND:,} events await "
+                                        "the broker (EVENTS_OUTBOX_BOUND), to show what a broker outage does to it "
+                                        "(A4); recorded in the run's facts"}, (PYTEST,)),
     Option("--gateway-workers", {"type": int, "default": 1, "metavar": "N",
                                  "help": "the gateway as N processes sharing its port (local and docker: "
                                          "GATEWAY_WORKERS, SO_REUSEPORT, metrics merged) or N replicas of its "

@@ -142,7 +142,8 @@ def rise_measurement(prom: PromClient, exp: ExperimentRecord, log: CycleLog, sha
         return Measurement(None, "no complete cycle", "the run ended before a treated arm and the baseline after it")
     series = read_blocks(prom, f'shard="{shard}"', baselines[0].start - 10, baselines[-1].end + 10)
     in_order = [exp.phase(a.phase) for a in log.arms]
-    counts = dict(zip((p.name for p in in_order), series.arms([(p.start, p.load_end) for p in in_order], GUARD_S, TAIL_S)))
+    by_arm = series.arms([(p.start, p.load_end) for p in in_order], GUARD_S, TAIL_S)
+    counts = dict(zip((p.name for p in in_order), by_arm))
     arms = [counts[p.name] for p in (*baselines, *treated)]
     units = units_from_arms(arms[: treated_n + 1], arms[treated_n + 1:]) if series.cells is not None else []
     pooled = block_rise(series.cells, units, 0.99, alpha) if units else None
